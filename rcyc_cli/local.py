@@ -1,0 +1,252 @@
+"""The local stack: an embedded S3 (moto's real HTTP server) and function sandboxes, each a real Lambda
+Runtime Interface Emulator running the real ``awslambdaric`` with ``lambda/app.handler`` as its child.
+
+Everything binds to 127.0.0.1 on free ports and is stopped by its own handle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rcyc_core.errors import FunctionError, PrerequisiteError
+
+from .paths import FUNCTION_DIR
+
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+LOCAL_REGION = "us-east-1"
+# Throwaway credentials, only ever sent to the local emulators: never the user's own.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "rcyc-local", "aws_secret_access_key": "rcyc-local-not-a-secret"}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, alive=lambda: True) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise FunctionError("the emulator exited while starting")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.01)
+    raise FunctionError(f"nothing listened on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+class EmbeddedS3:
+    """moto's S3 server on a free 127.0.0.1 port, in a thread of this process."""
+
+    def __init__(self):
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        # werkzeug logs every request to stderr by default; that is noise in a CLI (and in test output).
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint_url: str | None = None
+
+    def start(self) -> "EmbeddedS3":
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@dataclass
+class Report:
+    """The emulator's figures for one invocation (its REPORT line, plus its INIT REPORT when cold)."""
+
+    duration_ms: float | None = None
+    billed_ms: float | None = None
+    init_ms: float | None = None
+    memory_mb: int | None = None
+
+    @property
+    def cold(self) -> bool:
+        return self.init_ms is not None
+
+    def to_dict(self) -> dict:
+        return {"cold": self.cold, "init_ms": self.init_ms, "duration_ms": self.duration_ms,
+                "billed_ms": self.billed_ms, "memory_mb": self.memory_mb}
+
+
+@dataclass
+class Invocation:
+    response: object
+    report: Report
+    wall_ms: float
+    logs: list[str] = field(default_factory=list)
+
+
+REPORT_RE = re.compile(r"REPORT RequestId: (?P<id>\S+)(?P<rest>.*)")
+INIT_RE = re.compile(r"INIT REPORT\(durationMs: (?P<ms>[\d.]+)\)")
+FIELD_RE = re.compile(r"(Init Duration|Duration|Billed Duration|Memory Size): ([\d.]+)")
+
+
+def parse_report(lines: list[str]) -> Report:
+    """Figures from the emulator output written during one invocation."""
+    report = Report()
+    for line in lines:
+        if (match := INIT_RE.search(line)):
+            report.init_ms = float(match["ms"])
+        elif (match := REPORT_RE.search(line)):
+            fields = dict(FIELD_RE.findall(match["rest"]))
+            report.duration_ms = float(fields["Duration"]) if "Duration" in fields else None
+            report.billed_ms = float(fields["Billed Duration"]) if "Billed Duration" in fields else None
+            report.memory_mb = int(float(fields["Memory Size"])) if "Memory Size" in fields else None
+    return report
+
+
+class ProcessSandbox:
+    """One function instance: the emulator process with the runtime client as its child.
+
+    One emulator serves one request at a time, as one Lambda sandbox does; run several for concurrency.
+    """
+
+    runtime = "process"
+
+    def __init__(self, rie: Path, env: dict[str, str], timeout: int = 180, memory: int = 1024,
+                 name: str = "rcyc-local", function_dir: Path = FUNCTION_DIR):
+        self.rie, self.timeout, self.memory, self.name = Path(rie), timeout, memory, name
+        self.function_dir = function_dir
+        self.extra_env = env
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.invocations = 0
+        self._workdir: Path | None = None
+        self._log_offset = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self._workdir / "emulator.log"
+
+    def environment(self) -> dict[str, str]:
+        # A clean environment, as Lambda gives: nothing of the user's shell (and none of their AWS keys).
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self._workdir),
+            "TMPDIR": str(self._workdir / "tmp"),
+            "PYTHONPATH": str(self.function_dir),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LAMBDA_TASK_ROOT": str(self.function_dir),
+            "AWS_LAMBDA_FUNCTION_NAME": self.name,
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(self.timeout),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory),
+            "AWS_REGION": LOCAL_REGION,
+            "AWS_DEFAULT_REGION": LOCAL_REGION,
+            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "RCYC_CACHE_DIR": str(self._workdir / "tmp" / "rcyc"),
+        }
+        env.update(self.extra_env)
+        return env
+
+    def start(self, ready_timeout: float = 10.0) -> "ProcessSandbox":
+        self._workdir = Path(tempfile.mkdtemp(prefix="rcyc-sandbox-"))
+        (self._workdir / "tmp").mkdir()
+        self.port = free_port()
+        command = [
+            str(self.rie),
+            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            "--runtime-api-address", f"127.0.0.1:{free_port()}",
+            sys.executable, "-m", "awslambdaric", "app.handler",
+        ]
+        log = open(self.log_path, "wb")
+        try:
+            self.process = subprocess.Popen(
+                command, cwd=self.function_dir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches us, not it: we stop it ourselves
+            )
+        except OSError as exc:
+            raise PrerequisiteError(f"cannot run the emulator {self.rie}: {exc.strerror}", hint="Reinstall it: rcyc rie install --force.") from None
+        finally:
+            log.close()
+        wait_for_port(self.port, ready_timeout, alive=lambda: self.process.poll() is None)
+        return self
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def invoke(self, event: object) -> Invocation:
+        """Post one event to the emulator; raise FunctionError if the function failed."""
+        body = json.dumps(event).encode()
+        request = urllib.request.Request(self.endpoint_url + INVOKE_PATH, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout + 15) as reply:
+                raw = reply.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise self._failure(f"the emulator did not answer: {reason}", "EmulatorError") from None
+        wall_ms = (time.perf_counter() - started) * 1000
+        self.invocations += 1
+        lines = self._new_log_lines(wait_for_report=True)
+        text = raw.decode("utf-8", "replace")
+        if text.startswith("Task timed out"):
+            raise self._failure(f"the function timed out ({text.strip()})", "Timeout", lines,
+                                hint="Raise --timeout, or look in the log above for what the handler waited on.")
+        try:
+            response = json.loads(text)
+        except ValueError:
+            raise self._failure(f"the function returned something that is not JSON: {text[:120]!r}", "BadResponse", lines) from None
+        if isinstance(response, dict) and "errorType" in response and "errorMessage" in response:
+            raise self._failure(f"the function failed: {response['errorType']}: {response['errorMessage']}",
+                                str(response["errorType"]), lines)
+        return Invocation(response, parse_report(lines), wall_ms, lines)
+
+    def _failure(self, message: str, kind: str, lines: list[str] | None = None, hint: str | None = None) -> FunctionError:
+        error = FunctionError(message, kind=kind, hint=hint or "The function's log is above.")
+        error.logs = lines if lines is not None else self._new_log_lines(wait_for_report=False)
+        return error
+
+    def _new_log_lines(self, wait_for_report: bool) -> list[str]:
+        # The emulator writes REPORT just after it answers; give it a moment to land in the log.
+        deadline = time.monotonic() + (1.0 if wait_for_report else 0)
+        while True:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(self._log_offset)
+                chunk = handle.read()
+            if not wait_for_report or b"REPORT RequestId" in chunk or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        end = chunk.rfind(b"\n") + 1
+        self._log_offset += end
+        return chunk[:end].decode("utf-8", "replace").splitlines()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None

@@ -1,0 +1,200 @@
+"""The rcyc command line. Commands only parse options, call one function of the core, and render.
+
+Heavy modules (boto3, numpy, LiteRT, moto, TensorFlow) are imported inside the commands that need them,
+so `rcyc --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import click
+
+from rcyc_core.errors import EXIT_RECORD_ERRORS, RcycError
+
+from . import __version__
+
+CONFIG_FILE = "rcyc.toml"
+
+
+class RcycGroup(click.Group):
+    """Turns expected failures into one line plus a hint and a documented exit code (README)."""
+
+    def invoke(self, ctx: click.Context):
+        from . import output
+
+        try:
+            return super().invoke(ctx)
+        except RcycError as exc:
+            for line in getattr(exc, "logs", None) or []:
+                output.err.print(line, markup=False, highlight=False, style="dim")
+            output.error(exc.message, exc.hint)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            output.error("interrupted; everything rcyc started has been stopped")
+            ctx.exit(130)
+
+
+def load_config(ctx: click.Context) -> None:
+    """rcyc.toml (or RCYC_CONFIG) in the lowest place of: flags > environment > config file > defaults.
+    Its top-level keys are option names (bucket = "...", model = "...") applied to every command."""
+    path = Path(os.environ.get("RCYC_CONFIG", CONFIG_FILE))
+    if not path.is_file():
+        return
+    try:
+        settings = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.UsageError(f"{path} is not valid TOML: {exc}") from None
+    defaults = {}
+    for name, command in ctx.command.commands.items():
+        params = {p.name for p in command.params}
+        defaults[name] = {key.replace("-", "_"): value for key, value in settings.items() if key.replace("-", "_") in params}
+    ctx.default_map = defaults
+
+
+@click.group(cls=RcycGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rcyc")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """rcyc: build, run, deploy and query the recyclable-item classifier on AWS Lambda.
+
+    \b
+    Start here:
+      rcyc predict IMAGE...        classify files in-process (no AWS, no Docker)
+      rcyc invoke-local [IMAGE...] the same through the real Lambda emulator and a local S3
+      rcyc doctor                  what is installed, what is missing, and how to fix it
+    """
+    load_config(ctx)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only (on stdout).")
+model_option = click.option(
+    "--model", type=click.Path(path_type=Path), envvar="RCYC_MODEL",
+    help="A manifest directory, a .h5/.keras file, or a Portland State directory (model_N_prime.h5). "
+    "Default: the fixture model. [env RCYC_MODEL]",
+)
+
+
+def finish(ctx: click.Context, response: dict) -> None:
+    if response.get("errors"):
+        ctx.exit(EXIT_RECORD_ERRORS)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@model_option
+@click.option("--backend", type=click.Choice(["auto", "litert", "keras"]), default="auto", show_default=True,
+              envvar="RCYC_BACKEND", help="litert runs the .tflite files; keras runs the .h5 files (needs TensorFlow).")
+@json_option
+@click.pass_context
+def predict(ctx, images, model, backend, as_json):
+    """Classify IMAGE files in-process with the function's own inference core."""
+    from . import output
+    from .predict import predict_files
+
+    response = predict_files(list(images), model, backend, status=output.status if not as_json else lambda m: None)
+    if as_json:
+        output.print_json(response)
+    else:
+        output.render_response(response)
+        output.out.print(f"[dim]backend {response['backend']}[/dim]")
+    finish(ctx, response)
+
+
+@cli.command("invoke-local")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--event", "event_file", type=click.Path(path_type=Path), help="Post this S3 event JSON instead of one made for IMAGES.")
+@model_option
+@click.option("--bucket", default="recycle-able-image", show_default=True, envvar="RCYC_BUCKET", help="[env RCYC_BUCKET]")
+@click.option("--endpoint-url", envvar="RCYC_LOCAL_S3_ENDPOINT",
+              help="Use this S3 endpoint instead of the embedded one. [env RCYC_LOCAL_S3_ENDPOINT]")
+@click.option("--rie", envvar="RCYC_RIE", help="Path of the aws-lambda-rie binary. [env RCYC_RIE]")
+@click.option("--timeout", default=180, show_default=True, type=click.IntRange(1, 900), help="Function timeout, seconds.")
+@click.option("--memory", default=1024, show_default=True, type=click.IntRange(128, 10240), help="Function memory, MB.")
+@click.option("--logs", is_flag=True, help="Also print the function's log lines (stderr).")
+@json_option
+@click.pass_context
+def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, timeout, memory, logs, as_json):
+    """Run the function in the real Lambda emulator against a local S3, as Lambda would.
+
+    With no IMAGES and no --event, classifies a fixture image. IMAGES are uploaded to the bucket under
+    images/<name> and one S3 event with one record per image is posted; with --event, that event is
+    posted instead (IMAGES are still uploaded, so the event can name them).
+    """
+    from . import output
+    from .invoke_local import Options, run
+    from .paths import DEFAULT_IMAGE
+
+    if not images and not event_file:
+        images = (DEFAULT_IMAGE,)
+    options = Options(list(images), event_file, model, bucket, endpoint_url, rie, timeout, memory)
+    invocation, info = run(options, status=output.status if not as_json else lambda m: None)
+    info.update(report=invocation.report.to_dict(), wall_ms=round(invocation.wall_ms, 2))
+    if logs:
+        for line in invocation.logs:
+            output.err.print(line, markup=False, style="dim")
+    if as_json:
+        output.print_json({**invocation.response, "invocation": info})
+    else:
+        output.render_response(invocation.response)
+        output.render_report(info)
+    finish(ctx, invocation.response)
+
+
+@cli.group()
+def rie():
+    """The AWS Lambda Runtime Interface Emulator that invoke-local runs."""
+
+
+@rie.command("install")
+@click.option("--force", is_flag=True, help="Download again even if installed.")
+def rie_install(force):
+    """Fetch the pinned emulator (from the aws-sam-cli wheel), verify its sha256, keep it in the user cache."""
+    from . import output
+    from . import rie as rie_finder
+
+    with output.err.status("downloading the aws-sam-cli wheel (no dependencies) for its emulator"):
+        path = rie_finder.install(force)
+    output.out.print(str(path))
+
+
+@rie.command("path")
+@click.option("--rie", envvar="RCYC_RIE")
+def rie_path(rie):
+    """Print the emulator rcyc would use."""
+    from . import output
+    from . import rie as rie_finder
+
+    output.out.print(str(rie_finder.locate(rie)))
+
+
+@cli.command()
+@click.option("--rie", envvar="RCYC_RIE", help="Check this emulator binary.")
+@json_option
+@click.pass_context
+def doctor(ctx, rie, as_json):
+    """List each prerequisite as ok or missing, with the fix."""
+    from rich.table import Table
+
+    from . import doctor as checks
+    from . import output
+
+    results = checks.run(rie)
+    if as_json:
+        output.print_json({"checks": [c.to_dict() for c in results]})
+    else:
+        table = Table(show_edge=False)
+        for column in ("check", "status", "detail", "fix"):
+            table.add_column(column)
+        marks = {True: "[green]ok[/green]", False: "[red]missing[/red]", None: "[dim]skipped[/dim]"}
+        for check in results:
+            table.add_row(check.name, marks[check.ok], check.detail, check.fix)
+        output.out.print(table)
+    if any(c.ok is False for c in results):
+        ctx.exit(4)
+
+
+def main() -> None:
+    cli(prog_name="rcyc")

@@ -1,0 +1,23 @@
+"""Which model a command uses: --model PATH, RCYC_MODEL, or the packaged fixture model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from rcyc_core.manifest import MANIFEST_NAME, Manifest
+
+from .paths import DEFAULT_MODEL, cache_dir
+
+
+def resolve_model(path: Path | None, status: Callable[[str], None] = lambda message: None) -> tuple[Manifest, Path]:
+    """(manifest, directory) for a manifest directory, a .h5/.keras file or a Portland State directory.
+
+    Unpackaged Keras files are converted once (needs TensorFlow) and cached by content hash.
+    """
+    path = Path(path) if path else DEFAULT_MODEL
+    if not (path.is_dir() and (path / MANIFEST_NAME).is_file()):
+        status(f"packaging {path} (validate, convert to .tflite, parity check)")
+    from rcyc_core import packaging
+
+    return packaging.resolve(path, cache_dir() / "models")

@@ -1,0 +1,75 @@
+"""Rendering: rich tables with score bars for people, JSON for machines. Results and JSON go to stdout;
+progress, logs and errors go to stderr. rich honours NO_COLOR and plain output when not on a terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from rcyc_core.labels import LABELS
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def prediction_table(entry: dict) -> Table:
+    where = f"s3://{entry['bucket']}/{entry['key']}" if entry.get("bucket") else str(entry.get("key"))
+    table = Table(title=Text(where, style="bold"), title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("class")
+    table.add_column("score", justify="right")
+    table.add_column("", min_width=24)
+    for label in LABELS:
+        score = entry["scores"][label]
+        top = label == entry["label"]
+        style = "bold green" if top else ""
+        bar = ProgressBar(total=1.0, completed=score, width=30, complete_style="green" if top else "bar.complete")
+        table.add_row(Text(("▶ " if top else "  ") + label, style=style), Text(f"{score:.4f}", style=style), bar)
+    return table
+
+
+def render_response(response: dict) -> None:
+    """The five-way prediction of every record, then each error and skip on one line."""
+    for entry in response.get("results", []):
+        out.print(prediction_table(entry))
+        out.print()
+    for entry in response.get("errors", []):
+        where = entry.get("key") or "(event)"
+        out.print(Text.assemble(("✗ ", "bold red"), (str(where), "bold"), f"  {entry['error']}: {entry['message']}"))
+    for entry in response.get("skipped", []):
+        out.print(Text.assemble(("– ", "yellow"), (str(entry.get("key")), "bold"), f"  skipped: {entry['reason']}"))
+    model = response.get("model")
+    if model:
+        out.print(Text(f"model {model['name']} {model['version']} (sha256 {model['sha256'][:12]}…)", style="dim"))
+
+
+def render_report(invocation_info: dict) -> None:
+    report = invocation_info["report"]
+    parts = ["cold start" if report["cold"] else "warm"]
+    if report["init_ms"] is not None:
+        parts.append(f"init {report['init_ms']:.0f} ms")
+    if report["duration_ms"] is not None:
+        parts.append(f"duration {report['duration_ms']:.1f} ms")
+    if report["billed_ms"] is not None:
+        parts.append(f"billed {report['billed_ms']:.0f} ms")
+    parts.append(f"round trip {invocation_info['wall_ms']:.0f} ms")
+    out.print(Text(f"emulator ({invocation_info['runtime']}): " + ", ".join(parts), style="cyan"))
+
+
+def status(message: str) -> None:
+    err.print(Text(f"• {message}", style="dim"))
+
+
+def error(message: str, hint: str = "") -> None:
+    err.print(Text.assemble(("error: ", "bold red"), message))
+    if hint:
+        err.print(Text.assemble(("hint: ", "yellow"), hint))

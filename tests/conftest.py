@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+IMAGES = FIXTURES / "images"
+MODELS = {"softmax": FIXTURES / "models" / "fixture-softmax", "one-vs-rest": FIXTURES / "models" / "fixture-psu"}
+LABELS = ("boxes", "glass_bottles", "soda_cans", "crushed_soda_cans", "plastic_bottles")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def class_images() -> list[tuple[str, Path]]:
+    return [(label, path) for label in LABELS for path in sorted((IMAGES / label).glob("*.jpg"))]
+
+
+def edge_images() -> list[Path]:
+    return sorted((IMAGES / "edge").iterdir())
+
+
+def bad_images() -> list[Path]:
+    return sorted((IMAGES / "bad").iterdir())
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip when a prerequisite is missing on a developer machine; fail under CI=true, where it must be there."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"{what} is required under CI=true")
+        pytest.skip(f"{what} is not available")
+
+
+@pytest.fixture(scope="session")
+def rie_path() -> Path:
+    from rcyc_cli import rie
+    from rcyc_core.errors import RcycError
+
+    try:
+        return rie.locate()
+    except RcycError:
+        need(False, "the Lambda emulator (rcyc rie install)")
+
+
+@pytest.fixture(scope="session")
+def tensorflow_available() -> None:
+    import importlib.util
+
+    need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """A private rcyc cache so tests never reuse a model packaged by another run."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RCYC_CACHE_HOME", str(cache))
+    return cache
+
+
+@pytest.fixture
+def psu_bare_dir(tmp_path) -> Path:
+    """The five Portland State-layout files as they are, with no manifest and no .tflite."""
+    target = tmp_path / "psu-bare"
+    target.mkdir()
+    for i in range(5):
+        shutil.copy(MODELS["one-vs-rest"] / f"model_{i}_prime.h5", target)
+    return target
+
+
+def parse_json_output(text: str) -> dict:
+    return json.loads(text)
