@@ -119,74 +119,33 @@ def parse_report(lines: list[str]) -> Report:
     return report
 
 
-class ProcessSandbox:
-    """One function instance: the emulator process with the runtime client as its child.
+def function_environment(name: str, timeout: int, memory: int, extra: dict[str, str]) -> dict[str, str]:
+    """What Lambda sets for a function, plus rcyc's own settings. Credentials are throwaway local ones."""
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(timeout),
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+        "AWS_REGION": LOCAL_REGION,
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+        "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    env.update(extra)
+    return env
 
-    One emulator serves one request at a time, as one Lambda sandbox does; run several for concurrency.
+
+class Sandbox:
+    """One function instance behind an emulator: one request at a time, as one Lambda sandbox.
+
+    Subclasses start and stop it and give access to the emulator's output; invoking is shared.
     """
 
-    runtime = "process"
-
-    def __init__(self, rie: Path, env: dict[str, str], timeout: int = 180, memory: int = 1024,
-                 name: str = "rcyc-local", function_dir: Path = FUNCTION_DIR):
-        self.rie, self.timeout, self.memory, self.name = Path(rie), timeout, memory, name
-        self.function_dir = function_dir
-        self.extra_env = env
-        self.process: subprocess.Popen | None = None
-        self.port: int | None = None
-        self.invocations = 0
-        self._workdir: Path | None = None
-        self._log_offset = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self._workdir / "emulator.log"
-
-    def environment(self) -> dict[str, str]:
-        # A clean environment, as Lambda gives: nothing of the user's shell (and none of their AWS keys).
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "HOME": str(self._workdir),
-            "TMPDIR": str(self._workdir / "tmp"),
-            "PYTHONPATH": str(self.function_dir),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "LAMBDA_TASK_ROOT": str(self.function_dir),
-            "AWS_LAMBDA_FUNCTION_NAME": self.name,
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(self.timeout),
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory),
-            "AWS_REGION": LOCAL_REGION,
-            "AWS_DEFAULT_REGION": LOCAL_REGION,
-            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "RCYC_CACHE_DIR": str(self._workdir / "tmp" / "rcyc"),
-        }
-        env.update(self.extra_env)
-        return env
-
-    def start(self, ready_timeout: float = 10.0) -> "ProcessSandbox":
-        self._workdir = Path(tempfile.mkdtemp(prefix="rcyc-sandbox-"))
-        (self._workdir / "tmp").mkdir()
-        self.port = free_port()
-        command = [
-            str(self.rie),
-            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
-            "--runtime-api-address", f"127.0.0.1:{free_port()}",
-            sys.executable, "-m", "awslambdaric", "app.handler",
-        ]
-        log = open(self.log_path, "wb")
-        try:
-            self.process = subprocess.Popen(
-                command, cwd=self.function_dir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches us, not it: we stop it ourselves
-            )
-        except OSError as exc:
-            raise PrerequisiteError(f"cannot run the emulator {self.rie}: {exc.strerror}", hint="Reinstall it: rcyc rie install --force.") from None
-        finally:
-            log.close()
-        wait_for_port(self.port, ready_timeout, alive=lambda: self.process.poll() is None)
-        return self
+    runtime = "?"
+    port: int | None = None
+    timeout: int = 180
+    invocations = 0
+    _log_offset = 0
 
     @property
     def endpoint_url(self) -> str:
@@ -229,15 +188,82 @@ class ProcessSandbox:
         # The emulator writes REPORT just after it answers; give it a moment to land in the log.
         deadline = time.monotonic() + (1.0 if wait_for_report else 0)
         while True:
-            with open(self.log_path, "rb") as handle:
-                handle.seek(self._log_offset)
-                chunk = handle.read()
+            chunk = self.read_log()[self._log_offset:]
             if not wait_for_report or b"REPORT RequestId" in chunk or time.monotonic() > deadline:
                 break
             time.sleep(0.005)
         end = chunk.rfind(b"\n") + 1
         self._log_offset += end
         return chunk[:end].decode("utf-8", "replace").splitlines()
+
+    def read_log(self) -> bytes:
+        """Everything the emulator and the function have written so far."""
+        raise NotImplementedError
+
+    def start(self) -> "Sandbox":
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class ProcessSandbox(Sandbox):
+    """The emulator as a process on this machine, with the runtime client as its child."""
+
+    runtime = "process"
+
+    def __init__(self, rie: Path, env: dict[str, str], timeout: int = 180, memory: int = 1024,
+                 name: str = "rcyc-local", function_dir: Path = FUNCTION_DIR):
+        self.rie, self.timeout, self.memory, self.name = Path(rie), timeout, memory, name
+        self.function_dir = function_dir
+        self.extra_env = env
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+        self._workdir: Path | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self._workdir / "emulator.log"
+
+    def environment(self) -> dict[str, str]:
+        # A clean environment, as Lambda gives: nothing of the user's shell (and none of their AWS keys).
+        return function_environment(self.name, self.timeout, self.memory, {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self._workdir),
+            "TMPDIR": str(self._workdir / "tmp"),
+            "PYTHONPATH": str(self.function_dir),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LAMBDA_TASK_ROOT": str(self.function_dir),
+            "RCYC_CACHE_DIR": str(self._workdir / "tmp" / "rcyc"),
+            **self.extra_env,
+        })
+
+    def start(self, ready_timeout: float = 10.0) -> "ProcessSandbox":
+        self._workdir = Path(tempfile.mkdtemp(prefix="rcyc-sandbox-"))
+        (self._workdir / "tmp").mkdir()
+        self.port = free_port()
+        command = [
+            str(self.rie),
+            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            "--runtime-api-address", f"127.0.0.1:{free_port()}",
+            sys.executable, "-m", "awslambdaric", "app.handler",
+        ]
+        log = open(self.log_path, "wb")
+        try:
+            self.process = subprocess.Popen(
+                command, cwd=self.function_dir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches us, not it: we stop it ourselves
+            )
+        except OSError as exc:
+            raise PrerequisiteError(f"cannot run the emulator {self.rie}: {exc.strerror}", hint="Reinstall it: rcyc rie install --force.") from None
+        finally:
+            log.close()
+        wait_for_port(self.port, ready_timeout, alive=lambda: self.process.poll() is None)
+        return self
+
+    def read_log(self) -> bytes:
+        return self.log_path.read_bytes()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -250,3 +276,54 @@ class ProcessSandbox:
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+
+class ContainerSandbox(Sandbox):
+    """The function image in a container with host networking; the host's pinned emulator is mounted in
+    and run as the entrypoint on free loopback ports, with the image's entry script as its child."""
+
+    runtime = "docker"
+    RIE_IN_CONTAINER = "/opt/rcyc/aws-lambda-rie"
+
+    def __init__(self, client, image: str, rie: Path, env: dict[str, str], timeout: int = 180, memory: int = 1024,
+                 name: str = "rcyc-local"):
+        self.client, self.image, self.rie = client, image, Path(rie)
+        self.timeout, self.memory, self.name, self.extra_env = timeout, memory, name, env
+        self.container = None
+
+    def start(self, ready_timeout: float = 20.0) -> "ContainerSandbox":
+        self.port = free_port()
+        entrypoint = [
+            self.RIE_IN_CONTAINER,
+            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            "--runtime-api-address", f"127.0.0.1:{free_port()}",
+            "/usr/local/bin/rcyc-entry",
+        ]
+        env = function_environment(self.name, self.timeout, self.memory, self.extra_env)
+        self.container = self.client.containers.run(
+            self.image, command=["app.handler"], entrypoint=entrypoint, environment=env, detach=True,
+            network_mode="host", volumes={str(self.rie.resolve()): {"bind": self.RIE_IN_CONTAINER, "mode": "ro"}},
+            labels={"rcyc.sandbox": self.name}, mem_limit=f"{self.memory}m",
+        )
+
+        def alive() -> bool:
+            self.container.reload()
+            return self.container.status in ("created", "running")
+
+        try:
+            wait_for_port(self.port, ready_timeout, alive=alive)
+        except FunctionError as exc:
+            exc.logs = self.read_log().decode("utf-8", "replace").splitlines()[-20:]
+            raise
+        return self
+
+    def read_log(self) -> bytes:
+        return self.container.logs(stdout=True, stderr=True) if self.container else b""
+
+    def stop(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.remove(force=True)
+            except Exception:  # already gone (engine restarted, removed by hand)
+                pass
+            self.container = None

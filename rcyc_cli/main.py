@@ -77,6 +77,14 @@ model_option = click.option(
 )
 
 
+flavor_option = click.option("--flavor", type=click.Choice(["slim", "keras"]), default="slim", show_default=True,
+                             envvar="RCYC_FLAVOR", help="slim: LiteRT runs the .tflite files; keras: TensorFlow runs the .h5 files.")
+base_image_option = click.option("--base-image", envvar="RCYC_BASE_IMAGE",
+                                 help="Base image (default public.ecr.aws/lambda/python:3.12). [env RCYC_BASE_IMAGE]")
+ca_bundle_option = click.option("--ca-bundle", type=click.Path(path_type=Path), envvar="RCYC_CA_BUNDLE",
+                                help="CA bundle pip trusts during the build (TLS-intercepting proxies). [env RCYC_CA_BUNDLE]")
+
+
 def finish(ctx: click.Context, response: dict) -> None:
     if response.get("errors"):
         ctx.exit(EXIT_RECORD_ERRORS)
@@ -113,10 +121,17 @@ def predict(ctx, images, model, backend, as_json):
 @click.option("--rie", envvar="RCYC_RIE", help="Path of the aws-lambda-rie binary. [env RCYC_RIE]")
 @click.option("--timeout", default=180, show_default=True, type=click.IntRange(1, 900), help="Function timeout, seconds.")
 @click.option("--memory", default=1024, show_default=True, type=click.IntRange(128, 10240), help="Function memory, MB.")
+@click.option("--runtime", type=click.Choice(["auto", "docker", "process"]), default="auto", show_default=True,
+              envvar="RCYC_RUNTIME", help="docker: the function image in a container; process: the emulator on this "
+              "machine; auto: docker when an engine answers. [env RCYC_RUNTIME]")
+@flavor_option
+@base_image_option
+@ca_bundle_option
 @click.option("--logs", is_flag=True, help="Also print the function's log lines (stderr).")
 @json_option
 @click.pass_context
-def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, timeout, memory, logs, as_json):
+def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, timeout, memory, runtime, flavor, base_image,
+                 ca_bundle, logs, as_json):
     """Run the function in the real Lambda emulator against a local S3, as Lambda would.
 
     With no IMAGES and no --event, classifies a fixture image. IMAGES are uploaded to the bucket under
@@ -129,8 +144,10 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
 
     if not images and not event_file:
         images = (DEFAULT_IMAGE,)
-    options = Options(list(images), event_file, model, bucket, endpoint_url, rie, timeout, memory)
-    invocation, info = run(options, status=output.status if not as_json else lambda m: None)
+    options = Options(list(images), event_file, model, bucket, endpoint_url, rie, timeout, memory, runtime, flavor,
+                      base_image, ca_bundle)
+    invocation, info = run(options, status=output.status if not as_json else lambda m: None,
+                           build_progress=lambda: output.build_progress(disable=as_json, transient=True))
     info.update(report=invocation.report.to_dict(), wall_ms=round(invocation.wall_ms, 2))
     if logs:
         for line in invocation.logs:
@@ -141,6 +158,37 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
         output.render_response(invocation.response)
         output.render_report(info)
     finish(ctx, invocation.response)
+
+
+@cli.command()
+@click.option("--tag", "-t", "tags", multiple=True, help="Tag(s) for the image. Default rcyc-function:<flavor>.")
+@flavor_option
+@base_image_option
+@click.option("--platform", help="Target platform, e.g. linux/amd64 or linux/arm64.")
+@ca_bundle_option
+@click.option("--no-cache", is_flag=True, help="Rebuild every step.")
+@json_option
+def build(tags, flavor, base_image, platform, ca_bundle, no_cache, as_json):
+    """Build the function image (Dockerfile at the project root) with live progress."""
+    from . import docker_ops, output
+
+    client = docker_ops.engine()
+    base = base_image or docker_ops.DEFAULT_BASE_IMAGE
+    tags = list(tags) or [f"{docker_ops.DEFAULT_REPOSITORY}:{flavor}"]
+    with output.build_progress(disable=as_json) as on_step:
+        result = docker_ops.build(client, tags[0], flavor, base, platform, ca_bundle, no_cache, on_step=on_step)
+    from docker.utils import parse_repository_tag
+
+    image = client.images.get(result.image_id)
+    for tag in tags[1:]:
+        image.tag(*parse_repository_tag(tag))
+    total, own = docker_ops.image_layers(client, result.image_id, base)
+    summary = {**result.to_dict(), "tags": client.images.get(result.image_id).tags, "size": total, "own_layers_size": own,
+               "flavor": flavor, "base_image": base}
+    if as_json:
+        output.print_json(summary)
+    else:
+        output.render_build(summary)
 
 
 @cli.group()

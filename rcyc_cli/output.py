@@ -3,6 +3,7 @@ progress, logs and errors go to stderr. rich honours NO_COLOR and plain output w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -73,3 +74,31 @@ def error(message: str, hint: str = "") -> None:
     err.print(Text.assemble(("error: ", "bold red"), message))
     if hint:
         err.print(Text.assemble(("hint: ", "yellow"), hint))
+
+
+@contextlib.contextmanager
+def build_progress(disable: bool = False, transient: bool = False):
+    """A progress bar over the build's steps, with the current step and the elapsed time (stderr)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]build"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=err, disable=disable, transient=transient) as progress:
+        task = progress.add_task("", total=None)
+
+        def on_step(step: int, total: int, text: str) -> None:
+            progress.update(task, total=total, completed=step - 1, description=text[:60])
+
+        yield on_step
+        progress.update(task, completed=progress.tasks[0].total or 0, description="done")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def render_build(summary: dict) -> None:
+    state = "cache hit: nothing rebuilt" if summary["cache_hit"] else f"built in {summary['seconds']:.1f} s"
+    out.print(Text.assemble(("image ", "bold"), summary["image_id"][7:19], f"  ({state})"))
+    out.print(f"tags:  {', '.join(summary['tags']) or '(none)'}")
+    out.print(f"size:  {_size(summary['size'])} in all, {_size(summary['own_layers_size'])} of it the function's own layers")
+    out.print(Text(f"next: rcyc invoke-local --runtime docker --flavor {summary['flavor']}", style="dim"))

@@ -22,6 +22,12 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
+@pytest.fixture(autouse=True)
+def process_runtime(monkeypatch):
+    """These tests are about the process runtime, even where a Docker engine answers (test_e2e_docker)."""
+    monkeypatch.setenv("RCYC_RUNTIME", "process")
+
+
 @pytest.fixture
 def s3_server():
     server = EmbeddedS3().start()

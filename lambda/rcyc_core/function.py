@@ -50,7 +50,8 @@ class Config:
             refresh_seconds=float(env.get("RCYC_MODEL_REFRESH_SECONDS", defaults.refresh_seconds)),
             max_pixels=int(env.get("RCYC_MAX_PIXELS", defaults.max_pixels)),
             max_bytes=int(env.get("RCYC_MAX_BYTES", defaults.max_bytes)),
-            backend=env.get("RCYC_BACKEND") or defaults.backend,
+            # The keras image flavour has TensorFlow and no LiteRT; its default backend follows.
+            backend=env.get("RCYC_BACKEND") or ("keras" if env.get("RCYC_IMAGE_FLAVOR") == "keras" else defaults.backend),
             cache_dir=Path(env.get("RCYC_CACHE_DIR") or defaults.cache_dir),
         )
 

@@ -1,0 +1,108 @@
+"""The function image on a real Docker engine: build on a local base (no registry), run it under the
+emulator with host networking, compare with the process runtime."""
+
+import json
+import os
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from rcyc_cli import docker_ops
+from rcyc_cli.main import cli
+from rcyc_core.errors import EXIT_MISSING_PREREQ, RcycError
+from tests.conftest import FIXTURES, IMAGES, MODELS, class_images, need
+
+pytestmark = pytest.mark.e2e
+BASE_IMAGE = os.environ.get("RCYC_TEST_BASE_IMAGE", "rcyc/python-base:bookworm")
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def build_args():
+    args = ["--base-image", BASE_IMAGE]
+    if os.path.isfile(CA_BUNDLE):
+        args += ["--ca-bundle", CA_BUNDLE]
+    return args
+
+
+@pytest.fixture(scope="module")
+def engine():
+    try:
+        client = docker_ops.engine()
+    except RcycError:
+        need(False, "a Docker engine (DOCKER_HOST)")
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:
+        need(False, f"the local base image {BASE_IMAGE} (.ci/docker-up.sh builds it)")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def slim_image(engine):
+    result = run("build", "--json", "--tag", "rcyc-function:test-slim", *build_args())
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_build_reports_id_tags_and_size_then_hits_the_cache(slim_image):
+    assert slim_image["image_id"].startswith("sha256:")
+    assert "rcyc-function:test-slim" in slim_image["tags"]
+    assert slim_image["size"] > slim_image["own_layers_size"] > 0
+    again = run("build", "--json", "--tag", "rcyc-function:test-slim", *build_args())
+    assert again.exit_code == 0, again.stderr
+    second = json.loads(again.stdout)
+    assert second["cache_hit"] is True and second["image_id"] == slim_image["image_id"]
+
+
+def test_container_answers_like_the_process_runtime(slim_image, rie_path):
+    images = [p for _, p in class_images()]
+    common = ["--json", "--rie", rie_path, "--model", MODELS["one-vs-rest"], *images]
+    docker = run("invoke-local", "--runtime", "docker", *build_args(), *common)
+    assert docker.exit_code == 0, docker.stderr
+    process = run("invoke-local", "--runtime", "process", *common)
+    in_container, in_process = json.loads(docker.stdout), json.loads(process.stdout)
+    assert in_container["invocation"]["runtime"] == "docker"
+    assert in_container["invocation"]["report"]["cold"] is True
+    for a, b, (label, _) in zip(in_container["results"], in_process["results"], class_images()):
+        assert a["key"] == b["key"] and a["label"] == b["label"] == label
+        assert max(abs(a["scores"][k] - b["scores"][k]) for k in a["scores"]) <= 1e-4
+    assert not engine_containers(), "the container was not removed"
+
+
+def test_user_event_through_the_container(slim_image, rie_path):
+    result = run("invoke-local", "--runtime", "docker", *build_args(), "--json", "--rie", rie_path,
+                 "--event", FIXTURES / "events" / "seed.json", IMAGES / "soda_cans" / "soda_cans_0.jpg")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["results"][0]["label"] == "soda_cans"
+
+
+def test_broken_step_surfaces_its_log(engine, tmp_path):
+    root = tmp_path / "project"
+    for path, name in docker_ops.context_files():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / name)
+    dockerfile = root / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "RUN echo rcyc-broken-step-marker && exit 3\n")
+    with pytest.raises(docker_ops.BuildError) as caught:
+        docker_ops.build(engine, "rcyc-function:test-broken", base_image=BASE_IMAGE,
+                         ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None, root=root)
+    assert "rcyc-broken-step-marker" in "\n".join(caught.value.logs)
+    assert "exit 3" in caught.value.message or "returned a non-zero code: 3" in caught.value.message
+
+
+def test_no_engine_is_a_documented_error(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    for args in (["build"], ["invoke-local", "--runtime", "docker"]):
+        result = run(*args)
+        assert result.exit_code == EXIT_MISSING_PREREQ, result.stderr
+        assert "no Docker engine answers" in result.stderr and "hint:" in result.stderr
+
+
+def engine_containers():
+    return docker_ops.engine().containers.list(all=True, filters={"label": "rcyc.sandbox"})
