@@ -8,7 +8,9 @@ and on Ctrl-C (ExitStack unwinds in all three cases).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,8 +21,10 @@ from rcyc_core.function import DEFAULT_POINTER_KEY
 
 from . import rie as rie_finder
 from . import s3 as s3ops
+from . import stack as stack_module
 from .local import LOCAL_CREDENTIALS, LOCAL_REGION, ContainerSandbox, EmbeddedS3, Invocation, ProcessSandbox, Sandbox
 from .models import resolve_model
+from .pool import Pool, run_keys
 
 DEFAULT_BUCKET = "recycle-able-image"
 
@@ -39,6 +43,31 @@ class Options:
     flavor: str = "slim"
     base_image: str | None = None
     ca_bundle: Path | None = None
+    concurrency: int = 1
+    batch_size: int = 16
+    use_stack: bool = True  # reuse a warm `rcyc local up` stack when one runs
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def expand_images(arguments: list[Path]) -> list[Path]:
+    """Files as given; directories and glob patterns expand to the image files in them (sorted)."""
+    found: list[Path] = []
+    for argument in arguments:
+        text = str(argument)
+        if argument.is_dir():
+            found += sorted(p for p in argument.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise InputError(f"no files match {text}", hint="Check the pattern (quote it so the shell does not expand it).")
+            found += matches
+        elif argument.is_file():
+            found.append(argument)
+        else:
+            raise InputError(f"{argument} does not exist or is not a file", hint="Check the path.")
+    return found
 
 
 def load_event(path: Path) -> dict:
@@ -54,43 +83,82 @@ def load_event(path: Path) -> dict:
     return event
 
 
+@dataclass
+class LocalRun:
+    response: dict
+    info: dict
+    invocations: list[Invocation]
+    seconds: float
+
+
 def run(options: Options, status: Callable[[str], None] = lambda message: None,
-        build_progress=lambda: contextlib.nullcontext(lambda step, total, text: None)) -> tuple[Invocation, dict]:
-    """Run one local invocation. Returns the invocation and a description of what was set up."""
-    rie_path = rie_finder.locate(options.rie)  # a missing prerequisite fails before anything starts
+        build_progress=lambda: contextlib.nullcontext(lambda step, total, text: None),
+        on_done: Callable[[int], None] = lambda n: None) -> LocalRun:
+    """Upload the model and images, invoke, and stop everything started here (also on error and Ctrl-C)."""
     event = load_event(options.event_file) if options.event_file else None
-    for image in options.images:
-        if not image.is_file():
-            raise InputError(f"{image} does not exist or is not a file", hint="Check the path.")
-    pairs = s3ops.image_keys(options.images)
+    images = expand_images(options.images)
+    pairs = s3ops.image_keys(images)
     manifest, model_dir = resolve_model(options.model, status)
-    docker_client = choose_runtime(options.runtime, status)
+    warm = stack_module.find() if options.use_stack and options.endpoint_url is None else None
+    if warm is None:
+        rie_path = rie_finder.locate(options.rie)  # a missing prerequisite fails before anything starts
+        docker_client = choose_runtime(options.runtime, status)
 
     with contextlib.ExitStack() as stack:
-        endpoint = options.endpoint_url
-        if endpoint is None:
-            status("starting the embedded S3 (moto) on 127.0.0.1")
-            s3_server = EmbeddedS3().start()
-            stack.callback(s3_server.stop)
-            endpoint = s3_server.endpoint_url
+        if warm is not None:
+            status(f"using the warm local stack ({warm.state['runtime']}, {warm.state['config']['instances']} instances)")
+            endpoint, bucket, invoke = warm.state["s3_endpoint"], warm.state["bucket"], warm.invoke
+            runtime = f"{warm.state['runtime']} (warm stack)"
+        else:
+            endpoint, bucket = options.endpoint_url, options.bucket
+            if endpoint is None:
+                status("starting the embedded S3 (moto) on 127.0.0.1")
+                s3_server = EmbeddedS3().start()
+                stack.callback(s3_server.stop)
+                endpoint = s3_server.endpoint_url
         s3 = s3ops.client(endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
-        status(f"preparing bucket {options.bucket}")
-        s3ops.ensure_private_bucket(s3, options.bucket, LOCAL_REGION)
-        s3ops.upload_model(s3, options.bucket, manifest, model_dir)
-        s3ops.upload_images(s3, options.bucket, pairs)
-        if event is None:
-            event = events.make_event(options.bucket, [key for _, key in pairs])
+        status(f"preparing bucket {bucket}")
+        s3ops.ensure_private_bucket(s3, bucket, LOCAL_REGION)
+        if pointer_sha(s3, bucket) != manifest.sha256:
+            s3ops.upload_model(s3, bucket, manifest, model_dir)
+        s3ops.upload_images(s3, bucket, pairs)
+        keys = [key for _, key in pairs]
 
-        env = {"AWS_ENDPOINT_URL_S3": endpoint, "RCYC_MODEL_BUCKET": options.bucket, "RCYC_MODEL_POINTER": DEFAULT_POINTER_KEY}
-        sandbox = make_sandbox(options, docker_client, rie_path, env, status, build_progress)
-        stack.callback(sandbox.stop)
-        status(f"starting the Lambda emulator ({sandbox.runtime})")
-        sandbox.start()
-        status(f"invoking the function with {len(event.get('Records', []))} record(s)")
-        invocation = sandbox.invoke(event)
-        info = {"runtime": sandbox.runtime, "bucket": options.bucket, "s3_endpoint": endpoint, "emulator": str(rie_path),
+        if warm is None:
+            env = {"AWS_ENDPOINT_URL_S3": endpoint, "RCYC_MODEL_BUCKET": bucket, "RCYC_MODEL_POINTER": DEFAULT_POINTER_KEY}
+            factory = sandbox_factory(options, docker_client, rie_path, env, status, build_progress)
+            size = 1 if event is not None else max(1, min(options.concurrency, len(keys)))
+            status(f"starting {size} Lambda emulator instance(s)")
+            pool = Pool(factory, size)
+            stack.callback(pool.stop)
+            pool.start(warm=False)
+            invoke = lambda e: pool.invoke(e)[0]  # noqa: E731
+            runtime = pool.instances[0].sandbox.runtime
+
+        started = time.perf_counter()
+        if event is not None:
+            status(f"invoking the function with {len(event.get('Records', []))} record(s)")
+            invocations = [invoke(event)]
+            response = invocations[0].response
+        else:
+            # One event for all images, unless spreading them over several instances.
+            batch = len(keys) if options.concurrency <= 1 else max(1, min(options.batch_size, -(-len(keys) // options.concurrency)))
+            status(f"invoking the function: {len(keys)} image(s), {-(-len(keys) // max(batch, 1))} event(s), "
+                   f"concurrency {options.concurrency}")
+            batch_run = run_keys(invoke, bucket, keys, batch_size=max(batch, 1), concurrency=options.concurrency, on_done=on_done)
+            invocations, response = batch_run.invocations, batch_run.response
+        seconds = time.perf_counter() - started
+        info = {"runtime": runtime, "bucket": bucket, "s3_endpoint": endpoint,
                 "model": {"name": manifest.name, "version": manifest.version, "layout": manifest.layout}}
-        return invocation, info
+        return LocalRun(response, info, invocations, seconds)
+
+
+def pointer_sha(s3, bucket: str) -> str | None:
+    """The sha256 of the model the bucket's pointer names, if any (so an unchanged model is not re-uploaded)."""
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=DEFAULT_POINTER_KEY)["Body"].read()).get("sha256")
+    except Exception:
+        return None
 
 
 def choose_runtime(runtime: str, status: Callable[[str], None]):
@@ -112,10 +180,12 @@ def choose_runtime(runtime: str, status: Callable[[str], None]):
     return client
 
 
-def make_sandbox(options: Options, client, rie_path: Path, env: dict[str, str], status: Callable[[str], None],
-                 build_progress=lambda: contextlib.nullcontext(lambda step, total, text: None)) -> Sandbox:
+def sandbox_factory(options: Options, client, rie_path: Path, env: dict[str, str], status: Callable[[str], None],
+                    build_progress=lambda: contextlib.nullcontext(lambda step, total, text: None)) -> Callable[[int], Sandbox]:
+    """A maker of function instances for the chosen runtime (for docker, the image is built once here)."""
     if client is None:
-        return ProcessSandbox(rie_path, env=env, timeout=options.timeout, memory=options.memory)
+        return lambda index: ProcessSandbox(rie_path, env=env, timeout=options.timeout, memory=options.memory,
+                                            name=f"rcyc-local-{index}")
     from . import docker_ops
 
     tag = f"{docker_ops.DEFAULT_REPOSITORY}:local-{options.flavor}"
@@ -124,4 +194,5 @@ def make_sandbox(options: Options, client, rie_path: Path, env: dict[str, str], 
         result = docker_ops.build(client, tag, options.flavor, options.base_image or docker_ops.DEFAULT_BASE_IMAGE,
                                   ca_bundle=options.ca_bundle, on_step=on_step)
     status(f"image {result.image_id[7:19]} ({'cache hit' if result.cache_hit else f'built in {result.seconds:.1f} s'})")
-    return ContainerSandbox(client, result.image_id, rie_path, env, timeout=options.timeout, memory=options.memory)
+    return lambda index: ContainerSandbox(client, result.image_id, rie_path, env, timeout=options.timeout,
+                                          memory=options.memory, name=f"rcyc-local-{index}")

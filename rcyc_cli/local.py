@@ -88,8 +88,11 @@ class Report:
         return self.init_ms is not None
 
     def to_dict(self) -> dict:
-        return {"cold": self.cold, "init_ms": self.init_ms, "duration_ms": self.duration_ms,
-                "billed_ms": self.billed_ms, "memory_mb": self.memory_mb}
+        return {"cold": self.cold, **self.to_dict_raw()}
+
+    def to_dict_raw(self) -> dict:
+        return {"init_ms": self.init_ms, "duration_ms": self.duration_ms, "billed_ms": self.billed_ms,
+                "memory_mb": self.memory_mb}
 
 
 @dataclass
@@ -213,9 +216,9 @@ class ProcessSandbox(Sandbox):
     runtime = "process"
 
     def __init__(self, rie: Path, env: dict[str, str], timeout: int = 180, memory: int = 1024,
-                 name: str = "rcyc-local", function_dir: Path = FUNCTION_DIR):
+                 name: str = "rcyc-local", function_dir: Path = FUNCTION_DIR, handler: str = "app.handler"):
         self.rie, self.timeout, self.memory, self.name = Path(rie), timeout, memory, name
-        self.function_dir = function_dir
+        self.function_dir, self.handler = function_dir, handler
         self.extra_env = env
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
@@ -232,12 +235,21 @@ class ProcessSandbox(Sandbox):
             "LANG": "C.UTF-8",
             "HOME": str(self._workdir),
             "TMPDIR": str(self._workdir / "tmp"),
-            "PYTHONPATH": str(self.function_dir),
+            "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(self.function_dir), str(FUNCTION_DIR)])),
             "PYTHONDONTWRITEBYTECODE": "1",
             "LAMBDA_TASK_ROOT": str(self.function_dir),
             "RCYC_CACHE_DIR": str(self._workdir / "tmp" / "rcyc"),
             **self.extra_env,
         })
+
+    @property
+    def runtime_pid(self) -> int | None:
+        """The runtime client (the function's own process), child of the emulator."""
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+            return int(children[0]) if children else None
+        except (OSError, AttributeError):
+            return None
 
     def start(self, ready_timeout: float = 10.0) -> "ProcessSandbox":
         self._workdir = Path(tempfile.mkdtemp(prefix="rcyc-sandbox-"))
@@ -247,7 +259,7 @@ class ProcessSandbox(Sandbox):
             str(self.rie),
             "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
             "--runtime-api-address", f"127.0.0.1:{free_port()}",
-            sys.executable, "-m", "awslambdaric", "app.handler",
+            sys.executable, "-m", "awslambdaric", self.handler,
         ]
         log = open(self.log_path, "wb")
         try:

@@ -127,16 +127,22 @@ def predict(ctx, images, model, backend, as_json):
 @flavor_option
 @base_image_option
 @ca_bundle_option
+@click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Function instances to spread the images over (events of up to --batch-size records).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1000), help="Records per event with --concurrency > 1.")
+@click.option("--stack/--no-stack", "use_stack", default=True, show_default=True,
+              help="Use the warm stack of `rcyc local up` when it runs.")
 @click.option("--logs", is_flag=True, help="Also print the function's log lines (stderr).")
 @json_option
 @click.pass_context
 def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, timeout, memory, runtime, flavor, base_image,
-                 ca_bundle, logs, as_json):
+                 ca_bundle, concurrency, batch_size, use_stack, logs, as_json):
     """Run the function in the real Lambda emulator against a local S3, as Lambda would.
 
-    With no IMAGES and no --event, classifies a fixture image. IMAGES are uploaded to the bucket under
-    images/<name> and one S3 event with one record per image is posted; with --event, that event is
-    posted instead (IMAGES are still uploaded, so the event can name them).
+    IMAGES are files, directories or quoted glob patterns; with none and no --event, a fixture image.
+    Images are uploaded under images/<name> and posted as S3 events (one event with one record per image,
+    or --batch-size records per event over --concurrency instances); with --event, that event is posted
+    instead (IMAGES are still uploaded, so the event can name them).
     """
     from . import output
     from .invoke_local import Options, run
@@ -145,19 +151,115 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
     if not images and not event_file:
         images = (DEFAULT_IMAGE,)
     options = Options(list(images), event_file, model, bucket, endpoint_url, rie, timeout, memory, runtime, flavor,
-                      base_image, ca_bundle)
-    invocation, info = run(options, status=output.status if not as_json else lambda m: None,
-                           build_progress=lambda: output.build_progress(disable=as_json, transient=True))
-    info.update(report=invocation.report.to_dict(), wall_ms=round(invocation.wall_ms, 2))
+                      base_image, ca_bundle, concurrency, batch_size, use_stack)
+    quiet = as_json
+    with output.count_progress("classifying", disable=quiet or concurrency == 1) as on_done:
+        local = run(options, status=output.status if not quiet else lambda m: None,
+                    build_progress=lambda: output.build_progress(disable=quiet, transient=True), on_done=on_done)
+    info = {**local.info, **invocation_figures(local)}
     if logs:
-        for line in invocation.logs:
-            output.err.print(line, markup=False, style="dim")
+        for invocation in local.invocations:
+            for line in invocation.logs:
+                output.err.print(line, markup=False, style="dim")
     if as_json:
-        output.print_json({**invocation.response, "invocation": info})
+        output.print_json({**local.response, "invocation": info})
     else:
-        output.render_response(invocation.response)
+        output.render_response(local.response)
         output.render_report(info)
-    finish(ctx, invocation.response)
+    finish(ctx, local.response)
+
+
+def invocation_figures(local) -> dict:
+    """The emulator's figures: the report of a single invocation, or a summary over many."""
+    if len(local.invocations) == 1:
+        only = local.invocations[0]
+        return {"report": only.report.to_dict(), "wall_ms": round(only.wall_ms, 2)}
+    done = len(local.response["results"]) + len(local.response["errors"])
+    durations = sorted(i.report.duration_ms for i in local.invocations if i.report.duration_ms is not None)
+    return {"invocations": len(local.invocations), "cold_starts": sum(i.report.cold for i in local.invocations),
+            "seconds": round(local.seconds, 3), "images_per_second": round(done / local.seconds, 2) if local.seconds else None,
+            "duration_ms_p50": durations[len(durations) // 2] if durations else None}
+
+
+@cli.group()
+def local():
+    """A warm local stack: the embedded S3 and a pool of function instances, kept running in the background."""
+
+
+@local.command("up")
+@click.option("--instances", "-n", default=2, show_default=True, type=click.IntRange(1, 32), help="Function instances in the pool.")
+@click.option("--runtime", type=click.Choice(["auto", "docker", "process"]), default="process", show_default=True, envvar="RCYC_RUNTIME")
+@model_option
+@click.option("--bucket", default="recycle-able-image", show_default=True, envvar="RCYC_BUCKET")
+@click.option("--rie", envvar="RCYC_RIE")
+@flavor_option
+@base_image_option
+@ca_bundle_option
+@json_option
+def local_up(instances, runtime, model, bucket, rie, flavor, base_image, ca_bundle, as_json):
+    """Start the stack (or show the one running); later invoke-local calls reuse it and return warm."""
+    from . import output
+    from . import stack
+
+    config = stack.StackConfig(instances=instances, runtime=runtime, model=str(model.resolve()) if model else None,
+                               bucket=bucket, rie=rie, flavor=flavor, base_image=base_image,
+                               ca_bundle=str(ca_bundle.resolve()) if ca_bundle else None)
+    with output.err.status(f"starting the local stack ({instances} instances, warming each)"):
+        running = stack.up(config)
+    render_stack(running, as_json)
+
+
+@local.command("status")
+@json_option
+@click.pass_context
+def local_status(ctx, as_json):
+    """Show the stack's instances: runtime, model version, invokes served, cold start."""
+    from . import output
+    from . import stack
+
+    running = stack.find()
+    if running is None:
+        if as_json:
+            output.print_json({"running": False})
+        else:
+            output.out.print("no local stack is running (a stale one would have been cleaned up); start one: rcyc local up")
+        ctx.exit(1)
+    render_stack(running, as_json)
+
+
+@local.command("down")
+@json_option
+def local_down(as_json):
+    """Stop the stack and everything it started."""
+    from . import output
+    from . import stack
+
+    stopped = stack.down()
+    if as_json:
+        output.print_json({"stopped": stopped})
+    else:
+        output.out.print("stopped the local stack" if stopped else "no local stack was running")
+
+
+def render_stack(running, as_json: bool) -> None:
+    from rich.table import Table
+
+    from . import output
+
+    status = {**running.status(), "endpoint": running.endpoint_url, "runtime": running.state["runtime"]}
+    if as_json:
+        output.print_json(status)
+        return
+    table = Table(title=f"local stack at {running.endpoint_url} (S3 {status['s3_endpoint']}, bucket {status['bucket']})",
+                  title_justify="left", show_edge=False)
+    for column in ("instance", "runtime", "model", "invokes", "cold start", "restarts"):
+        table.add_column(column)
+    for instance in status["instances"]:
+        model = instance.get("model") or {}
+        table.add_row(str(instance["instance"]), instance["runtime"], f"{model.get('name', '?')} {model.get('version', '')}",
+                      str(instance["invocations"]), f"{instance['cold_start_ms']:.0f} ms" if instance["cold_start_ms"] else "-",
+                      str(instance["restarts"]))
+    output.out.print(table)
 
 
 @cli.command()
@@ -242,6 +344,11 @@ def doctor(ctx, rie, as_json):
         output.out.print(table)
     if any(c.ok is False for c in results):
         ctx.exit(4)
+
+
+from .cloud_commands import register  # noqa: E402
+
+register(cli)
 
 
 def main() -> None:

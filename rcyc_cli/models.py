@@ -7,7 +7,12 @@ from typing import Callable
 
 from rcyc_core.manifest import MANIFEST_NAME, Manifest
 
-from .paths import DEFAULT_MODEL, cache_dir
+from .paths import DEFAULT_MODEL, FIXTURES, cache_dir
+
+
+def parity_samples() -> list[bytes]:
+    """Images for the .tflite parity check: the fixture drawings, when this checkout has them."""
+    return [p.read_bytes() for p in sorted((FIXTURES / "images").glob("*/*_[0-9].jpg"))]
 
 
 def resolve_model(path: Path | None, status: Callable[[str], None] = lambda message: None) -> tuple[Manifest, Path]:
@@ -20,4 +25,4 @@ def resolve_model(path: Path | None, status: Callable[[str], None] = lambda mess
         status(f"packaging {path} (validate, convert to .tflite, parity check)")
     from rcyc_core import packaging
 
-    return packaging.resolve(path, cache_dir() / "models")
+    return packaging.resolve(path, cache_dir() / "models", samples=parity_samples())

@@ -38,11 +38,25 @@ def prediction_table(entry: dict) -> Table:
     return table
 
 
+TABLES_UP_TO = 8  # more results than this: a per-class summary instead of a table each
+
+
 def render_response(response: dict) -> None:
-    """The five-way prediction of every record, then each error and skip on one line."""
-    for entry in response.get("results", []):
-        out.print(prediction_table(entry))
-        out.print()
+    """The five-way prediction of every record (or a per-class summary of many), then each error and skip."""
+    results = response.get("results", [])
+    if len(results) <= TABLES_UP_TO:
+        for entry in results:
+            out.print(prediction_table(entry))
+            out.print()
+    else:
+        summary = Table(title=f"{len(results)} images", title_justify="left", show_edge=False)
+        summary.add_column("class")
+        summary.add_column("images", justify="right")
+        summary.add_column("mean confidence", justify="right")
+        for label in LABELS:
+            mine = [r["confidence"] for r in results if r["label"] == label]
+            summary.add_row(label, str(len(mine)), f"{sum(mine) / len(mine):.3f}" if mine else "-")
+        out.print(summary)
     for entry in response.get("errors", []):
         where = entry.get("key") or "(event)"
         out.print(Text.assemble(("✗ ", "bold red"), (str(where), "bold"), f"  {entry['error']}: {entry['message']}"))
@@ -54,6 +68,13 @@ def render_response(response: dict) -> None:
 
 
 def render_report(invocation_info: dict) -> None:
+    if "report" not in invocation_info:
+        out.print(Text(
+            f"emulator ({invocation_info['runtime']}): {invocation_info['invocations']} invocations, "
+            f"{invocation_info['cold_starts']} cold, {invocation_info['seconds']:.2f} s, "
+            f"{invocation_info['images_per_second']} images/s, duration p50 {invocation_info['duration_ms_p50']} ms",
+            style="cyan"))
+        return
     report = invocation_info["report"]
     parts = ["cold start" if report["cold"] else "warm"]
     if report["init_ms"] is not None:
@@ -67,13 +88,14 @@ def render_report(invocation_info: dict) -> None:
 
 
 def status(message: str) -> None:
-    err.print(Text(f"• {message}", style="dim"))
+    err.print(Text(f"• {message}", style="dim"), soft_wrap=True)
 
 
 def error(message: str, hint: str = "") -> None:
-    err.print(Text.assemble(("error: ", "bold red"), message))
+    # soft_wrap: one line each, however narrow the terminal (or 80 columns when not a terminal)
+    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     if hint:
-        err.print(Text.assemble(("hint: ", "yellow"), hint))
+        err.print(Text.assemble(("hint: ", "yellow"), hint), soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -102,3 +124,14 @@ def render_build(summary: dict) -> None:
     out.print(f"tags:  {', '.join(summary['tags']) or '(none)'}")
     out.print(f"size:  {_size(summary['size'])} in all, {_size(summary['own_layers_size'])} of it the function's own layers")
     out.print(Text(f"next: rcyc invoke-local --runtime docker --flavor {summary['flavor']}", style="dim"))
+
+
+@contextlib.contextmanager
+def count_progress(what: str, disable: bool = False):
+    """A progress bar counting finished items (stderr); yields the callback that advances it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=disable, transient=True) as progress:
+        task = progress.add_task(what, total=None)
+        yield lambda n: progress.advance(task, n)

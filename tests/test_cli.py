@@ -54,7 +54,9 @@ def test_not_a_model_is_one_line_with_hint_and_exit_code(tmp_path):
     (tmp_path / "model_0_prime.h5").write_bytes(b"x")
     result = run("predict", "--model", tmp_path, IMAGES / "boxes" / "boxes_0.jpg")
     assert result.exit_code == EXIT_BAD_INPUT
-    assert result.stderr.startswith("error: ") and "hint: " in result.stderr
+    lines = result.stderr.splitlines()
+    [error] = [line for line in lines if line.startswith("error: ")]
+    assert "model_0_prime.h5" in error and any(line.startswith("hint: ") for line in lines)
     assert "Traceback" not in result.stderr
 
 

@@ -142,3 +142,28 @@ def test_function_timeout_is_a_clear_error(rie_path, s3_server, tmp_path):
         assert caught.value.kind == "Timeout" and caught.value.exit_code == EXIT_FUNCTION_FAILED
     finally:
         sandbox.stop()
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, FunctionError("boom", kind="EmulatorError")], ids=["ctrl-c", "error"])
+def test_everything_started_is_stopped_on_ctrl_c_and_errors(rie_path, monkeypatch, failure):
+    started = []
+
+    def interrupted(self, event):
+        started.append(self)
+        raise failure
+
+    monkeypatch.setattr(ProcessSandbox, "invoke", interrupted)
+    servers = []
+    original_start = EmbeddedS3.start
+    monkeypatch.setattr(EmbeddedS3, "start", lambda self: servers.append(self) or original_start(self))
+    result = run("invoke-local", "--rie", rie_path, IMAGES / "boxes" / "boxes_0.jpg")
+    assert result.exit_code == (130 if failure is KeyboardInterrupt else EXIT_FUNCTION_FAILED)
+    assert "Traceback" not in result.stderr
+    [sandbox] = started
+    assert sandbox.process.poll() is not None  # the emulator (and its runtime child, same session) is gone
+    [server] = servers
+    import socket
+
+    host, port = server._server.get_host_and_port()
+    with socket.socket() as probe:
+        assert probe.connect_ex((host, port)) != 0  # the embedded S3 no longer listens

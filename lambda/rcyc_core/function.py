@@ -193,6 +193,13 @@ class Function:
         started = time.perf_counter()
         self.invocations += 1
         response = empty_response(None)
+        if isinstance(event, dict) and event.get("warmup") is True and "Records" not in event:
+            # A warm-up ping (rcyc local up): load the model now so the first real request is warm.
+            try:
+                response["model"] = self.store.current().manifest.summary()
+            except RcycError as exc:
+                response["errors"].append(error_entry(None, None, None, exc.kind, exc.message))
+            return self._finish(response, started)
         try:
             records = events.parse(event)
         except RcycError as exc:

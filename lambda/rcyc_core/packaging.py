@@ -18,7 +18,7 @@ from . import backends
 from .errors import ModelError
 from .labels import LABELS
 from .manifest import MANIFEST_NAME, PSU_NAMES, FileRef, Manifest, Member, sha256_file
-from .preprocess import InputSpec
+from .preprocess import InputSpec, preprocess
 
 PARITY_TOLERANCE = 1e-4
 KERAS_SUFFIXES = (".h5", ".keras")
@@ -59,12 +59,12 @@ def package(
     out_dir: Path,
     name: str | None = None,
     version: str | None = None,
-    samples: Sequence[np.ndarray] = (),
+    samples: Sequence[bytes] = (),
 ) -> Manifest:
     """Validate a Keras model of either layout, convert it to .tflite, check parity, write the manifest.
 
     Writes the .h5 copies, the .tflite files and manifest.json into ``out_dir`` and returns the manifest.
-    ``samples`` are preprocessed inputs for the parity check; random inputs are added so a check always runs.
+    ``samples`` are image files' bytes for the parity check; random inputs are added so a check always runs.
     """
     keras = backends.import_keras()
     layout, files = source_files(source)
@@ -143,12 +143,12 @@ class ParityReport:
         )
 
 
-def parity(manifest: Manifest, directory: Path, samples: Sequence[np.ndarray] = ()) -> ParityReport:
-    """Run Keras (.h5) and LiteRT (.tflite) on the same inputs and compare."""
+def parity(manifest: Manifest, directory: Path, samples: Sequence[bytes] = ()) -> ParityReport:
+    """Run Keras (.h5) and LiteRT (.tflite) on the same inputs (sample images, plus noise) and compare."""
     spec = manifest.input
-    rng = np.random.default_rng(0)
-    noise = rng.random((4, spec.height, spec.width, 3), dtype=np.float32)
-    batch = np.concatenate([np.stack(samples).astype(np.float32), noise]) if len(samples) else noise
+    noise = np.random.default_rng(0).random((4, spec.height, spec.width, 3), dtype=np.float32)
+    arrays = [preprocess(data, spec) for data in samples]
+    batch = np.concatenate([np.stack(arrays), noise]) if arrays else noise
     keras_scores = backends.scores(manifest.layout, backends.load(manifest, directory, "keras").run(batch))
     lite_scores = backends.scores(manifest.layout, backends.load(manifest, directory, "litert").run(batch))
     return ParityReport(
@@ -158,7 +158,7 @@ def parity(manifest: Manifest, directory: Path, samples: Sequence[np.ndarray] = 
     )
 
 
-def resolve(path: Path, cache_root: Path) -> tuple[Manifest, Path]:
+def resolve(path: Path, cache_root: Path, samples: Sequence[bytes] = ()) -> tuple[Manifest, Path]:
     """A local model path -> (manifest, directory holding its files).
 
     A directory with manifest.json is used as it is; bare Keras files are packaged once into
@@ -178,7 +178,7 @@ def resolve(path: Path, cache_root: Path) -> tuple[Manifest, Path]:
     # Package into a temp dir and rename, so an interrupted run never leaves a half-written cache entry.
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
     try:
-        manifest = package(path, staging, name=_default_name(path))
+        package(path, staging, name=_default_name(path), samples=samples)
         staging.rename(target)
     except OSError:
         if not (target / MANIFEST_NAME).is_file():
