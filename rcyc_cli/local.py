@@ -246,10 +246,14 @@ class ProcessSandbox(Sandbox):
     def runtime_pid(self) -> int | None:
         """The runtime client (the function's own process), child of the emulator."""
         try:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-            return int(children[0]) if children else None
+            # The Go emulator may fork from any of its threads: look at every task's children.
+            for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+                children = (task / "children").read_text().split()
+                if children:
+                    return int(children[0])
         except (OSError, AttributeError):
-            return None
+            pass
+        return None
 
     def start(self, ready_timeout: float = 10.0) -> "ProcessSandbox":
         self._workdir = Path(tempfile.mkdtemp(prefix="rcyc-sandbox-"))

@@ -125,21 +125,33 @@ def test_endpoint_url_uses_an_existing_s3(s3_server, rie_path):
     assert all(block.values()) and len(block) == 4
 
 
-def test_function_timeout_is_a_clear_error(rie_path, s3_server, tmp_path):
-    # A handler slower than the function timeout (patched in through sitecustomize in the runtime process).
-    sandbox = ProcessSandbox(rie_path, env={"AWS_ENDPOINT_URL_S3": s3_server.endpoint_url, "RCYC_MODEL_BUCKET": BUCKET},
-                             timeout=1)
-    sandbox.extra_env["PYTHONPATH"] = f"{tmp_path}:{sandbox.function_dir}"
+def test_function_timeout_is_a_clear_error_and_the_next_invoke_works(rie_path, stack, tmp_path):
+    s3, _ = stack
+    s3.put_object(Bucket=BUCKET, Key="images/a.jpg", Body=(IMAGES / "boxes" / "boxes_0.jpg").read_bytes())
+    # The first invocation is slower than the timeout (a handler patched in through sitecustomize, in the
+    # runtime process only); the emulator times it out and restarts the runtime for the next one.
     (tmp_path / "sitecustomize.py").write_text(
-        "import time, rcyc_core.function as f\n"
+        "import os, time, rcyc_core.function as f\n"
         "orig = f.Function.handle\n"
-        "f.Function.handle = lambda self, e, c=None: (time.sleep(3), orig(self, e, c))[1]\n"
+        "def slow_once(self, e, c=None):\n"
+        "    marker = os.path.join(os.environ['RCYC_TEST_DIR'], 'slept')\n"
+        "    if not os.path.exists(marker):\n"
+        "        open(marker, 'w').close()\n"
+        "        time.sleep(5)\n"
+        "    return orig(self, e, c)\n"
+        "f.Function.handle = slow_once\n"
     )
+    sandbox = ProcessSandbox(rie_path, env={"AWS_ENDPOINT_URL_S3": s3.meta.endpoint_url, "RCYC_MODEL_BUCKET": BUCKET,
+                                            "RCYC_TEST_DIR": str(tmp_path)}, timeout=2)
+    sandbox.extra_env["PYTHONPATH"] = f"{tmp_path}:{sandbox.function_dir}"
     sandbox.start()
     try:
         with pytest.raises(FunctionError) as caught:
-            sandbox.invoke({"Records": []})
+            sandbox.invoke(events.make_event(BUCKET, ["images/a.jpg"]))
         assert caught.value.kind == "Timeout" and caught.value.exit_code == EXIT_FUNCTION_FAILED
+        assert "timed out" in caught.value.message
+        after = sandbox.invoke(events.make_event(BUCKET, ["images/a.jpg"]))
+        assert after.response["results"][0]["label"] == "boxes"
     finally:
         sandbox.stop()
 
