@@ -188,6 +188,7 @@ class Function:
         self.s3 = s3 or make_s3_client(self.config.fetch_workers)
         self.store = ModelStore(self.s3, self.config)
         self.invocations = 0
+        self._pool: ThreadPoolExecutor | None = None
 
     def handle(self, event: object, context: object = None) -> dict:
         started = time.perf_counter()
@@ -230,13 +231,14 @@ class Function:
             return
         response["model"] = classifier.manifest.summary()
         items = []
-        # Fetch in parallel: per-record latency is mostly waiting on S3.
-        with ThreadPoolExecutor(max_workers=min(self.config.fetch_workers, len(objects))) as pool:
-            for record, fetched in zip(objects, pool.map(self._fetch, objects)):
-                if isinstance(fetched, RcycError):
-                    response["errors"].append(error_entry(record.index, record.bucket, record.key, fetched.kind, fetched.message))
-                else:
-                    items.append(Item(record.index, record.bucket, record.key, fetched))
+        # Fetch in parallel (per-record latency is mostly waiting on S3) with threads kept for the instance's
+        # life; a single record is fetched inline, with no thread hand-off at all.
+        fetched_all = map(self._fetch, objects) if len(objects) == 1 else self._fetch_pool().map(self._fetch, objects)
+        for record, fetched in zip(objects, fetched_all):
+            if isinstance(fetched, RcycError):
+                response["errors"].append(error_entry(record.index, record.bucket, record.key, fetched.kind, fetched.message))
+            else:
+                items.append(Item(record.index, record.bucket, record.key, fetched))
         try:
             results, errors = classifier.classify(items, self.config.max_pixels)
         except Exception as exc:  # a backend failure costs this batch, never the instance
@@ -244,6 +246,11 @@ class Function:
             results, errors = [], [error_entry(i.record, i.bucket, i.key, "InferenceError", str(exc)[:200]) for i in items]
         response["results"].extend(results)
         response["errors"].extend(errors)
+
+    def _fetch_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.config.fetch_workers, thread_name_prefix="fetch")
+        return self._pool
 
     def _fetch(self, record: events.ObjectRecord) -> bytes | RcycError:
         where = f"s3://{record.bucket}/{record.key}"
