@@ -46,12 +46,12 @@ HINTS = {
 }
 
 
-def client(endpoint_url: str | None = None, region: str | None = None, credentials: dict | None = None):
+def client(endpoint_url: str | None = None, region: str | None = None, credentials: dict | None = None, session=None):
     import boto3
     from botocore.config import Config
 
     kwargs = dict(credentials or {})
-    return boto3.client(
+    return (session or boto3).client(
         "s3",
         endpoint_url=endpoint_url,
         region_name=region,

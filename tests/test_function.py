@@ -141,3 +141,16 @@ def test_handler_never_raises_on_bad_events(event, monkeypatch, tmp_path):
     monkeypatch.setenv("RCYC_CACHE_DIR", str(tmp_path))
     response = handler(event, None)
     assert response["results"] == [] and response["errors"][0]["error"] in ("InvalidEvent", "InternalError")
+
+
+def test_results_are_written_under_the_prefix_and_never_reclassified(s3, tmp_path):
+    put_model(s3)
+    put(s3, "images/a.jpg", IMAGES / "boxes" / "boxes_1.jpg")
+    function = make_function(s3, tmp_path, results_prefix="results/")
+    response = function.handle(events.make_event(BUCKET, ["images/a.jpg", "images/gone.jpg", "results/images/old.jpg.json"]))
+    assert [r["key"] for r in response["results"]] == ["images/a.jpg"]
+    assert [s["reason"] for s in response["skipped"]] == ["a result, not an image"]
+    written = json.loads(s3.get_object(Bucket=BUCKET, Key="results/images/a.jpg.json")["Body"].read())
+    assert written["label"] == "boxes" and written["model"]["name"] == "fixture-psu"
+    missing = json.loads(s3.get_object(Bucket=BUCKET, Key="results/images/gone.jpg.json")["Body"].read())
+    assert missing["error"] == "NoSuchKey"

@@ -40,6 +40,7 @@ class Config:
     backend: str = "litert"
     cache_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rcyc")
     fetch_workers: int = 8
+    results_prefix: str | None = None  # S3-triggered use: write each record's result as JSON here
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Config":
@@ -53,6 +54,7 @@ class Config:
             # The keras image flavour has TensorFlow and no LiteRT; its default backend follows.
             backend=env.get("RCYC_BACKEND") or ("keras" if env.get("RCYC_IMAGE_FLAVOR") == "keras" else defaults.backend),
             cache_dir=Path(env.get("RCYC_CACHE_DIR") or defaults.cache_dir),
+            results_prefix=env.get("RCYC_RESULTS_PREFIX") or None,
         )
 
 
@@ -208,8 +210,12 @@ class Function:
             return self._finish(response, started)
 
         objects = []
+        prefix = self.config.results_prefix
         for record in records:
-            if isinstance(record, events.SkippedRecord):
+            if prefix and isinstance(record, events.ObjectRecord) and record.key.startswith(prefix):
+                # Our own output: classifying it would loop (a result triggering the function again).
+                response["skipped"].append(skipped_entry(record.index, record.bucket, record.key, "a result, not an image"))
+            elif isinstance(record, events.SkippedRecord):
                 response["skipped"].append(skipped_entry(record.index, record.bucket, record.key, record.reason))
             elif isinstance(record, events.BadRecord):
                 response["errors"].append(error_entry(record.index, record.bucket, record.key, "InvalidRecord", record.message))
@@ -220,7 +226,22 @@ class Function:
         for entries in response.values():
             if isinstance(entries, list):
                 entries.sort(key=lambda entry: entry["record"])
+        if prefix and objects:
+            self._write_results(response, prefix)
         return self._finish(response, started)
+
+    def _write_results(self, response: dict, prefix: str) -> None:
+        """One JSON object per classified record under the results prefix. A failed write is logged, never
+        raised: the invocation's own answer still carries every result."""
+        for entry in response["results"] + response["errors"]:
+            if not entry.get("bucket") or not entry.get("key"):
+                continue
+            body = json.dumps({**entry, "model": response["model"]}).encode()
+            try:
+                self.s3.put_object(Bucket=entry["bucket"], Key=f"{prefix}{entry['key']}.json", Body=body,
+                                   ContentType="application/json")
+            except Exception as exc:
+                log("result_write_failed", key=entry["key"], error=_client_error_code(exc) or type(exc).__name__)
 
     def _classify(self, objects: list[events.ObjectRecord], response: dict) -> None:
         try:
