@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from rcyc_core.errors import EXIT_RECORD_ERRORS, RcycError
+from rcyc_core.errors import EXIT_FINDINGS, EXIT_MISSING_PREREQ, EXIT_RECORD_ERRORS, RcycError
 
 from . import __version__
 
@@ -322,33 +322,47 @@ def rie_path(rie):
 
 @cli.command()
 @click.option("--rie", envvar="RCYC_RIE", help="Check this emulator binary.")
+@click.option("--security", "target", metavar="BUCKET[/FUNCTION]",
+              help="Audit an existing bucket (and function) instead: public access, encryption, versioning, TLS-only "
+              "policy, secrets in the function's environment, the role's reach. Exit 8 if anything is found.")
+@click.option("--region", envvar="AWS_REGION", help="AWS region for --security.")
 @json_option
 @click.pass_context
-def doctor(ctx, rie, as_json):
-    """List each prerequisite as ok or missing, with the fix."""
+def doctor(ctx, rie, target, region, as_json):
+    """List each prerequisite as ok or missing, with the fix (or, with --security, audit a setup)."""
     from rich.table import Table
 
-    from . import doctor as checks
     from . import output
 
-    results = checks.run(rie)
-    if as_json:
-        output.print_json({"checks": [c.to_dict() for c in results]})
+    if target:
+        from . import audit
+
+        findings = audit.run(target, region)
+        rows = [(f.check, f.severity, f.detail, f.fix) for f in findings]
+        payload = {"target": target, "findings": [f.to_dict() for f in findings]}
+        failed = any(f.severity != "ok" for f in findings)
+        code = EXIT_FINDINGS
     else:
+        from . import doctor as checks
+
+        results = checks.run(rie)
+        marks = {True: "ok", False: "missing", None: "skipped"}
+        rows = [(c.name, marks[c.ok], c.detail, c.fix) for c in results]
+        payload = {"checks": [c.to_dict() for c in results]}
+        failed = any(c.ok is False for c in results)
+        code = EXIT_MISSING_PREREQ
+    if as_json:
+        output.print_json(payload)
+    else:
+        styles = {"ok": "green", "missing": "red", "high": "bold red", "medium": "yellow", "skipped": "dim"}
         table = Table(show_edge=False)
         for column in ("check", "status", "detail", "fix"):
             table.add_column(column)
-        marks = {True: "[green]ok[/green]", False: "[red]missing[/red]", None: "[dim]skipped[/dim]"}
-        for check in results:
-            table.add_row(check.name, marks[check.ok], check.detail, check.fix)
+        for name, status, detail, fix in rows:
+            table.add_row(name, f"[{styles[status]}]{status}[/]", detail, fix)
         output.out.print(table)
-    if any(c.ok is False for c in results):
-        ctx.exit(4)
-
-
-from .cloud_commands import register  # noqa: E402
-
-register(cli)
+    if failed:
+        ctx.exit(code)
 
 
 def main() -> None:

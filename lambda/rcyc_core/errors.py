@@ -13,6 +13,7 @@ EXIT_MISSING_PREREQ = 4
 EXIT_AWS = 5
 EXIT_FUNCTION_FAILED = 6
 EXIT_RECORD_ERRORS = 7
+EXIT_FINDINGS = 8  # rcyc doctor --security found problems
 
 
 class RcycError(Exception):
