@@ -86,7 +86,8 @@ def find() -> RemoteStack | None:
         return None
     try:
         state = json.loads(path.read_text())
-        os.kill(state["pid"], 0)
+        if not running(state["pid"]):
+            raise ProcessLookupError(state["pid"])
         stack = RemoteStack(state)
         stack.status()
         return stack
@@ -131,16 +132,28 @@ def down(timeout: float = 30.0) -> bool:
         path.unlink(missing_ok=True)
         return False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+    while running(pid):
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGKILL)
             break
         time.sleep(0.05)
-    else:
-        os.killpg(pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
     return True
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is alive. An exited child of this process (a zombie until reaped) is not: it is reaped
+    here, and a zombie of another parent counts as gone too."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def serve(config: StackConfig) -> None:

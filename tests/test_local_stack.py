@@ -2,7 +2,6 @@
 the real emulator processes."""
 
 import json
-import os
 import shutil
 
 import pytest
@@ -17,14 +16,6 @@ pytestmark = pytest.mark.e2e
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return not open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
 @pytest.fixture
@@ -69,7 +60,7 @@ def test_up_then_invokes_are_warm_then_down_stops_everything(private_state, rie_
 
     down = run("local", "down", "--json")
     assert json.loads(down.stdout) == {"stopped": True}
-    assert not any(alive(pid) for pid in pids)
+    assert not any(stack.running(pid) for pid in pids)
     assert not stack.state_file().exists()
     assert run("local", "status").exit_code == 1
 
