@@ -60,6 +60,18 @@ def test_build_reports_id_tags_and_size_then_hits_the_cache(slim_image):
     assert second["cache_hit"] is True and second["image_id"] == slim_image["image_id"]
 
 
+def test_no_build_secret_or_credential_is_in_the_image(engine, slim_image, monkeypatch):
+    image = engine.images.get(slim_image["image_id"])
+    env = image.attrs["Config"].get("Env") or []
+    assert not [e for e in env if e.startswith(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PIP_CERT"))]
+    history = " ".join(layer.get("CreatedBy", "") for layer in image.history())
+    assert "AKIA" not in history and "SECRET_ACCESS_KEY" not in history
+    # The CA bundle handed to the build stays in the build stage.
+    output = engine.containers.run(slim_image["image_id"], entrypoint=["/bin/sh", "-c", "ls -a /tmp; ls /var/task"],
+                                   network_mode="host", remove=True).decode()
+    assert "rcyc-build" not in output and "ca-bundle" not in output and "app.py" in output
+
+
 def test_container_answers_like_the_process_runtime(slim_image, rie_path):
     images = [p for _, p in class_images()]
     common = ["--json", "--rie", rie_path, "--model", MODELS["one-vs-rest"], *images]

@@ -127,3 +127,24 @@ def test_no_credential_reaches_the_function_its_logs_or_the_output(rie_path, mon
     sandbox = ProcessSandbox(rie_path, env={})
     sandbox._workdir = tmp_path
     assert not set(FAKE.values()) & set(sandbox.environment().values())  # the environment the function gets
+
+
+def test_a_dead_emulator_is_replaced_and_the_request_still_answered(rie_path):
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = start_s3(port)
+    env = {"AWS_ENDPOINT_URL_S3": endpoint, "RCYC_MODEL_BUCKET": BUCKET}
+    pool = Pool(lambda i: ProcessSandbox(rie_path, env=env, timeout=60, name=f"crash-{i}"), 1)
+    try:
+        prepare(endpoint)
+        pool.start(warm=True)
+        [instance] = pool.instances
+        first = instance.sandbox
+        first.process.kill()  # the emulator dies between requests
+        first.process.wait()
+        answer, same = pool.invoke(events.make_event(BUCKET, ["images/box.jpg"]))
+        assert answer.response["results"][0]["label"] == "boxes"
+        assert same is instance and instance.restarts == 1 and instance.sandbox is not first
+    finally:
+        pool.stop()
+        server.stop()
