@@ -365,5 +365,14 @@ def doctor(ctx, rie, target, region, as_json):
         ctx.exit(code)
 
 
+from .cloud_commands import register  # noqa: E402  (the cloud commands live in their own module)
+
+register(cli)
+
+
 def main() -> None:
     cli(prog_name="rcyc")
+
+
+if __name__ == "__main__":
+    main()

@@ -271,6 +271,31 @@ def test_an_interrupted_model_upload_leaves_the_pointer_on_the_previous_version(
     assert "models/m/2/manifest.json" not in s3_objects(aws, bucket)
 
 
+def test_upload_model_killed_before_the_pointer_moves_leaves_the_previous_version(aws, bucket, moto_server):
+    """A real SIGKILL at the worst moment: every file and the manifest uploaded, the pointer not yet moved."""
+    import signal
+    import subprocess
+    import sys
+
+    ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
+    code = (
+        "import os, signal, sys\n"
+        "from rcyc_cli import s3\n"
+        "s3.move_pointer = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "from rcyc_cli.main import cli\n"
+        "cli(sys.argv[1:])\n"
+    )
+    args = ["upload-model", "--bucket", bucket, "--name", "m", "--version", "2", str(MODELS["one-vs-rest"])]
+    killed = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    objects = s3_objects(aws, bucket)
+    assert "models/m/2/manifest.json" in objects  # it got as far as it could
+    assert pointer(aws, bucket)["version"] == "1"  # and the function still sees the last complete version
+    rerun = subprocess.run([sys.executable, "-m", "rcyc_cli.main", *args], capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert pointer(aws, bucket)["version"] == "2"
+
+
 # --------------------------------------------------------------------------------------------------
 # images
 
