@@ -45,6 +45,14 @@ def engine(timeout: int = 600):
         raise PrerequisiteError(f"no Docker engine answers ({detail})", hint=NO_ENGINE_HINT) from None
 
 
+def has_image(client, name: str) -> bool:
+    try:
+        client.images.get(name)
+        return True
+    except Exception:  # ImageNotFound, or an engine error: either way not usable without a pull
+        return False
+
+
 def context_files(root: Path = REPO_ROOT) -> list[tuple[Path, str]]:
     """(file, name in context) for everything the Dockerfile copies, and nothing else."""
     files = [(root / "Dockerfile", "Dockerfile"), (root / "lambda" / "app.py", "lambda/app.py"),

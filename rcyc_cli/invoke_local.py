@@ -102,7 +102,7 @@ def run(options: Options, status: Callable[[str], None] = lambda message: None,
     warm = stack_module.find() if options.use_stack and options.endpoint_url is None else None
     if warm is None:
         rie_path = rie_finder.locate(options.rie)  # a missing prerequisite fails before anything starts
-        docker_client = choose_runtime(options.runtime, status)
+        docker_client = choose_runtime(options.runtime, status, options.base_image)
 
     with contextlib.ExitStack() as stack:
         if warm is not None:
@@ -161,9 +161,9 @@ def pointer_sha(s3, bucket: str) -> str | None:
         return None
 
 
-def choose_runtime(runtime: str, status: Callable[[str], None]):
-    """The docker client for the docker runtime, or None for the process runtime (auto: docker when an
-    engine answers). Says which it chose."""
+def choose_runtime(runtime: str, status: Callable[[str], None], base_image: str | None = None):
+    """The docker client for the docker runtime, or None for the process runtime. auto: docker when an
+    engine answers and already has the base image (so auto never starts a long pull); says which it chose."""
     from . import docker_ops
 
     if runtime == "process":
@@ -176,6 +176,10 @@ def choose_runtime(runtime: str, status: Callable[[str], None]):
         status("runtime: process (no Docker engine answers)")
         return None
     if runtime == "auto":
+        base = base_image or docker_ops.DEFAULT_BASE_IMAGE
+        if not docker_ops.has_image(client, base):
+            status(f"runtime: process (the engine does not have {base}; --runtime docker pulls it)")
+            return None
         status("runtime: docker (a Docker engine answers; --runtime process to skip it)")
     return client
 

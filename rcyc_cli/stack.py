@@ -180,7 +180,7 @@ def serve(config: StackConfig) -> None:
         # Refresh 0: a model uploaded by a later invoke-local --model is live on the next request.
         env = {"AWS_ENDPOINT_URL_S3": s3_server.endpoint_url, "RCYC_MODEL_BUCKET": config.bucket,
                "RCYC_MODEL_REFRESH_SECONDS": "0"}
-        client = choose_runtime(config.runtime, lambda message: print(message, flush=True))
+        client = choose_runtime(config.runtime, lambda message: print(message, flush=True), config.base_image)
         factory = sandbox_factory(options, client, rie.locate(config.rie), env, lambda message: print(message, flush=True))
         pool = Pool(factory, config.instances).start(warm=True)
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(pool, s3_server.endpoint_url, config))

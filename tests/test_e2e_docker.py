@@ -118,3 +118,14 @@ def test_no_engine_is_a_documented_error(monkeypatch):
 
 def engine_containers():
     return docker_ops.engine().containers.list(all=True, filters={"label": "rcyc.sandbox"})
+
+
+def test_auto_runtime_says_which_it_chose(engine, rie_path):
+    image = IMAGES / "boxes" / "boxes_0.jpg"
+    # The engine answers but lacks the base image: auto does not start a pull, it runs the process runtime.
+    result = run("invoke-local", "--runtime", "auto", "--base-image", "rcyc/no-such-base:1", "--rie", rie_path, image)
+    assert result.exit_code == 0, result.stderr
+    assert "runtime: process (the engine does not have rcyc/no-such-base:1" in result.stderr
+    result = run("invoke-local", "--runtime", "auto", *build_args(), "--json", "--rie", rie_path, image)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["invocation"]["runtime"] == "docker"
