@@ -113,40 +113,72 @@ def build(client, tag: str, flavor: str = "slim", base_image: str = DEFAULT_BASE
     if flavor not in FLAVORS:
         raise InputError(f"unknown flavour {flavor!r}", hint=f"Use one of: {', '.join(FLAVORS)}.")
     started = time.monotonic()
-    log: list[str] = []
-    steps = cached = work = 0
-    image_id = None
-    current = ""
-    stream = client.api.build(
-        fileobj=build_context(ca_bundle, root), custom_context=True, tag=tag, rm=True, forcerm=True, nocache=no_cache,
-        pull=False, decode=True, network_mode="host", platform=platform,
-        buildargs={"BASE_IMAGE": base_image, "FLAVOR": flavor},
-    )
-    for chunk in stream:
+    progress = _BuildProgress(on_step, base_image)
+    try:
+        stream = client.api.build(
+            fileobj=build_context(ca_bundle, root), custom_context=True, tag=tag, rm=True, forcerm=True, nocache=no_cache,
+            pull=False, decode=True, network_mode="host", platform=platform,
+            buildargs={"BASE_IMAGE": base_image, "FLAVOR": flavor},
+        )
+        for chunk in stream:
+            progress.feed(chunk)
+        image = client.images.get(progress.image_id) if progress.image_id else None
+    except RcycError:
+        raise
+    except Exception as exc:  # the connection to the engine broke: it stopped or went away mid-build
+        raise engine_gone(exc, f"during the build (at {progress.current or 'the start'})") from None
+    if image is None:
+        if not answers(client):
+            raise engine_gone(ConnectionError("no answer"), f"during the build (at {progress.current or 'the start'})")
+        raise BuildError("the engine finished the build without an image id", hint="Run again with --no-cache.")
+    return BuildResult(image_id=image.id, tags=image.tags, size=image.attrs.get("Size", 0), steps=progress.steps,
+                       cached_steps=progress.cached, seconds=time.monotonic() - started, log=progress.log,
+                       work_steps=progress.work)
+
+
+def answers(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+def engine_gone(exc: Exception, when: str) -> PrerequisiteError:
+    return PrerequisiteError(f"the Docker engine stopped answering {when}: {type(exc).__name__}",
+                             hint="Start the engine again and rerun; nothing rcyc started is left running.")
+
+
+@dataclass
+class _BuildProgress:
+    """What the build stream has said so far: steps, cache hits, the image id, the log."""
+
+    on_step: Callable[[int, int, str], None]
+    base_image: str
+    log: list[str] = field(default_factory=list)
+    image_id: str | None = None
+    steps: int = 0
+    cached: int = 0
+    work: int = 0
+    current: str = ""
+
+    def feed(self, chunk: dict) -> None:
         if "error" in chunk:
             detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-            tail = [line for line in log[-15:] if line.strip()]
-            error = BuildError(f"the image build failed at {current or 'the start'}: {detail.strip()}",
-                               hint=_build_hint(detail, base_image))
-            error.logs = tail
+            error = BuildError(f"the image build failed at {self.current or 'the start'}: {detail.strip()}",
+                               hint=_build_hint(detail, self.base_image))
+            error.logs = [line for line in self.log[-15:] if line.strip()]
             raise error
         if "aux" in chunk and "ID" in chunk["aux"]:
-            image_id = chunk["aux"]["ID"]
-        text = chunk.get("stream", "")
-        for line in text.splitlines():
-            log.append(line)
+            self.image_id = chunk["aux"]["ID"]
+        for line in chunk.get("stream", "").splitlines():
+            self.log.append(line)
             if (match := STEP_RE.match(line)):
-                steps, current = int(match[1]), line
+                self.steps, self.current = int(match[1]), line
                 if match[3].split(" ", 1)[0].upper() in WORK_INSTRUCTIONS:
-                    work += 1
-                on_step(int(match[1]), int(match[2]), match[3])
+                    self.work += 1
+                self.on_step(int(match[1]), int(match[2]), match[3])
             elif "Using cache" in line:
-                cached += 1
-    if image_id is None:
-        raise BuildError("the engine finished the build without an image id", hint="Run again with --no-cache.")
-    image = client.images.get(image_id)
-    return BuildResult(image_id=image.id, tags=image.tags, size=image.attrs.get("Size", 0), steps=steps, cached_steps=cached,
-                       seconds=time.monotonic() - started, log=log, work_steps=work)
+                self.cached += 1
 
 
 def _build_hint(detail: str, base_image: str) -> str:

@@ -308,6 +308,9 @@ class ContainerSandbox(Sandbox):
         self.container = None
 
     def start(self, ready_timeout: float = 20.0) -> "ContainerSandbox":
+        # Sandboxes that could not be removed (their engine stopped under them) are removed now.
+        for stale in self.client.containers.list(all=True, filters={"label": "rcyc.sandbox", "status": "exited"}):
+            stale.remove(force=True)
         self.port = free_port()
         entrypoint = [
             self.RIE_IN_CONTAINER,
@@ -334,7 +337,20 @@ class ContainerSandbox(Sandbox):
         return self
 
     def read_log(self) -> bytes:
-        return self.container.logs(stdout=True, stderr=True) if self.container else b""
+        try:
+            return self.container.logs(stdout=True, stderr=True) if self.container else b""
+        except Exception:  # the engine is gone: there is no log to read any more
+            return b""
+
+    def invoke(self, event: object) -> Invocation:
+        from .docker_ops import answers, engine_gone
+
+        try:
+            return super().invoke(event)
+        except FunctionError as exc:
+            if exc.kind == "EmulatorError" and not answers(self.client):
+                raise engine_gone(exc, "during the invocation") from None
+            raise
 
     def stop(self) -> None:
         if self.container is not None:

@@ -73,6 +73,7 @@ def test_no_build_secret_or_credential_is_in_the_image(engine, slim_image, monke
 
 
 def test_container_answers_like_the_process_runtime(slim_image, rie_path):
+    before = {c.id for c in engine_containers()}
     images = [p for _, p in class_images()]
     common = ["--json", "--rie", rie_path, "--model", MODELS["one-vs-rest"], *images]
     docker = run("invoke-local", "--runtime", "docker", *build_args(), *common)
@@ -84,7 +85,7 @@ def test_container_answers_like_the_process_runtime(slim_image, rie_path):
     for a, b, (label, _) in zip(in_container["results"], in_process["results"], class_images()):
         assert a["key"] == b["key"] and a["label"] == b["label"] == label
         assert max(abs(a["scores"][k] - b["scores"][k]) for k in a["scores"]) <= 1e-4
-    assert not engine_containers(), "the container was not removed"
+    assert {c.id for c in engine_containers()} <= before, "the container was not removed"
 
 
 def test_user_event_through_the_container(slim_image, rie_path):
@@ -129,3 +130,60 @@ def test_auto_runtime_says_which_it_chose(engine, rie_path):
     result = run("invoke-local", "--runtime", "auto", *build_args(), "--json", "--rie", rie_path, image)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["invocation"]["runtime"] == "docker"
+
+
+PRIVATE_ENGINE = "unix:///var/run/rcyc-docker.sock"
+SCRIPTS = FIXTURES.parent / ".ci"
+
+
+def engine_script(name: str) -> None:
+    import subprocess
+
+    subprocess.run(["bash", str(SCRIPTS / name)], check=True, capture_output=True, timeout=300)
+
+
+def test_zz_the_engine_stopping_mid_invoke_and_mid_build_is_a_clear_error(engine, slim_image, rie_path):
+    """Runs last in this module: it stops the private engine of .ci/docker-up.sh and starts it again."""
+    import subprocess
+    import threading
+
+    from rcyc_cli.local import ContainerSandbox
+    from rcyc_core.errors import PrerequisiteError
+
+    need(os.environ.get("DOCKER_HOST") == PRIVATE_ENGINE and os.geteuid() == 0, "the private engine of .ci/docker-up.sh")
+    try:
+        # During an invocation's life: a running function container whose engine goes away.
+        sandbox = ContainerSandbox(engine, slim_image["image_id"], rie_path, env={}, timeout=30).start()
+        engine_script("docker-down.sh")
+        with pytest.raises(PrerequisiteError) as caught:
+            sandbox.invoke({"Records": []})
+        assert "Docker engine stopped answering during the invocation" in caught.value.message
+        sandbox.stop()  # must not raise with the engine gone
+        leftovers = subprocess.run(["pgrep", "-f", ContainerSandbox.RIE_IN_CONTAINER], capture_output=True, text=True).stdout
+        assert leftovers.strip() == "", "a function container outlived its engine"
+
+        # During a build: stop the engine while pip runs in the RUN step.
+        engine_script("docker-up.sh")
+        client = docker_ops.engine()
+        in_run_step = threading.Event()
+        failure = []
+
+        def build():
+            try:
+                docker_ops.build(client, "rcyc-function:test-interrupted", base_image=BASE_IMAGE, no_cache=True,
+                                 ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None,
+                                 on_step=lambda step, total, text: text.startswith("RUN") and in_run_step.set())
+            except RcycError as exc:
+                failure.append(exc)
+
+        worker = threading.Thread(target=build)
+        worker.start()
+        assert in_run_step.wait(120)
+        engine_script("docker-down.sh")
+        worker.join(120)
+        assert not worker.is_alive()
+        [error] = failure
+        assert error.exit_code in (3, 4) and ("stopped answering" in error.message or "build failed" in error.message)
+    finally:
+        engine_script("docker-up.sh")
+    assert docker_ops.engine().ping()
