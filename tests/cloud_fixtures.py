@@ -69,16 +69,27 @@ class LocalRegistry:
             f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: {secrets.token_hex(16)}\n"
             f"auth:\n  htpasswd:\n    realm: rcyc-test\n    path: {self.workdir / 'htpasswd'}\n"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         self.log = open(self.workdir / "registry.log", "wb")
-        self.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        return self._serve()
+
+    def _serve(self) -> "LocalRegistry":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        self.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(self.workdir / "config.yml")], stdout=self.log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         try:
             wait_for_port(self.port, 15, alive=lambda: self.process.poll() is None)
         except Exception:
             self.stop()
             raise
         return self
+
+    def kill(self) -> None:
+        """Cut the registry off at once (SIGKILL), keeping its storage, port and config for restart()."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> "LocalRegistry":
+        return self._serve()
 
     def basic_auth(self) -> str:
         return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()

@@ -642,3 +642,35 @@ def test_human_deploy_plan_renders(aws, bucket, registry, engine, function_image
     assert result.exit_code == 0, result.stderr
     assert "plan (dry run: nothing changed)" in result.stdout and "create" in result.stdout and "push" in result.stdout
     assert registry.password not in result.stdout + result.stderr
+
+
+def test_a_push_cut_off_midway_completes_on_rerun(engine, function_image):
+    """The registry dies while layers are uploading: a clear error; once it is back, the same push completes
+    (layers it already stored are not sent again) and the image pulls back by digest."""
+    import threading
+
+    need(os.path.exists(REGISTRY_BINARY), "the docker-registry binary")
+    server = LocalRegistry().start()
+    try:
+        registry = cloud.Registry(server.host, server.username, server.password, source="basic")
+        image_id = engine.images.get(function_image).id
+        cut = threading.Event()
+
+        def on_layer(layer, status, current, total):
+            if status == "Pushing" and current and not cut.is_set():
+                cut.set()
+                server.kill()
+
+        with pytest.raises(cloud.RegistryError) as caught:
+            cloud.push(engine, image_id, registry, "cutoff", "v1", ui=cloud.Ui(layer=on_layer))
+        assert cut.is_set()
+        assert server.password not in caught.value.message and caught.value.hint
+
+        server.restart()
+        result = cloud.push(engine, image_id, registry, "cutoff", "v1")
+        assert result.pushed and result.digest.startswith("sha256:")
+        pulled = engine.images.pull(f"{server.host}/cutoff@{result.digest}",
+                                    auth_config={"username": server.username, "password": server.password})
+        assert pulled.id == image_id
+    finally:
+        server.stop()
