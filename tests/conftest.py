@@ -73,3 +73,41 @@ def psu_bare_dir(tmp_path) -> Path:
 
 def parse_json_output(text: str) -> dict:
     return json.loads(text)
+
+
+TEST_BASE_IMAGE = os.environ.get("RCYC_TEST_BASE_IMAGE", "rcyc/python-base:bookworm")
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def build_args() -> list[str]:
+    """`rcyc build` options for tests: the local base image, and the host's CA bundle for pip in builds."""
+    return ["--base-image", TEST_BASE_IMAGE] + (["--ca-bundle", CA_BUNDLE] if os.path.isfile(CA_BUNDLE) else [])
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """A Docker engine that answers and has the local base image (fails under CI=true otherwise)."""
+    from rcyc_cli import docker_ops
+    from rcyc_core.errors import RcycError
+
+    try:
+        client = docker_ops.engine()
+    except RcycError:
+        need(False, "a Docker engine (DOCKER_HOST)")
+    if not docker_ops.has_image(client, TEST_BASE_IMAGE):
+        need(False, f"the local base image {TEST_BASE_IMAGE} (.ci/docker-up.sh builds it)")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def moto_in_process(monkeypatch):
+    """moto's in-process AWS (unit tests) with throwaway keys and none of the user's endpoints or profile."""
+    from moto import mock_aws
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        yield

@@ -19,14 +19,12 @@ from rcyc_cli import cloud
 from rcyc_cli import s3 as s3ops
 from rcyc_cli.local import ProcessSandbox
 from rcyc_cli.main import cli
-from rcyc_core.errors import EXIT_AWS, EXIT_BAD_INPUT, EXIT_RECORD_ERRORS, RcycError
+from rcyc_core.errors import EXIT_AWS, EXIT_BAD_INPUT, EXIT_RECORD_ERRORS
 from rcyc_core.manifest import Manifest
 from tests.cloud_fixtures import REGISTRY_BINARY, LocalRegistry, MotoServer
-from tests.conftest import IMAGES, MODELS, bad_images, need
+from tests.conftest import IMAGES, MODELS, bad_images, build_args, need
 
 pytestmark = pytest.mark.e2e
-BASE_IMAGE = os.environ.get("RCYC_TEST_BASE_IMAGE", "rcyc/python-base:bookworm")
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SODA = IMAGES / "soda_cans" / "soda_cans_0.jpg"
 BOX = IMAGES / "boxes" / "boxes_0.jpg"
 
@@ -83,22 +81,6 @@ def registry():
     finally:
         server.stop()
         assert server.process.poll() is not None  # stopped by its own handle
-
-
-@pytest.fixture(scope="module")
-def engine():
-    from rcyc_cli import docker_ops
-
-    try:
-        client = docker_ops.engine()
-    except RcycError:
-        need(False, "a Docker engine (DOCKER_HOST)")
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:
-        need(False, f"the local base image {BASE_IMAGE} (.ci/docker-up.sh builds it)")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -397,13 +379,6 @@ def registry_manifest(registry: LocalRegistry, repository: str, reference: str) 
             return reply.status, json.loads(reply.read()), reply.headers.get("Docker-Content-Digest")
     except urllib.error.HTTPError as exc:
         return exc.code, None, None
-
-
-def build_args() -> list[str]:
-    args = ["--base-image", BASE_IMAGE]
-    if os.path.isfile(CA_BUNDLE):
-        args += ["--ca-bundle", CA_BUNDLE]
-    return args
 
 
 def test_deploy_creates_then_updates_then_changes_nothing(aws, bucket, registry, engine, function_image, monkeypatch):

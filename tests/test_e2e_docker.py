@@ -11,36 +11,11 @@ from click.testing import CliRunner
 from rcyc_cli import docker_ops
 from rcyc_cli.main import cli
 from rcyc_core.errors import EXIT_MISSING_PREREQ, RcycError
-from tests.conftest import FIXTURES, IMAGES, MODELS, class_images, need
+from tests.conftest import CA_BUNDLE, FIXTURES, IMAGES, MODELS, TEST_BASE_IMAGE, build_args, class_images, need
 
 pytestmark = pytest.mark.e2e
-BASE_IMAGE = os.environ.get("RCYC_TEST_BASE_IMAGE", "rcyc/python-base:bookworm")
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-
-
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def build_args():
-    args = ["--base-image", BASE_IMAGE]
-    if os.path.isfile(CA_BUNDLE):
-        args += ["--ca-bundle", CA_BUNDLE]
-    return args
-
-
-@pytest.fixture(scope="module")
-def engine():
-    try:
-        client = docker_ops.engine()
-    except RcycError:
-        need(False, "a Docker engine (DOCKER_HOST)")
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:
-        need(False, f"the local base image {BASE_IMAGE} (.ci/docker-up.sh builds it)")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +78,7 @@ def test_broken_step_surfaces_its_log(engine, tmp_path):
     dockerfile = root / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "RUN echo rcyc-broken-step-marker && exit 3\n")
     with pytest.raises(docker_ops.BuildError) as caught:
-        docker_ops.build(engine, "rcyc-function:test-broken", base_image=BASE_IMAGE,
+        docker_ops.build(engine, "rcyc-function:test-broken", base_image=TEST_BASE_IMAGE,
                          ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None, root=root)
     assert "rcyc-broken-step-marker" in "\n".join(caught.value.logs)
     assert "exit 3" in caught.value.message or "returned a non-zero code: 3" in caught.value.message
@@ -170,7 +145,7 @@ def test_zz_the_engine_stopping_mid_invoke_and_mid_build_is_a_clear_error(engine
 
         def build():
             try:
-                docker_ops.build(client, "rcyc-function:test-interrupted", base_image=BASE_IMAGE, no_cache=True,
+                docker_ops.build(client, "rcyc-function:test-interrupted", base_image=TEST_BASE_IMAGE, no_cache=True,
                                  ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None,
                                  on_step=lambda step, total, text: text.startswith("RUN") and in_run_step.set())
             except RcycError as exc:

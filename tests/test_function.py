@@ -1,11 +1,9 @@
 """The function's handler against moto's in-process S3 (unit level; the real emulator is in test_e2e_local)."""
 
 import json
-import shutil
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from rcyc_cli import s3 as s3ops
 from rcyc_core import events
@@ -17,15 +15,10 @@ BUCKET = "recycle-able-image"
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        s3ops.ensure_private_bucket(client, BUCKET, tls_only=False)  # moto cannot evaluate aws:SecureTransport
-        yield client
+def s3(moto_in_process):
+    client = boto3.client("s3", region_name="us-east-1")
+    s3ops.ensure_private_bucket(client, BUCKET, tls_only=False)  # moto cannot evaluate aws:SecureTransport
+    return client
 
 
 def put_model(s3, layout="one-vs-rest"):

@@ -7,7 +7,6 @@ the instance keeps working; nothing is written outside the function's cache dire
 import io
 import json
 import os
-from pathlib import Path
 
 import boto3
 import pytest

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from rcyc_cli.main import cli
 from rcyc_core import backends
-from rcyc_core.errors import EXIT_BAD_INPUT, ModelError
+from rcyc_core.errors import EXIT_BAD_INPUT
 from rcyc_core.manifest import Manifest
 from tests.conftest import MODELS, class_images, edge_images
 

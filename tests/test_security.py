@@ -6,7 +6,6 @@ import json
 import boto3
 import pytest
 from click.testing import CliRunner
-from moto import mock_aws
 
 from rcyc_cli import cloud
 from rcyc_cli import s3 as s3ops
@@ -17,14 +16,9 @@ FAKE_KEY = "AKIARCYCFAKEKEY00042"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+def aws(moto_in_process, monkeypatch):
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    with mock_aws():
-        yield boto3.session.Session(region_name="us-east-1")
+    return boto3.session.Session(region_name="us-east-1")
 
 
 def audit(target):
