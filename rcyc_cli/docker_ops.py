@@ -89,13 +89,13 @@ class BuildResult:
     steps: int
     cached_steps: int
     seconds: float
-    work_steps: int = 0  # RUN/COPY/ADD steps: the ones that can be cached or rebuilt
+    work_steps: int = 0  # RUN/COPY/ADD steps: the ones that can be cached or rebuilt (cached_steps counts only these)
     log: list[str] = field(default_factory=list)
 
     @property
     def cache_hit(self) -> bool:
         """Every step that could run came from the cache: nothing was rebuilt."""
-        return self.steps > 0 and self.cached_steps >= self.work_steps
+        return self.steps > 0 and self.cached_steps == self.work_steps
 
     def to_dict(self) -> dict:
         return {"image_id": self.image_id, "tags": self.tags, "size": self.size, "steps": self.steps,
@@ -160,6 +160,7 @@ class _BuildProgress:
     cached: int = 0
     work: int = 0
     current: str = ""
+    _current_is_work: bool = False
 
     def feed(self, chunk: dict) -> None:
         if "error" in chunk:
@@ -174,11 +175,11 @@ class _BuildProgress:
             self.log.append(line)
             if (match := STEP_RE.match(line)):
                 self.steps, self.current = int(match[1]), line
-                if match[3].split(" ", 1)[0].upper() in WORK_INSTRUCTIONS:
-                    self.work += 1
+                self._current_is_work = match[3].split(" ", 1)[0].upper() in WORK_INSTRUCTIONS
+                self.work += self._current_is_work
                 self.on_step(int(match[1]), int(match[2]), match[3])
-            elif "Using cache" in line:
-                self.cached += 1
+            elif "Using cache" in line and self._current_is_work:
+                self.cached += 1  # only RUN/COPY/ADD count: they are what a cache miss would redo
 
 
 def _build_hint(detail: str, base_image: str) -> str:

@@ -70,11 +70,29 @@ def test_user_event_through_the_container(slim_image, rie_path):
     assert json.loads(result.stdout)["results"][0]["label"] == "soda_cans"
 
 
-def test_broken_step_surfaces_its_log(engine, tmp_path):
+def copy_context(tmp_path):
     root = tmp_path / "project"
     for path, name in docker_ops.context_files():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, root / name)
+    return root
+
+
+def test_a_code_change_rebuilds_only_the_code_layer(engine, slim_image, tmp_path):
+    root = copy_context(tmp_path)
+    labels = root / "lambda" / "rcyc_core" / "labels.py"
+    labels.write_text(labels.read_text() + f"\n# {tmp_path.name}\n")  # a change no earlier build has seen
+    result = docker_ops.build(engine, "rcyc-function:test-code-change", base_image=TEST_BASE_IMAGE,
+                              ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None, root=root)
+    try:
+        assert not result.cache_hit
+        assert result.cached_steps == result.work_steps - 1  # every package layer reused; only the code copied
+    finally:
+        engine.images.remove("rcyc-function:test-code-change")
+
+
+def test_broken_step_surfaces_its_log(engine, tmp_path):
+    root = copy_context(tmp_path)
     dockerfile = root / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "RUN echo rcyc-broken-step-marker && exit 3\n")
     with pytest.raises(docker_ops.BuildError) as caught:
