@@ -29,6 +29,7 @@ from rcyc_core.manifest import MANIFEST_NAME, Manifest
 
 from . import s3 as s3ops
 from .s3 import aws_call
+from .local import decode_reply
 
 DEFAULT_BUCKET = "recycle-able-image"
 DEFAULT_FUNCTION = "rcyc-function"
@@ -315,26 +316,18 @@ def invoke(keys: list[str], bucket: str, function: str | None = None, endpoint_u
     log_tail = base64.b64decode(reply["LogResult"]).decode("utf-8", "replace").splitlines() if reply.get("LogResult") else []
     info = {"function": function, "endpoint": endpoint_url or "aws", "status": reply.get("StatusCode"),
             "version": reply.get("ExecutedVersion"), "wall_ms": round(wall_ms, 2)}
-    if raw.startswith("Task timed out"):
-        _raise_function_error(f"the function timed out ({raw.strip()})", "Timeout", log_tail)
     try:
-        response = json.loads(raw) if raw else None
-    except ValueError:
-        _raise_function_error(f"the function returned something that is not JSON: {raw[:120]!r}", "BadResponse", log_tail)
-    if reply.get("FunctionError") or (isinstance(response, dict) and "errorType" in response and "errorMessage" in response):
-        response = response if isinstance(response, dict) else {}
-        _raise_function_error(f"the function failed: {response.get('errorType', reply.get('FunctionError'))}: "
-                              f"{response.get('errorMessage', '')}".rstrip(": "), str(response.get("errorType", "FunctionError")), log_tail)
-    if not isinstance(response, dict) or "results" not in response:
-        _raise_function_error(f"the function answered without a result: {raw[:120]!r}", "BadResponse", log_tail)
+        response = decode_reply(raw)
+        if reply.get("FunctionError"):
+            raise FunctionError(f"the function failed: {reply['FunctionError']}", kind="FunctionError")
+        if not isinstance(response, dict) or "results" not in response:
+            raise FunctionError(f"the function answered without a result: {raw[:120]!r}", kind="BadResponse")
+    except FunctionError as exc:
+        exc.logs = log_tail
+        exc.hint = ("The tail of the function's log is above." if log_tail else
+                    "See the function's log (CloudWatch Logs, /aws/lambda/<function>).")
+        raise
     return {"response": response, "invocation": info, "log_tail": log_tail}
-
-
-def _raise_function_error(message: str, kind: str, log_tail: list[str]):
-    error = FunctionError(message, kind=kind, hint="The tail of the function's log is above." if log_tail else
-                          "See the function's log (CloudWatch Logs, /aws/lambda/<function>).")
-    error.logs = log_tail
-    raise error
 
 
 # --------------------------------------------------------------------------------------------------

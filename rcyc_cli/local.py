@@ -122,6 +122,26 @@ def parse_report(lines: list[str]) -> Report:
     return report
 
 
+LOG_ABOVE = "The function's log is above."
+
+
+def decode_reply(text: str) -> object:
+    """The function's answer as the emulator (or Lambda) returns it. A timeout, a body that is not JSON and
+    an error object (which comes back with HTTP 200) are FunctionErrors."""
+    if text.startswith("Task timed out"):
+        raise FunctionError(f"the function timed out ({text.strip()})", kind="Timeout",
+                            hint="Raise --timeout, or look in the log above for what the handler waited on.")
+    try:
+        response = json.loads(text)
+    except ValueError:
+        raise FunctionError(f"the function returned something that is not JSON: {text[:120]!r}", kind="BadResponse",
+                            hint=LOG_ABOVE) from None
+    if isinstance(response, dict) and "errorType" in response and "errorMessage" in response:
+        raise FunctionError(f"the function failed: {response['errorType']}: {response['errorMessage']}",
+                            kind=str(response["errorType"]), hint=LOG_ABOVE)
+    return response
+
+
 def function_environment(name: str, timeout: int, memory: int, extra: dict[str, str]) -> dict[str, str]:
     """What Lambda sets for a function, plus rcyc's own settings. Credentials are throwaway local ones."""
     env = {
@@ -169,22 +189,16 @@ class Sandbox:
         wall_ms = (time.perf_counter() - started) * 1000
         self.invocations += 1
         lines = self._new_log_lines(wait_for_report=True)
-        text = raw.decode("utf-8", "replace")
-        if text.startswith("Task timed out"):
-            raise self._failure(f"the function timed out ({text.strip()})", "Timeout", lines,
-                                hint="Raise --timeout, or look in the log above for what the handler waited on.")
         try:
-            response = json.loads(text)
-        except ValueError:
-            raise self._failure(f"the function returned something that is not JSON: {text[:120]!r}", "BadResponse", lines) from None
-        if isinstance(response, dict) and "errorType" in response and "errorMessage" in response:
-            raise self._failure(f"the function failed: {response['errorType']}: {response['errorMessage']}",
-                                str(response["errorType"]), lines)
+            response = decode_reply(raw.decode("utf-8", "replace"))
+        except FunctionError as exc:
+            exc.logs = lines
+            raise
         return Invocation(response, parse_report(lines), wall_ms, lines)
 
-    def _failure(self, message: str, kind: str, lines: list[str] | None = None, hint: str | None = None) -> FunctionError:
-        error = FunctionError(message, kind=kind, hint=hint or "The function's log is above.")
-        error.logs = lines if lines is not None else self._new_log_lines(wait_for_report=False)
+    def _failure(self, message: str, kind: str) -> FunctionError:
+        error = FunctionError(message, kind=kind, hint=LOG_ABOVE)
+        error.logs = self._new_log_lines(wait_for_report=False)
         return error
 
     def _new_log_lines(self, wait_for_report: bool) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rcyc_core.errors import FunctionError, PrerequisiteError, RcycError
 
-from .local import INVOKE_PATH, Invocation, Report
+from .local import INVOKE_PATH, Invocation, Report, decode_reply
 from .paths import cache_dir
 
 STATUS_PATH = "/rcyc/status"
@@ -70,13 +70,13 @@ class RemoteStack:
             raise FunctionError(f"the local stack did not answer: {getattr(exc, 'reason', exc)}",
                                 kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
         wall_ms = (time.perf_counter() - started) * 1000
-        response = json.loads(body)
         meta = json.loads(header) if header else {}
-        if isinstance(response, dict) and "errorType" in response and "errorMessage" in response:
-            raise FunctionError(f"the function failed: {response['errorType']}: {response['errorMessage']}",
-                                kind=str(response["errorType"]), hint="rcyc local status shows the instances.")
-        report = Report(**meta.get("report", {}))
-        return Invocation(response, report, wall_ms, meta.get("logs", []))
+        try:
+            response = decode_reply(body.decode("utf-8", "replace"))
+        except FunctionError as exc:
+            exc.logs = meta.get("logs", [])
+            raise
+        return Invocation(response, Report(**meta.get("report", {})), wall_ms, meta.get("logs", []))
 
 
 def find() -> RemoteStack | None:
