@@ -10,10 +10,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from rcyc_core.errors import AwsError
-
 from . import s3 as s3ops
-from .cloud import Aws, _client_code, _policy_document
+from .cloud import Aws, _policy_document, get_or_none
 
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
 SECRET_VALUE = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
@@ -32,14 +30,7 @@ class Finding:
 
 
 def _read(call, missing: tuple[str, ...], **kwargs):
-    """A Get* call whose "not configured" error means None; other errors are AwsErrors."""
-    try:
-        return call(**kwargs)
-    except Exception as exc:
-        if _client_code(exc) in missing:
-            return None
-        raise AwsError(f"cannot read {call.__name__}: {_client_code(exc) or type(exc).__name__}", kind="AccessDenied",
-                       hint="The audit needs read access (s3:GetBucket*, iam:Get*/List*, lambda:GetFunction*).") from None
+    return get_or_none(f"audit ({call.__name__})", call, missing, **kwargs)
 
 
 def audit_bucket(s3, bucket: str) -> list[Finding]:

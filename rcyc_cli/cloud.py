@@ -126,6 +126,18 @@ def _raise(exc: Exception):
     raise exc
 
 
+def get_or_none(what: str, call, missing: tuple[str, ...], **kwargs):
+    """A read whose "not found" error codes mean None; any other failure is an AwsError."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call(**kwargs)
+    except ClientError as exc:
+        if _client_code(exc) in missing:
+            return None
+        aws_call(what, _raise, exc)
+
+
 def _client_code(exc: Exception) -> str | None:
     return (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
 
@@ -536,12 +548,7 @@ def ensure_role(iam, name: str, policy: dict, dry_run: bool = False) -> dict:
     """The function's role with exactly rcyc's inline policy. Returns {"name", "arn", "action"}."""
     from botocore.exceptions import ClientError
 
-    try:
-        role = iam.get_role(RoleName=name)["Role"]
-    except ClientError as exc:
-        if _client_code(exc) != "NoSuchEntity":
-            aws_call(f"read the role {name}", _raise, exc)
-        role = None
+    role = (get_or_none(f"read the role {name}", iam.get_role, ("NoSuchEntity",), RoleName=name) or {}).get("Role")
     if role is None:
         if dry_run:
             return {"name": name, "arn": None, "action": "create"}
@@ -602,12 +609,7 @@ def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None,
     summary with "action": created | updated | unchanged (create / update / nothing in a dry run)."""
     from botocore.exceptions import ClientError
 
-    try:
-        current = lam.get_function(FunctionName=name)
-    except ClientError as exc:
-        if _client_code(exc) != "ResourceNotFoundException":
-            aws_call(f"read the function {name}", _raise, exc)
-        current = None
+    current = get_or_none(f"read the function {name}", lam.get_function, ("ResourceNotFoundException",), FunctionName=name)
     if current is None:
         if dry_run:
             return {"name": name, "action": "create", "changes": ["create"]}
