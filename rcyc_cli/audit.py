@@ -77,13 +77,13 @@ def audit_function(lam, iam, bucket: str, function: str) -> list[Finding]:
     if url and url.get("AuthType") == "NONE":
         findings.append(Finding("high", "function URL", "a public URL with AuthType NONE", "Delete it or use AWS_IAM auth."))
     role_name = config["Role"].rsplit("/", 1)[-1]
-    attached = iam.list_attached_role_policies(RoleName=role_name).get("AttachedPolicies", [])
+    attached = (_read(iam.list_attached_role_policies, ("NoSuchEntity",), RoleName=role_name) or {}).get("AttachedPolicies", [])
     findings.append(Finding("high", "role: managed policies", ", ".join(p["PolicyName"] for p in attached),
                             "Detach them; rcyc's inline policy is all the function needs.") if attached
                     else Finding("ok", "role: managed policies", "none attached"))
     problems = []
-    for name in iam.list_role_policies(RoleName=role_name).get("PolicyNames", []):
-        document = _policy_document(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
+    for name in (_read(iam.list_role_policies, ("NoSuchEntity",), RoleName=role_name) or {}).get("PolicyNames", []):
+        document = _policy_document(_read(iam.get_role_policy, (), RoleName=role_name, PolicyName=name)["PolicyDocument"])
         statements = document.get("Statement", [])
         for statement in statements if isinstance(statements, list) else [statements]:
             if statement.get("Effect") != "Allow":

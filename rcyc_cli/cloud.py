@@ -136,6 +136,8 @@ def get_or_none(what: str, call, missing: tuple[str, ...], **kwargs):
         if _client_code(exc) in missing:
             return None
         aws_call(what, _raise, exc)
+    except Exception as exc:  # no credentials, no endpoint: aws_call turns them into one-line AwsErrors
+        aws_call(what, _raise, exc)
 
 
 def _client_code(exc: Exception) -> str | None:

@@ -39,7 +39,8 @@ class RcycGroup(click.Group):
 
 def load_config(ctx: click.Context) -> None:
     """rcyc.toml (or RCYC_CONFIG) in the lowest place of: flags > environment > config file > defaults.
-    Its top-level keys are option names (bucket = "...", model = "...") applied to every command."""
+    Its top-level keys are option names (bucket = "...", model = "...") applied to every command that has
+    that option, subcommands of groups (rcyc models promote, rcyc local up) included."""
     path = Path(os.environ.get("RCYC_CONFIG", CONFIG_FILE))
     if not path.is_file():
         return
@@ -47,11 +48,16 @@ def load_config(ctx: click.Context) -> None:
         settings = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise click.UsageError(f"{path} is not valid TOML: {exc}") from None
-    defaults = {}
-    for name, command in ctx.command.commands.items():
-        params = {p.name for p in command.params}
-        defaults[name] = {key.replace("-", "_"): value for key, value in settings.items() if key.replace("-", "_") in params}
-    ctx.default_map = defaults
+    settings = {key.replace("-", "_"): value for key, value in settings.items()}
+    ctx.default_map = _defaults_for(ctx.command, settings)
+
+
+def _defaults_for(command: click.Command, settings: dict) -> dict:
+    """click's default_map for ``command``: its own options' values, and a nested map per subcommand."""
+    defaults = {p.name: settings[p.name] for p in command.params if p.name in settings}
+    for name, sub in getattr(command, "commands", {}).items():
+        defaults[name] = _defaults_for(sub, settings)
+    return defaults
 
 
 @click.group(cls=RcycGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

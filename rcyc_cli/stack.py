@@ -79,21 +79,36 @@ class RemoteStack:
         return Invocation(response, Report(**meta.get("report", {})), wall_ms, meta.get("logs", []))
 
 
-def find() -> RemoteStack | None:
-    """The running stack, or None. A stale state file (dead process, no answer) is removed."""
-    path = state_file()
-    if not path.is_file():
-        return None
+def is_stack(pid: int) -> bool:
+    """Whether ``pid`` is a running rcyc stack (not a stale pid that now belongs to something else)."""
     try:
-        state = json.loads(path.read_text())
-        if not running(state["pid"]):
-            raise ProcessLookupError(state["pid"])
-        stack = RemoteStack(state)
-        stack.status()
-        return stack
-    except (OSError, ValueError, KeyError, urllib.error.URLError):
-        path.unlink(missing_ok=True)
+        return running(pid) and b"rcyc_cli.stack" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def read_state() -> dict | None:
+    try:
+        return json.loads(state_file().read_text())
+    except (OSError, ValueError):
         return None
+
+
+def find() -> RemoteStack | None:
+    """The running stack, or None. A state file whose process is gone (or is not a stack) is removed; a
+    stack that is alive but slow to answer is left alone."""
+    state = read_state()
+    if state is None:
+        return None
+    if not isinstance(state.get("pid"), int) or not is_stack(state["pid"]):
+        state_file().unlink(missing_ok=True)
+        return None
+    stack = RemoteStack(state)
+    try:
+        stack.status()
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return stack
 
 
 def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:
@@ -107,37 +122,47 @@ def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.stack", json.dumps(asdict(config))],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-            raise PrerequisiteError(f"the local stack did not start: {tail[0]}", hint=f"Its log: {log_path}")
-        stack = find()
-        if stack and stack.state["pid"] == process.pid:
-            return stack
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGTERM)
-    raise PrerequisiteError("the local stack did not become ready in time", hint=f"Its log: {log_path}")
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+                raise PrerequisiteError(f"the local stack did not start: {tail[0]}", hint=f"Its log: {log_path}")
+            stack = find()
+            if stack and stack.state["pid"] == process.pid:
+                return stack
+            time.sleep(0.1)
+        raise PrerequisiteError("the local stack did not become ready in time", hint=f"Its log: {log_path}")
+    except BaseException:  # not ready, an error or Ctrl-C: the half-started stack stops everything it started
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        raise
 
 
 def down(timeout: float = 30.0) -> bool:
     """Stop the stack and everything it started. Returns False if none was running."""
-    path = state_file()
-    if not path.is_file():
+    state = read_state()
+    if state is None or not isinstance(state.get("pid"), int) or not is_stack(state["pid"]):
+        state_file().unlink(missing_ok=True)  # stale: its pid may belong to something else now; never signal it
         return False
-    try:
-        pid = json.loads(path.read_text())["pid"]
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError, KeyError):
-        path.unlink(missing_ok=True)
-        return False
+    pid = state["pid"]
+    os.kill(pid, signal.SIGTERM)  # the stack stops its instances and its S3, then exits
     deadline = time.monotonic() + timeout
     while running(pid):
         if time.monotonic() > deadline:
-            os.killpg(pid, signal.SIGKILL)
+            # It did not stop by itself: kill it and the emulators it recorded (each in a session of its own).
+            for group in [pid, *state.get("instance_pids", [])]:
+                try:
+                    os.killpg(group, signal.SIGKILL)
+                except OSError:
+                    pass
             break
         time.sleep(0.05)
-    path.unlink(missing_ok=True)
+    state_file().unlink(missing_ok=True)
     return True
 
 
@@ -188,7 +213,8 @@ def serve(config: StackConfig) -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         state = {"pid": os.getpid(), "endpoint": f"http://127.0.0.1:{server.server_address[1]}",
                  "s3_endpoint": s3_server.endpoint_url, "bucket": config.bucket, "config": asdict(config),
-                 "runtime": pool.instances[0].sandbox.runtime, "started_at": time.time()}
+                 "runtime": pool.instances[0].sandbox.runtime, "started_at": time.time(),
+                 "instance_pids": [i.sandbox.process.pid for i in pool.instances if getattr(i.sandbox, "process", None)]}
         partial = state_file().with_suffix(".part")
         partial.write_text(json.dumps(state, indent=2))
         os.replace(partial, state_file())  # readers never see half a state file

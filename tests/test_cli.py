@@ -117,3 +117,12 @@ def test_doctor_reports_each_check(rie_path, monkeypatch):
     assert checks["Lambda emulator"]["status"] == "ok"
     assert checks["AWS credentials"]["status"] == "missing" and checks["AWS credentials"]["fix"]
     assert result.exit_code == EXIT_MISSING_PREREQ
+
+
+def test_config_file_reaches_subcommands_of_groups(tmp_path, monkeypatch):
+    config = tmp_path / "rcyc.toml"
+    config.write_text('bucket = "my-private-bucket"\n')
+    monkeypatch.setenv("RCYC_CONFIG", str(config))
+    for args in (["models", "list", "--help"], ["local", "up", "--help"], ["upload-model", "--help"]):
+        result = run(*args)
+        assert "my-private-bucket" in result.stdout, args

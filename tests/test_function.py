@@ -147,3 +147,37 @@ def test_results_are_written_under_the_prefix_and_never_reclassified(s3, tmp_pat
     assert written["label"] == "boxes" and written["model"]["name"] == "fixture-psu"
     missing = json.loads(s3.get_object(Bucket=BUCKET, Key="results/images/gone.jpg.json")["Body"].read())
     assert missing["error"] == "NoSuchKey"
+
+
+def test_a_model_re_uploaded_under_the_same_version_reaches_a_warm_instance(s3, tmp_path):
+    import shutil
+
+    from rcyc_core.manifest import Manifest as M
+
+    put_model(s3, "one-vs-rest")
+    put(s3, "images/a.jpg", IMAGES / "boxes" / "boxes_1.jpg")
+    function = make_function(s3, tmp_path / "fn", refresh_seconds=0)
+    event = events.make_event(BUCKET, ["images/a.jpg"])
+    first = function.handle(event)["model"]["sha256"]
+    # The same name and version, other contents (two members swapped): same manifest key, new sha256.
+    swapped_dir = tmp_path / "swapped"
+    shutil.copytree(MODELS["one-vs-rest"], swapped_dir)
+    manifest = M.load(swapped_dir)
+    members = (manifest.members[1].__class__(manifest.members[0].label, manifest.members[1].files),
+               manifest.members[0].__class__(manifest.members[1].label, manifest.members[0].files)) + manifest.members[2:]
+    M(manifest.name, manifest.version, manifest.layout, manifest.input, members).write(swapped_dir)
+    s3ops.upload_model(s3, BUCKET, M.load(swapped_dir), swapped_dir)
+    second = function.handle(event)["model"]["sha256"]
+    assert second != first
+    cached = sorted(p.name for p in (tmp_path / "fn" / "cache" / "models").iterdir())
+    assert len(cached) == 5  # only the current model's files are kept
+
+
+@pytest.mark.parametrize("members", [["x"], [{"label": None, "tflite": {"path": "m.tflite", "sha256": "../../etc/passwd"}}]])
+def test_a_malformed_manifest_is_a_model_error(members):
+    from rcyc_core.errors import ModelError
+
+    data = json.loads((MODELS["softmax"] / "manifest.json").read_text())
+    data["members"] = members
+    with pytest.raises(ModelError):
+        Manifest.from_dict(data)

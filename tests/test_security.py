@@ -78,3 +78,14 @@ def test_role_reaching_another_bucket_is_a_finding(aws):
     make_function(aws, "rcyc-audit-reach", "reach-fn", policy)
     code, findings, _ = audit("rcyc-audit-reach/reach-fn")
     assert code == EXIT_FINDINGS and "someone-elses-bucket" in findings["role: least privilege"]["detail"]
+
+
+def test_audit_without_credentials_is_one_line(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    result = CliRunner().invoke(cli, ["doctor", "--security", "some-bucket/some-fn"], catch_exceptions=False)
+    assert result.exit_code == 5 and "no AWS credentials" in result.stderr and "Traceback" not in result.stderr

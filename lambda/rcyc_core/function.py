@@ -119,16 +119,29 @@ class ModelStore:
             raise _s3_error(exc, f"s3://{bucket}/{key}", "model pointer") from None
         body = response["Body"].read()
         try:
-            manifest_key = json.loads(body)["manifest"]
+            pointer = json.loads(body)
+            manifest_key = pointer["manifest"]
             if not isinstance(manifest_key, str):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             raise ModelError(f"s3://{bucket}/{key} is not a model pointer", kind="ModelUnavailable") from None
-        if manifest_key != self._manifest_key or self.classifier is None:
+        # Reload when the pointer names another manifest, or the same one re-uploaded with other contents.
+        same = (self.classifier is not None and manifest_key == self._manifest_key
+                and pointer.get("sha256") in (None, self.classifier.manifest.sha256))
+        if not same:
             self.classifier = self._load(bucket, manifest_key)
             self._manifest_key = manifest_key
             log("model_loaded", model=self.classifier.manifest.summary(), backend=self.config.backend)
+            self._prune_cache(self.classifier.manifest)
         self._etag = response.get("ETag")
+
+    def _prune_cache(self, manifest: Manifest) -> None:
+        """Keep only the current model's files: /tmp is small (512 MB by default on Lambda), and a loaded
+        model no longer needs its files (an open or mapped file survives its unlinking)."""
+        keep = {f"{ref.sha256}.{fmt}" for fmt in backends.FORMAT_OF.values() if manifest.has(fmt) for ref in manifest.files(fmt)}
+        for path in (self.config.cache_dir / "models").glob("*"):
+            if path.name not in keep and not path.name.endswith(".part"):
+                path.unlink(missing_ok=True)
 
     def _load(self, bucket: str, manifest_key: str) -> Classifier:
         try:
@@ -147,12 +160,15 @@ class ModelStore:
         """Download into the cache under a name derived from the sha256 only (never from the key),
         atomically (temp file + rename) and verified, so a half-written or wrong file is never used."""
         directory = self.config.cache_dir / "models"
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"{sha256}.{fmt}"
+        target = directory / f"{sha256}.{fmt}"  # sha256 is 64 hex digits (the manifest checks): never a path
         if target.exists():
             return target
         digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
+        except OSError as exc:
+            raise ModelError(f"cannot write the model cache {directory}: {exc.strerror}", kind="CacheUnwritable") from None
         try:
             with os.fdopen(fd, "wb") as out:
                 try:
@@ -170,6 +186,8 @@ class ModelStore:
                 )
             os.replace(tmp, target)
             return target
+        except OSError as exc:  # a full /tmp, typically
+            raise ModelError(f"cannot write {target.name} into the model cache: {exc.strerror}", kind="CacheUnwritable") from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ MANIFEST_NAME = "manifest.json"
 SCHEMA = 1
 LAYOUTS = ("softmax", "one-vs-rest")
 FORMATS = ("h5", "tflite")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 PSU_NAMES = tuple(f"model_{i}_prime.h5" for i in range(len(LABELS)))
 
 
@@ -115,6 +117,8 @@ class Manifest:
                     if fmt in raw:
                         ref = FileRef(str(raw[fmt]["path"]), str(raw[fmt]["sha256"]))
                         _check_relative(ref.path)
+                        if not SHA256_RE.fullmatch(ref.sha256):
+                            raise ValueError(f"sha256 of {ref.path!r} is not 64 hex digits")
                         files[fmt] = ref
                 members.append(Member(raw.get("label"), files))
             expected = 1 if layout == "softmax" else len(LABELS)
@@ -130,7 +134,7 @@ class Manifest:
                 members=tuple(members),
                 labels=labels,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(
                 f"{source} is not a valid model manifest: {exc}",
                 hint="Write manifests with rcyc (upload-model / predict --model on the .h5 files).",
