@@ -637,7 +637,8 @@ def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None,
         raise AwsError(f"the function {name} is a {config.get('PackageType')} function; rcyc deploys image functions",
                        kind="WrongPackageType", hint="Pass another --function name (rcyc creates it).")
     old_env = (config.get("Environment") or {}).get("Variables", {})
-    new_env = {**old_env, **env}
+    # The user's own variables stay; rcyc's are exactly this deploy's (a dropped --trigger drops its prefix).
+    new_env = {**{k: v for k, v in old_env.items() if not k.startswith("RCYC_")}, **env}
     changes, update = [], {}
     if config.get("MemorySize") != memory:
         update["MemorySize"] = memory

@@ -7,6 +7,7 @@ JSON; stderr: progress). ``register(cli)`` adds them to the root group.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import click
@@ -210,9 +211,9 @@ def invoke(ctx, keys, bucket, function, endpoint_url, region, as_json):
 @click.option("--refresh-seconds", default=30, show_default=True, type=click.IntRange(0, 86400),
               help="How often a warm instance re-checks the current-model pointer.")
 @click.option("--registry", envvar="RCYC_REGISTRY", help="Push to this registry HOST:PORT instead of ECR's (local stacks). [env RCYC_REGISTRY]")
-@click.option("--registry-username", envvar="RCYC_REGISTRY_USERNAME", help="Basic-auth user for --registry. [env RCYC_REGISTRY_USERNAME]")
-@click.option("--registry-password", envvar="RCYC_REGISTRY_PASSWORD", show_envvar=False,
-              help="Basic-auth password for --registry; prefer the env RCYC_REGISTRY_PASSWORD.")
+@click.option("--registry-username", envvar="RCYC_REGISTRY_USERNAME",
+              help="Basic-auth user for --registry; the password comes from the env RCYC_REGISTRY_PASSWORD only "
+              "(never the command line, where ps and shell history would keep it). [env RCYC_REGISTRY_USERNAME]")
 @click.option("--force-tag", is_flag=True, help="Move TAG even if it names a different image in the registry.")
 @click.option("--trigger", metavar="PREFIX", help="S3 notifications for new objects under PREFIX invoke the function.")
 @click.option("--results-prefix", default="results/", show_default=True, help="With --trigger: where results are written.")
@@ -220,7 +221,7 @@ def invoke(ctx, keys, bucket, function, endpoint_url, region, as_json):
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @json_option
 def deploy(tag, bucket, function, repository, role_name, region, image, flavor, base_image, platform, ca_bundle, memory,
-           timeout, refresh_seconds, registry, registry_username, registry_password, force_tag, trigger, results_prefix,
+           timeout, refresh_seconds, registry, registry_username, force_tag, trigger, results_prefix,
            smoke, dry_run, as_json):
     """Build the image, push it to ECR (never twice, never moving a tag silently), and point the function at
     it by digest: created if missing (image package, least-privilege role), else updated, then waited for."""
@@ -230,7 +231,7 @@ def deploy(tag, bucket, function, repository, role_name, region, image, flavor, 
         tag=tag, bucket=bucket, function=function, repository=repository, role_name=role_name, region=region, image=image,
         flavor=flavor, base_image=base_image, platform=platform, ca_bundle=ca_bundle, memory=memory, timeout=timeout,
         refresh_seconds=refresh_seconds, registry=registry, registry_username=registry_username,
-        registry_password=registry_password, force_tag=force_tag, trigger=trigger, results_prefix=results_prefix,
+        registry_password=os.environ.get("RCYC_REGISTRY_PASSWORD"), force_tag=force_tag, trigger=trigger, results_prefix=results_prefix,
         dry_run=dry_run, smoke=list(smoke))
     with contextlib.ExitStack() as stack:
         ui = make_ui(as_json, stack, pushes=True, builds=True)

@@ -16,7 +16,7 @@ from typing import Callable
 
 from rcyc_core.errors import InputError, PrerequisiteError, RcycError
 
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, require_checkout
 
 DEFAULT_BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
 DEFAULT_REPOSITORY = "rcyc-function"
@@ -64,6 +64,8 @@ def context_files(root: Path = REPO_ROOT) -> list[tuple[Path, str]]:
 
 
 def build_context(ca_bundle: Path | None = None, root: Path = REPO_ROOT) -> io.BytesIO:
+    if root == REPO_ROOT:
+        require_checkout()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         entries = context_files(root)

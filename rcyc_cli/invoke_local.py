@@ -97,9 +97,15 @@ def run(options: Options, status: Callable[[str], None] = lambda message: None,
     """Upload the model and images, invoke, and stop everything started here (also on error and Ctrl-C)."""
     event = load_event(options.event_file) if options.event_file else None
     images = expand_images(options.images)
+    if not images and event is None:
+        raise InputError(f"no image files in {', '.join(map(str, options.images))}",
+                         hint=f"Give image files ({', '.join(sorted(IMAGE_SUFFIXES))}), a directory holding some, or --event.")
     pairs = s3ops.image_keys(images)
     manifest, model_dir = resolve_model(options.model, status)
     warm = stack_module.find() if options.use_stack and options.endpoint_url is None else None
+    if warm is not None and (conflict := stack_conflict(options, warm.state["config"])):
+        status(f"not using the warm local stack: it runs with {conflict}")
+        warm = None
     if warm is None:
         rie_path = rie_finder.locate(options.rie)  # a missing prerequisite fails before anything starts
         docker_client = choose_runtime(options.runtime, status, options.base_image)
@@ -151,6 +157,17 @@ def run(options: Options, status: Callable[[str], None] = lambda message: None,
         info = {"runtime": runtime, "bucket": bucket, "s3_endpoint": endpoint,
                 "model": {"name": manifest.name, "version": manifest.version, "layout": manifest.layout}}
         return LocalRun(response, info, invocations, seconds)
+
+
+def stack_conflict(options: Options, config: dict) -> str | None:
+    """The first setting of the running stack that differs from what this invocation asks for, if any."""
+    wanted = {"bucket": options.bucket, "timeout": options.timeout, "memory": options.memory, "flavor": options.flavor}
+    if options.runtime != "auto":
+        wanted["runtime"] = options.runtime
+    for name, value in wanted.items():
+        if config.get(name) != value:
+            return f"{name} {config.get(name)} (this call asks for {value}; rcyc local down, or --no-stack)"
+    return None
 
 
 def pointer_sha(s3, bucket: str) -> str | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rcyc_core.errors import FunctionError, PrerequisiteError
 
-from .paths import FUNCTION_DIR
+from .paths import FUNCTION_DIR, require_checkout
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 LOCAL_REGION = "us-east-1"
@@ -270,6 +270,7 @@ class ProcessSandbox(Sandbox):
         return None
 
     def start(self, ready_timeout: float = 10.0) -> "ProcessSandbox":
+        require_checkout()
         self._workdir = Path(tempfile.mkdtemp(prefix="rcyc-sandbox-"))
         (self._workdir / "tmp").mkdir()
         self.port = free_port()
@@ -296,13 +297,19 @@ class ProcessSandbox(Sandbox):
         return self.log_path.read_bytes()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process:
+            # The whole session: the runtime child too, even when the emulator itself already died.
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.process.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.process.wait(timeout=5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            self.process.wait()
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -333,14 +340,25 @@ class ContainerSandbox(Sandbox):
             "/usr/local/bin/rcyc-entry",
         ]
         env = function_environment(self.name, self.timeout, self.memory, self.extra_env)
-        self.container = self.client.containers.run(
-            self.image, command=["app.handler"], entrypoint=entrypoint, environment=env, detach=True,
-            network_mode="host", volumes={str(self.rie.resolve()): {"bind": self.RIE_IN_CONTAINER, "mode": "ro"}},
-            labels={"rcyc.sandbox": self.name}, mem_limit=f"{self.memory}m",
-        )
+        from .docker_ops import engine_gone
+
+        try:
+            self.container = self.client.containers.run(
+                self.image, command=["app.handler"], entrypoint=entrypoint, environment=env, detach=True,
+                network_mode="host", volumes={str(self.rie.resolve()): {"bind": self.RIE_IN_CONTAINER, "mode": "ro"}},
+                labels={"rcyc.sandbox": self.name}, mem_limit=f"{self.memory}m",
+            )
+        except Exception as exc:  # docker.errors.* or a broken connection: one line, not a traceback
+            if hasattr(exc, "explanation"):
+                raise FunctionError(f"the engine could not start the function container: {exc.explanation}",
+                                    kind="ContainerError", hint="Check the image (rcyc build) and the engine's log.") from None
+            raise engine_gone(exc, "while starting the function container") from None
 
         def alive() -> bool:
-            self.container.reload()
+            try:
+                self.container.reload()
+            except Exception:
+                return False
             return self.container.status in ("created", "running")
 
         try:

@@ -72,7 +72,18 @@ def cli(ctx: click.Context) -> None:
       rcyc invoke-local [IMAGE...] the same through the real Lambda emulator and a local S3
       rcyc doctor                  what is installed, what is missing, and how to fix it
     """
+    keep_loopback_off_proxies()
     load_config(ctx)
+
+
+def keep_loopback_off_proxies() -> None:
+    """rcyc's local servers are on 127.0.0.1: behind a corporate HTTP(S)_PROXY, requests to them must not
+    go through the proxy (urllib and botocore both honour NO_PROXY)."""
+    for name in ("NO_PROXY", "no_proxy"):
+        hosts = [h for h in os.environ.get(name, "").split(",") if h]
+        missing = [h for h in ("127.0.0.1", "localhost") if h not in hosts]
+        if missing:
+            os.environ[name] = ",".join(hosts + missing)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only (on stdout).")
@@ -229,7 +240,7 @@ def local_status(ctx, as_json):
             output.print_json({"running": False})
         else:
             output.out.print("no local stack is running (a stale one would have been cleaned up); start one: rcyc local up")
-        ctx.exit(1)
+        ctx.exit(EXIT_MISSING_PREREQ)
     render_stack(running, as_json)
 
 
@@ -306,24 +317,27 @@ def rie():
 
 @rie.command("install")
 @click.option("--force", is_flag=True, help="Download again even if installed.")
-def rie_install(force):
+@json_option
+def rie_install(force, as_json):
     """Fetch the pinned emulator (from the aws-sam-cli wheel), verify its sha256, keep it in the user cache."""
     from . import output
     from . import rie as rie_finder
 
     with output.err.status("downloading the aws-sam-cli wheel (no dependencies) for its emulator"):
         path = rie_finder.install(force)
-    output.out.print(str(path))
+    output.print_json({"path": str(path), "sha256": rie_finder.SHA256[rie_finder.arch()]}) if as_json else output.out.print(str(path))
 
 
 @rie.command("path")
 @click.option("--rie", envvar="RCYC_RIE")
-def rie_path(rie):
+@json_option
+def rie_path(rie, as_json):
     """Print the emulator rcyc would use."""
     from . import output
     from . import rie as rie_finder
 
-    output.out.print(str(rie_finder.locate(rie)))
+    path = str(rie_finder.locate(rie))
+    output.print_json({"path": path}) if as_json else output.out.print(path)
 
 
 @cli.command()

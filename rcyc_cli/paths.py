@@ -15,6 +15,16 @@ DEFAULT_MODEL = FIXTURES / "models" / "fixture-psu"
 DEFAULT_IMAGE = FIXTURES / "images" / "soda_cans" / "soda_cans_0.jpg"
 
 
+def require_checkout() -> None:
+    """The function's files (app.py, the Dockerfile, fixtures) come from the rcyc checkout; an install
+    without them (pip install of a wheel) cannot run or build the function."""
+    if not (FUNCTION_DIR / "app.py").is_file() or not (REPO_ROOT / "Dockerfile").is_file():
+        from rcyc_core.errors import PrerequisiteError
+
+        raise PrerequisiteError(f"the function's files are not beside rcyc_core ({FUNCTION_DIR})",
+                                hint="Install rcyc from its checkout with `make setup` (an editable install).")
+
+
 def cache_dir() -> Path:
     base = os.environ.get("RCYC_CACHE_HOME") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "rcyc"

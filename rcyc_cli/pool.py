@@ -16,6 +16,7 @@ from typing import Callable
 
 from rcyc_core import events
 from rcyc_core.errors import FunctionError
+from rcyc_core.results import error_entry
 
 from .local import Invocation, Sandbox
 
@@ -117,18 +118,28 @@ def run_keys(invoke: Callable[[dict], Invocation], bucket: str, keys: list[str],
     invocations: list[Invocation] = []
     started = time.perf_counter()
 
-    def one(offset_chunk: tuple[int, list[str]]) -> tuple[int, Invocation]:
+    def one(offset_chunk: tuple[int, list[str]]) -> tuple[int, list[str], Invocation | FunctionError]:
         offset, chunk = offset_chunk
-        answer = invoke(events.make_event(bucket, chunk))
+        try:
+            answer = invoke(events.make_event(bucket, chunk))
+        except FunctionError as exc:
+            if len(chunks) == 1:
+                raise  # the only event: the function's failure is the answer (exit 6, with its log)
+            answer = exc  # one of many events failed as a whole: its records become errors, the others go on
         on_done(len(chunk))
-        return offset, answer
+        return offset, chunk, answer
 
     offsets = [(i * batch_size, chunk) for i, chunk in enumerate(chunks)]
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for offset, answer in pool.map(one, offsets):
+        for offset, chunk, answer in pool.map(one, offsets):
+            if isinstance(answer, FunctionError):
+                merged["errors"] += [error_entry(offset + i, bucket, key, answer.kind, answer.message) for i, key in enumerate(chunk)]
+                continue
             invocations.append(answer)
             for name in ("results", "errors", "skipped"):
                 for entry in answer.response.get(name, []):
                     merged[name].append({**entry, "record": None if entry.get("record") is None else entry["record"] + offset})
             merged["model"] = answer.response.get("model") or merged["model"]
+    for name in ("results", "errors", "skipped"):
+        merged[name].sort(key=lambda entry: -1 if entry["record"] is None else entry["record"])
     return BatchRun(merged, invocations, time.perf_counter() - started)

@@ -62,14 +62,14 @@ def test_up_then_invokes_are_warm_then_down_stops_everything(private_state, rie_
     assert json.loads(down.stdout) == {"stopped": True}
     assert not any(stack.running(pid) for pid in pids)
     assert not stack.state_file().exists()
-    assert run("local", "status").exit_code == 1
+    assert run("local", "status").exit_code == 4
 
 
 def test_stale_state_is_detected_and_removed(private_state, rie_path):
     stack.state_dir().mkdir(parents=True)
     stack.state_file().write_text(json.dumps({"pid": 2 ** 22 + 12345, "endpoint": "http://127.0.0.1:9"}))
     result = run("local", "status")
-    assert result.exit_code == 1 and not stack.state_file().exists()
+    assert result.exit_code == 4 and not stack.state_file().exists()
     # invoke-local does not trust it either: it runs its own instance.
     result = run("invoke-local", "--json", "--rie", rie_path, class_images()[0][1])
     assert result.exit_code == 0 and json.loads(result.stdout)["invocation"]["runtime"] == "process"
@@ -84,3 +84,20 @@ def test_concurrency_two_over_fifty_images_loses_none(private_state, rie_path, t
     assert {r["key"]: r["label"] for r in output["results"]} == expected
     assert sorted(r["record"] for r in output["results"]) == list(range(50))
     assert output["invocation"]["invocations"] == 7  # ceil(50 / 8)
+
+
+def test_one_failing_event_costs_only_its_own_records():
+    from rcyc_cli.local import Invocation, Report
+    from rcyc_cli.pool import run_keys
+    from rcyc_core.errors import FunctionError
+
+    def invoke(event):
+        keys = [r["s3"]["object"]["key"] for r in event["Records"]]
+        if "k2" in keys:
+            raise FunctionError("the function timed out", kind="Timeout")
+        results = [{"record": i, "bucket": "b", "key": k, "label": "boxes"} for i, k in enumerate(keys)]
+        return Invocation({"results": results, "errors": [], "skipped": [], "model": None}, Report(), 1.0)
+
+    run = run_keys(invoke, "b", [f"k{i}" for i in range(6)], batch_size=2, concurrency=2)
+    assert [r["key"] for r in run.response["results"]] == ["k0", "k1", "k4", "k5"]
+    assert [(e["record"], e["key"], e["error"]) for e in run.response["errors"]] == [(2, "k2", "Timeout"), (3, "k3", "Timeout")]
