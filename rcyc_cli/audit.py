@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from . import s3 as s3ops
+from .s3 import as_list
 from .cloud import Aws, _policy_document, get_or_none
 
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
@@ -88,8 +89,8 @@ def audit_function(lam, iam, bucket: str, function: str) -> list[Finding]:
         for statement in statements if isinstance(statements, list) else [statements]:
             if statement.get("Effect") != "Allow":
                 continue
-            actions = _as_list(statement.get("Action"))
-            resources = _as_list(statement.get("Resource"))
+            actions = as_list(statement.get("Action"))
+            resources = as_list(statement.get("Resource"))
             if any(a in ("*", "s3:*") or (a.startswith("s3:") and a not in ALLOWED_S3_ACTIONS) for a in actions):
                 problems.append(f"{name} allows {', '.join(actions)}")
             elif any(a.startswith("s3:") for a in actions):
@@ -100,10 +101,6 @@ def audit_function(lam, iam, bucket: str, function: str) -> list[Finding]:
                             "Limit S3 to GetObject on models/* and images/* (PutObject on the results prefix).") if problems
                     else Finding("ok", "role: least privilege", f"inline policies of {role_name} stay within {bucket}'s prefixes"))
     return findings
-
-
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
 
 
 def _within_bucket_prefixes(resource: str, bucket: str) -> bool:

@@ -24,15 +24,14 @@ from pathlib import Path
 from typing import Callable
 
 from rcyc_core.errors import AwsError, FunctionError, InputError, ModelError
-from rcyc_core.function import DEFAULT_POINTER_KEY
+from rcyc_core.function import DEFAULT_POINTER_KEY, client_error_code, function_environment
 from rcyc_core.manifest import MANIFEST_NAME, Manifest
 
 from . import s3 as s3ops
-from .s3 import aws_call
+from .options import DEFAULT_BUCKET, DEFAULT_FUNCTION
+from .s3 import _raise, aws_call, get_or_none
 from .local import decode_reply
 
-DEFAULT_BUCKET = "recycle-able-image"
-DEFAULT_FUNCTION = "rcyc-function"
 DEFAULT_REPOSITORY = "rcyc-function"
 DEFAULT_MEMORY = 1024
 DEFAULT_TIMEOUT = 180
@@ -122,28 +121,6 @@ def _check_segment(value: str, what: str) -> str:
     return value
 
 
-def _raise(exc: Exception):
-    raise exc
-
-
-def get_or_none(what: str, call, missing: tuple[str, ...], **kwargs):
-    """A read whose "not found" error codes mean None; any other failure is an AwsError."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return call(**kwargs)
-    except ClientError as exc:
-        if _client_code(exc) in missing:
-            return None
-        aws_call(what, _raise, exc)
-    except Exception as exc:  # no credentials, no endpoint: aws_call turns them into one-line AwsErrors
-        aws_call(what, _raise, exc)
-
-
-def _client_code(exc: Exception) -> str | None:
-    return (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
-
-
 # --------------------------------------------------------------------------------------------------
 # Models
 
@@ -166,7 +143,7 @@ def upload_model(path: Path, bucket: str, name: str | None = None, version: str 
     s3 = aws.client("s3")
     ui.status(f"checking bucket {bucket}")
     created = s3ops.ensure_private_bucket(s3, bucket, aws.region)
-    previous = read_pointer(s3, bucket)
+    previous = s3ops.read_pointer(s3, bucket)
     files = [(p, s3ops.model_prefix(manifest) + p.relative_to(directory).as_posix())
              for fmt in ("h5", "tflite") if manifest.has(fmt) for p in manifest.verify_local(directory, fmt)]
     ui.status(f"uploading {len(files)} model file(s) to s3://{bucket}/{s3ops.model_prefix(manifest)}")
@@ -186,26 +163,10 @@ def upload_model(path: Path, bucket: str, name: str | None = None, version: str 
     }
 
 
-def read_pointer(s3, bucket: str, pointer_key: str = DEFAULT_POINTER_KEY) -> dict | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        body = s3.get_object(Bucket=bucket, Key=pointer_key)["Body"].read()
-    except ClientError as exc:
-        if _client_code(exc) in ("NoSuchKey", "404"):
-            return None
-        aws_call(f"read s3://{bucket}/{pointer_key}", _raise, exc)
-    try:
-        pointer = json.loads(body)
-        return pointer if isinstance(pointer, dict) and isinstance(pointer.get("manifest"), str) else None
-    except ValueError:
-        return None
-
-
 def list_models(bucket: str, region: str | None = None) -> dict:
     """Every uploaded model version (models/<name>/<version>/manifest.json) and which one is current."""
     s3 = Aws(region).client("s3")
-    current = read_pointer(s3, bucket)
+    current = s3ops.read_pointer(s3, bucket)
     paginator = s3.get_paginator("list_objects_v2")
     models = []
     pages = aws_call(f"list s3://{bucket}/{s3ops.MODELS_PREFIX}", lambda: list(paginator.paginate(Bucket=bucket, Prefix=s3ops.MODELS_PREFIX)))
@@ -231,7 +192,7 @@ def promote_model(bucket: str, name: str, version: str, region: str | None = Non
     try:
         text = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
     except ClientError as exc:
-        if _client_code(exc) in ("NoSuchKey", "404"):
+        if client_error_code(exc) in ("NoSuchKey", "404"):
             raise ModelError(f"s3://{bucket}/{manifest_key} does not exist", kind="ModelUnavailable",
                              hint="rcyc models list shows the uploaded versions.") from None
         aws_call(f"read s3://{bucket}/{manifest_key}", _raise, exc)
@@ -245,7 +206,7 @@ def promote_model(bucket: str, name: str, version: str, region: str | None = Non
                 except ClientError:
                     raise ModelError(f"model {name} {version} is incomplete: s3://{bucket}/{prefix}{ref.path} is missing",
                                      kind="ModelUnavailable", hint="Upload it again with rcyc upload-model.") from None
-    previous = read_pointer(s3, bucket)
+    previous = s3ops.read_pointer(s3, bucket)
     ui.status(f"moving the pointer to {name} {version}")
     s3ops.move_pointer(s3, bucket, manifest, manifest_key)
     return {"bucket": bucket, "pointer": DEFAULT_POINTER_KEY, "previous": previous,
@@ -564,7 +525,7 @@ def ensure_role(iam, name: str, policy: dict, dry_run: bool = False) -> dict:
     try:
         current = _policy_document(iam.get_role_policy(RoleName=name, PolicyName=ROLE_POLICY_NAME)["PolicyDocument"])
     except ClientError as exc:
-        if _client_code(exc) != "NoSuchEntity":
+        if client_error_code(exc) != "NoSuchEntity":
             aws_call(f"read the policy of {name}", _raise, exc)
         current = None
     if current == policy:
@@ -573,14 +534,6 @@ def ensure_role(iam, name: str, policy: dict, dry_run: bool = False) -> dict:
         aws_call(f"update the policy of {name}", iam.put_role_policy, RoleName=name, PolicyName=ROLE_POLICY_NAME,
                  PolicyDocument=json.dumps(policy))
     return {"name": name, "arn": role["Arn"], "action": "update" if dry_run else "updated"}
-
-
-def function_environment(bucket: str, refresh_seconds: int, results_prefix: str | None) -> dict[str, str]:
-    env = {"RCYC_MODEL_BUCKET": bucket, "RCYC_MODEL_POINTER": DEFAULT_POINTER_KEY,
-           "RCYC_MODEL_REFRESH_SECONDS": str(refresh_seconds)}
-    if results_prefix:
-        env["RCYC_RESULTS_PREFIX"] = results_prefix
-    return env
 
 
 def _wait(lam, waiter: str, function: str, what: str) -> dict:
@@ -624,7 +577,7 @@ def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None,
                 break
             except ClientError as exc:
                 # A new role takes a few seconds to reach Lambda ("cannot be assumed"): wait for it.
-                if _client_code(exc) == "InvalidParameterValueException" and "assume" in str(exc) and attempt < 19:
+                if client_error_code(exc) == "InvalidParameterValueException" and "assume" in str(exc) and attempt < 19:
                     time.sleep(3)
                     continue
                 aws_call(f"create the function {name}", _raise, exc)
@@ -694,7 +647,7 @@ def add_trigger(lam, s3, function_arn: str, bucket: str, prefix: str, account: s
         lam.add_permission(FunctionName=function_arn, StatementId=statement_id, Action="lambda:InvokeFunction",
                            Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}", SourceAccount=account)
     except ClientError as exc:
-        if _client_code(exc) != "ResourceConflictException":  # already there
+        if client_error_code(exc) != "ResourceConflictException":  # already there
             aws_call("allow S3 to invoke the function", _raise, exc)
     config["LambdaFunctionConfigurations"] = rules + [rule]
     aws_call(f"configure the notifications of {bucket}", s3.put_bucket_notification_configuration, Bucket=bucket,
@@ -770,7 +723,7 @@ def ensure_repository(ecr, name: str, dry_run: bool = False) -> dict:
         return {"name": name, "uri": repo["repositoryUri"], "action": "exists",
                 "scan_on_push": repo.get("imageScanningConfiguration", {}).get("scanOnPush")}
     except ClientError as exc:
-        if _client_code(exc) != "RepositoryNotFoundException":
+        if client_error_code(exc) != "RepositoryNotFoundException":
             aws_call(f"read the repository {name}", _raise, exc)
     if dry_run:
         return {"name": name, "uri": None, "action": "create", "scan_on_push": True}
@@ -825,7 +778,7 @@ def deploy(options: DeployOptions, ui: Ui = Ui()) -> dict:
                            hint="rcyc upload-model creates it (private) and puts the model in it; then deploy.") from None
         raise
     s3ops.refuse_if_public(s3, options.bucket)
-    if read_pointer(s3, options.bucket) is None:
+    if s3ops.read_pointer(s3, options.bucket) is None:
         summary["warnings"].append(f"s3://{options.bucket}/{DEFAULT_POINTER_KEY} does not exist yet: run rcyc upload-model "
                                    "before invoking the function")
 

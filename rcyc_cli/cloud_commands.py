@@ -12,14 +12,9 @@ from pathlib import Path
 
 import click
 
-from rcyc_core.errors import EXIT_RECORD_ERRORS
+from .options import (DEFAULT_FUNCTION, base_image_option, bucket_option, ca_bundle_option, exit_for_record_errors,
+                      flavor_option, json_option)
 
-DEFAULT_BUCKET = "recycle-able-image"
-DEFAULT_FUNCTION = "rcyc-function"
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only (on stdout).")
-bucket_option = click.option("--bucket", default=DEFAULT_BUCKET, show_default=True, envvar="RCYC_BUCKET",
-                             help="The bucket for models and images. [env RCYC_BUCKET]")
 region_option = click.option("--region", envvar="AWS_REGION", help="AWS region. [env AWS_REGION, or the profile's]")
 function_option = click.option("--function", "function", envvar="RCYC_FUNCTION",
                                help=f"The Lambda function (default {DEFAULT_FUNCTION}; 'function' with --endpoint-url). "
@@ -101,11 +96,6 @@ def _render_invocation(result: dict) -> None:
     output.out.print(Text(f"invoked {info['function']} ({info['endpoint']}) in {info['wall_ms']:.0f} ms", style="cyan"))
 
 
-def _exit_for(ctx: click.Context, response: dict) -> None:
-    if response.get("errors"):
-        ctx.exit(EXIT_RECORD_ERRORS)
-
-
 # --------------------------------------------------------------------------------------------------
 # Commands
 
@@ -171,7 +161,7 @@ def upload_image(ctx, images, prefix, bucket, then_invoke, function, endpoint_ur
         if then_invoke:
             _render_invocation(summary["invoke"])
     if then_invoke:
-        _exit_for(ctx, summary["invoke"]["response"])
+        exit_for_record_errors(ctx, summary["invoke"]["response"])
 
 
 @click.command()
@@ -191,7 +181,7 @@ def invoke(ctx, keys, bucket, function, endpoint_url, region, as_json):
         output.print_json({**result["response"], "invocation": {**result["invocation"], "log_tail": result["log_tail"]}})
     else:
         _render_invocation(result)
-    _exit_for(ctx, result["response"])
+    exit_for_record_errors(ctx, result["response"])
 
 
 @click.command()
@@ -202,10 +192,10 @@ def invoke(ctx, keys, bucket, function, endpoint_url, region, as_json):
 @click.option("--role-name", help="IAM role for the function (default <function>-role; rcyc creates it).")
 @region_option
 @click.option("--image", help="Deploy this local image instead of building one.")
-@click.option("--flavor", type=click.Choice(["slim", "keras"]), default="slim", show_default=True, envvar="RCYC_FLAVOR")
-@click.option("--base-image", envvar="RCYC_BASE_IMAGE", help="Base image for the build. [env RCYC_BASE_IMAGE]")
+@flavor_option
+@base_image_option
 @click.option("--platform", type=click.Choice(["linux/amd64", "linux/arm64"]), help="Target platform (sets the function's architecture).")
-@click.option("--ca-bundle", type=click.Path(path_type=Path), envvar="RCYC_CA_BUNDLE", help="CA bundle for pip in the build. [env RCYC_CA_BUNDLE]")
+@ca_bundle_option
 @click.option("--memory", default=1024, show_default=True, type=click.IntRange(128, 10240), help="MB.")
 @click.option("--timeout", default=180, show_default=True, type=click.IntRange(1, 900), help="Seconds.")
 @click.option("--refresh-seconds", default=30, show_default=True, type=click.IntRange(0, 86400),

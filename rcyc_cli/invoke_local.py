@@ -17,16 +17,16 @@ from typing import Callable
 
 from rcyc_core import events
 from rcyc_core.errors import EventError, InputError, PrerequisiteError
-from rcyc_core.function import DEFAULT_POINTER_KEY
+from rcyc_core.function import function_environment
 
 from . import rie as rie_finder
 from . import s3 as s3ops
 from . import stack as stack_module
 from .local import LOCAL_CREDENTIALS, LOCAL_REGION, ContainerSandbox, EmbeddedS3, Invocation, ProcessSandbox, Sandbox
 from .models import resolve_model
+from .options import DEFAULT_BUCKET
 from .pool import Pool, run_keys
 
-DEFAULT_BUCKET = "recycle-able-image"
 
 
 @dataclass
@@ -125,13 +125,13 @@ def run(options: Options, status: Callable[[str], None] = lambda message: None,
         s3 = s3ops.client(endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
         status(f"preparing bucket {bucket}")
         s3ops.ensure_private_bucket(s3, bucket, LOCAL_REGION)
-        if pointer_sha(s3, bucket) != manifest.sha256:
+        if (s3ops.read_pointer(s3, bucket) or {}).get("sha256") != manifest.sha256:  # an unchanged model is not re-uploaded
             s3ops.upload_model(s3, bucket, manifest, model_dir)
         s3ops.upload_images(s3, bucket, pairs)
         keys = [key for _, key in pairs]
 
         if warm is None:
-            env = {"AWS_ENDPOINT_URL_S3": endpoint, "RCYC_MODEL_BUCKET": bucket, "RCYC_MODEL_POINTER": DEFAULT_POINTER_KEY}
+            env = {**function_environment(bucket), "AWS_ENDPOINT_URL_S3": endpoint}
             factory = sandbox_factory(options, docker_client, rie_path, env, status, build_progress)
             size = 1 if event is not None else max(1, min(options.concurrency, len(keys)))
             status(f"starting {size} Lambda emulator instance(s)")
@@ -168,14 +168,6 @@ def stack_conflict(options: Options, config: dict) -> str | None:
         if config.get(name) != value:
             return f"{name} {config.get(name)} (this call asks for {value}; rcyc local down, or --no-stack)"
     return None
-
-
-def pointer_sha(s3, bucket: str) -> str | None:
-    """The sha256 of the model the bucket's pointer names, if any (so an unchanged model is not re-uploaded)."""
-    try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=DEFAULT_POINTER_KEY)["Body"].read()).get("sha256")
-    except Exception:
-        return None
 
 
 def choose_runtime(runtime: str, status: Callable[[str], None], base_image: str | None = None):

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import click
 
-from rcyc_core.errors import EXIT_FINDINGS, EXIT_MISSING_PREREQ, EXIT_RECORD_ERRORS, RcycError
+from rcyc_core.errors import EXIT_FINDINGS, EXIT_MISSING_PREREQ, RcycError
 
 from . import __version__
+from .options import (base_image_option, bucket_option, ca_bundle_option, exit_for_record_errors, flavor_option,
+                      json_option, model_option)
 
 CONFIG_FILE = "rcyc.toml"
 
@@ -86,27 +88,6 @@ def keep_loopback_off_proxies() -> None:
             os.environ[name] = ",".join(hosts + missing)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only (on stdout).")
-model_option = click.option(
-    "--model", type=click.Path(path_type=Path), envvar="RCYC_MODEL",
-    help="A manifest directory, a .h5/.keras file, or a Portland State directory (model_N_prime.h5). "
-    "Default: the fixture model. [env RCYC_MODEL]",
-)
-
-
-flavor_option = click.option("--flavor", type=click.Choice(["slim", "keras"]), default="slim", show_default=True,
-                             envvar="RCYC_FLAVOR", help="slim: LiteRT runs the .tflite files; keras: TensorFlow runs the .h5 files.")
-base_image_option = click.option("--base-image", envvar="RCYC_BASE_IMAGE",
-                                 help="Base image (default public.ecr.aws/lambda/python:3.12). [env RCYC_BASE_IMAGE]")
-ca_bundle_option = click.option("--ca-bundle", type=click.Path(path_type=Path), envvar="RCYC_CA_BUNDLE",
-                                help="CA bundle pip trusts during the build (TLS-intercepting proxies). [env RCYC_CA_BUNDLE]")
-
-
-def finish(ctx: click.Context, response: dict) -> None:
-    if response.get("errors"):
-        ctx.exit(EXIT_RECORD_ERRORS)
-
-
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_option
@@ -125,14 +106,14 @@ def predict(ctx, images, model, backend, as_json):
     else:
         output.render_response(response)
         output.out.print(f"[dim]backend {response['backend']}[/dim]")
-    finish(ctx, response)
+    exit_for_record_errors(ctx, response)
 
 
 @cli.command("invoke-local")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--event", "event_file", type=click.Path(path_type=Path), help="Post this S3 event JSON instead of one made for IMAGES.")
 @model_option
-@click.option("--bucket", default="recycle-able-image", show_default=True, envvar="RCYC_BUCKET", help="[env RCYC_BUCKET]")
+@bucket_option
 @click.option("--endpoint-url", envvar="RCYC_LOCAL_S3_ENDPOINT",
               help="Use this S3 endpoint instead of the embedded one. [env RCYC_LOCAL_S3_ENDPOINT]")
 @click.option("--rie", envvar="RCYC_RIE", help="Path of the aws-lambda-rie binary. [env RCYC_RIE]")
@@ -183,7 +164,7 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
     else:
         output.render_response(local.response)
         output.render_report(info)
-    finish(ctx, local.response)
+    exit_for_record_errors(ctx, local.response)
 
 
 def invocation_figures(local) -> dict:
@@ -207,7 +188,7 @@ def local():
 @click.option("--instances", "-n", default=2, show_default=True, type=click.IntRange(1, 32), help="Function instances in the pool.")
 @click.option("--runtime", type=click.Choice(["auto", "docker", "process"]), default="process", show_default=True, envvar="RCYC_RUNTIME")
 @model_option
-@click.option("--bucket", default="recycle-able-image", show_default=True, envvar="RCYC_BUCKET")
+@bucket_option
 @click.option("--rie", envvar="RCYC_RIE")
 @flavor_option
 @base_image_option

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from rcyc_core.errors import AwsError, InputError
-from rcyc_core.function import DEFAULT_POINTER_KEY
+from rcyc_core.function import DEFAULT_POINTER_KEY, client_error_code
 from rcyc_core.manifest import MANIFEST_NAME, Manifest
 
 MODELS_PREFIX = "models/"
@@ -84,10 +84,6 @@ def aws_call(what: str, call: Callable, *args, **kwargs):
         raise AwsError(f"{what}: {exc}", kind="S3Unreachable", hint="Check --endpoint-url / AWS_ENDPOINT_URL_S3 and the network.") from None
 
 
-def _code(exc) -> str:
-    return str(exc.response.get("Error", {}).get("Code"))
-
-
 def tls_only_policy(bucket: str) -> dict:
     """Deny every request to the bucket and its objects that does not use TLS."""
     return {
@@ -121,7 +117,7 @@ def ensure_private_bucket(s3, bucket: str, region: str | None = None, tls_only: 
         refuse_if_public(s3, bucket)
         return False
     except ClientError as exc:
-        code = _code(exc)
+        code = client_error_code(exc)
         if code == "301":
             raise AwsError(f"bucket {bucket} is in another region", kind="WrongRegion", hint=HINTS["301"]) from None
         if code not in ("404", "NoSuchBucket", "NotFound"):
@@ -157,9 +153,9 @@ def public_reasons(s3, bucket: str) -> list[str]:
         try:
             return call(Bucket=bucket, **kwargs)
         except ClientError as exc:
-            if _code(exc) in missing:
+            if client_error_code(exc) in missing:
                 return None
-            raise AwsError(f"cannot check whether bucket {bucket} is public ({what}): {_code(exc)}", kind="AccessDenied",
+            raise AwsError(f"cannot check whether bucket {bucket} is public ({what}): {client_error_code(exc)}", kind="AccessDenied",
                            hint="rcyc refuses to upload to a bucket it cannot check: allow s3:GetBucketPublicAccessBlock, "
                            "s3:GetBucketAcl and s3:GetBucketPolicy (docs/cloud.md).") from None
 
@@ -181,13 +177,13 @@ def public_reasons(s3, bucket: str) -> list[str]:
                 statements = []
             for statement in statements if isinstance(statements, list) else [statements]:
                 principal = statement.get("Principal")
-                anyone = principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS")))
+                anyone = principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS")))
                 if statement.get("Effect") == "Allow" and anyone and not statement.get("Condition"):
                     reasons.append(f"its policy allows {statement.get('Action')} to anyone")
     return reasons
 
 
-def _as_list(value) -> list:
+def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
@@ -233,6 +229,34 @@ def upload_model(s3, bucket: str, manifest: Manifest, directory: Path, promote: 
     if promote:
         move_pointer(s3, bucket, manifest, manifest_key, pointer_key)
     return manifest_key
+
+
+def read_pointer(s3, bucket: str, pointer_key: str = DEFAULT_POINTER_KEY) -> dict | None:
+    """The "current model" pointer, or None when there is none (or it is not a pointer)."""
+    try:
+        body = get_or_none(f"read s3://{bucket}/{pointer_key}", s3.get_object, ("NoSuchKey", "404"), Bucket=bucket, Key=pointer_key)
+        pointer = json.loads(body["Body"].read()) if body else None
+    except ValueError:
+        return None
+    return pointer if isinstance(pointer, dict) and isinstance(pointer.get("manifest"), str) else None
+
+
+def get_or_none(what: str, call, missing: tuple[str, ...], **kwargs):
+    """A read whose "not found" error codes mean None; any other failure is an AwsError."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call(**kwargs)
+    except ClientError as exc:
+        if client_error_code(exc) in missing:
+            return None
+        aws_call(what, _raise, exc)
+    except Exception as exc:  # no credentials, no endpoint: aws_call turns them into one-line AwsErrors
+        aws_call(what, _raise, exc)
+
+
+def _raise(exc: Exception):
+    raise exc
 
 
 def move_pointer(s3, bucket: str, manifest: Manifest, manifest_key: str, pointer_key: str = DEFAULT_POINTER_KEY) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from rcyc_core.errors import FunctionError, PrerequisiteError, RcycError
 
 from .local import INVOKE_PATH, Invocation, Report, decode_reply
+from .options import DEFAULT_BUCKET
 from .paths import cache_dir
 
 STATUS_PATH = "/rcyc/status"
@@ -40,7 +41,7 @@ class StackConfig:
     instances: int = 2
     runtime: str = "process"
     model: str | None = None
-    bucket: str = "recycle-able-image"
+    bucket: str = DEFAULT_BUCKET
     rie: str | None = None
     flavor: str = "slim"
     base_image: str | None = None
@@ -183,6 +184,8 @@ def running(pid: int) -> bool:
 
 def serve(config: StackConfig) -> None:
     """The background process: S3, pool, dispatcher. Runs until SIGTERM; stops all it started."""
+    from rcyc_core.function import function_environment
+
     from . import s3 as s3ops
     from .invoke_local import Options, choose_runtime, sandbox_factory
     from .local import LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedS3
@@ -203,8 +206,7 @@ def serve(config: StackConfig) -> None:
                           runtime=config.runtime, flavor=config.flavor, base_image=config.base_image,
                           ca_bundle=Path(config.ca_bundle) if config.ca_bundle else None)
         # Refresh 0: a model uploaded by a later invoke-local --model is live on the next request.
-        env = {"AWS_ENDPOINT_URL_S3": s3_server.endpoint_url, "RCYC_MODEL_BUCKET": config.bucket,
-               "RCYC_MODEL_REFRESH_SECONDS": "0"}
+        env = {**function_environment(config.bucket, refresh_seconds=0), "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url}
         client = choose_runtime(config.runtime, lambda message: print(message, flush=True), config.base_image)
         factory = sandbox_factory(options, client, rie.locate(config.rie), env, lambda message: print(message, flush=True))
         pool = Pool(factory, config.instances).start(warm=True)

@@ -58,6 +58,17 @@ class Config:
         )
 
 
+def function_environment(bucket: str, refresh_seconds: float | None = None, results_prefix: str | None = None,
+                         pointer_key: str = DEFAULT_POINTER_KEY) -> dict[str, str]:
+    """The environment that makes Config.from_env give this configuration (deployments and local sandboxes)."""
+    env = {"RCYC_MODEL_BUCKET": bucket, "RCYC_MODEL_POINTER": pointer_key}
+    if refresh_seconds is not None:
+        env["RCYC_MODEL_REFRESH_SECONDS"] = f"{refresh_seconds:g}"
+    if results_prefix:
+        env["RCYC_RESULTS_PREFIX"] = results_prefix
+    return env
+
+
 def make_s3_client(workers: int = 8):
     import boto3
     from botocore.config import Config as BotoConfig
@@ -75,7 +86,7 @@ def make_s3_client(workers: int = 8):
     )
 
 
-def _client_error_code(exc: Exception) -> str | None:
+def client_error_code(exc: Exception) -> str | None:
     response = getattr(exc, "response", None)
     return (response or {}).get("Error", {}).get("Code")
 
@@ -113,7 +124,7 @@ class ModelStore:
         try:
             response = self.s3.get_object(Bucket=bucket, Key=key, **kwargs)
         except Exception as exc:
-            code = _client_error_code(exc)
+            code = client_error_code(exc)
             if code in ("304", "NotModified"):
                 return
             raise _s3_error(exc, f"s3://{bucket}/{key}", "model pointer") from None
@@ -194,7 +205,7 @@ class ModelStore:
 
 
 def _s3_error(exc: Exception, where: str, what: str) -> RcycError:
-    code = _client_error_code(exc)
+    code = client_error_code(exc)
     if code in ("NoSuchKey", "404", "NoSuchBucket"):
         return ModelError(f"the {what} {where} does not exist", kind="ModelUnavailable", hint="Run rcyc upload-model.")
     if code:
@@ -259,7 +270,7 @@ class Function:
                 self.s3.put_object(Bucket=entry["bucket"], Key=f"{prefix}{entry['key']}.json", Body=body,
                                    ContentType="application/json")
             except Exception as exc:
-                log("result_write_failed", key=entry["key"], error=_client_error_code(exc) or type(exc).__name__)
+                log("result_write_failed", key=entry["key"], error=client_error_code(exc) or type(exc).__name__)
 
     def _classify(self, objects: list[events.ObjectRecord], response: dict) -> None:
         try:
@@ -303,7 +314,7 @@ class Function:
                 )
             return obj["Body"].read()
         except Exception as exc:
-            code = _client_error_code(exc)
+            code = client_error_code(exc)
             if code in ("NoSuchKey", "404"):
                 return RcycError(f"{where} does not exist", kind="NoSuchKey")
             if code:
