@@ -144,8 +144,7 @@ def upload_model(path: Path, bucket: str, name: str | None = None, version: str 
     ui.status(f"checking bucket {bucket}")
     created = s3ops.ensure_private_bucket(s3, bucket, aws.region)
     previous = s3ops.read_pointer(s3, bucket)
-    files = [(p, s3ops.model_prefix(manifest) + p.relative_to(directory).as_posix())
-             for fmt in ("h5", "tflite") if manifest.has(fmt) for p in manifest.verify_local(directory, fmt)]
+    files = s3ops.model_files(manifest, directory)
     ui.status(f"uploading {len(files)} model file(s) to s3://{bucket}/{s3ops.model_prefix(manifest)}")
     manifest_key = s3ops.upload_model(s3, bucket, manifest, directory, promote=promote, progress=ui.upload)
     return {

@@ -214,16 +214,20 @@ def _upload_file(s3, path: Path, bucket: str, key: str, progress: Progress | Non
     aws_call(f"upload {path.name}", s3.upload_file, str(path), bucket, key, **kwargs)
 
 
+def model_files(manifest: Manifest, directory: Path) -> list[tuple[Path, str]]:
+    """(local file, S3 key) of every file the manifest names, each checked against its sha256."""
+    prefix = model_prefix(manifest)
+    return [(path, prefix + path.relative_to(directory).as_posix())
+            for fmt in ("h5", "tflite") if manifest.has(fmt) for path in manifest.verify_local(directory, fmt)]
+
+
 def upload_model(s3, bucket: str, manifest: Manifest, directory: Path, promote: bool = True,
                  pointer_key: str = DEFAULT_POINTER_KEY, progress: Progress | None = None) -> str:
     """Upload every file the manifest names, then the manifest, then (promote) move the pointer in one
     write. The pointer moves last, so an interrupted upload leaves it on the previous complete version."""
-    prefix = model_prefix(manifest)
-    for fmt in ("h5", "tflite"):
-        if manifest.has(fmt):
-            for path in manifest.verify_local(directory, fmt):
-                _upload_file(s3, path, bucket, prefix + path.relative_to(directory).as_posix(), progress)
-    manifest_key = prefix + MANIFEST_NAME
+    for path, key in model_files(manifest, directory):
+        _upload_file(s3, path, bucket, key, progress)
+    manifest_key = model_prefix(manifest) + MANIFEST_NAME
     aws_call("upload the manifest", s3.put_object, Bucket=bucket, Key=manifest_key, Body=manifest.to_json().encode(),
              ContentType="application/json")
     if promote:
