@@ -764,6 +764,7 @@ def deploy(options: DeployOptions, ui: Ui = Ui()) -> dict:
 
     _validate(options)
     dry = options.dry_run
+    client = docker_ops.engine()  # a missing engine fails before anything is created in AWS
     aws = Aws(options.region)
     ecr, lam, iam, s3 = aws.client("ecr"), aws.client("lambda"), aws.client("iam"), aws.client("s3")
     summary: dict = {"dry_run": dry, "region": aws.region, "bucket": options.bucket, "warnings": []}
@@ -785,7 +786,6 @@ def deploy(options: DeployOptions, ui: Ui = Ui()) -> dict:
     registry = _registry(options, ecr)
     summary["registry"] = registry.describe()
 
-    client = docker_ops.engine()
     image_id, how = local_image(client, options, ui, build=not dry)
     image = {"local": how, "image_id": image_id, "tag": options.tag,
              "reference": f"{registry.host}/{options.repository}:{options.tag}"}
