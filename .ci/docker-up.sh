@@ -149,7 +149,7 @@ else
     say "building $IMAGE with mmdebstrap (~30-60 s)"
     # Use the Debian sources the host's apt uses (its mirror/proxy is the one that is reachable), keeping
     # only the bookworm suites so third-party repos on the host don't leak into the image. Both formats:
-    # one-line (*.list) and deb822 (*.sources). Falls back to deb.debian.org.
+    # one-line (*.list) and deb822 (*.sources). With none found, mmdebstrap's own default mirror is used.
     mirrors=$(
         shopt -s nullglob
         for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
@@ -172,9 +172,10 @@ else
                 END { flush() }' "$f"
         done
     )
-    [ -n "$mirrors" ] || mirrors="deb http://deb.debian.org/debian bookworm main"
     mirror_args=()
-    while IFS= read -r line; do mirror_args+=("$line"); done <<<"$mirrors"
+    if [ -n "$mirrors" ]; then
+        while IFS= read -r line; do mirror_args+=("$line"); done <<<"$mirrors"
+    fi
 
     mmlog=$ROOT/mmdebstrap.log
     # Import without a tag and tag only when both ends of the pipe succeeded: a truncated rootfs from a
