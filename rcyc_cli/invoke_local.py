@@ -147,11 +147,11 @@ def run(options: Options, status: Callable[[str], None] = lambda message: None,
             invocations = [invoke(event)]
             response = invocations[0].response
         else:
-            # One event for all images, unless spreading them over several instances.
-            batch = len(keys) if options.concurrency <= 1 else max(1, min(options.batch_size, -(-len(keys) // options.concurrency)))
-            status(f"invoking the function: {len(keys)} image(s), {-(-len(keys) // max(batch, 1))} event(s), "
+            # One event for all images, unless spreading them over several instances (keys is never empty here).
+            batch = len(keys) if options.concurrency <= 1 else min(options.batch_size, -(-len(keys) // options.concurrency))
+            status(f"invoking the function: {len(keys)} image(s), {-(-len(keys) // batch)} event(s), "
                    f"concurrency {options.concurrency}")
-            batch_run = run_keys(invoke, bucket, keys, batch_size=max(batch, 1), concurrency=options.concurrency, on_done=on_done)
+            batch_run = run_keys(invoke, bucket, keys, batch_size=batch, concurrency=options.concurrency, on_done=on_done)
             invocations, response = batch_run.invocations, batch_run.response
         seconds = time.perf_counter() - started
         info = {"runtime": runtime, "bucket": bucket, "s3_endpoint": endpoint,

@@ -167,7 +167,6 @@ class Sandbox:
     runtime = "?"
     port: int | None = None
     timeout: int = 180
-    invocations = 0
     _log_offset = 0
 
     @property
@@ -187,7 +186,6 @@ class Sandbox:
             reason = getattr(exc, "reason", exc)
             raise self._failure(f"the emulator did not answer: {reason}", "EmulatorError") from None
         wall_ms = (time.perf_counter() - started) * 1000
-        self.invocations += 1
         lines = self._new_log_lines(wait_for_report=True)
         try:
             response = decode_reply(raw.decode("utf-8", "replace"))

@@ -120,29 +120,22 @@ def test_a_bucket_rcyc_creates_is_private_encrypted_versioned_and_tls_only(aws, 
     assert s3.head_object(Bucket=bucket, Key="images/soda_cans_0.jpg")["ContentType"] == "image/jpeg"
 
 
-def test_a_bucket_created_over_https_also_gets_the_tls_only_policy(monkeypatch):
+def test_a_bucket_created_over_https_also_gets_the_tls_only_policy(moto_in_process):
     """Against an HTTPS endpoint (every AWS one; moto in-process here) all four settings are read back."""
-    from moto import mock_aws
-
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rcyc-test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rcyc-test-secret")
-    with mock_aws():
-        s3 = s3ops.client(region="eu-west-1")
-        assert s3.meta.endpoint_url.startswith("https://")
-        assert s3ops.ensure_private_bucket(s3, "rcyc-tls", "eu-west-1") is True
-        block = s3.get_public_access_block(Bucket="rcyc-tls")["PublicAccessBlockConfiguration"]
-        assert all(block[k] for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"))
-        rule = s3.get_bucket_encryption(Bucket="rcyc-tls")["ServerSideEncryptionConfiguration"]["Rules"][0]
-        assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-        assert s3.get_bucket_versioning(Bucket="rcyc-tls")["Status"] == "Enabled"
-        [statement] = json.loads(s3.get_bucket_policy(Bucket="rcyc-tls")["Policy"])["Statement"]
-        assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
-        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-        assert sorted(statement["Resource"]) == ["arn:aws:s3:::rcyc-tls", "arn:aws:s3:::rcyc-tls/*"]
-        assert s3ops.public_reasons(s3, "rcyc-tls") == []  # a Deny policy does not make it public
-        assert s3ops.ensure_private_bucket(s3, "rcyc-tls", "eu-west-1") is False  # used as it is the second time
+    s3 = s3ops.client(region="eu-west-1")
+    assert s3.meta.endpoint_url.startswith("https://")
+    assert s3ops.ensure_private_bucket(s3, "rcyc-tls", "eu-west-1") is True
+    block = s3.get_public_access_block(Bucket="rcyc-tls")["PublicAccessBlockConfiguration"]
+    assert all(block[k] for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"))
+    rule = s3.get_bucket_encryption(Bucket="rcyc-tls")["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert s3.get_bucket_versioning(Bucket="rcyc-tls")["Status"] == "Enabled"
+    [statement] = json.loads(s3.get_bucket_policy(Bucket="rcyc-tls")["Policy"])["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert sorted(statement["Resource"]) == ["arn:aws:s3:::rcyc-tls", "arn:aws:s3:::rcyc-tls/*"]
+    assert s3ops.public_reasons(s3, "rcyc-tls") == []  # a Deny policy does not make it public
+    assert s3ops.ensure_private_bucket(s3, "rcyc-tls", "eu-west-1") is False  # used as it is the second time
 
 
 @pytest.mark.parametrize("how", ["acl", "policy"])

@@ -36,6 +36,18 @@ def prepare(endpoint: str):
     return s3
 
 
+@pytest.fixture
+def prepared_s3():
+    """moto's server on a free 127.0.0.1 port with the bucket, the model and two images; stopped after."""
+    port = free_port()
+    server = start_s3(port)
+    try:
+        prepare(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
 def test_s3_going_away_gives_record_errors_and_the_instance_recovers(rie_path):
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -66,11 +78,8 @@ def test_s3_going_away_gives_record_errors_and_the_instance_recovers(rie_path):
         server.stop()
 
 
-def test_load_a_thousand_invocations_of_mixed_records_loses_nothing(rie_path):
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    server = start_s3(port)
-    env = {"AWS_ENDPOINT_URL_S3": endpoint, "RCYC_MODEL_BUCKET": BUCKET}
+def test_load_a_thousand_invocations_of_mixed_records_loses_nothing(rie_path, prepared_s3):
+    env = {"AWS_ENDPOINT_URL_S3": prepared_s3, "RCYC_MODEL_BUCKET": BUCKET}
     pool = Pool(lambda i: ProcessSandbox(rie_path, env=env, timeout=60, name=f"load-{i}"), 2)
     shapes = [["images/box.jpg"], ["images/box.jpg", "images/missing.jpg"], ["images/text.jpg", "images/box.jpg", "images/box.jpg"],
               ["images/missing.jpg"]]
@@ -78,7 +87,6 @@ def test_load_a_thousand_invocations_of_mixed_records_loses_nothing(rie_path):
     got = {"results": 0, "errors": 0, "skipped": 0}
     latencies = []
     try:
-        prepare(endpoint)
         pool.start(warm=True)
         from concurrent.futures import ThreadPoolExecutor
 
@@ -98,7 +106,6 @@ def test_load_a_thousand_invocations_of_mixed_records_loses_nothing(rie_path):
         crashes = sum(instance.restarts for instance in pool.instances)
     finally:
         pool.stop()
-        server.stop()
     latencies.sort()
     print(f"\nload: 1000 invocations, {sum(expected.values())} records, results {got['results']}, errors {got['errors']}, "
           f"lost {sum(expected.values()) - got['results'] - got['errors']}, emulator crashes {crashes}; latency ms "
@@ -129,14 +136,10 @@ def test_no_credential_reaches_the_function_its_logs_or_the_output(rie_path, mon
     assert not set(FAKE.values()) & set(sandbox.environment().values())  # the environment the function gets
 
 
-def test_a_dead_emulator_is_replaced_and_the_request_still_answered(rie_path):
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    server = start_s3(port)
-    env = {"AWS_ENDPOINT_URL_S3": endpoint, "RCYC_MODEL_BUCKET": BUCKET}
+def test_a_dead_emulator_is_replaced_and_the_request_still_answered(rie_path, prepared_s3):
+    env = {"AWS_ENDPOINT_URL_S3": prepared_s3, "RCYC_MODEL_BUCKET": BUCKET}
     pool = Pool(lambda i: ProcessSandbox(rie_path, env=env, timeout=60, name=f"crash-{i}"), 1)
     try:
-        prepare(endpoint)
         pool.start(warm=True)
         [instance] = pool.instances
         first = instance.sandbox
@@ -147,4 +150,3 @@ def test_a_dead_emulator_is_replaced_and_the_request_still_answered(rie_path):
         assert same is instance and instance.restarts == 1 and instance.sandbox is not first
     finally:
         pool.stop()
-        server.stop()
