@@ -5,7 +5,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from rcyc_core.function import Config, Function, make_s3_client
+from rcyc_core.config import Config
+from rcyc_core.function import Function
+from rcyc_core.s3 import make_s3_client
 
 _s3 = make_s3_client()  # the client is reused, as the original did; only the model is reloaded per call
 

@@ -24,11 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rcyc_cli import rie, s3 as s3ops  # noqa: E402
-from rcyc_cli.invoke_local import Options, choose_runtime, sandbox_factory  # noqa: E402
-from rcyc_cli.local import LOCAL_CREDENTIALS, LOCAL_REGION, EmbeddedS3, ProcessSandbox  # noqa: E402
-from rcyc_cli.models import resolve_model  # noqa: E402
-from rcyc_cli.pool import Pool, run_keys  # noqa: E402
+from rcyc_cli import image as function_image  # noqa: E402
+from rcyc_cli.cloud import aws, store  # noqa: E402
+from rcyc_cli.defaults import DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_CREDENTIALS, LOCAL_REGION  # noqa: E402
+from rcyc_cli.local import rie  # noqa: E402
+from rcyc_cli.local.pool import Pool, run_keys  # noqa: E402
+from rcyc_cli.local.runtime import FunctionLauncher, FunctionSpec, seed_bucket  # noqa: E402
+from rcyc_cli.local.s3_server import EmbeddedS3  # noqa: E402
+from rcyc_cli.local.sandbox import ProcessSandbox  # noqa: E402
+from rcyc_cli.model_source import resolve_model  # noqa: E402
+from rcyc_cli.reporting import Reporter  # noqa: E402
 from rcyc_core import events  # noqa: E402
 
 BUCKET = "rcyc-bench"
@@ -60,13 +65,12 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.s3_server = EmbeddedS3().start()
-        self.s3 = s3ops.client(self.s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
-        s3ops.ensure_private_bucket(self.s3, BUCKET, LOCAL_REGION)
+        self.s3 = aws.s3_client(self.s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
         manifest, directory = resolve_model(args.model)
-        s3ops.upload_model(self.s3, BUCKET, manifest, directory)
+        seed_bucket(self.s3, BUCKET, manifest, directory)
         self.model = manifest
-        pairs = s3ops.image_keys(IMAGES)
-        s3ops.upload_images(self.s3, BUCKET, pairs)
+        pairs = store.image_keys(IMAGES)
+        store.put_images(self.s3, BUCKET, pairs)
         self.keys = [key for _, key in pairs]
         self.rie = rie.locate()
 
@@ -77,10 +81,9 @@ class Bench:
         if baseline:
             return lambda index: ProcessSandbox(self.rie, env, handler="baseline_app.handler", function_dir=ROOT / "benchmarks",
                                                 name=f"bench-baseline-{index}")
-        options = Options([], runtime=runtime, flavor=flavor, base_image=self.args.base_image,
-                          ca_bundle=self.args.ca_bundle)
-        client = choose_runtime(runtime, lambda m: None)
-        return sandbox_factory(options, client, self.rie, env, lambda m: print(f"  {m}", file=sys.stderr))
+        spec = FunctionSpec(runtime=runtime, flavor=flavor, base_image=self.args.base_image, ca_bundle=self.args.ca_bundle)
+        launcher = FunctionLauncher(spec, Reporter(status=lambda m: print(f"  {m}", file=sys.stderr)))
+        return launcher.sandbox_factory(env)
 
     def measure(self, name: str, runtime: str, flavor: str, baseline: bool = False) -> dict:
         print(f"== {name}", file=sys.stderr, flush=True)
@@ -126,11 +129,9 @@ class Bench:
         return row
 
     def image_size(self, flavor: str) -> dict:
-        from rcyc_cli import docker_ops
-
-        client = docker_ops.engine()
-        image = client.images.get(f"{docker_ops.DEFAULT_REPOSITORY}:local-{flavor}")
-        total, own = docker_ops.image_layers(client, image.id, self.args.base_image or docker_ops.DEFAULT_BASE_IMAGE)
+        client = function_image.engine()
+        image = client.images.get(f"{DEFAULT_REPOSITORY}:local-{flavor}")
+        total, own = function_image.image_layers(client, image.id, self.args.base_image or DEFAULT_BASE_IMAGE)
         return {"image_mb": round(total / 1e6, 1), "own_layers_mb": round(own / 1e6, 1)}
 
     def close(self):

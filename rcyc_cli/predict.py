@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 from rcyc_core import backends
 from rcyc_core.inference import Classifier, Item
 from rcyc_core.results import empty_response, error_entry
 
-from .models import resolve_model
+from .model_source import resolve_model
+from .reporting import SILENT, Reporter
 
 
 def choose_backend(requested: str, manifest) -> str:
@@ -18,21 +18,35 @@ def choose_backend(requested: str, manifest) -> str:
     return "litert" if manifest.has("tflite") else "keras"
 
 
+class Predictor:
+    """One model loaded once, classifying files in-process: ``classify(paths)`` answers with the result
+    contract, ``record`` = the index in ``paths``."""
+
+    def __init__(self, manifest, directory: Path, backend: str = "auto"):
+        self.backend = choose_backend(backend, manifest)
+        self.classifier = Classifier(manifest, backends.load(manifest, directory, self.backend))
+
+    def classify(self, paths: list[Path]) -> dict:
+        response = empty_response(self.classifier.manifest.summary())
+        items = []
+        for index, path in enumerate(paths):
+            try:
+                items.append(Item(index, None, str(path), Path(path).read_bytes()))
+            except OSError as exc:
+                kind = "FileNotFound" if isinstance(exc, FileNotFoundError) else "UnreadableFile"
+                response["errors"].append(error_entry(index, None, str(path), kind, f"cannot read {path}: {exc.strerror}"))
+        results, errors = self.classifier.classify(items)
+        response["results"] = results
+        response["errors"] = sorted(response["errors"] + errors, key=lambda entry: entry["record"])
+        response["backend"] = self.backend
+        return response
+
+
+def load_predictor(model: Path | None = None, backend: str = "auto", report: Reporter = SILENT) -> Predictor:
+    manifest, directory = resolve_model(model, report.status)
+    return Predictor(manifest, directory, backend)
+
+
 def predict_files(paths: list[Path], model: Path | None = None, backend: str = "auto",
-                  status: Callable[[str], None] = lambda message: None) -> dict:
-    manifest, directory = resolve_model(model, status)
-    chosen = choose_backend(backend, manifest)
-    classifier = Classifier(manifest, backends.load(manifest, directory, chosen))
-    response = empty_response(manifest.summary())
-    items = []
-    for index, path in enumerate(paths):
-        try:
-            items.append(Item(index, None, str(path), Path(path).read_bytes()))
-        except OSError as exc:
-            response["errors"].append(error_entry(index, None, str(path), "FileNotFound" if isinstance(exc, FileNotFoundError)
-                                                  else "UnreadableFile", f"cannot read {path}: {exc.strerror}"))
-    results, errors = classifier.classify(items)
-    response["results"] = results
-    response["errors"] = sorted(response["errors"] + errors, key=lambda entry: entry["record"])
-    response["backend"] = chosen
-    return response
+                  report: Reporter = SILENT) -> dict:
+    return load_predictor(model, backend, report).classify(paths)

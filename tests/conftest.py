@@ -14,6 +14,15 @@ MODELS = {"softmax": FIXTURES / "models" / "fixture-softmax", "one-vs-rest": FIX
 LABELS = ("boxes", "glass_bottles", "soda_cans", "crushed_soda_cans", "plastic_bottles")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Hypothesis: a fast profile by default (make test in about two minutes on two cores), the full one under
+# CI=true or RCYC_HYPOTHESIS=full (thousands of examples). Tests size their own runs with examples().
+FULL_PROPERTIES = IN_CI or os.environ.get("RCYC_HYPOTHESIS") == "full"
+
+
+def examples(full: int) -> int:
+    """How many examples a property test runs: ``full`` in the full profile, a twentieth (at least 20) otherwise."""
+    return full if FULL_PROPERTIES else max(20, full // 20)
+
 
 def class_images() -> list[tuple[str, Path]]:
     return [(label, path) for label in LABELS for path in sorted((IMAGES / label).glob("*.jpg"))]
@@ -37,7 +46,7 @@ def need(condition: bool, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def rie_path() -> Path:
-    from rcyc_cli import rie
+    from rcyc_cli.local import rie
     from rcyc_core.errors import RcycError
 
     try:
@@ -87,7 +96,7 @@ def build_args() -> list[str]:
 @pytest.fixture(scope="module")
 def engine():
     """A Docker engine that answers and has the local base image (fails under CI=true otherwise)."""
-    from rcyc_cli import docker_ops
+    from rcyc_cli import image as docker_ops
     from rcyc_core.errors import RcycError
 
     try:

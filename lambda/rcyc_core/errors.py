@@ -1,24 +1,12 @@
 """One exception family for expected failures.
 
 Each carries a short ``kind`` (used as the ``error`` field of result entries), a one-line message, a
-hint and the CLI exit code it maps to. Anything that is not an ``RcycError`` is a bug.
+hint. The CLI maps each class to its exit status (``rcyc_cli.exit_status``); the function never exits.
+Anything that is not an ``RcycError`` is a bug.
 """
-
-# Exit codes, documented in the README.
-EXIT_OK = 0
-EXIT_BUG = 1
-EXIT_USAGE = 2
-EXIT_BAD_INPUT = 3
-EXIT_MISSING_PREREQ = 4
-EXIT_AWS = 5
-EXIT_FUNCTION_FAILED = 6
-EXIT_RECORD_ERRORS = 7
-EXIT_FINDINGS = 8  # rcyc doctor --security found problems
-
 
 class RcycError(Exception):
     kind = "Error"
-    exit_code = EXIT_BAD_INPUT
     hint = ""
 
     def __init__(self, message: str, hint: str | None = None, kind: str | None = None):
@@ -37,7 +25,6 @@ class InputError(RcycError):
     """A file, event or option the user gave is unusable."""
 
     kind = "InvalidInput"
-    exit_code = EXIT_BAD_INPUT
 
 
 class ImageError(InputError):
@@ -59,16 +46,13 @@ class ModelError(InputError):
 
 class PrerequisiteError(RcycError):
     kind = "MissingPrerequisite"
-    exit_code = EXIT_MISSING_PREREQ
 
 
 class AwsError(RcycError):
     kind = "AwsError"
-    exit_code = EXIT_AWS
 
 
 class FunctionError(RcycError):
     """The function itself failed (handler exception, timeout, emulator crash)."""
 
     kind = "FunctionError"
-    exit_code = EXIT_FUNCTION_FAILED

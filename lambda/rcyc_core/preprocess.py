@@ -10,9 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .config import DEFAULT_MAX_PIXELS
 from .errors import ImageError
-
-DEFAULT_MAX_PIXELS = 40_000_000
 
 # We enforce our own pixel limit before decoding; Pillow's global bomb check would otherwise fire first
 # with a less helpful message (and with a different threshold than the configured one).

@@ -1,0 +1,52 @@
+"""S3 access shared by the function and the CLI: the function's client, and S3's error codes in one place."""
+
+from __future__ import annotations
+
+from .errors import AwsError, ModelError, RcycError
+
+# The codes S3 answers for "there is no such object/bucket" (HEAD requests carry only the status).
+NOT_FOUND_CODES = ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
+NOT_MODIFIED_CODES = ("304", "NotModified")
+
+
+def make_s3_client(workers: int = 8):
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    # Short timeouts and few retries: a record whose object cannot be fetched should become an error
+    # well inside the function's timeout, not hang the whole invocation.
+    return boto3.client(
+        "s3",
+        config=BotoConfig(
+            connect_timeout=2,
+            read_timeout=10,
+            retries={"max_attempts": 2, "mode": "standard"},
+            max_pool_connections=workers,
+        ),
+    )
+
+
+def client_error_code(exc: Exception) -> str | None:
+    """The error code of a botocore ClientError (None for any other exception)."""
+    response = getattr(exc, "response", None)
+    return (response or {}).get("Error", {}).get("Code")
+
+
+def model_read_error(exc: Exception, where: str, what: str) -> RcycError:
+    """A failed read of a model object (pointer, manifest, file) as one of rcyc's errors."""
+    code = client_error_code(exc)
+    if code in NOT_FOUND_CODES:
+        return ModelError(f"the {what} {where} does not exist", kind="ModelUnavailable", hint="Run rcyc upload-model.")
+    if code:
+        return AwsError(f"S3 refused to read the {what} {where}: {code}", kind=code)
+    return AwsError(f"cannot reach S3 for the {what} {where}: {type(exc).__name__}", kind="S3Unreachable")
+
+
+def object_read_error(exc: Exception, where: str) -> RcycError:
+    """A failed read of an image object: the error that record carries in the result."""
+    code = client_error_code(exc)
+    if code in NOT_FOUND_CODES:
+        return RcycError(f"{where} does not exist", kind="NoSuchKey")
+    if code:
+        return RcycError(f"S3 refused {where}: {code}", kind=code)
+    return RcycError(f"cannot fetch {where}: {type(exc).__name__}", kind="S3Unreachable")

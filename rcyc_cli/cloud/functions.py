@@ -1,0 +1,205 @@
+"""The function in AWS: its least-privilege IAM role, the Lambda function itself (created, or brought to
+what is asked), and the S3 trigger."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import urllib.parse
+
+from rcyc_core.errors import AwsError
+from rcyc_core.s3 import client_error_code
+
+from ..defaults import IMAGES_PREFIX, MODELS_PREFIX
+from .aws import aws_call, get_or_none, translate
+
+
+ROLE_POLICY_NAME = "rcyc-least-privilege"
+
+
+
+LAMBDA_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+
+def role_policy(bucket: str, results_prefix: str | None = None, trigger_prefix: str | None = None) -> dict:
+    """The function's only permissions: read the model and image prefixes of one bucket, write its logs,
+    and (with --trigger) write results under the results prefix."""
+    read = [f"arn:aws:s3:::{bucket}/{MODELS_PREFIX}*", f"arn:aws:s3:::{bucket}/{IMAGES_PREFIX}*"]
+    if trigger_prefix and not trigger_prefix.startswith(IMAGES_PREFIX):
+        read.append(f"arn:aws:s3:::{bucket}/{trigger_prefix}*")
+    statements = [
+        {"Sid": "ReadModelsAndImages", "Effect": "Allow", "Action": "s3:GetObject", "Resource": read},
+        {"Sid": "WriteLogs", "Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": "*"},
+    ]
+    if results_prefix:
+        statements.append({"Sid": "WriteResults", "Effect": "Allow", "Action": "s3:PutObject",
+                           "Resource": f"arn:aws:s3:::{bucket}/{results_prefix}*"})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+
+def policy_document(value) -> dict:
+    if isinstance(value, str):
+        value = json.loads(urllib.parse.unquote(value))
+    return value
+
+
+
+def ensure_role(iam, name: str, policy: dict, dry_run: bool = False) -> dict:
+    """The function's role with exactly rcyc's inline policy. Returns {"name", "arn", "action"}."""
+    from botocore.exceptions import ClientError
+
+    role = (get_or_none(f"read the role {name}", iam.get_role, ("NoSuchEntity",), RoleName=name) or {}).get("Role")
+    if role is None:
+        if dry_run:
+            return {"name": name, "arn": None, "action": "create"}
+        role = aws_call(f"create the role {name}", iam.create_role, RoleName=name,
+                        AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST_POLICY),
+                        Description="rcyc: the classifier function's least-privilege role",
+                        Tags=[{"Key": "rcyc:managed", "Value": "true"}])["Role"]
+        aws_call(f"attach the policy to {name}", iam.put_role_policy, RoleName=name, PolicyName=ROLE_POLICY_NAME,
+                 PolicyDocument=json.dumps(policy))
+        return {"name": name, "arn": role["Arn"], "action": "created"}
+    try:
+        current = policy_document(iam.get_role_policy(RoleName=name, PolicyName=ROLE_POLICY_NAME)["PolicyDocument"])
+    except ClientError as exc:
+        if client_error_code(exc) != "NoSuchEntity":
+            raise translate(f"read the policy of {name}", exc) from None
+        current = None
+    if current == policy:
+        return {"name": name, "arn": role["Arn"], "action": "unchanged"}
+    if not dry_run:
+        aws_call(f"update the policy of {name}", iam.put_role_policy, RoleName=name, PolicyName=ROLE_POLICY_NAME,
+                 PolicyDocument=json.dumps(policy))
+    return {"name": name, "arn": role["Arn"], "action": "update" if dry_run else "updated"}
+
+
+
+def _wait(lam, waiter: str, function: str, what: str) -> dict:
+    from botocore.exceptions import WaiterError
+
+    try:
+        lam.get_waiter(waiter).wait(FunctionName=function, WaiterConfig={"Delay": 2, "MaxAttempts": 150})
+    except WaiterError:
+        config = aws_call(f"read {function}", lam.get_function_configuration, FunctionName=function)
+        reason = config.get("LastUpdateStatusReason") or config.get("StateReason") or "no reason given"
+        code = config.get("LastUpdateStatusReasonCode") or config.get("StateReasonCode") or "Failed"
+        raise AwsError(f"{what} failed: {code}: {reason}", kind="FunctionUpdateFailed",
+                       hint="Lambda's reason is above; fix it and run rcyc deploy again.") from None
+    return aws_call(f"read {function}", lam.get_function_configuration, FunctionName=function)
+
+
+
+def _latest_version(lam, function: str) -> str | None:
+    versions = []
+    paginator = lam.get_paginator("list_versions_by_function")
+    for page in aws_call(f"list the versions of {function}", lambda: list(paginator.paginate(FunctionName=function))):
+        versions += [int(v["Version"]) for v in page.get("Versions", []) if v["Version"].isdigit()]
+    return str(max(versions)) if versions else None
+
+
+
+def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None, memory: int, timeout: int,
+                    env: dict[str, str], architecture: str, dry_run: bool = False) -> dict:
+    """Create the image function, or bring its code and configuration to what is asked. Returns a
+    summary with "action": created | updated | unchanged (create / update / nothing in a dry run)."""
+    from botocore.exceptions import ClientError
+
+    current = get_or_none(f"read the function {name}", lam.get_function, ("ResourceNotFoundException",), FunctionName=name)
+    if current is None:
+        if dry_run:
+            return {"name": name, "action": "create", "changes": ["create"]}
+        kwargs = dict(FunctionName=name, PackageType="Image", Code={"ImageUri": image_uri}, Role=role_arn,
+                      MemorySize=memory, Timeout=timeout, Environment={"Variables": env}, Architectures=[architecture],
+                      Description="rcyc: recyclable-item classifier", Tags={"rcyc:managed": "true"})
+        for attempt in range(20):
+            try:
+                lam.create_function(**kwargs)
+                break
+            except ClientError as exc:
+                # A new role takes a few seconds to reach Lambda ("cannot be assumed"): wait for it.
+                if client_error_code(exc) == "InvalidParameterValueException" and "assume" in str(exc) and attempt < 19:
+                    time.sleep(3)
+                    continue
+                raise translate(f"create the function {name}", exc) from None
+        config = _wait(lam, "function_active_v2", name, f"creating {name}")
+        version = aws_call(f"publish a version of {name}", lam.publish_version, FunctionName=name)["Version"]
+        return _function_summary(config, version, "created", ["create"])
+
+    config = current["Configuration"]
+    if config.get("PackageType") != "Image":
+        raise AwsError(f"the function {name} is a {config.get('PackageType')} function; rcyc deploys image functions",
+                       kind="WrongPackageType", hint="Pass another --function name (rcyc creates it).")
+    old_env = (config.get("Environment") or {}).get("Variables", {})
+    # The user's own variables stay; rcyc's are exactly this deploy's (a dropped --trigger drops its prefix).
+    new_env = {**{k: v for k, v in old_env.items() if not k.startswith("RCYC_")}, **env}
+    changes, update = [], {}
+    if config.get("MemorySize") != memory:
+        update["MemorySize"] = memory
+    if config.get("Timeout") != timeout:
+        update["Timeout"] = timeout
+    if old_env != new_env:
+        update["Environment"] = {"Variables": new_env}
+    if role_arn and config.get("Role") != role_arn:
+        update["Role"] = role_arn
+    changes += [f"configuration: {', '.join(sorted(update))}"] if update else []
+    code_changes = image_uri is not None and current.get("Code", {}).get("ImageUri") != image_uri
+    if code_changes or image_uri is None:
+        changes.append("code" if image_uri else "code (if the image differs)")
+    if dry_run:
+        return {"name": name, "arn": config["FunctionArn"], "action": "update" if changes else "nothing", "changes": changes,
+                "image_uri": current.get("Code", {}).get("ImageUri")}
+    if not update and not code_changes:
+        return _function_summary(config, _latest_version(lam, name), "unchanged", [], current.get("Code", {}).get("ImageUri"))
+    _wait(lam, "function_updated_v2", name, f"the last update of {name}")  # Lambda takes one update at a time
+    if update:
+        aws_call(f"update the configuration of {name}", lam.update_function_configuration, FunctionName=name, **update)
+        _wait(lam, "function_updated_v2", name, f"updating the configuration of {name}")
+    if code_changes:
+        aws_call(f"update the code of {name}", lam.update_function_code, FunctionName=name, ImageUri=image_uri)
+    config = _wait(lam, "function_updated_v2", name, f"updating {name}")
+    if config.get("LastUpdateStatus") not in (None, "Successful"):
+        raise AwsError(f"updating {name} failed: {config.get('LastUpdateStatusReason', 'no reason given')}", kind="FunctionUpdateFailed")
+    version = aws_call(f"publish a version of {name}", lam.publish_version, FunctionName=name)["Version"]
+    return _function_summary(config, version, "updated", changes, image_uri)
+
+
+
+def _function_summary(config: dict, version: str | None, action: str, changes: list[str], image_uri: str | None = None) -> dict:
+    return {"name": config["FunctionName"], "arn": config["FunctionArn"], "version": version, "action": action,
+            "changes": changes, "state": config.get("State"), "last_update_status": config.get("LastUpdateStatus"),
+            "memory": config.get("MemorySize"), "timeout": config.get("Timeout"), "image_uri": image_uri,
+            "role": config.get("Role")}
+
+
+
+def add_trigger(lam, s3, function_arn: str, bucket: str, prefix: str, account: str, dry_run: bool = False) -> dict:
+    """S3 notifications for new objects under ``prefix`` invoke the function (permission + notification)."""
+    from botocore.exceptions import ClientError
+
+    statement_id = "rcyc-s3-trigger-" + hashlib.sha256(f"{bucket}/{prefix}".encode()).hexdigest()[:12]
+    config = aws_call(f"read the notifications of {bucket}", s3.get_bucket_notification_configuration, Bucket=bucket)
+    config.pop("ResponseMetadata", None)
+    rule_id = f"rcyc-{prefix.strip('/').replace('/', '-') or 'all'}"
+    rules = [r for r in config.get("LambdaFunctionConfigurations", []) if r.get("Id") != rule_id]
+    rule = {"Id": rule_id, "LambdaFunctionArn": function_arn, "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}}
+    if dry_run:
+        return {"bucket": bucket, "prefix": prefix, "action": "configure"}
+    try:
+        lam.add_permission(FunctionName=function_arn, StatementId=statement_id, Action="lambda:InvokeFunction",
+                           Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}", SourceAccount=account)
+    except ClientError as exc:
+        if client_error_code(exc) != "ResourceConflictException":  # already there
+            raise translate("allow S3 to invoke the function", exc) from None
+    config["LambdaFunctionConfigurations"] = rules + [rule]
+    aws_call(f"configure the notifications of {bucket}", s3.put_bucket_notification_configuration, Bucket=bucket,
+             NotificationConfiguration=config)
+    return {"bucket": bucket, "prefix": prefix, "action": "configured", "rule": rule_id}
+

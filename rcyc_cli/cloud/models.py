@@ -1,0 +1,118 @@
+"""Model versions in the bucket: upload (validate, package, then move the pointer last), list, promote."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+from rcyc_core.errors import InputError, ModelError
+from rcyc_core.manifest import MANIFEST_NAME, Manifest
+from rcyc_core.s3 import NOT_FOUND_CODES, client_error_code
+
+from ..defaults import MODELS_PREFIX, POINTER_KEY
+from ..reporting import SILENT, Reporter
+from . import buckets, store
+from .aws import Aws, aws_call, translate
+
+
+SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+
+def _check_segment(value: str, what: str) -> str:
+    if not SAFE_SEGMENT.match(value or ""):
+        raise InputError(f"{what} {value!r} must be letters, digits, '.', '_' or '-' (at most 128)", hint=f"Pick another {what}.")
+    return value
+
+
+
+def upload_model(path: Path, bucket: str, name: str | None = None, version: str | None = None, promote: bool = True,
+                 region: str | None = None, report: Reporter = SILENT) -> dict:
+    """Validate and package PATH (a .h5/.keras file, a Portland State directory or a manifest directory),
+    upload it under models/<name>/<version>/ and, with ``promote``, move the pointer to it last."""
+    from ..model_source import resolve_model
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist", hint="Give a .h5/.keras file or a directory of model files.")
+    manifest, directory = resolve_model(path, report.status)
+    if name or version:
+        manifest = dataclasses.replace(manifest, name=name or manifest.name, version=version or manifest.version)
+    _check_segment(manifest.name, "model name")
+    _check_segment(manifest.version, "model version")
+    aws = Aws(region)
+    s3 = aws.client("s3")
+    report.status(f"checking bucket {bucket}")
+    created = buckets.ensure_private_bucket(s3, bucket, aws.region)
+    previous = store.read_pointer(s3, bucket)
+    files = store.model_files(manifest, directory)
+    report.status(f"uploading {len(files)} model file(s) to s3://{bucket}/{store.model_prefix(manifest)}")
+    manifest_key = store.put_model(s3, bucket, manifest, directory, promote=promote, progress=report.upload)
+    return {
+        "bucket": bucket,
+        "bucket_created": created,
+        "name": manifest.name,
+        "version": manifest.version,
+        "layout": manifest.layout,
+        "sha256": manifest.sha256,
+        "manifest": manifest_key,
+        "files": [{"key": key, "bytes": p.stat().st_size} for p, key in files],
+        "promoted": promote,
+        "pointer": POINTER_KEY,
+        "previous": previous,
+    }
+
+
+
+def list_models(bucket: str, region: str | None = None) -> dict:
+    """Every uploaded model version (models/<name>/<version>/manifest.json) and which one is current."""
+    s3 = Aws(region).client("s3")
+    current = store.read_pointer(s3, bucket)
+    paginator = s3.get_paginator("list_objects_v2")
+    models = []
+    pages = aws_call(f"list s3://{bucket}/{MODELS_PREFIX}", lambda: list(paginator.paginate(Bucket=bucket, Prefix=MODELS_PREFIX)))
+    for page in pages:
+        for obj in page.get("Contents", []):
+            parts = obj["Key"].split("/")
+            if len(parts) == 4 and parts[3] == MANIFEST_NAME:
+                models.append({"name": parts[1], "version": parts[2], "manifest": obj["Key"],
+                               "uploaded": obj["LastModified"].isoformat(), "current": bool(current and current["manifest"] == obj["Key"])})
+    models.sort(key=lambda m: (m["name"], m["uploaded"]))
+    return {"bucket": bucket, "current": current, "models": models}
+
+
+
+def promote_model(bucket: str, name: str, version: str, region: str | None = None, report: Reporter = SILENT) -> dict:
+    """Move the pointer to an uploaded version (also a rollback) after checking it is complete."""
+    from botocore.exceptions import ClientError
+
+    _check_segment(name, "model name")
+    _check_segment(version, "model version")
+    s3 = Aws(region).client("s3")
+    buckets.refuse_if_public(s3, bucket)
+    manifest_key = f"{MODELS_PREFIX}{name}/{version}/{MANIFEST_NAME}"
+    try:
+        text = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+    except ClientError as exc:
+        if client_error_code(exc) in NOT_FOUND_CODES:
+            raise ModelError(f"s3://{bucket}/{manifest_key} does not exist", kind="ModelUnavailable",
+                             hint="rcyc models list shows the uploaded versions.") from None
+        raise translate(f"read s3://{bucket}/{manifest_key}", exc) from None
+    manifest = Manifest.from_json(text, source=f"s3://{bucket}/{manifest_key}")
+    prefix = f"{MODELS_PREFIX}{name}/{version}/"
+    for fmt in ("h5", "tflite"):
+        if manifest.has(fmt):
+            for ref in manifest.files(fmt):
+                try:
+                    s3.head_object(Bucket=bucket, Key=prefix + ref.path)
+                except ClientError:
+                    raise ModelError(f"model {name} {version} is incomplete: s3://{bucket}/{prefix}{ref.path} is missing",
+                                     kind="ModelUnavailable", hint="Upload it again with rcyc upload-model.") from None
+    previous = store.read_pointer(s3, bucket)
+    report.status(f"moving the pointer to {name} {version}")
+    store.move_pointer(s3, bucket, manifest, manifest_key)
+    return {"bucket": bucket, "pointer": POINTER_KEY, "previous": previous,
+            "current": json.loads(store.pointer_body(manifest, manifest_key))}
+

@@ -1,0 +1,73 @@
+"""rcyc invoke-local: the function in the real Lambda emulator against a local S3, as Lambda would run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..defaults import DEFAULT_BATCH_SIZE
+from .options import (base_image_option, bucket_option, ca_bundle_option, exit_for_record_errors, flavor_option,
+                      json_option, memory_option, model_option, rie_option, timeout_option)
+
+runtime_option = click.option(
+    "--runtime", type=click.Choice(["auto", "docker", "process"]), default="auto", show_default=True, envvar="RCYC_RUNTIME",
+    help="docker: the function image in a container; process: the emulator on this machine; auto: docker when an "
+    "engine answers. [env RCYC_RUNTIME]")
+
+
+@click.command("invoke-local")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--event", "event_file", type=click.Path(path_type=Path), help="Post this S3 event JSON instead of one made for IMAGES.")
+@model_option
+@bucket_option
+@click.option("--endpoint-url", envvar="RCYC_LOCAL_S3_ENDPOINT",
+              help="Use this S3 endpoint instead of the embedded one. [env RCYC_LOCAL_S3_ENDPOINT]")
+@rie_option
+@timeout_option
+@memory_option
+@runtime_option
+@flavor_option
+@base_image_option
+@ca_bundle_option
+@click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Function instances to spread the images over (events of up to --batch-size records).")
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1, 1000),
+              help="Records per event with --concurrency > 1.")
+@click.option("--stack/--no-stack", "use_stack", default=True, show_default=True,
+              help="Use the warm stack of `rcyc local up` when it runs.")
+@click.option("--logs", is_flag=True, help="Also print the function's log lines (stderr).")
+@json_option
+@click.pass_context
+def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, timeout, memory, runtime, flavor, base_image,
+                 ca_bundle, concurrency, batch_size, use_stack, logs, as_json):
+    """Run the function in the real Lambda emulator against a local S3, as Lambda would.
+
+    IMAGES are files, directories or quoted glob patterns; with none and no --event, a fixture image.
+    Images are uploaded under images/<name> and posted as S3 events (one event with one record per image,
+    or --batch-size records per event over --concurrency instances); with --event, that event is posted
+    instead (IMAGES are still uploaded, so the event can name them).
+    """
+    from ..local.run import Options, run
+    from ..local.runtime import FunctionSpec
+    from ..paths import DEFAULT_IMAGE
+    from ..render import console, results
+    from ..render.progress import rich_reporter
+
+    if not images and not event_file:
+        images = (DEFAULT_IMAGE,)
+    spec = FunctionSpec(runtime=runtime, flavor=flavor, base_image=base_image, ca_bundle=ca_bundle, rie=rie,
+                        timeout=timeout, memory=memory)
+    options = Options(list(images), event_file, model, bucket, endpoint_url, spec, concurrency, batch_size, use_stack)
+    with rich_reporter(quiet=as_json, transient=True) as report:
+        local = run(options, report)
+    info = {**local.info, **local.figures()}
+    if logs:
+        for invocation in local.invocations:
+            console.log_lines(invocation.logs)
+    if as_json:
+        console.print_json({**local.response, "invocation": info})
+    else:
+        results.render_response(local.response)
+        results.render_report(info)
+    exit_for_record_errors(ctx, local.response)

@@ -1,0 +1,42 @@
+"""Options shared by the commands (import-light: `rcyc --help` loads this). Defaults come from ``defaults``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..defaults import DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY, DEFAULT_TIMEOUT, FLAVORS
+from ..exit_status import ExitStatus
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only (on stdout).")
+bucket_option = click.option("--bucket", default=DEFAULT_BUCKET, show_default=True, envvar="RCYC_BUCKET",
+                             help="The bucket for models and images. [env RCYC_BUCKET]")
+model_option = click.option(
+    "--model", type=click.Path(path_type=Path), envvar="RCYC_MODEL",
+    help="A manifest directory, a .h5/.keras file, or a Portland State directory (model_N_prime.h5). "
+    "Default: the fixture model. [env RCYC_MODEL]",
+)
+flavor_option = click.option("--flavor", type=click.Choice(FLAVORS), default=DEFAULT_FLAVOR, show_default=True,
+                             envvar="RCYC_FLAVOR", help="slim: LiteRT runs the .tflite files; keras: TensorFlow runs the .h5 files.")
+base_image_option = click.option("--base-image", envvar="RCYC_BASE_IMAGE",
+                                 help=f"Base image (default {DEFAULT_BASE_IMAGE}). [env RCYC_BASE_IMAGE]")
+ca_bundle_option = click.option("--ca-bundle", type=click.Path(path_type=Path), envvar="RCYC_CA_BUNDLE",
+                                help="CA bundle pip trusts during the build (TLS-intercepting proxies). [env RCYC_CA_BUNDLE]")
+rie_option = click.option("--rie", envvar="RCYC_RIE", help="Path of the aws-lambda-rie binary. [env RCYC_RIE]")
+timeout_option = click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.IntRange(1, 900),
+                              help="Function timeout, seconds.")
+memory_option = click.option("--memory", default=DEFAULT_MEMORY, show_default=True, type=click.IntRange(128, 10240),
+                             help="Function memory, MB.")
+region_option = click.option("--region", envvar="AWS_REGION", help="AWS region. [env AWS_REGION, or the profile's]")
+function_option = click.option("--function", "function", envvar="RCYC_FUNCTION",
+                               help=f"The Lambda function (default {DEFAULT_FUNCTION}; 'function' with --endpoint-url). "
+                               "[env RCYC_FUNCTION]")
+endpoint_option = click.option("--endpoint-url",
+                               help="Invoke an emulator at this URL (e.g. rcyc's local sandbox) instead of AWS Lambda.")
+
+
+def exit_for_record_errors(ctx: click.Context, response: dict) -> None:
+    """Exit 7 when the command finished but some records or images are in ``errors``."""
+    if response.get("errors"):
+        ctx.exit(ExitStatus.RECORD_ERRORS)

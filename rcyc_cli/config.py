@@ -1,0 +1,37 @@
+"""rcyc.toml (or the file RCYC_CONFIG names): option defaults for every command, plus tables of its own
+(``[eval.labels]``). Flags > environment > this file > built-in defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from rcyc_core.errors import InputError
+
+CONFIG_FILE = "rcyc.toml"
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("RCYC_CONFIG", CONFIG_FILE))
+
+
+def read_config() -> dict:
+    """The parsed file, or {} when there is none."""
+    path = config_path()
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path} is not valid TOML: {exc}", hint="Fix the file, or point RCYC_CONFIG elsewhere.") from None
+
+
+def eval_label_mapping() -> dict[str, str] | None:
+    """``[eval.labels]``: folder name -> label, for labelled folders named otherwise."""
+    table = read_config().get("eval", {})
+    labels = table.get("labels") if isinstance(table, dict) else None
+    if labels is not None and not (isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())):
+        raise InputError(f"[eval.labels] in {config_path()} must map folder names to labels",
+                         hint='e.g. [eval.labels]\ncans = "soda_cans"')
+    return labels

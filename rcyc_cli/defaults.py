@@ -1,0 +1,30 @@
+"""Every default rcyc uses, defined once. Plain values, no click: the commands' options, the library and
+the function's environment all read them from here."""
+
+from __future__ import annotations
+
+from rcyc_core.config import DEFAULT_POINTER_KEY
+
+# Where models and images live
+DEFAULT_BUCKET = "recycle-able-image"
+MODELS_PREFIX = "models/"
+IMAGES_PREFIX = "images/"
+DEFAULT_RESULTS_PREFIX = "results/"
+POINTER_KEY = DEFAULT_POINTER_KEY  # the "current model" pointer object (the function defines it)
+
+# The function, as deployed and as emulated locally
+DEFAULT_FUNCTION = "rcyc-function"
+DEFAULT_REPOSITORY = "rcyc-function"
+DEFAULT_TIMEOUT = 180  # seconds (the original hand-made function: 3 minutes)
+DEFAULT_MEMORY = 1024  # MB
+DEFAULT_REFRESH_SECONDS = 30  # how often a warm instance re-checks the pointer
+DEFAULT_FLAVOR = "slim"  # slim: LiteRT runs the .tflite files; keras: TensorFlow runs the .h5 files
+FLAVORS = ("slim", "keras")
+DEFAULT_BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
+
+# Local runs
+LOCAL_REGION = "us-east-1"
+DEFAULT_STACK_INSTANCES = 2
+DEFAULT_BATCH_SIZE = 16
+# Throwaway credentials, only ever sent to local emulators and the embedded S3: never the user's own.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "rcyc-local", "aws_secret_access_key": "rcyc-local-not-a-secret"}

@@ -1,0 +1,90 @@
+"""What one invocation of the function gives back, however it was run (emulator, warm stack, AWS Lambda):
+the decoded reply, the emulator's REPORT figures, the wall time and the log lines."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from rcyc_core.errors import FunctionError
+
+
+@dataclass
+class Report:
+    """The emulator's figures for one invocation (its REPORT line, plus its INIT REPORT when cold)."""
+
+    duration_ms: float | None = None
+    billed_ms: float | None = None
+    init_ms: float | None = None
+    memory_mb: int | None = None
+
+    @property
+    def cold(self) -> bool:
+        return self.init_ms is not None
+
+    def to_dict(self) -> dict:
+        return {"cold": self.cold, **self.to_dict_raw()}
+
+    def to_dict_raw(self) -> dict:
+        return {"init_ms": self.init_ms, "duration_ms": self.duration_ms, "billed_ms": self.billed_ms,
+                "memory_mb": self.memory_mb}
+
+
+
+@dataclass
+class Invocation:
+    response: object
+    report: Report
+    wall_ms: float
+    logs: list[str] = field(default_factory=list)
+
+
+
+REPORT_RE = re.compile(r"REPORT RequestId: (?P<id>\S+)(?P<rest>.*)")
+
+
+
+INIT_RE = re.compile(r"INIT REPORT\(durationMs: (?P<ms>[\d.]+)\)")
+
+
+
+FIELD_RE = re.compile(r"(Init Duration|Duration|Billed Duration|Memory Size): ([\d.]+)")
+
+
+
+def parse_report(lines: list[str]) -> Report:
+    """Figures from the emulator output written during one invocation."""
+    report = Report()
+    for line in lines:
+        if (match := INIT_RE.search(line)):
+            report.init_ms = float(match["ms"])
+        elif (match := REPORT_RE.search(line)):
+            fields = dict(FIELD_RE.findall(match["rest"]))
+            report.duration_ms = float(fields["Duration"]) if "Duration" in fields else None
+            report.billed_ms = float(fields["Billed Duration"]) if "Billed Duration" in fields else None
+            report.memory_mb = int(float(fields["Memory Size"])) if "Memory Size" in fields else None
+    return report
+
+
+
+LOG_ABOVE = "The function's log is above."
+
+
+
+def decode_reply(text: str) -> object:
+    """The function's answer as the emulator (or Lambda) returns it. A timeout, a body that is not JSON and
+    an error object (which comes back with HTTP 200) are FunctionErrors."""
+    if text.startswith("Task timed out"):
+        raise FunctionError(f"the function timed out ({text.strip()})", kind="Timeout",
+                            hint="Raise --timeout, or look in the log above for what the handler waited on.")
+    try:
+        response = json.loads(text)
+    except ValueError:
+        raise FunctionError(f"the function returned something that is not JSON: {text[:120]!r}", kind="BadResponse",
+                            hint=LOG_ABOVE) from None
+    if isinstance(response, dict) and "errorType" in response and "errorMessage" in response:
+        raise FunctionError(f"the function failed: {response['errorType']}: {response['errorMessage']}",
+                            kind=str(response["errorType"]), hint=LOG_ABOVE)
+    return response
+

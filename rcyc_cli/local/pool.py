@@ -1,0 +1,146 @@
+"""A pool of function instances, and spreading many images over it.
+
+One emulator serves one request at a time (as one Lambda sandbox does), so concurrency means several
+instances: a request takes an idle instance and gives it back when answered. An instance whose emulator
+died is replaced and the request retried once on the replacement, so a crash loses no record.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from rcyc_core import events
+from rcyc_core.errors import FunctionError
+from rcyc_core.results import error_entry
+
+from ..invocation import Invocation
+from .sandbox import Sandbox
+
+
+@dataclass
+class Instance:
+    index: int
+    sandbox: Sandbox
+    invocations: int = 0
+    cold_start_ms: float | None = None  # instance start -> first answer
+    model: dict | None = None
+    restarts: int = 0
+
+    def to_dict(self) -> dict:
+        sandbox = self.sandbox
+        return {"instance": self.index, "runtime": sandbox.runtime, "endpoint": sandbox.endpoint_url,
+                "invocations": self.invocations, "cold_start_ms": self.cold_start_ms, "restarts": self.restarts,
+                "model": self.model}
+
+
+class Pool:
+    def __init__(self, factory: Callable[[int], Sandbox], size: int):
+        self.factory, self.size = factory, size
+        self.instances: list[Instance] = []
+        self._idle: queue.Queue[Instance] = queue.Queue()
+        self._lock = threading.Lock()
+
+    def start(self, warm: bool = True) -> "Pool":
+        """Start every instance; with ``warm``, ping each once so its model is loaded before real work."""
+        for index in range(self.size):
+            self.instances.append(Instance(index, self.factory(index)))
+        with ThreadPoolExecutor(max_workers=self.size) as pool:
+            list(pool.map(lambda instance: self._boot(instance, warm), self.instances))
+        for instance in self.instances:
+            self._idle.put(instance)
+        return self
+
+    def _boot(self, instance: Instance, warm: bool) -> None:
+        started = time.perf_counter()
+        instance.sandbox.start()
+        if warm:
+            answer = instance.sandbox.invoke({"warmup": True})
+            instance.cold_start_ms = round((time.perf_counter() - started) * 1000, 1)
+            instance.model = answer.response.get("model") if isinstance(answer.response, dict) else None
+
+    def invoke(self, event: object) -> tuple[Invocation, Instance]:
+        instance = self._idle.get()
+        try:
+            try:
+                answer = instance.sandbox.invoke(event)
+            except FunctionError as exc:
+                if exc.kind != "EmulatorError" or self._alive(instance):
+                    raise
+                self._replace(instance)  # the emulator crashed: a fresh instance gets the same request once
+                answer = instance.sandbox.invoke(event)
+            instance.invocations += 1
+            if isinstance(answer.response, dict) and answer.response.get("model"):
+                instance.model = answer.response["model"]
+            return answer, instance
+        finally:
+            self._idle.put(instance)
+
+    @staticmethod
+    def _alive(instance: Instance) -> bool:
+        process = getattr(instance.sandbox, "process", None)
+        return process is None or process.poll() is None
+
+    def _replace(self, instance: Instance) -> None:
+        instance.sandbox.stop()
+        instance.sandbox = self.factory(instance.index)
+        instance.restarts += 1
+        self._boot(instance, warm=False)
+
+    def stop(self) -> None:
+        for instance in self.instances:
+            instance.sandbox.stop()
+
+
+@dataclass
+class BatchRun:
+    response: dict
+    invocations: list[Invocation] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        done = len(self.response["results"]) + len(self.response["errors"])
+        return done / self.seconds if self.seconds else 0.0
+
+
+def run_keys(invoke: Callable[[dict], Invocation], bucket: str, keys: list[str], batch_size: int = 16,
+             concurrency: int = 1, on_done: Callable[[int], None] = lambda n: None) -> BatchRun:
+    """Classify ``keys`` as events of up to ``batch_size`` records, ``concurrency`` events at a time.
+
+    The merged response keeps the result contract: every key once, ``record`` = its index in ``keys``.
+    """
+    chunks = [keys[i:i + batch_size] for i in range(0, len(keys), batch_size)]
+    merged = {"results": [], "errors": [], "skipped": [], "model": None}
+    invocations: list[Invocation] = []
+    started = time.perf_counter()
+
+    def one(offset_chunk: tuple[int, list[str]]) -> tuple[int, list[str], Invocation | FunctionError]:
+        offset, chunk = offset_chunk
+        try:
+            answer = invoke(events.make_event(bucket, chunk))
+        except FunctionError as exc:
+            if len(chunks) == 1:
+                raise  # the only event: the function's failure is the answer (exit 6, with its log)
+            answer = exc  # one of many events failed as a whole: its records become errors, the others go on
+        on_done(len(chunk))
+        return offset, chunk, answer
+
+    offsets = [(i * batch_size, chunk) for i, chunk in enumerate(chunks)]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for offset, chunk, answer in pool.map(one, offsets):
+            if isinstance(answer, FunctionError):
+                merged["errors"] += [error_entry(offset + i, bucket, key, answer.kind, answer.message) for i, key in enumerate(chunk)]
+                continue
+            invocations.append(answer)
+            for name in ("results", "errors", "skipped"):
+                for entry in answer.response.get(name, []):
+                    merged[name].append({**entry, "record": None if entry.get("record") is None else entry["record"] + offset})
+            merged["model"] = answer.response.get("model") or merged["model"]
+    for name in ("results", "errors", "skipped"):
+        merged[name].sort(key=lambda entry: -1 if entry["record"] is None else entry["record"])
+    return BatchRun(merged, invocations, time.perf_counter() - started)

@@ -1,0 +1,202 @@
+"""Function sandboxes: the real Lambda Runtime Interface Emulator running the real ``awslambdaric`` with
+``lambda/app.handler`` as its child, one request at a time, as one Lambda sandbox.
+
+Everything binds to 127.0.0.1 on free ports and is stopped by its own handle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from rcyc_core.errors import FunctionError, PrerequisiteError
+
+from ..defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LOCAL_CREDENTIALS, LOCAL_REGION
+from ..invocation import LOG_ABOVE, Invocation, decode_reply, parse_report
+from ..paths import FUNCTION_DIR, require_checkout
+from .ports import free_port, wait_for_port
+
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+
+
+def function_environment(name: str, timeout: int, memory: int, extra: dict[str, str]) -> dict[str, str]:
+    """What Lambda sets for a function, plus rcyc's own settings. Credentials are throwaway local ones."""
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(timeout),
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+        "AWS_REGION": LOCAL_REGION,
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+        "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    env.update(extra)
+    return env
+
+
+
+class Sandbox:
+    """One function instance behind an emulator: one request at a time, as one Lambda sandbox.
+
+    Subclasses start and stop it and give access to the emulator's output; invoking is shared.
+    """
+
+    runtime = "?"
+    port: int | None = None
+    timeout: int = DEFAULT_TIMEOUT
+    _log_offset = 0
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def invoke(self, event: object) -> Invocation:
+        """Post one event to the emulator; raise FunctionError if the function failed."""
+        body = json.dumps(event).encode()
+        request = urllib.request.Request(self.endpoint_url + INVOKE_PATH, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout + 15) as reply:
+                raw = reply.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise self._failure(f"the emulator did not answer: {reason}", "EmulatorError") from None
+        wall_ms = (time.perf_counter() - started) * 1000
+        lines = self._new_log_lines(wait_for_report=True)
+        try:
+            response = decode_reply(raw.decode("utf-8", "replace"))
+        except FunctionError as exc:
+            exc.logs = lines
+            raise
+        return Invocation(response, parse_report(lines), wall_ms, lines)
+
+    def _failure(self, message: str, kind: str) -> FunctionError:
+        error = FunctionError(message, kind=kind, hint=LOG_ABOVE)
+        error.logs = self._new_log_lines(wait_for_report=False)
+        return error
+
+    def _new_log_lines(self, wait_for_report: bool) -> list[str]:
+        # The emulator writes REPORT just after it answers; give it a moment to land in the log.
+        deadline = time.monotonic() + (1.0 if wait_for_report else 0)
+        while True:
+            chunk = self.read_log()[self._log_offset:]
+            if not wait_for_report or b"REPORT RequestId" in chunk or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        end = chunk.rfind(b"\n") + 1
+        self._log_offset += end
+        return chunk[:end].decode("utf-8", "replace").splitlines()
+
+    def read_log(self) -> bytes:
+        """Everything the emulator and the function have written so far."""
+        raise NotImplementedError
+
+    def start(self) -> "Sandbox":
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+
+class ProcessSandbox(Sandbox):
+    """The emulator as a process on this machine, with the runtime client as its child."""
+
+    runtime = "process"
+
+    def __init__(self, rie: Path, env: dict[str, str], timeout: int = DEFAULT_TIMEOUT, memory: int = DEFAULT_MEMORY,
+                 name: str = "rcyc-local", function_dir: Path = FUNCTION_DIR, handler: str = "app.handler"):
+        self.rie, self.timeout, self.memory, self.name = Path(rie), timeout, memory, name
+        self.function_dir, self.handler = function_dir, handler
+        self.extra_env = env
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+        self._workdir: Path | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self._workdir / "emulator.log"
+
+    def environment(self) -> dict[str, str]:
+        # A clean environment, as Lambda gives: nothing of the user's shell (and none of their AWS keys).
+        return function_environment(self.name, self.timeout, self.memory, {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self._workdir),
+            "TMPDIR": str(self._workdir / "tmp"),
+            "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(self.function_dir), str(FUNCTION_DIR)])),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LAMBDA_TASK_ROOT": str(self.function_dir),
+            "RCYC_CACHE_DIR": str(self._workdir / "tmp" / "rcyc"),
+            **self.extra_env,
+        })
+
+    @property
+    def runtime_pid(self) -> int | None:
+        """The runtime client (the function's own process), child of the emulator."""
+        try:
+            # The Go emulator may fork from any of its threads: look at every task's children.
+            for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+                children = (task / "children").read_text().split()
+                if children:
+                    return int(children[0])
+        except (OSError, AttributeError):
+            pass
+        return None
+
+    def start(self, ready_timeout: float = 10.0) -> "ProcessSandbox":
+        require_checkout()
+        self._workdir = Path(tempfile.mkdtemp(prefix="rcyc-sandbox-"))
+        (self._workdir / "tmp").mkdir()
+        self.port = free_port()
+        command = [
+            str(self.rie),
+            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            "--runtime-api-address", f"127.0.0.1:{free_port()}",
+            sys.executable, "-m", "awslambdaric", self.handler,
+        ]
+        log = open(self.log_path, "wb")
+        try:
+            self.process = subprocess.Popen(
+                command, cwd=self.function_dir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches us, not it: we stop it ourselves
+            )
+        except OSError as exc:
+            raise PrerequisiteError(f"cannot run the emulator {self.rie}: {exc.strerror}", hint="Reinstall it: rcyc rie install --force.") from None
+        finally:
+            log.close()
+        wait_for_port(self.port, ready_timeout, alive=lambda: self.process.poll() is None)
+        return self
+
+    def read_log(self) -> bytes:
+        return self.log_path.read_bytes()
+
+    def stop(self) -> None:
+        if self.process:
+            # The whole session: the runtime child too, even when the emulator itself already died.
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.process.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.process.wait(timeout=5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            self.process.wait()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+

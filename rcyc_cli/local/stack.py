@@ -1,0 +1,198 @@
+"""The warm local stack (``rcyc local up``), client side: start it in the background, find it, stop it.
+
+The stack is one background process (``stack_server``) holding the embedded S3 and a pool of function
+instances, answering the emulator's invoke API on its own 127.0.0.1 port. Its state file lets later
+commands find it; a state whose process is gone or does not answer is stale, and is removed rather than
+trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rcyc_core.errors import FunctionError, PrerequisiteError
+
+from ..defaults import DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
+from ..invocation import Invocation, Report, decode_reply
+from ..paths import cache_dir
+from .sandbox import INVOKE_PATH
+
+STATUS_PATH = "/rcyc/status"
+
+
+def state_dir() -> Path:
+    return cache_dir() / "local"
+
+
+
+def state_file() -> Path:
+    return state_dir() / "state.json"
+
+
+
+@dataclass
+class StackConfig:
+    instances: int = DEFAULT_STACK_INSTANCES
+    runtime: str = "process"
+    model: str | None = None
+    bucket: str = DEFAULT_BUCKET
+    rie: str | None = None
+    flavor: str = DEFAULT_FLAVOR
+    base_image: str | None = None
+    ca_bundle: str | None = None
+    timeout: int = DEFAULT_TIMEOUT
+    memory: int = DEFAULT_MEMORY
+
+
+
+class RemoteStack:
+    """A client of a running stack: ``invoke`` has the same shape as a sandbox's."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.endpoint_url = state["endpoint"]
+
+    def status(self, timeout: float = 2.0) -> dict:
+        with urllib.request.urlopen(self.endpoint_url + STATUS_PATH, timeout=timeout) as reply:
+            return json.loads(reply.read())
+
+    def invoke(self, event: object) -> Invocation:
+        request = urllib.request.Request(self.endpoint_url + INVOKE_PATH, data=json.dumps(event).encode(), method="POST")
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=self.state["config"]["timeout"] + 30) as reply:
+                body, header = reply.read(), reply.headers.get("X-Rcyc-Report")
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise FunctionError(f"the local stack did not answer: {getattr(exc, 'reason', exc)}",
+                                kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
+        wall_ms = (time.perf_counter() - started) * 1000
+        meta = json.loads(header) if header else {}
+        try:
+            response = decode_reply(body.decode("utf-8", "replace"))
+        except FunctionError as exc:
+            exc.logs = meta.get("logs", [])
+            raise
+        return Invocation(response, Report(**meta.get("report", {})), wall_ms, meta.get("logs", []))
+
+
+
+def is_stack(pid: int) -> bool:
+    """Whether ``pid`` is a running rcyc stack (not a stale pid that now belongs to something else)."""
+    try:
+        return running(pid) and b"rcyc_cli.local.stack_server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+
+def read_state() -> dict | None:
+    try:
+        return json.loads(state_file().read_text())
+    except (OSError, ValueError):
+        return None
+
+
+
+def find() -> RemoteStack | None:
+    """The running stack, or None. A state file whose process is gone (or is not a stack) is removed; a
+    stack that is alive but slow to answer is left alone."""
+    state = read_state()
+    if state is None:
+        return None
+    if not isinstance(state.get("pid"), int) or not is_stack(state["pid"]):
+        state_file().unlink(missing_ok=True)
+        return None
+    stack = RemoteStack(state)
+    try:
+        stack.status()
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return stack
+
+
+
+def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:
+    """Start the stack in the background and wait until every instance is warm."""
+    existing = find()
+    if existing:
+        return existing
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "stack.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack_server", json.dumps(asdict(config))],
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+                raise PrerequisiteError(f"the local stack did not start: {tail[0]}", hint=f"Its log: {log_path}")
+            stack = find()
+            if stack and stack.state["pid"] == process.pid:
+                return stack
+            time.sleep(0.1)
+        raise PrerequisiteError("the local stack did not become ready in time", hint=f"Its log: {log_path}")
+    except BaseException:  # not ready, an error or Ctrl-C: the half-started stack stops everything it started
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        raise
+
+
+
+def down(timeout: float = 30.0) -> bool:
+    """Stop the stack and everything it started. Returns False if none was running."""
+    state = read_state()
+    if state is None or not isinstance(state.get("pid"), int) or not is_stack(state["pid"]):
+        state_file().unlink(missing_ok=True)  # stale: its pid may belong to something else now; never signal it
+        return False
+    pid = state["pid"]
+    os.kill(pid, signal.SIGTERM)  # the stack stops its instances and its S3, then exits
+    deadline = time.monotonic() + timeout
+    while running(pid):
+        if time.monotonic() > deadline:
+            # It did not stop by itself: kill it and the emulators it recorded (each in a session of its own).
+            for group in [pid, *state.get("instance_pids", [])]:
+                try:
+                    os.killpg(group, signal.SIGKILL)
+                except OSError:
+                    pass
+            break
+        time.sleep(0.05)
+    state_file().unlink(missing_ok=True)
+    return True
+
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is alive. An exited child of this process (a zombie until reaped) is not: it is reaped
+    here, and a zombie of another parent counts as gone too."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+
+def describe(stack: RemoteStack) -> dict:
+    """What ``local status`` shows: the stack's own status plus where it answers and how it runs."""
+    return {**stack.status(), "endpoint": stack.endpoint_url, "runtime": stack.state["runtime"]}

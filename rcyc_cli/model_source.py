@@ -1,0 +1,40 @@
+"""Which model a command uses: --model PATH, RCYC_MODEL, or the packaged fixture model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from rcyc_core.manifest import MANIFEST_NAME, Manifest
+
+from .paths import DEFAULT_MODEL, FIXTURES, cache_dir
+
+
+def parity_samples() -> list[bytes]:
+    """Images for the .tflite parity check: the fixture drawings, when this checkout has them."""
+    return [p.read_bytes() for p in sorted((FIXTURES / "images").glob("*/*_[0-9].jpg"))]
+
+
+def resolve_model(path: Path | None, status: Callable[[str], None] = lambda message: None) -> tuple[Manifest, Path]:
+    """(manifest, directory) for a manifest directory, a .h5/.keras file or a Portland State directory.
+
+    Unpackaged Keras files are converted once (needs TensorFlow) and cached by content hash.
+    """
+    path = Path(path) if path else DEFAULT_MODEL
+    if not (path.is_dir() and (path / MANIFEST_NAME).is_file()):
+        status(f"packaging {path} (validate, convert to .tflite, parity check)")
+    from rcyc_core import packaging
+
+    return packaging.resolve(path, cache_dir() / "models", samples=parity_samples())
+
+
+def local_or_bucket(value: str | None, bucket: str, region: str | None = None,
+                    status: Callable[[str], None] = lambda message: None) -> Path | None:
+    """A --model value as a local path: a path that exists as it is, else ``current`` or NAME/VERSION in
+    ``bucket`` (downloaded and verified). None means the default model."""
+    if value is None or Path(value).exists():
+        return Path(value) if value is not None else None
+    from .cloud.fetch import fetch_model
+    from .reporting import Reporter
+
+    return fetch_model(str(value), bucket, region, Reporter(status=status))

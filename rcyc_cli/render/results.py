@@ -1,0 +1,85 @@
+"""The five-way prediction as people read it: a table with a score bar per class, or a per-class summary
+of many images; errors and skips one line each."""
+
+from __future__ import annotations
+
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from rcyc_core.labels import LABELS
+
+from .console import log_lines, out
+
+
+def prediction_table(entry: dict) -> Table:
+    where = f"s3://{entry['bucket']}/{entry['key']}" if entry.get("bucket") else str(entry.get("key"))
+    table = Table(title=Text(where, style="bold"), title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("class")
+    table.add_column("score", justify="right")
+    table.add_column("", min_width=24)
+    for label in LABELS:
+        score = entry["scores"][label]
+        top = label == entry["label"]
+        style = "bold green" if top else ""
+        bar = ProgressBar(total=1.0, completed=score, width=30, complete_style="green" if top else "bar.complete")
+        table.add_row(Text(("▶ " if top else "  ") + label, style=style), Text(f"{score:.4f}", style=style), bar)
+    return table
+
+
+TABLES_UP_TO = 8  # more results than this: a per-class summary instead of a table each
+
+
+def render_response(response: dict) -> None:
+    """The five-way prediction of every record (or a per-class summary of many), then each error and skip."""
+    results = response.get("results", [])
+    if len(results) <= TABLES_UP_TO:
+        for entry in results:
+            out.print(prediction_table(entry))
+            out.print()
+    else:
+        summary = Table(title=f"{len(results)} images", title_justify="left", show_edge=False)
+        summary.add_column("class")
+        summary.add_column("images", justify="right")
+        summary.add_column("mean confidence", justify="right")
+        for label in LABELS:
+            mine = [r["confidence"] for r in results if r["label"] == label]
+            summary.add_row(label, str(len(mine)), f"{sum(mine) / len(mine):.3f}" if mine else "-")
+        out.print(summary)
+    for entry in response.get("errors", []):
+        where = entry.get("key") or "(event)"
+        out.print(Text.assemble(("✗ ", "bold red"), (str(where), "bold"), f"  {entry['error']}: {entry['message']}"))
+    for entry in response.get("skipped", []):
+        out.print(Text.assemble(("– ", "yellow"), (str(entry.get("key")), "bold"), f"  skipped: {entry['reason']}"))
+    model = response.get("model")
+    if model:
+        out.print(Text(f"model {model['name']} {model['version']} (sha256 {model['sha256'][:12]}…)", style="dim"))
+
+
+def render_report(invocation_info: dict) -> None:
+    if "report" not in invocation_info:
+        out.print(Text(
+            f"emulator ({invocation_info['runtime']}): {invocation_info['invocations']} invocations, "
+            f"{invocation_info['cold_starts']} cold, {invocation_info['seconds']:.2f} s, "
+            f"{invocation_info['images_per_second']} images/s, duration p50 {invocation_info['duration_ms_p50']} ms",
+            style="cyan"))
+        return
+    report = invocation_info["report"]
+    parts = ["cold start" if report["cold"] else "warm"]
+    if report["init_ms"] is not None:
+        parts.append(f"init {report['init_ms']:.0f} ms")
+    if report["duration_ms"] is not None:
+        parts.append(f"duration {report['duration_ms']:.1f} ms")
+    if report["billed_ms"] is not None:
+        parts.append(f"billed {report['billed_ms']:.0f} ms")
+    parts.append(f"round trip {invocation_info['wall_ms']:.0f} ms")
+    out.print(Text(f"emulator ({invocation_info['runtime']}): " + ", ".join(parts), style="cyan"))
+
+
+
+def render_invocation(result: dict) -> None:
+    """A deployed function's answer (rcyc invoke, upload-image --invoke, deploy --smoke) and its log tail."""
+    log_lines(result.get("log_tail", []))
+    render_response(result["response"])
+    info = result["invocation"]
+    out.print(Text(f"invoked {info['function']} ({info['endpoint']}) in {info['wall_ms']:.0f} ms", style="cyan"))

@@ -1,0 +1,25 @@
+"""How library functions tell the user what they are doing, without knowing how it is shown.
+
+A ``Reporter`` is a set of callbacks; the default one says nothing (tests, --json). The commands pass the
+one ``render.progress.rich_reporter`` makes, which draws every kind of progress on stderr."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+def _silent(*args, **kwargs) -> None:
+    return None
+
+
+@dataclass
+class Reporter:
+    status: Callable[[str], None] = _silent  # one line about the current step
+    build_step: Callable[[int, int, str], None] = _silent  # (step, total steps, instruction) of an image build
+    upload: Callable[[str, int, int], None] = _silent  # (label, bytes sent since the last call, file size)
+    layer: Callable[[str, str, int | None, int | None], None] = _silent  # (layer id, status, bytes done, layer size)
+    done: Callable[[int], None] = _silent  # n more items (images, records) finished
+
+
+SILENT = Reporter()

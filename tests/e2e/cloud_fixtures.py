@@ -1,0 +1,136 @@
+"""Real local stand-ins for the cloud: moto's HTTP server (S3, IAM, STS, ECR API, Lambda API) and the CNCF
+distribution registry (Debian's docker-registry) with htpasswd basic auth. Each binds a free 127.0.0.1
+port, keeps its files in its own temp directory, and is stopped by its own handle."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from rcyc_cli.local.ports import free_port, wait_for_port
+
+REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+def bcrypt_hash(password: str) -> str:
+    """A bcrypt hash ($2b$, as htpasswd -B writes) through the system's crypt(3) (libxcrypt)."""
+    salt_chars = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    salt = "$2b$05$" + "".join(secrets.choice(salt_chars) for _ in range(22))
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # Python <= 3.12
+
+        hashed = crypt.crypt(password, salt)
+    except ImportError:
+        import ctypes
+        import ctypes.util
+
+        libcrypt = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+        libcrypt.crypt.restype = ctypes.c_char_p
+        result = libcrypt.crypt(password.encode(), salt.encode())
+        hashed = result.decode() if result else None
+    if not hashed or not hashed.startswith("$2"):
+        raise RuntimeError("this system's crypt(3) has no bcrypt")
+    return hashed
+
+
+class LocalRegistry:
+    """docker-registry serve CONFIG on 127.0.0.1:<free port>, filesystem storage, htpasswd auth."""
+
+    def __init__(self, username: str = "rcyc", password: str | None = None):
+        self.username = username
+        self.password = password or secrets.token_urlsafe(16)
+        self.process: subprocess.Popen | None = None
+        self.workdir: Path | None = None
+        self.port: int | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "LocalRegistry":
+        self.workdir = Path(tempfile.mkdtemp(prefix="rcyc-registry-"))
+        self.port = free_port()
+        (self.workdir / "htpasswd").write_text(f"{self.username}:{bcrypt_hash(self.password)}\n")
+        (self.workdir / "storage").mkdir()
+        config = self.workdir / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.workdir / 'storage'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: {secrets.token_hex(16)}\n"
+            f"auth:\n  htpasswd:\n    realm: rcyc-test\n    path: {self.workdir / 'htpasswd'}\n"
+        )
+        self.log = open(self.workdir / "registry.log", "wb")
+        return self._serve()
+
+    def _serve(self) -> "LocalRegistry":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        self.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(self.workdir / "config.yml")], stdout=self.log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        try:
+            wait_for_port(self.port, 15, alive=lambda: self.process.poll() is None)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def kill(self) -> None:
+        """Cut the registry off at once (SIGKILL), keeping its storage, port and config for restart()."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> "LocalRegistry":
+        return self._serve()
+
+    def basic_auth(self) -> str:
+        return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+class MotoServer:
+    """moto's real HTTP server (all services) on a free 127.0.0.1 port, in a thread of this process."""
+
+    def __init__(self):
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint_url: str | None = None
+        self.running = False
+
+    def start(self) -> "MotoServer":
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        self.running = True
+        return self
+
+    def stop(self) -> None:
+        if self.running:
+            self._server.stop()
+            self.running = False
+
