@@ -19,6 +19,16 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 FULL_PROPERTIES = IN_CI or os.environ.get("RCYC_HYPOTHESIS") == "full"
 
 
+def pytest_collection_modifyitems(config, items):
+    """The fast lane: tests marked ``slow`` (each tens of seconds of waiting on a daemon's retries or a load
+    run) run in the full profile only."""
+    if FULL_PROPERTIES:
+        return
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.skip(reason="slow: runs under CI=true or RCYC_HYPOTHESIS=full"))
+
+
 def examples(full: int) -> int:
     """How many examples a property test runs: ``full`` in the full profile, a twentieth (at least 20) otherwise."""
     return full if FULL_PROPERTIES else max(20, full // 20)
