@@ -1,13 +1,14 @@
 """The warm local stack (``rcyc local up``), client side: start it in the background, find it, stop it.
 
 The stack is one background process (``stack_server``) holding the embedded S3 and a pool of function
-instances, answering the emulator's invoke API on its own 127.0.0.1 port. Its state file lets later
+instances, answering the Lambda Invoke API (``invoke_api``) on its own 127.0.0.1 port. Its state file lets later
 commands find it; a state whose process is gone or does not answer is stale, and is removed rather than
 trusted.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -21,10 +22,10 @@ from pathlib import Path
 
 from rcyc_core.errors import FunctionError, PrerequisiteError
 
-from ..defaults import DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
+from ..defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
 from ..invocation import Invocation, Report, decode_reply
 from ..paths import cache_dir
-from .sandbox import INVOKE_PATH
+from .invoke_api import LOG_TAIL_BYTES
 
 STATUS_PATH = "/rcyc/status"
 
@@ -51,6 +52,10 @@ class StackConfig:
     ca_bundle: str | None = None
     timeout: int = DEFAULT_TIMEOUT
     memory: int = DEFAULT_MEMORY
+    function_name: str = DEFAULT_FUNCTION  # the Invoke API answers to it (and to the emulator's "function")
+    max_waiting: int = 64  # invokes waiting for an idle instance beyond the pool; more get 429
+    event_queue: int = 128  # queued Event (asynchronous) invokes; more get 429
+    read_timeout: float = 10.0  # seconds of silence from a client before its request is answered or dropped
 
 
 
@@ -65,23 +70,62 @@ class RemoteStack:
         with urllib.request.urlopen(self.endpoint_url + STATUS_PATH, timeout=timeout) as reply:
             return json.loads(reply.read())
 
-    def invoke(self, event: object) -> Invocation:
-        request = urllib.request.Request(self.endpoint_url + INVOKE_PATH, data=json.dumps(event).encode(), method="POST")
+    def invoke(self, event: object, attempts: int = 6) -> Invocation:
+        """Invoke through the stack's Lambda Invoke API, with the log tail and rcyc's REPORT header. A 429
+        (every instance busy and the wait queue full) is retried with backoff."""
+        name = self.state["config"].get("function_name", "function")
+        request = urllib.request.Request(
+            f"{self.endpoint_url}/2015-03-31/functions/{name}/invocations", data=json.dumps(event).encode(), method="POST",
+            headers={"Content-Type": "application/json", "X-Amz-Log-Type": "Tail", "X-Rcyc-Report": "1"})
         started = time.perf_counter()
-        try:
-            with urllib.request.urlopen(request, timeout=self.state["config"]["timeout"] + 30) as reply:
-                body, header = reply.read(), reply.headers.get("X-Rcyc-Report")
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            raise FunctionError(f"the local stack did not answer: {getattr(exc, 'reason', exc)}",
-                                kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(request, timeout=self.state["config"]["timeout"] + 30) as reply:
+                    body, headers = reply.read(), reply.headers
+                break
+            except urllib.error.HTTPError as exc:
+                refusal = _refusal(exc)
+                if exc.code == 429 and attempt + 1 < attempts:
+                    time.sleep(0.05 * 2 ** attempt)
+                    continue
+                raise FunctionError(f"the local stack refused the invoke: {refusal}", kind="EmulatorError",
+                                    hint="rcyc local status; rcyc local down && rcyc local up") from None
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                raise FunctionError(f"the local stack did not answer: {getattr(exc, 'reason', exc)}",
+                                    kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
         wall_ms = (time.perf_counter() - started) * 1000
-        meta = json.loads(header) if header else {}
+        meta = json.loads(headers.get("X-Rcyc-Report") or "{}")
+        logs = _tail_lines(headers.get("X-Amz-Log-Result"))
         try:
             response = decode_reply(body.decode("utf-8", "replace"))
         except FunctionError as exc:
-            exc.logs = meta.get("logs", [])
+            exc.logs = logs
             raise
-        return Invocation(response, Report(**meta.get("report", {})), wall_ms, meta.get("logs", []))
+        return Invocation(response, Report(**meta.get("report", {})), wall_ms, logs)
+
+
+
+def _refusal(error: urllib.error.HTTPError) -> str:
+    """``Type: message`` of an Invoke API error answer."""
+    try:
+        body = json.loads(error.read() or b"{}")
+        message = body.get("Message", body.get("message", ""))
+    except (OSError, ValueError, AttributeError):
+        message = ""
+    return f"{error.code} {error.headers.get('X-Amzn-ErrorType') or error.reason}: {message}".rstrip(": ")
+
+
+
+def _tail_lines(log_result: str | None) -> list[str]:
+    """The log lines of an ``X-Amz-Log-Result`` (the last 4 KB: a first line cut in the middle is dropped)."""
+    if not log_result:
+        return []
+    try:
+        data = base64.b64decode(log_result)
+    except ValueError:
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[1:] if len(data) >= LOG_TAIL_BYTES and lines else lines
 
 
 

@@ -1,6 +1,6 @@
 """The warm local stack's process (``python -m rcyc_cli.local.stack_server CONFIG``): the embedded S3, a
-pool of function instances, and an HTTP dispatcher routing each invoke to an idle instance. Runs until
-SIGTERM; stops everything it started."""
+pool of function instances, and the Lambda Invoke API (``invoke_api``) routing each invoke to an idle
+instance. Runs until SIGTERM; stops everything it started."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ import sys
 import threading
 import time
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from rcyc_core.errors import FunctionError, RcycError
+from rcyc_core.errors import RcycError
 
 from ..cloud import aws
 from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 from ..exit_status import for_error
 from ..model_source import resolve_model
 from ..reporting import Reporter
+from . import invoke_api
+from .invoke_api import EMULATOR_ALIAS, Admission, Api, EventQueue, FaultSwitch, StackHTTPServer
 from .runtime import FunctionLauncher, FunctionSpec
 from .s3_server import EmbeddedS3
-from .sandbox import INVOKE_PATH
 from .stack import STATUS_PATH, StackConfig, state_file
 
 
@@ -33,7 +33,7 @@ def serve(config: StackConfig) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     say = Reporter(status=lambda message: print(message, flush=True))
     s3_server = EmbeddedS3().start()
-    pool = server = None
+    pool = server = events = None
     try:
         spec = FunctionSpec(runtime=config.runtime, flavor=config.flavor, base_image=config.base_image,
                             ca_bundle=Path(config.ca_bundle) if config.ca_bundle else None, rie=config.rie,
@@ -43,8 +43,7 @@ def serve(config: StackConfig) -> None:
         s3 = aws.s3_client(s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
         # Refresh 0: a model uploaded by a later invoke-local --model is live on the next request.
         pool = launcher.start(s3, config.bucket, manifest, model_dir, config.instances, warm=True, refresh_seconds=0)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(pool, s3_server.endpoint_url, config))
-        server.daemon_threads = True
+        server, events = _invoke_server(pool, s3_server.endpoint_url, config)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         state = {"pid": os.getpid(), "endpoint": f"http://127.0.0.1:{server.server_address[1]}",
                  "s3_endpoint": s3_server.endpoint_url, "bucket": config.bucket, "config": asdict(config),
@@ -61,6 +60,9 @@ def serve(config: StackConfig) -> None:
     finally:
         if server:
             server.shutdown()
+            server.server_close()
+        if events:
+            events.stop()
         if pool:
             pool.stop()
         s3_server.stop()
@@ -72,43 +74,22 @@ def serve(config: StackConfig) -> None:
 
 
 
-def _handler(pool, s3_endpoint: str, config: StackConfig):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # quiet: the stack log is for the stack's own events
-            pass
+def _invoke_server(pool, s3_endpoint: str, config: StackConfig) -> tuple[StackHTTPServer, EventQueue]:
+    """The Lambda Invoke API on a free 127.0.0.1 port, in front of the pool (not yet serving)."""
+    admission = Admission(config.instances, config.max_waiting)
+    events = EventQueue(pool.invoke, admission, size=config.event_queue, workers=config.instances)
+    faults = FaultSwitch()
+    names = tuple(dict.fromkeys([config.function_name, EMULATOR_ALIAS]))
 
-        def _send(self, body: dict, header: dict | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if header is not None:
-                self.send_header("X-Rcyc-Report", json.dumps(header))
-            self.end_headers()
-            self.wfile.write(data)
+    def status() -> dict:
+        return {"pid": os.getpid(), "s3_endpoint": s3_endpoint, "bucket": config.bucket,
+                "function": {"names": list(names), "version": invoke_api.EXECUTED_VERSION,
+                             "capacity": admission.capacity, "events": events.to_dict(), "faults": faults.to_dict()},
+                "instances": [instance.to_dict() for instance in pool.instances]}
 
-        def do_GET(self):
-            if self.path != STATUS_PATH:
-                self.send_error(404)
-                return
-            self._send({"pid": os.getpid(), "s3_endpoint": s3_endpoint, "bucket": config.bucket,
-                        "instances": [instance.to_dict() for instance in pool.instances]})
-
-        def do_POST(self):
-            if self.path != INVOKE_PATH:
-                self.send_error(404)
-                return
-            event = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
-            try:
-                answer, instance = pool.invoke(event)
-            except FunctionError as exc:
-                self._send({"errorType": exc.kind, "errorMessage": exc.message})
-                return
-            self._send(answer.response, {"report": answer.report.to_dict_raw(), "instance": instance.index,
-                                         "logs": answer.logs[-50:]})
-
-    return Handler
-
+    api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout)
+    server = StackHTTPServer(("127.0.0.1", 0), invoke_api.make_handler(api, STATUS_PATH))
+    return server, events
 
 
 if __name__ == "__main__":
