@@ -6,7 +6,6 @@ and reused by every warm invocation.
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ from .errors import RcycError
 from .inference import Item
 from .log import log
 from .model_store import ModelStore
+from .result_store import write_result
 from .results import empty_response, error_entry, skipped_entry
 from .s3 import client_error_code, make_s3_client, object_read_error
 
@@ -73,10 +73,8 @@ class Function:
         for entry in response["results"] + response["errors"]:
             if not entry.get("bucket") or not entry.get("key"):
                 continue
-            body = json.dumps({**entry, "model": response["model"]}).encode()
             try:
-                self.s3.put_object(Bucket=entry["bucket"], Key=f"{prefix}{entry['key']}.json", Body=body,
-                                   ContentType="application/json")
+                write_result(self.s3, entry["bucket"], prefix, entry, response["model"])
             except Exception as exc:
                 log("result_write_failed", key=entry["key"], error=client_error_code(exc) or type(exc).__name__)
 

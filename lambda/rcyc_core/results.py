@@ -1,20 +1,18 @@
 """The result contract (README, "Result contract"): one entry per record, in event order, in exactly
 one of results / errors / skipped. ``record`` is the entry's index in the event, so callers can put the
-three lists back in event order."""
+three lists back in event order. No numpy here: the CLI's warm path imports this module."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from .labels import LABELS
 
 
-def result_entry(record: int, bucket: str | None, key: str | None, scores: np.ndarray, raw: Sequence[np.ndarray]) -> dict:
+def result_entry(record: int, bucket: str | None, key: str | None, scores: Sequence[float], raw: Sequence) -> dict:
     """One prediction. ``scores`` is this record's row of 5; ``raw`` its rows of each member's output."""
     values = [float(x) for x in scores]
-    top = int(np.argmax(values))
+    top = max(range(len(values)), key=values.__getitem__)  # the first of equal maxima, as numpy's argmax
     raw_rows = [[float(x) for x in row] for row in raw]
     return {
         "record": record,
