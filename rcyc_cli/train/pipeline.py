@@ -644,7 +644,7 @@ def export(
         progress("export", 0, 3, {"step": "save"})
         with tempfile.TemporaryDirectory(prefix="rcyc-train-") as tmp:
             source = Path(tmp) / "model.h5"
-            model.save(str(source))
+            model.save(str(source), include_optimizer=False)  # fine-tuning's Adam state would double the file
             progress("export", 1, 3, {"step": "package"})
             manifest = package(source, partial, name=name, version=version, samples=samples)
         if training is not None:
