@@ -149,8 +149,11 @@ def log_tail(lines: list[str]) -> str:
 
 
 def error_object(exc: FunctionError) -> dict:
-    """The function's error object as Lambda returns it, rebuilt from the FunctionError the sandbox raised."""
+    """The function's error object as Lambda returns it, rebuilt from the FunctionError the sandbox raised.
+    A timeout is Lambda's ``Sandbox.Timedout`` with the emulator's own "Task timed out after ..." message."""
     message = exc.message
+    if exc.kind == "Timeout" and (match := re.search(r"Task timed out[^)]*", message)):
+        return {"errorType": "Sandbox.Timedout", "errorMessage": match[0]}
     prefix = f"the function failed: {exc.kind}: "
     if message.startswith(prefix):
         message = message[len(prefix):]
@@ -204,17 +207,28 @@ class Admission:
     def __init__(self, instances: int, waiting: int):
         self.capacity = instances + waiting
         self._slots = threading.BoundedSemaphore(self.capacity)
+        self._lock = threading.Lock()
+        self.in_use = 0
+
+    def _count(self, step: int) -> None:
+        with self._lock:
+            self.in_use += step
 
     def try_enter(self) -> bool:
-        return self._slots.acquire(blocking=False)
+        if self._slots.acquire(blocking=False):
+            self._count(1)
+            return True
+        return False
 
     def enter(self, stop: threading.Event) -> bool:
         while not stop.is_set():
             if self._slots.acquire(timeout=0.2):
+                self._count(1)
                 return True
         return False
 
     def leave(self) -> None:
+        self._count(-1)
         self._slots.release()
 
 
@@ -357,14 +371,17 @@ def make_handler(api: Api, status_path: str):
             self._reply(200, json.dumps(body).encode())
 
         def send_error(self, code, message=None, explain=None):
-            # http.server's own refusals (bad request line, headers too long, unknown method): JSON too.
+            # http.server's own refusals (bad request line, headers too long, unknown method): JSON too, with
+            # a status line even for a request too broken to have a version.
             self.close_connection = True
             self._linger = True
-            kinds = {400: "InvalidRequestContentException", 404: "UnknownOperationException"}
+            if self.request_version == "HTTP/0.9":
+                self.request_version = "HTTP/1.0"
+            kinds = {404: "UnknownOperationException", 405: "UnknownOperationException", 501: "UnknownOperationException"}
+            error_type = kinds.get(code, "InvalidRequestContentException" if code < 500 else "ServiceException")
             text = message or self.responses.get(code, ("Error",))[0]
             try:
-                self._reply_error(ApiError(code, kinds.get(code, "InvalidRequestContentException") if code < 500
-                                           else "ServiceException", text, fault="User" if code < 500 else "Service"))
+                self._reply_error(ApiError(code, error_type, text, fault="Service" if error_type == "ServiceException" else "User"))
             except OSError:
                 pass
 

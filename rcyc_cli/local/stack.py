@@ -9,6 +9,8 @@ trusted.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -20,11 +22,13 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rcyc_core.errors import FunctionError, PrerequisiteError
+from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
 
 from ..defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
 from ..invocation import Invocation, Report, decode_reply
 from ..paths import cache_dir
+from .sandbox import payload
+from . import reaper
 from .invoke_api import LOG_TAIL_BYTES
 
 STATUS_PATH = "/rcyc/status"
@@ -37,6 +41,38 @@ def state_dir() -> Path:
 
 def state_file() -> Path:
     return state_dir() / "state.json"
+
+
+class StackConflict(InputError):
+    """``local up`` asked for a stack other than the one running."""
+
+    kind = "StackConflict"
+
+
+def ensure_state_dir() -> Path:
+    """The stack's folder in the cache, created; an unwritable cache is a clear error, not a traceback."""
+    directory = state_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PrerequisiteError(f"the rcyc cache {directory} is not writable: {exc.strerror}", kind="CacheUnwritable",
+                                hint="Point RCYC_CACHE_HOME at a writable folder.") from None
+    return directory
+
+
+@contextlib.contextmanager
+def locked():
+    """The stack's lock (``flock`` on ``local/lock``): one ``up``/``down`` at a time, so two concurrent
+    ``local up`` give one stack. Released by the kernel if its holder dies."""
+    fd = os.open(ensure_state_dir() / "lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 
@@ -75,7 +111,7 @@ class RemoteStack:
         (every instance busy and the wait queue full) is retried with backoff."""
         name = self.state["config"].get("function_name", "function")
         request = urllib.request.Request(
-            f"{self.endpoint_url}/2015-03-31/functions/{name}/invocations", data=json.dumps(event).encode(), method="POST",
+            f"{self.endpoint_url}/2015-03-31/functions/{name}/invocations", data=payload(event), method="POST",
             headers={"Content-Type": "application/json", "X-Amz-Log-Type": "Tail", "X-Rcyc-Report": "1"})
         started = time.perf_counter()
         for attempt in range(attempts):
@@ -96,8 +132,16 @@ class RemoteStack:
         wall_ms = (time.perf_counter() - started) * 1000
         meta = json.loads(headers.get("X-Rcyc-Report") or "{}")
         logs = _tail_lines(headers.get("X-Amz-Log-Result"))
+        text = body.decode("utf-8", "replace")
+        if headers.get("X-Amz-Function-Error"):
+            try:
+                error = json.loads(text)
+                if error.get("errorType") == "Sandbox.Timedout":
+                    text = str(error.get("errorMessage"))  # decoded as the emulator's own timeout answer
+            except (ValueError, AttributeError):
+                pass
         try:
-            response = decode_reply(body.decode("utf-8", "replace"))
+            response = decode_reply(text)
         except FunctionError as exc:
             exc.logs = logs
             raise
@@ -147,13 +191,14 @@ def read_state() -> dict | None:
 
 
 def find() -> RemoteStack | None:
-    """The running stack, or None. A state file whose process is gone (or is not a stack) is removed; a
-    stack that is alive but slow to answer is left alone."""
+    """The running stack, or None. A state file whose process is gone (or is not a stack) is stale: what
+    it owned (emulators, runtimes, containers) is stopped and the file removed. A stack that is alive but
+    slow to answer is left alone."""
     state = read_state()
     if state is None:
         return None
     if not isinstance(state.get("pid"), int) or not is_stack(state["pid"]):
-        state_file().unlink(missing_ok=True)
+        clean_stale(state)
         return None
     stack = RemoteStack(state)
     try:
@@ -163,17 +208,48 @@ def find() -> RemoteStack | None:
     return stack
 
 
+def clean_stale(state: dict) -> None:
+    """Stop whatever a dead stack left running (its process was killed with -9, or crashed), then remove
+    its state file. Only processes carrying the stack's own owner token are signalled: a recorded pid that
+    now belongs to something else never is."""
+    owner = state.get("owner")
+    if isinstance(owner, str) and owner.startswith(reaper.cache_tag()):
+        reaper.stop_owned(owner)
+        if state.get("runtime") == "docker":
+            reaper.remove_owned_containers(owner)
+    if read_state() == state:  # not replaced meanwhile by a new stack's state
+        state_file().unlink(missing_ok=True)
+
 
 def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:
-    """Start the stack in the background and wait until every instance is warm."""
-    existing = find()
-    if existing:
-        return existing
-    directory = state_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    """Start the stack in the background and wait until every instance is warm. Under the stack's lock:
+    a concurrent ``up`` waits, then finds this stack. A running stack started otherwise is refused."""
+    with locked():
+        existing = find()
+        if existing:
+            if (difference := config_difference(config, existing.state.get("config", {}))):
+                raise StackConflict(f"a local stack already runs with {difference}",
+                                    hint="Stop it first (rcyc local down), or use it as it is.")
+            return existing
+        return _start(config, wait_seconds)
+
+
+def config_difference(wanted: StackConfig, running: dict) -> str | None:
+    """The first setting of a running stack that differs from the one asked for (``auto`` runtime matches any)."""
+    for name, value in asdict(wanted).items():
+        if name == "runtime" and value == "auto":
+            continue
+        if name in running and running[name] != value:
+            return f"{name.replace('_', ' ')} {running[name]} (this asks for {value})"
+    return None
+
+
+def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
+    directory = ensure_state_dir()
     log_path = directory / "stack.log"
+    owner = reaper.new_owner("stack")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack_server", json.dumps(asdict(config))],
+        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack_server", json.dumps(asdict(config)), owner],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + wait_seconds
@@ -186,39 +262,44 @@ def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:
                 return stack
             time.sleep(0.1)
         raise PrerequisiteError("the local stack did not become ready in time", hint=f"Its log: {log_path}")
-    except BaseException:  # not ready, an error or Ctrl-C: the half-started stack stops everything it started
+    except BaseException:  # not ready, an error, Ctrl-C or SIGTERM: the half-started stack stops everything it started
         if process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        reaper.stop_owned(owner)  # even what it started before it could write its state
+        state = read_state()
+        if state and state.get("pid") == process.pid:
+            clean_stale(state)
         raise
 
 
-
 def down(timeout: float = 30.0) -> bool:
-    """Stop the stack and everything it started. Returns False if none was running."""
-    state = read_state()
-    if state is None or not isinstance(state.get("pid"), int) or not is_stack(state["pid"]):
-        state_file().unlink(missing_ok=True)  # stale: its pid may belong to something else now; never signal it
-        return False
-    pid = state["pid"]
-    os.kill(pid, signal.SIGTERM)  # the stack stops its instances and its S3, then exits
-    deadline = time.monotonic() + timeout
-    while running(pid):
-        if time.monotonic() > deadline:
-            # It did not stop by itself: kill it and the emulators it recorded (each in a session of its own).
-            for group in [pid, *state.get("instance_pids", [])]:
+    """Stop the stack and everything it started. Returns False if none was running (a stale state's
+    leftovers are still stopped)."""
+    with locked():
+        state = read_state()
+        if state is None:
+            return False
+        if not isinstance(state.get("pid"), int) or not is_stack(state["pid"]):
+            clean_stale(state)  # stale: its pid may belong to something else now; never signal it
+            return False
+        pid = state["pid"]
+        os.kill(pid, signal.SIGTERM)  # the stack stops its instances and its S3, then exits
+        deadline = time.monotonic() + timeout
+        while running(pid):
+            if time.monotonic() > deadline:
                 try:
-                    os.killpg(group, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)  # it did not stop by itself
                 except OSError:
                     pass
-            break
-        time.sleep(0.05)
-    state_file().unlink(missing_ok=True)
-    return True
-
+                break
+            time.sleep(0.05)
+        clean_stale(state)  # whatever it could not stop (or a killed stack left) goes too
+        return True
 
 
 def running(pid: int) -> bool:

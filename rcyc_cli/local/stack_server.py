@@ -20,17 +20,21 @@ from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 from ..exit_status import for_error
 from ..model_source import resolve_model
 from ..reporting import Reporter
-from . import invoke_api
+from . import invoke_api, reaper
 from .invoke_api import EMULATOR_ALIAS, Admission, Api, EventQueue, FaultSwitch, StackHTTPServer
 from .runtime import FunctionLauncher, FunctionSpec
 from .s3_server import EmbeddedS3
 from .stack import STATUS_PATH, StackConfig, state_file
 
 
-def serve(config: StackConfig) -> None:
-    """The background process: S3, pool, dispatcher. Runs until SIGTERM; stops all it started."""
+def serve(config: StackConfig, owner: str | None = None) -> None:
+    """The background process: S3, pool, dispatcher. Runs until SIGTERM (or SIGHUP, SIGINT); stops all it
+    started. Every instance carries ``owner`` (``reaper``): if this process is killed with -9, the next
+    ``local status``/``down``/``up`` finds and stops them by it."""
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    owner = owner or reaper.new_owner("stack")
     say = Reporter(status=lambda message: print(message, flush=True))
     s3_server = EmbeddedS3().start()
     pool = server = events = None
@@ -42,14 +46,18 @@ def serve(config: StackConfig) -> None:
         manifest, model_dir = resolve_model(Path(config.model) if config.model else None)
         s3 = aws.s3_client(s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
         # Refresh 0: a model uploaded by a later invoke-local --model is live on the next request.
-        pool = launcher.start(s3, config.bucket, manifest, model_dir, config.instances, warm=True, refresh_seconds=0)
+        pool = launcher.start(s3, config.bucket, manifest, model_dir, config.instances, warm=True, refresh_seconds=0,
+                              owner=owner)
+        if stopping.is_set():  # told to stop while the instances warmed up
+            return
         server, events = _invoke_server(pool, s3_server.endpoint_url, config)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         state = {"pid": os.getpid(), "endpoint": f"http://127.0.0.1:{server.server_address[1]}",
                  "s3_endpoint": s3_server.endpoint_url, "bucket": config.bucket, "config": asdict(config),
                  "runtime": pool.instances[0].sandbox.runtime, "started_at": time.time(),
+                 "owner": owner, "rie_path": str(Path(launcher.rie_path).resolve()), "model": manifest.summary(),
                  "instance_pids": [i.sandbox.process.pid for i in pool.instances if getattr(i.sandbox, "process", None)]}
-        partial = state_file().with_suffix(".part")
+        partial = state_file().with_name(f"state.{os.getpid()}.part")
         partial.write_text(json.dumps(state, indent=2))
         os.replace(partial, state_file())  # readers never see half a state file
         print(f"ready: {state['endpoint']}", flush=True)
@@ -65,6 +73,7 @@ def serve(config: StackConfig) -> None:
             events.stop()
         if pool:
             pool.stop()
+        reaper.stop_owned(owner)  # anything of ours the pool no longer knew about
         s3_server.stop()
         try:
             if json.loads(state_file().read_text()).get("pid") == os.getpid():
@@ -84,7 +93,7 @@ def _invoke_server(pool, s3_endpoint: str, config: StackConfig) -> tuple[StackHT
     def status() -> dict:
         return {"pid": os.getpid(), "s3_endpoint": s3_endpoint, "bucket": config.bucket,
                 "function": {"names": list(names), "version": invoke_api.EXECUTED_VERSION,
-                             "capacity": admission.capacity, "events": events.to_dict(), "faults": faults.to_dict()},
+                             "capacity": admission.capacity, "in_flight": admission.in_use, "events": events.to_dict(), "faults": faults.to_dict()},
                 "instances": [instance.to_dict() for instance in pool.instances]}
 
     api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout)
@@ -93,4 +102,4 @@ def _invoke_server(pool, s3_endpoint: str, config: StackConfig) -> tuple[StackHT
 
 
 if __name__ == "__main__":
-    serve(StackConfig(**json.loads(sys.argv[1])))
+    serve(StackConfig(**json.loads(sys.argv[1])), sys.argv[2] if len(sys.argv) > 2 else None)
