@@ -14,10 +14,12 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from .errors import ModelError, PrerequisiteError
+from .labels import LABELS
 from .manifest import Manifest
 
 BACKENDS = ("litert", "keras")
 FORMAT_OF = {"litert": "tflite", "keras": "h5"}
+PROBE_TOLERANCE = 1e-3  # how far from 1 a member's scores may sum
 
 
 class Backend(Protocol):
@@ -32,6 +34,56 @@ def scores(layout: str, raw: Sequence[np.ndarray]) -> np.ndarray:
         return np.asarray(raw[0], dtype=np.float64)
     # One-vs-rest: column 1 of member i is "this is class i".
     return np.stack([np.asarray(out, dtype=np.float64)[:, 1] for out in raw], axis=1)
+
+
+def probe_batch(width: int, height: int) -> np.ndarray:
+    """Fixed probe inputs in the model's input range (0..1): two noise images, all black, all white."""
+    noise = np.random.default_rng(20240611).random((2, height, width, 3), dtype=np.float32)
+    flat = np.stack([np.zeros((height, width, 3), np.float32), np.ones((height, width, 3), np.float32)])
+    return np.concatenate([noise, flat])
+
+
+def behaviour_problems(layout: str, raw: Sequence[np.ndarray], rows: int) -> list[str]:
+    """What is wrong with these raw outputs for ``rows`` probe inputs, given what the layout promises:
+    softmax, one network with 5 non-negative scores summing to 1; one-vs-rest, 5 networks of 2 such scores."""
+    members, width = (1, len(LABELS)) if layout == "softmax" else (len(LABELS), 2)
+    if len(raw) != members:
+        return [f"{len(raw)} network output(s), the {layout} layout has {members}"]
+    problems = []
+    for index, out in enumerate(raw):
+        who = "the network" if layout == "softmax" else f"member {index} ({LABELS[index]})"
+        values = np.asarray(out, dtype=np.float64)
+        if values.shape != (rows, width):
+            problems.append(f"{who} outputs shape {tuple(values.shape[1:])}, {layout} needs ({width},)")
+            continue
+        if not np.isfinite(values).all():
+            problems.append(f"{who} outputs NaN or infinite scores")
+            continue
+        if values.min() < -PROBE_TOLERANCE or values.max() > 1 + PROBE_TOLERANCE:
+            problems.append(f"{who} outputs scores outside 0..1 (from {values.min():.3g} to {values.max():.3g})")
+        sums = values.sum(axis=1)
+        worst = int(np.abs(sums - 1).argmax())
+        if abs(sums[worst] - 1) > PROBE_TOLERANCE:
+            problems.append(f"{who}'s scores sum to {sums[worst]:.4g}, not 1 (a last layer without softmax?)")
+    return problems
+
+
+def check_behaviour(manifest: Manifest, backend: "Backend") -> None:
+    """Run the probe inputs; ModelError (InvalidModelOutput) unless the outputs are what the layout promises."""
+    batch = probe_batch(manifest.input.width, manifest.input.height)
+    try:
+        raw = backend.run(batch)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"model {manifest.name} {manifest.version} fails on a {manifest.input.width}x{manifest.input.height} "
+                         f"input: {str(exc).splitlines()[0][:200]}", kind="InvalidModelOutput") from None
+    problems = behaviour_problems(manifest.layout, raw, len(batch))
+    if problems:
+        raise ModelError(
+            f"model {manifest.name} {manifest.version} does not behave as a {manifest.layout} model on probe inputs: "
+            + "; ".join(problems),
+            kind="InvalidModelOutput",
+            hint="softmax: one network whose last layer is a 5-way softmax; one-vs-rest: five networks, each a 2-way softmax.",
+        )
 
 
 class LiteRTBackend:
@@ -52,6 +104,10 @@ class LiteRTBackend:
                 interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"{path} is not a loadable .tflite model: {exc}") from None
+            outputs = len(interpreter.get_output_details())
+            if outputs != 1 or len(interpreter.get_input_details()) != 1:
+                raise ModelError(f"{Path(path).name} has {len(interpreter.get_input_details())} input(s) and {outputs} output(s); "
+                                 "each network of a model has one of each", kind="InvalidModelOutput")
             self._interpreters.append(interpreter)
         self._batch = [None] * len(self._interpreters)
 
@@ -91,9 +147,14 @@ class KerasBackend:
 
 def import_keras():
     try:
+        import logging
         import os
 
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if not os.environ.get("RCYC_VERBOSE"):
+            # TensorFlow's C++ logging, absl's and Keras's Python loggers: quiet unless asked for.
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            for name in ("absl", "tensorflow", "keras", "h5py"):
+                logging.getLogger(name).setLevel(logging.ERROR)
         import keras
     except ImportError:
         raise PrerequisiteError(
@@ -107,7 +168,9 @@ def load(manifest: Manifest, directory: Path, backend: str = "litert") -> Backen
     """Verify the model's files of the backend's format against the manifest, then load them."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}", hint=f"Use one of: {', '.join(BACKENDS)}.")
-    return open_paths(backend, manifest.verify_local(directory, FORMAT_OF[backend]))
+    loaded = open_paths(backend, manifest.verify_local(directory, FORMAT_OF[backend]))
+    check_behaviour(manifest, loaded)
+    return loaded
 
 
 def open_paths(backend: str, paths: Sequence[Path]) -> Backend:

@@ -59,16 +59,18 @@ class ModelStore:
         body = response["Body"].read()
         try:
             pointer = json.loads(body)
-            manifest_key = pointer["manifest"]
-            if not isinstance(manifest_key, str):
+            manifest_key, expected = pointer["manifest"], pointer["sha256"]
+            if not isinstance(manifest_key, str) or not isinstance(expected, str):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
-            raise ModelError(f"s3://{bucket}/{key} is not a model pointer", kind="ModelUnavailable") from None
-        # Reload when the pointer names another manifest, or the same one re-uploaded with other contents.
+            raise ModelError(f"s3://{bucket}/{key} is not a model pointer (it needs \"manifest\" and \"sha256\")",
+                             kind="ModelUnavailable") from None
+        # Reload when the pointer names another manifest or another sha256; every load checks the manifest
+        # it reads against the pointer's sha256 (and each file against the manifest).
         same = (self.classifier is not None and manifest_key == self._manifest_key
-                and pointer.get("sha256") in (None, self.classifier.manifest.sha256))
+                and expected == self.classifier.manifest.sha256)
         if not same:
-            self.classifier = self._load(bucket, manifest_key)
+            self.classifier = self._load(bucket, manifest_key, expected)
             self._manifest_key = manifest_key
             log("model_loaded", model=self.classifier.manifest.summary(), backend=self.config.backend)
             self._prune_cache(self.classifier.manifest)
@@ -82,18 +84,26 @@ class ModelStore:
             if path.name not in keep and not path.name.endswith(".part"):
                 path.unlink(missing_ok=True)
 
-    def _load(self, bucket: str, manifest_key: str) -> Classifier:
+    def _load(self, bucket: str, manifest_key: str, expected_sha256: str) -> Classifier:
         try:
             text = self.s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
         except Exception as exc:
             raise model_read_error(exc, f"s3://{bucket}/{manifest_key}", "model manifest") from None
         manifest = Manifest.from_json(text, source=f"s3://{bucket}/{manifest_key}")
+        if manifest.sha256 != expected_sha256:
+            raise ModelError(
+                f"s3://{bucket}/{manifest_key} has sha256 {manifest.sha256}, the pointer names {expected_sha256}",
+                kind="ModelIntegrityError",
+                hint="The manifest changed after it was published: promote a published version again (rcyc models promote).",
+            )
         prefix = PurePosixPath(manifest_key).parent
         fmt = backends.FORMAT_OF.get(self.config.backend)
         if fmt is None:
             raise ModelError(f"RCYC_BACKEND={self.config.backend!r} is not one of {', '.join(backends.BACKENDS)}")
         paths = [self._fetch_file(bucket, f"{prefix}/{ref.path}", ref.sha256, fmt) for ref in manifest.files(fmt)]
-        return Classifier(manifest, backends.open_paths(self.config.backend, paths))
+        backend = backends.open_paths(self.config.backend, paths)
+        backends.check_behaviour(manifest, backend)
+        return Classifier(manifest, backend)
 
     def _fetch_file(self, bucket: str, key: str, sha256: str, fmt: str) -> Path:
         """Download into the cache under a name derived from the sha256 only (never from the key),

@@ -24,7 +24,7 @@ ALLOWED_S3_ACTIONS = {"s3:GetObject", "s3:PutObject"}
 
 @dataclass
 class Finding:
-    severity: str  # high | medium | ok
+    severity: str  # high | medium | ok | not applicable
     check: str
     detail: str
     fix: str = ""
@@ -57,14 +57,36 @@ def audit_bucket(s3, bucket: str) -> list[Finding]:
     findings.append(Finding("ok", "versioning", "enabled") if versioning.get("Status") == "Enabled"
                     else Finding("medium", "versioning", versioning.get("Status", "never enabled"),
                                  "Enable versioning so an overwritten model can be recovered."))
+    if not buckets.is_aws_endpoint(s3):
+        # rcyc's creator skips the TLS-only policy on a local endpoint (an emulator would deny every plain-HTTP
+        # request under it); the audit agrees and does not count it.
+        findings.append(Finding("not applicable", "TLS only", f"a local endpoint ({s3.meta.endpoint_url}): not checked"))
+        return findings
     policy = _read(s3.get_bucket_policy, ("NoSuchBucketPolicy",), Bucket=bucket)
-    statements = json.loads(policy["Policy"]).get("Statement", []) if policy else []
-    tls = any(st.get("Effect") == "Deny" and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
-              for st in (statements if isinstance(statements, list) else [statements]))
+    try:
+        statements = json.loads(policy["Policy"]).get("Statement", []) if policy else []
+    except (ValueError, AttributeError):
+        statements = []
+    tls = any(isinstance(st, dict) and st.get("Effect") == "Deny" and _denies_plain_http(st)
+              for st in as_list(statements))
     findings.append(Finding("ok", "TLS only", "requests without TLS are denied") if tls
                     else Finding("medium", "TLS only", "no policy denies requests without TLS",
                                  'Add a Deny statement with Condition {"Bool": {"aws:SecureTransport": "false"}}.'))
     return findings
+
+
+def _denies_plain_http(statement: dict) -> bool:
+    conditions = statement.get("Condition") or {}
+    for operator, block in conditions.items() if isinstance(conditions, dict) else ():
+        if operator.lower() == "bool" and isinstance(block, dict):
+            for key, value in block.items():
+                if key.lower() == "aws:securetransport" and str(as_list(value)[0]).lower() == "false":
+                    return _anyone(statement.get("Principal"))
+    return False
+
+
+def _anyone(principal) -> bool:
+    return principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS")))
 
 
 def audit_function(lam, iam, bucket: str, function: str) -> list[Finding]:
@@ -114,6 +136,7 @@ def _within_bucket_prefixes(resource: str, bucket: str) -> bool:
 
 def run(target: str, region: str | None = None) -> list[Finding]:
     bucket, _, function = target.partition("/")
+    buckets.validate_bucket_name(bucket)
     aws = Aws(region)
     findings = audit_bucket(aws.client("s3"), bucket)
     if function:

@@ -8,9 +8,10 @@ error message or in JSON. boto3 is imported inside the functions that use it, so
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable
 
-from rcyc_core.errors import AwsError
+from rcyc_core.errors import AwsError, InputError, RcycError
 from rcyc_core.s3 import client_error_code
 
 
@@ -24,6 +25,9 @@ HINTS = {
     "SignatureDoesNotMatch": "The secret key does not match the access key: check AWS_PROFILE / aws configure.",
     "ExpiredToken": "The session token has expired: log in again (aws sso login, or new keys).",
     "ExpiredTokenException": "The session token has expired: log in again (aws sso login, or new keys).",
+    "UnauthorizedException": "The AWS SSO login has expired: log in again (aws sso login).",
+    "KMS.AccessDeniedException": "The bucket's KMS key refuses these credentials: allow kms:GenerateDataKey and kms:Decrypt on it.",
+    "InvalidBucketName": "S3 bucket names are 3-63 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit.",
     "PermanentRedirect": "The bucket is in another region: pass --region (or AWS_REGION) with the bucket's region.",
     "AuthorizationHeaderMalformed": "The bucket is in another region: pass --region (or AWS_REGION) with the bucket's region.",
     "IllegalLocationConstraintException": "The bucket is in another region: pass --region (or AWS_REGION) with the bucket's region.",
@@ -36,6 +40,15 @@ HINTS = {
     "TooManyRequestsException": "AWS is throttling: wait a moment and run the command again.",
     "ThrottlingException": "AWS is throttling: wait a moment and run the command again.",
 }
+
+CREDENTIALS_HINT = "Configure them (aws configure, AWS_PROFILE, aws sso login) or use a local endpoint (AWS_ENDPOINT_URL)."
+SSO_HINT = "The AWS SSO login has expired or is missing: log in again (aws sso login, with the same --profile / AWS_PROFILE)."
+NETWORK_HINT = "Check the network, the region (--region / AWS_REGION) and any endpoint override (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3)."
+WRITE_DENIED_HINT = ("S3 refused the write: the credentials lack s3:PutObject on that prefix, or a bucket policy, a KMS key "
+                     "policy or an organisation SCP denies it (docs/cloud.md lists the permissions per command).")
+
+_CODE_IN_MESSAGE = re.compile(r"An error occurred \(([^)]+)\)(?: when calling the (\w+) operation)?: ?(.*)", re.S)
+
 
 
 
@@ -54,27 +67,66 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None, creden
 
 
 
-def translate(what: str, exc: Exception) -> AwsError:
-    """The one translator: any botocore/boto3 failure of ``what`` as a one-line AwsError with a hint.
-    Anything else is a bug and is returned unchanged by ``aws_call`` (it re-raises it)."""
-    from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError,
-                                     NoRegionError, PartialCredentialsError)
+def _client_error(what: str, code: str, message: str, operation: str | None = None) -> AwsError:
+    if code == "403":  # S3 answers HEAD and some refusals with the status only
+        code, message = "AccessDenied", message or "Forbidden"
+    hint = HINTS.get(code, "")
+    if code in ("AccessDenied", "403") and operation in ("PutObject", "UploadPart", "CreateMultipartUpload", "CompleteMultipartUpload"):
+        hint = WRITE_DENIED_HINT
+    return AwsError(f"{what}: {code}: {message}".rstrip(": ").rstrip(), kind=code, hint=hint)
 
-    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return AwsError(f"{what}: no AWS credentials", kind="NoCredentials",
-                        hint="Configure them (aws configure, AWS_PROFILE) or use a local endpoint (AWS_ENDPOINT_URL).")
-    if isinstance(exc, NoRegionError):
+
+
+def translate(what: str, exc: BaseException) -> RcycError:
+    """The one translator: any botocore/boto3 failure of ``what`` as a one-line error with a hint and the
+    exit status of its cause (AwsError: 5; a parameter AWS would refuse: InputError, 3).
+    Anything else is a bug: it is re-raised unchanged."""
+    from boto3.exceptions import Boto3Error, S3UploadFailedError
+    from botocore import exceptions as bx
+
+    if isinstance(exc, RcycError):
+        return exc
+    if isinstance(exc, (bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.SSOError)) or (
+            isinstance(exc, bx.TokenRetrievalError)):
+        return AwsError(f"{what}: the AWS SSO token is expired or missing", kind="SsoLoginNeeded", hint=SSO_HINT)
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return AwsError(f"{what}: no AWS credentials", kind="NoCredentials", hint=CREDENTIALS_HINT)
+    if isinstance(exc, bx.CredentialRetrievalError):
+        return AwsError(f"{what}: cannot get AWS credentials: {exc}", kind="NoCredentials", hint=CREDENTIALS_HINT)
+    if isinstance(exc, bx.NoRegionError):
         return AwsError(f"{what}: no AWS region", kind="NoRegion", hint="Pass --region or set AWS_REGION (or a profile region).")
-    if isinstance(exc, ClientError):
+    if isinstance(exc, bx.ProfileNotFound):
+        return AwsError(f"{what}: {exc}", kind="BadConfig", hint="Check AWS_PROFILE and ~/.aws/config.")
+    if isinstance(exc, bx.ParamValidationError):
+        detail = " ".join(str(exc).split())
+        return InputError(f"{what}: AWS would refuse the request: {detail}", kind="InvalidParameter",
+                          hint="Check the names given (bucket, function, repository, keys).")
+    if isinstance(exc, bx.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
-        message = (error.get("Message") or "").strip()
-        return AwsError(f"{what}: {code}: {message}".rstrip(": "), kind=code, hint=HINTS.get(code, ""))
-    if isinstance(exc, EndpointConnectionError):
-        return AwsError(f"{what}: cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}", kind="Unreachable",
-                        hint="Check the network, the region (--region / AWS_REGION) and AWS_ENDPOINT_URL.")
-    if isinstance(exc, BotoCoreError):
-        return AwsError(f"{what}: {exc}", kind="S3Unreachable", hint="Check --endpoint-url / AWS_ENDPOINT_URL_S3 and the network.")
+        return _client_error(what, code, (error.get("Message") or "").strip(), exc.operation_name)
+    if isinstance(exc, S3UploadFailedError):
+        # boto3's upload_file wraps the ClientError; the code is in its context or its message.
+        context = exc.__context__
+        if isinstance(context, bx.ClientError):
+            return translate(what, context)
+        found = _CODE_IN_MESSAGE.search(str(exc))
+        if found:
+            return _client_error(what, found.group(1), found.group(3).strip(), found.group(2))
+        return AwsError(f"{what}: {exc}", kind="S3UploadFailed", hint=WRITE_DENIED_HINT)
+    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ProxyConnectionError)):
+        where = getattr(exc, "kwargs", {}).get("endpoint_url") or "AWS"
+        return AwsError(f"{what}: cannot reach {where}", kind="Unreachable", hint=NETWORK_HINT)
+    if isinstance(exc, (bx.ReadTimeoutError, bx.ConnectionClosedError)):
+        return AwsError(f"{what}: the connection to AWS failed: {exc}", kind="ConnectionFailed",
+                        hint="Run the command again; if it persists: " + NETWORK_HINT[0].lower() + NETWORK_HINT[1:])
+    if isinstance(exc, bx.SSLError):
+        return AwsError(f"{what}: TLS failed: {exc}", kind="TlsError",
+                        hint="Behind a TLS-intercepting proxy, point AWS_CA_BUNDLE at its CA bundle.")
+    if isinstance(exc, bx.WaiterError):
+        return AwsError(f"{what}: {exc}", kind="WaitFailed", hint="Look at the resource in the AWS console, then run the command again.")
+    if isinstance(exc, (bx.BotoCoreError, Boto3Error)):
+        return AwsError(f"{what}: {exc}", kind=type(exc).__name__, hint=NETWORK_HINT)
     raise exc
 
 

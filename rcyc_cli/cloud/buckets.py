@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 
-from rcyc_core.errors import AwsError
+from rcyc_core.errors import AwsError, InputError
 from rcyc_core.s3 import NOT_FOUND_CODES, client_error_code
 
-from .aws import HINTS, aws_call
-
-
-PUBLIC_GRANTEES = ("http://acs.amazonaws.com/groups/global/AllUsers", "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+from . import public
+from .aws import HINTS, aws_call, translate
 
 
 
 BLOCK_ALL = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+
+
+
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+BUCKET_RULES = ("S3 bucket names are 3-63 characters of lower-case letters, digits, '.' and '-', start and end with a "
+                "letter or digit, have no '..', are not IP addresses and do not use AWS's reserved prefixes/suffixes.")
+
+
+
+def validate_bucket_name(bucket: str) -> str:
+    """InputError (exit 3) unless ``bucket`` follows S3's naming rules for general purpose buckets."""
+    problem = None
+    if not isinstance(bucket, str) or not BUCKET_NAME.match(bucket):
+        problem = "is not 3-63 lower-case letters, digits, '.' or '-' starting and ending with a letter or digit"
+    elif ".." in bucket:
+        problem = "has two adjacent periods"
+    elif bucket.startswith(RESERVED_PREFIXES) or bucket.endswith(RESERVED_SUFFIXES):
+        problem = "uses a prefix or suffix AWS reserves"
+    else:
+        try:
+            ipaddress.IPv4Address(bucket)
+            problem = "looks like an IP address"
+        except ValueError:
+            pass
+    if problem:
+        raise InputError(f"bucket name {bucket!r} {problem}", kind="InvalidBucketName",
+                         hint=BUCKET_RULES + " Pass another --bucket (or RCYC_BUCKET).")
+    return bucket
 
 
 
@@ -36,8 +66,11 @@ def tls_only_policy(bucket: str) -> dict:
 
 def is_aws_endpoint(s3) -> bool:
     """True for AWS itself; False for an endpoint override (a local emulator such as moto, which cannot
-    evaluate aws:SecureTransport and would then deny every request under a TLS-only policy)."""
-    return (s3.meta.endpoint_url or "").startswith("https://") and ".amazonaws.com" in s3.meta.endpoint_url
+    evaluate aws:SecureTransport and would then deny every request under a TLS-only policy).
+    The creator (``ensure_private_bucket``) and the audit both decide by this."""
+    url = s3.meta.endpoint_url or ""
+    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    return url.startswith("https://") and (host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn"))
 
 
 
@@ -46,23 +79,23 @@ def ensure_private_bucket(s3, bucket: str, region: str | None = None, tls_only: 
     versioning, and (on AWS, or with ``tls_only``) a policy that denies requests without TLS. An existing bucket is checked instead:
     if it is public, AwsError (rcyc never puts models or images into a public bucket).
     Returns True if it was created."""
-    from botocore.exceptions import ClientError
-
+    validate_bucket_name(bucket)
     try:
         s3.head_bucket(Bucket=bucket)
-        refuse_if_public(s3, bucket)
-        return False
-    except ClientError as exc:
+        exists = True
+    except Exception as exc:
         code = client_error_code(exc)
         if code == "301":
             raise AwsError(f"bucket {bucket} is in another region", kind="WrongRegion", hint=HINTS["301"]) from None
-        if code not in NOT_FOUND_CODES:
+        if code in ("403", "AccessDenied"):
             raise AwsError(f"cannot use bucket {bucket}: {code}", kind="AccessDenied",
                            hint="The bucket belongs to someone else, or the credentials lack s3:ListBucket on it.") from None
-    except AwsError:
-        raise
-    except Exception:
-        aws_call(f"reach S3 for bucket {bucket}", s3.head_bucket, Bucket=bucket)
+        if code not in NOT_FOUND_CODES:
+            raise translate(f"reach S3 for bucket {bucket}", exc) from None
+        exists = False
+    if exists:
+        refuse_if_public(s3, bucket)
+        return False
     kwargs = {}
     if region and region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -82,42 +115,26 @@ def ensure_private_bucket(s3, bucket: str, region: str | None = None, tls_only: 
 
 
 def public_reasons(s3, bucket: str) -> list[str]:
-    """Why ``bucket`` is public (empty when it is not): an ACL grant or a policy statement open to anyone
-    that its public access block does not neutralise."""
-    from botocore.exceptions import ClientError
+    """Why ``bucket`` is public as AWS defines it (``public``); empty when it is not."""
 
-    def read(what, call, missing, **kwargs):
+    def read(what, call, missing):
         try:
-            return call(Bucket=bucket, **kwargs)
-        except ClientError as exc:
-            if client_error_code(exc) in missing:
+            return call(Bucket=bucket)
+        except Exception as exc:
+            code = client_error_code(exc)
+            if code is None:
+                raise translate(f"check whether bucket {bucket} is public ({what})", exc) from None
+            if code in missing:
                 return None
-            raise AwsError(f"cannot check whether bucket {bucket} is public ({what}): {client_error_code(exc)}", kind="AccessDenied",
+            raise AwsError(f"cannot check whether bucket {bucket} is public ({what}): {code}", kind="AccessDenied",
                            hint="rcyc refuses to upload to a bucket it cannot check: allow s3:GetBucketPublicAccessBlock, "
                            "s3:GetBucketAcl and s3:GetBucketPolicy (docs/cloud.md).") from None
 
     block = (read("public access block", s3.get_public_access_block, ("NoSuchPublicAccessBlockConfiguration",))
              or {}).get("PublicAccessBlockConfiguration", {})
-    reasons = []
-    if not block.get("IgnorePublicAcls"):
-        acl = read("ACL", s3.get_bucket_acl, ()) or {}
-        for grant in acl.get("Grants", []):
-            if grant.get("Grantee", {}).get("URI") in PUBLIC_GRANTEES:
-                who = grant["Grantee"]["URI"].rsplit("/", 1)[-1]
-                reasons.append(f"its ACL grants {grant.get('Permission')} to {who}")
-    if not block.get("RestrictPublicBuckets"):
-        policy = read("policy", s3.get_bucket_policy, ("NoSuchBucketPolicy",))
-        if policy:
-            try:
-                statements = json.loads(policy["Policy"]).get("Statement", [])
-            except ValueError:
-                statements = []
-            for statement in statements if isinstance(statements, list) else [statements]:
-                principal = statement.get("Principal")
-                anyone = principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS")))
-                if statement.get("Effect") == "Allow" and anyone and not statement.get("Condition"):
-                    reasons.append(f"its policy allows {statement.get('Action')} to anyone")
-    return reasons
+    acl = None if block.get("IgnorePublicAcls") else read("ACL", s3.get_bucket_acl, ())
+    policy = None if block.get("RestrictPublicBuckets") else (read("policy", s3.get_bucket_policy, ("NoSuchBucketPolicy",)) or {}).get("Policy")
+    return public.reasons(block, acl, policy)
 
 
 

@@ -54,6 +54,7 @@ class DeployOptions:
 
 
 def _validate(options: DeployOptions) -> None:
+    buckets.validate_bucket_name(options.bucket)
     if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", options.tag):
         raise InputError(f"--tag {options.tag!r} is not a valid image tag", hint="Use letters, digits, '_', '.', '-' (at most 128).")
     if not re.match(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$", options.repository):

@@ -41,6 +41,7 @@ def check_image(path: Path) -> str:
 
 def upload_images(paths: list[Path], bucket: str, prefix: str = IMAGES_PREFIX, region: str | None = None,
                   report: Reporter = SILENT) -> dict:
+    buckets.validate_bucket_name(bucket)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     types = {Path(p): check_image(p) for p in paths}  # refuse before uploading anything

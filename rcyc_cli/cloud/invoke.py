@@ -23,6 +23,9 @@ def invoke(keys: list[str], bucket: str, function: str | None = None, endpoint_u
 
     from rcyc_core import events
 
+    from .buckets import validate_bucket_name
+
+    validate_bucket_name(bucket)
     event = events.make_event(bucket, list(keys))
     config = Config(read_timeout=timeout + 30, connect_timeout=5, retries={"total_max_attempts": 1})
     if endpoint_url:

@@ -8,13 +8,13 @@ import re
 from pathlib import Path
 
 from rcyc_core.errors import InputError, ModelError
-from rcyc_core.manifest import MANIFEST_NAME, Manifest
-from rcyc_core.s3 import NOT_FOUND_CODES, client_error_code
+from rcyc_core.manifest import MANIFEST_NAME
+from rcyc_core.s3 import NOT_FOUND_CODES
 
 from ..defaults import MODELS_PREFIX, POINTER_KEY
 from ..reporting import SILENT, Reporter
 from . import buckets, store
-from .aws import Aws, aws_call, translate
+from .aws import Aws, aws_call, get_or_none
 
 
 SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -31,9 +31,14 @@ def _check_segment(value: str, what: str) -> str:
 def upload_model(path: Path, bucket: str, name: str | None = None, version: str | None = None, promote: bool = True,
                  region: str | None = None, report: Reporter = SILENT) -> dict:
     """Validate and package PATH (a .h5/.keras file, a Portland State directory or a manifest directory),
-    upload it under models/<name>/<version>/ and, with ``promote``, move the pointer to it last."""
+    check it by behaviour on probe inputs, upload it under models/<name>/<version>/ (a published version
+    never changes: the same content again sends nothing, other content is refused) and, with ``promote``,
+    move the pointer to it last."""
+    from rcyc_core import backends
+
     from ..model_source import resolve_model
 
+    buckets.validate_bucket_name(bucket)
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist", hint="Give a .h5/.keras file or a directory of model files.")
@@ -42,6 +47,8 @@ def upload_model(path: Path, bucket: str, name: str | None = None, version: str 
         manifest = dataclasses.replace(manifest, name=name or manifest.name, version=version or manifest.version)
     _check_segment(manifest.name, "model name")
     _check_segment(manifest.version, "model version")
+    report.status(f"checking {manifest.name} {manifest.version} on probe inputs")
+    backends.load(manifest, directory, "litert" if manifest.has("tflite") else "keras")  # verifies files, then behaviour
     aws = Aws(region)
     s3 = aws.client("s3")
     report.status(f"checking bucket {bucket}")
@@ -49,7 +56,7 @@ def upload_model(path: Path, bucket: str, name: str | None = None, version: str 
     previous = store.read_pointer(s3, bucket)
     files = store.model_files(manifest, directory)
     report.status(f"uploading {len(files)} model file(s) to s3://{bucket}/{store.model_prefix(manifest)}")
-    manifest_key = store.put_model(s3, bucket, manifest, directory, promote=promote, progress=report.upload)
+    manifest_key, uploaded = store.publish_model(s3, bucket, manifest, directory, promote=promote, progress=report.upload)
     return {
         "bucket": bucket,
         "bucket_created": created,
@@ -58,6 +65,7 @@ def upload_model(path: Path, bucket: str, name: str | None = None, version: str 
         "layout": manifest.layout,
         "sha256": manifest.sha256,
         "manifest": manifest_key,
+        "uploaded": uploaded,
         "files": [{"key": key, "bytes": p.stat().st_size} for p, key in files],
         "promoted": promote,
         "pointer": POINTER_KEY,
@@ -68,6 +76,7 @@ def upload_model(path: Path, bucket: str, name: str | None = None, version: str 
 
 def list_models(bucket: str, region: str | None = None) -> dict:
     """Every uploaded model version (models/<name>/<version>/manifest.json) and which one is current."""
+    buckets.validate_bucket_name(bucket)
     s3 = Aws(region).client("s3")
     current = store.read_pointer(s3, bucket)
     paginator = s3.get_paginator("list_objects_v2")
@@ -86,33 +95,26 @@ def list_models(bucket: str, region: str | None = None) -> dict:
 
 def promote_model(bucket: str, name: str, version: str, region: str | None = None, report: Reporter = SILENT) -> dict:
     """Move the pointer to an uploaded version (also a rollback) after checking it is complete."""
-    from botocore.exceptions import ClientError
-
+    buckets.validate_bucket_name(bucket)
     _check_segment(name, "model name")
     _check_segment(version, "model version")
     s3 = Aws(region).client("s3")
     buckets.refuse_if_public(s3, bucket)
     manifest_key = f"{MODELS_PREFIX}{name}/{version}/{MANIFEST_NAME}"
-    try:
-        text = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
-    except ClientError as exc:
-        if client_error_code(exc) in NOT_FOUND_CODES:
-            raise ModelError(f"s3://{bucket}/{manifest_key} does not exist", kind="ModelUnavailable",
-                             hint="rcyc models list shows the uploaded versions.") from None
-        raise translate(f"read s3://{bucket}/{manifest_key}", exc) from None
-    manifest = Manifest.from_json(text, source=f"s3://{bucket}/{manifest_key}")
+    manifest = store.read_manifest(s3, bucket, manifest_key)
+    if manifest is None:
+        raise ModelError(f"s3://{bucket}/{manifest_key} does not exist", kind="ModelUnavailable",
+                         hint="rcyc models list shows the uploaded versions.")
     prefix = f"{MODELS_PREFIX}{name}/{version}/"
     for fmt in ("h5", "tflite"):
         if manifest.has(fmt):
             for ref in manifest.files(fmt):
-                try:
-                    s3.head_object(Bucket=bucket, Key=prefix + ref.path)
-                except ClientError:
-                    raise ModelError(f"model {name} {version} is incomplete: s3://{bucket}/{prefix}{ref.path} is missing",
-                                     kind="ModelUnavailable", hint="Upload it again with rcyc upload-model.") from None
+                key = prefix + ref.path
+                if get_or_none(f"check s3://{bucket}/{key}", s3.head_object, NOT_FOUND_CODES, Bucket=bucket, Key=key) is None:
+                    raise ModelError(f"model {name} {version} is incomplete: s3://{bucket}/{key} is missing",
+                                     kind="ModelUnavailable", hint="Upload it again with rcyc upload-model.")
     previous = store.read_pointer(s3, bucket)
     report.status(f"moving the pointer to {name} {version}")
     store.move_pointer(s3, bucket, manifest, manifest_key)
     return {"bucket": bucket, "pointer": POINTER_KEY, "previous": previous,
             "current": json.loads(store.pointer_body(manifest, manifest_key))}
-

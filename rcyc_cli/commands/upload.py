@@ -35,8 +35,11 @@ def upload_model(path, name, version, bucket, promote, region, as_json):
     if as_json:
         console.print_json(summary)
         return
-    console.out.print(f"uploaded {summary['name']} {summary['version']} ({summary['layout']}, {len(summary['files'])} files) "
-                     f"to s3://{bucket}/{summary['manifest'].rsplit('/', 1)[0]}/")
+    where = f"s3://{bucket}/{summary['manifest'].rsplit('/', 1)[0]}/"
+    if summary["uploaded"]:
+        console.out.print(f"uploaded {summary['name']} {summary['version']} ({summary['layout']}, {len(summary['files'])} files) to {where}")
+    else:
+        console.out.print(f"already uploaded: {summary['name']} {summary['version']} is in {where} with this very content; nothing sent")
     if promote:
         before = summary["previous"]
         was = f" (was {before.get('name')} {before.get('version')})" if before else ""

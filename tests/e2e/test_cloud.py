@@ -613,6 +613,7 @@ def test_human_deploy_plan_renders(aws, bucket, registry, engine, function_image
     assert registry.password not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # the engine retries the dead registry with back-off: about a minute
 def test_a_push_cut_off_midway_completes_on_rerun(engine, function_image):
     """The registry dies while layers are uploading: a clear error; once it is back, the same push completes
     (layers it already stored are not sent again) and the image pulls back by digest."""
@@ -643,3 +644,169 @@ def test_a_push_cut_off_midway_completes_on_rerun(engine, function_image):
         assert pulled.id == image_id
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 11: every refusal is one clear error; public means public; published versions never change
+
+
+def test_a_refused_s3_write_is_one_line_for_models_and_images(aws, bucket):
+    """A bucket policy denying s3:PutObject (on AWS: a missing permission, a KMS denial, an SCP) makes
+    boto3's upload_file raise S3UploadFailedError, not a ClientError: still one line, exit 5."""
+    ok(run("upload-image", "--json", "--bucket", bucket, BOX))  # rcyc creates the bucket
+    s3 = aws.client("s3")
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": [f"arn:aws:s3:::{bucket}/models/*", f"arn:aws:s3:::{bucket}/images/*"]}]}))
+    for command in (["upload-model", "--json", MODELS["softmax"]], ["upload-image", "--json", SODA]):
+        result = run(*command, "--bucket", bucket)
+        assert result.exit_code == ExitStatus.AWS, result.stderr
+        assert "AccessDenied" in result.stderr and "hint: " in result.stderr and "bucket policy" in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+    assert pointer_or_none(aws, bucket) is None
+    assert "images/soda_cans_0.jpg" not in s3_objects(aws, bucket)
+
+
+def pointer_or_none(aws, bucket):
+    try:
+        return pointer(aws, bucket)
+    except aws.client("s3").exceptions.NoSuchKey:
+        return None
+
+
+def test_an_invalid_bucket_name_is_bad_input_without_a_network_hint(aws):
+    for command in (["upload-image", SODA], ["upload-model", MODELS["softmax"]], ["models", "list"],
+                    ["models", "promote", "m", "1"], ["deploy", "--tag", "v1", "--dry-run"], ["invoke", "images/x.jpg"]):
+        result = run(*command, "--bucket", "Bad_Bucket!!")
+        assert result.exit_code == ExitStatus.BAD_INPUT, (command, result.stderr)
+        assert "Bad_Bucket!!" in result.stderr and "network" not in result.stderr and "Traceback" not in result.stderr
+    audit = run("doctor", "--security", "Bad_Bucket!!")
+    assert audit.exit_code == ExitStatus.BAD_INPUT
+
+
+def test_models_promote_without_usable_credentials_or_endpoint_is_one_line(aws, bucket, monkeypatch, tmp_path):
+    from rcyc_cli.local.ports import free_port
+
+    ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
+    with monkeypatch.context() as env:  # a refused endpoint
+        env.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+        result = run("models", "promote", "--bucket", bucket, "m", "1")
+        assert result.exit_code == ExitStatus.AWS and "cannot reach" in result.stderr and "Traceback" not in result.stderr
+    with monkeypatch.context() as env:  # no credentials at all
+        env.delenv("AWS_ACCESS_KEY_ID")
+        env.delenv("AWS_SECRET_ACCESS_KEY")
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        result = run("models", "promote", "--bucket", bucket, "m", "1")
+        assert result.exit_code == ExitStatus.AWS and "no AWS credentials" in result.stderr and "Traceback" not in result.stderr
+    with monkeypatch.context() as env:  # an SSO profile whose login is missing/expired (no token in the cache)
+        env.delenv("AWS_ACCESS_KEY_ID")
+        env.delenv("AWS_SECRET_ACCESS_KEY")
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        env.setenv("HOME", str(tmp_path))  # an empty ~/.aws/sso/cache
+        config = tmp_path / "sso-config"
+        config.write_text("[profile rcyc-sso]\nsso_start_url = https://rcyc-test.invalid/start\nsso_region = us-east-1\n"
+                          "sso_account_id = 111122223333\nsso_role_name = reader\nregion = us-east-1\n")
+        env.setenv("AWS_CONFIG_FILE", str(config))
+        env.setenv("AWS_PROFILE", "rcyc-sso")
+        result = run("models", "promote", "--bucket", bucket, "m", "1")
+        assert result.exit_code == ExitStatus.AWS and "aws sso login" in result.stderr, result.stderr
+        assert "network" not in result.stderr and "Traceback" not in result.stderr
+
+
+def world_readable(bucket: str, condition: dict | None) -> str:
+    statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+    if condition:
+        statement["Condition"] = condition
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def audit_json(target):
+    result = run("doctor", "--security", target, "--json")
+    return result.exit_code, {f["check"]: f for f in json.loads(result.stdout)["findings"]}
+
+
+@pytest.mark.parametrize("condition, public", [
+    ({"Bool": {"aws:SecureTransport": "true"}}, True),  # TLS says nothing about who asks
+    ({"IpAddress": {"aws:SourceIp": "0.0.0.0/1"}}, True),  # half the internet
+    ({"StringEquals": {"aws:SourceVpce": "vpce-*"}}, True),  # a wildcard pins nothing (StringEquals: literal "*"...)
+    ({"StringLike": {"aws:SourceVpce": "vpce-*"}}, True),
+    ({"StringEquals": {"aws:SourceVpce": "vpce-1a2b3c4d"}}, False),
+    ({"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}, False),
+    ({"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}}, False),
+])
+def test_public_means_what_aws_means_for_upload_and_audit(aws, bucket, condition, public):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_policy(Bucket=bucket, Policy=world_readable(bucket, condition))
+    upload = run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"])
+    _, findings = audit_json(bucket)
+    if public:
+        assert upload.exit_code == ExitStatus.AWS and f"bucket {bucket} is public" in upload.stderr
+        assert not [k for k in s3_objects(aws, bucket) if k.startswith("models/")]
+        assert findings["public"]["severity"] == "high"
+    else:
+        assert upload.exit_code == 0, upload.stderr
+        assert findings["public"]["severity"] == "ok"
+
+
+def test_doctor_security_passes_on_a_bucket_rcyc_created_on_a_local_endpoint(aws, bucket):
+    ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
+    code, findings = audit_json(bucket)
+    assert code == 0, findings
+    assert findings["TLS only"]["severity"] == "not applicable"  # rcyc skips that policy here on purpose
+    assert {f["severity"] for name, f in findings.items() if name != "TLS only"} == {"ok"}
+    # Each careless variant is a finding (exit 8).
+    s3 = aws.client("s3")
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert audit_json(bucket)[0] == ExitStatus.FINDINGS
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.delete_public_access_block(Bucket=bucket)
+    assert audit_json(bucket)[0] == ExitStatus.FINDINGS
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict(buckets.BLOCK_ALL))
+    assert audit_json(bucket)[0] == 0
+
+
+def test_a_published_model_version_never_changes(aws, bucket):
+    first = ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
+    assert first["uploaded"] is True
+    s3 = aws.client("s3")
+    before = s3_objects(aws, bucket)
+    versions = len(s3.list_object_versions(Bucket=bucket)["Versions"])
+    # Other content under the same name/version: refused, with --no-promote too; nothing changes.
+    for extra in ([], ["--no-promote"]):
+        other = run("upload-model", "--bucket", bucket, "--name", "m", "--version", "1", *extra, MODELS["one-vs-rest"])
+        assert other.exit_code == ExitStatus.BAD_INPUT, other.stderr
+        assert "already published" in other.stderr and "--version" in other.stderr
+    assert s3_objects(aws, bucket) == before
+    # The same content again: nothing is sent, and the output says so.
+    again = run("upload-model", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"])
+    assert again.exit_code == 0 and "already uploaded" in again.stdout
+    assert len(s3.list_object_versions(Bucket=bucket)["Versions"]) == versions
+    assert ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))["uploaded"] is False
+    # A packaged directory takes its version from its manifest: re-uploading other content under it is refused too.
+    assert run("upload-model", "--bucket", bucket, "--name", "m", MODELS["one-vs-rest"]).exit_code == ExitStatus.BAD_INPUT
+
+
+def test_an_unpublished_version_keeps_no_files_of_an_interrupted_upload_of_another_layout(aws, bucket):
+    s3 = aws.client("s3")
+    ok(run("upload-image", "--json", "--bucket", bucket, SODA))
+    s3.put_object(Bucket=bucket, Key="models/m/1/model_3_prime.h5", Body=b"left by an interrupted upload")
+    summary = ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
+    assert sorted(k for k in s3_objects(aws, bucket) if k.startswith("models/m/1/")) == \
+        ["models/m/1/manifest.json", "models/m/1/model.h5", "models/m/1/model.tflite"]
+    check_uploaded(aws, bucket, summary)
+
+
+def test_a_cold_instance_refuses_a_manifest_changed_after_publishing(aws, bucket, sandbox):
+    ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
+    ok(run("upload-image", "--json", "--bucket", bucket, SODA))
+    # Rewritten behind rcyc's back (rcyc itself refuses): the pointer still names the published sha256.
+    other = Manifest.load(MODELS["one-vs-rest"])
+    import dataclasses
+
+    other = dataclasses.replace(other, name="m", version="1")
+    aws.client("s3").put_object(Bucket=bucket, Key="models/m/1/manifest.json", Body=other.to_json().encode())
+    result = run("invoke", "--json", "--bucket", bucket, "--endpoint-url", sandbox.endpoint_url, "images/soda_cans_0.jpg")
+    assert result.exit_code == ExitStatus.RECORD_ERRORS, result.stderr
+    [error] = json.loads(result.stdout)["errors"]
+    assert error["error"] == "ModelIntegrityError" and "pointer" in error["message"]

@@ -150,28 +150,72 @@ def test_results_are_written_under_the_prefix_and_never_reclassified(s3, tmp_pat
     assert missing["error"] == "NoSuchKey"
 
 
-def test_a_model_re_uploaded_under_the_same_version_reaches_a_warm_instance(s3, tmp_path):
+def swapped_model(tmp_path):
+    """The one-vs-rest fixture with two members swapped: same name and version, other content."""
     import shutil
 
-    from rcyc_core.manifest import Manifest as M
-
-    put_model(s3, "one-vs-rest")
-    put(s3, "images/a.jpg", IMAGES / "boxes" / "boxes_1.jpg")
-    function = make_function(s3, tmp_path / "fn", refresh_seconds=0)
-    event = events.make_event(BUCKET, ["images/a.jpg"])
-    first = function.handle(event)["model"]["sha256"]
-    # The same name and version, other contents (two members swapped): same manifest key, new sha256.
     swapped_dir = tmp_path / "swapped"
     shutil.copytree(MODELS["one-vs-rest"], swapped_dir)
-    manifest = M.load(swapped_dir)
+    manifest = Manifest.load(swapped_dir)
     members = (manifest.members[1].__class__(manifest.members[0].label, manifest.members[1].files),
                manifest.members[0].__class__(manifest.members[1].label, manifest.members[0].files)) + manifest.members[2:]
-    M(manifest.name, manifest.version, manifest.layout, manifest.input, members).write(swapped_dir)
-    store.put_model(s3, BUCKET, M.load(swapped_dir), swapped_dir)
-    second = function.handle(event)["model"]["sha256"]
-    assert second != first
-    cached = sorted(p.name for p in (tmp_path / "fn" / "cache" / "models").iterdir())
-    assert len(cached) == 5  # only the current model's files are kept
+    Manifest(manifest.name, manifest.version, manifest.layout, manifest.input, members).write(swapped_dir)
+    return Manifest.load(swapped_dir), swapped_dir
+
+
+def objects(s3):
+    return {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+
+
+def test_a_published_version_never_changes(s3, tmp_path):
+    from rcyc_core.errors import InputError
+
+    put_model(s3, "one-vs-rest")
+    before = objects(s3)
+    versions = len(s3.list_object_versions(Bucket=BUCKET)["Versions"])
+    manifest, directory = swapped_model(tmp_path)
+    with pytest.raises(InputError) as refused:
+        store.put_model(s3, BUCKET, manifest, directory, promote=False)
+    assert refused.value.kind == "VersionExists" and "--version" in refused.value.hint
+    assert objects(s3) == before
+    # The same content again: nothing is sent (no new object versions), and it says so.
+    assert store.publish_model(s3, BUCKET, Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"]) == \
+        (store.model_prefix(Manifest.load(MODELS["one-vs-rest"])) + "manifest.json", False)
+    assert len(s3.list_object_versions(Bucket=BUCKET)["Versions"]) == versions
+
+
+def test_a_manifest_changed_behind_rcyc_is_refused_at_every_load(s3, tmp_path):
+    put_model(s3, "one-vs-rest")
+    put(s3, "images/a.jpg", IMAGES / "boxes" / "boxes_1.jpg")
+    event = events.make_event(BUCKET, ["images/a.jpg"])
+    warm = make_function(s3, tmp_path / "warm", refresh_seconds=0)
+    served = warm.handle(event)["model"]
+    # Someone rewrites the published manifest in place (not through rcyc); the pointer still names the old sha256.
+    manifest, _ = swapped_model(tmp_path)
+    s3.put_object(Bucket=BUCKET, Key=store.model_prefix(manifest) + "manifest.json", Body=manifest.to_json().encode())
+    cold = make_function(s3, tmp_path / "cold").handle(event)
+    assert cold["results"] == [] and cold["errors"][0]["error"] == "ModelIntegrityError"
+    assert warm.handle(event)["model"] == served  # the warm instance keeps what it verified
+
+
+def test_a_model_whose_outputs_are_not_what_its_layout_promises_is_refused_at_load(s3, tmp_path):
+    """A network with 2 outputs under a softmax manifest (put straight into S3, past upload-model's check)."""
+    import shutil
+
+    from rcyc_core.manifest import FileRef, Member, sha256_file
+
+    directory = tmp_path / "two-outputs"
+    shutil.copytree(MODELS["softmax"], directory)
+    shutil.copyfile(MODELS["one-vs-rest"] / "model_0_prime.tflite", directory / "model.tflite")
+    manifest = Manifest.load(directory)
+    member = manifest.members[0]
+    files = {**member.files, "tflite": FileRef("model.tflite", sha256_file(directory / "model.tflite"))}
+    Manifest(manifest.name, "two-outputs", manifest.layout, manifest.input, (Member(member.label, files),)).write(directory)
+    store.put_model(s3, BUCKET, Manifest.load(directory), directory)
+    put(s3, "images/a.jpg", IMAGES / "boxes" / "boxes_1.jpg")
+    response = make_function(s3, tmp_path / "fn").handle(events.make_event(BUCKET, ["images/a.jpg"]))
+    assert response["results"] == [] and response["errors"][0]["error"] == "InvalidModelOutput"
+    assert "(2,)" in response["errors"][0]["message"]
 
 
 @pytest.mark.parametrize("members", [["x"], [{"label": None, "tflite": {"path": "m.tflite", "sha256": "../../etc/passwd"}}]])
