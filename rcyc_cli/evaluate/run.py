@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -70,15 +71,11 @@ def run_model(dataset: Dataset, classify: Classify, model_name: str = "",
             relative = dataset.relative(image.path)
             kind, entry = answered.get(offset, ("missing", {}))
             if kind == "result" and entry.get("label") in LABELS:
-                scores = entry.get("scores") or {}
-                predictions.append({
-                    "path": relative,
-                    "true": image.label,
-                    "predicted": entry["label"],
-                    "confidence": float(entry["confidence"]),
-                    "scores": {label: float(scores.get(label, 0.0)) for label in LABELS},
-                    "correct": entry["label"] == image.label,
-                })
+                try:
+                    predictions.append(_prediction(relative, image.label, entry))
+                except (TypeError, ValueError, AttributeError) as exc:
+                    broken.append({"path": relative, "error": "InvalidAnswer",
+                                   "message": f"unusable confidence or scores in the answer ({exc})"})
             elif kind == "result":
                 broken.append({"path": relative, "error": "UnknownLabel",
                                "message": f"the model answered {entry.get('label')!r}, not one of the labels"})
@@ -119,6 +116,16 @@ def run_model(dataset: Dataset, classify: Classify, model_name: str = "",
         "seconds": seconds,
         "images_per_second": len(images) / seconds if seconds > 0 else None,
     }
+
+
+def _prediction(path: str, true: str, entry: dict) -> dict:
+    confidence = float(entry.get("confidence"))
+    scores = entry.get("scores") or {}
+    values = {label: float(scores.get(label, 0.0)) for label in LABELS}
+    if not all(math.isfinite(x) for x in (confidence, *values.values())):
+        raise ValueError("not a finite number")
+    return {"path": path, "true": true, "predicted": entry["label"], "confidence": confidence, "scores": values,
+            "correct": entry["label"] == true}
 
 
 def _describe(model: dict | None) -> str:

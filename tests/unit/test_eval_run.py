@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = {"name": "fake", "version": "7", "sha256": "ab" * 32}
 
 
-def scores_for(label: str, confidence: float) -> dict:
-    rest = (1 - confidence) / 4
+def scores_for(label: str, confidence: float | None) -> dict:
+    rest = (1 - (confidence or 0)) / 4
     return {name: (confidence if name == label else rest) for name in LABELS}
 
 
@@ -114,17 +114,18 @@ def test_chunks_keep_memory_flat_and_progress_moving():
 
 
 def test_every_kind_of_unanswered_image_is_broken_not_fatal():
-    data, answers = synthetic([("boxes", "boxes")] * 6)
+    data, answers = synthetic([("boxes", "boxes")] * 7)
     paths = data.paths()
     answers[paths[1]] = ("error", "NotAnImage")
     answers[paths[2]] = ("skip",)
     answers[paths[3]] = ("none",)
     answers[paths[4]] = ("tin_cans", 0.9)
+    answers[paths[5]] = ("boxes", None)
     result = evaluate(data, FakeClassifier(answers))
-    assert result["evaluated"] == 2
+    assert result["evaluated"] == 2  # images 0 and 6
     assert [(b["path"], b["error"]) for b in result["broken"]] == [
         ("boxes/00001.jpg", "NotAnImage"), ("boxes/00002.jpg", "Skipped"), ("boxes/00003.jpg", "NoAnswer"),
-        ("boxes/00004.jpg", "UnknownLabel")]
+        ("boxes/00004.jpg", "UnknownLabel"), ("boxes/00005.jpg", "InvalidAnswer")]
     assert result["metrics"]["support"] == 2
 
 
