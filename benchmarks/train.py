@@ -112,7 +112,7 @@ def main() -> None:
         "train": summary["images"]["train"],
         "held_out": summary["images"]["held_out"],
         "test_images": len(test_set),
-        "cache": "given" if args.cache else "cold",
+        "cache": "warm" if summary["backbone"]["cached"] else "cold",
         "fine_tune": args.fine_tune,
         "seconds": {"draw": round(draw_seconds, 2), **summary["seconds"], "test": round(test_seconds, 2)},
         "features": summary["features"],

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from rcyc_core.errors import ImageError, InputError, ModelError
+from rcyc_core.errors import ImageError, InputError, ModelError, PrerequisiteError
 from rcyc_core.labels import LABELS
 from rcyc_core.manifest import sha256_file
 from rcyc_core.preprocess import InputSpec, preprocess
@@ -216,8 +216,14 @@ def backbone_tflite(cache_root: Path, progress: Progress = _noop) -> tuple[Path,
     delta = float(np.abs(lite - np.asarray(model(probe, training=False))).max())
     if not delta <= BACKBONE_TOLERANCE:
         raise ModelError(f"the converted backbone differs from the Keras port by {delta:.2e} (limit {BACKBONE_TOLERANCE:.0e})")
-    _write_atomic(path, data)
-    _write_atomic(record, json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "max_abs_delta": delta}).encode())
+    try:
+        _write_atomic(path, data)
+        _write_atomic(record, json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "max_abs_delta": delta}).encode())
+    except OSError as exc:
+        raise PrerequisiteError(
+            f"cannot write the training cache in {cache_root} ({exc.strerror or exc})",
+            hint="Set RCYC_CACHE_HOME to a writable directory.",
+        ) from None
     progress("backbone", 1, 1, {"key": key, "cached": False, "max_abs_delta": delta})
     return path, False
 
