@@ -76,7 +76,8 @@ def discordant_needed(b: int, c: int, alpha: float = ALPHA, limit: int = MAX_DIS
     if mcnemar_exact(b, c) < alpha:
         return d
     m, k = d, small
-    tail = min(0.5, mcnemar_exact(b, c) / 2) if d > EXACT_LIMIT else _exact_tail(small, d)
+    # P(X_d <= small): exact for small counts; above EXACT_LIMIT the (uncapped, since small < d / 2) log-space p / 2
+    tail = _exact_tail(small, d) if d <= EXACT_LIMIT else mcnemar_exact(b, c) / 2
     while m < limit:
         # P(X_{m+1} <= k) = P(X_m <= k) - P(X_m = k) / 2, for X_m ~ Binomial(m, 1/2).
         tail -= math.exp(_log_pmf_half(k, m)) / 2
