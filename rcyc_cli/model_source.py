@@ -22,10 +22,27 @@ def resolve_model(path: Path | None, status: Callable[[str], None] = lambda mess
     """
     path = Path(path) if path else DEFAULT_MODEL
     if not (path.is_dir() and (path / MANIFEST_NAME).is_file()):
+        writable_cache(cache_dir() / "models")
         status(f"packaging {path} (validate, convert to .tflite, parity check)")
     from rcyc_core import packaging
 
     return packaging.resolve(path, cache_dir() / "models", samples=parity_samples())
+
+
+def writable_cache(directory: Path) -> Path:
+    """``directory`` created and writable, or a clear error (never a traceback from deep inside)."""
+    import tempfile
+
+    from rcyc_core.errors import PrerequisiteError
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-"):
+            pass
+    except OSError as exc:
+        raise PrerequisiteError(f"the rcyc cache {directory} is not writable: {exc.strerror or exc}", kind="CacheUnwritable",
+                                hint="Point RCYC_CACHE_HOME at a writable folder.") from None
+    return directory
 
 
 def local_or_bucket(value: str | None, bucket: str, region: str | None = None,

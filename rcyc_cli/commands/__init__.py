@@ -7,6 +7,7 @@ def all_commands() -> list:
     from .build import build
     from .deploy import deploy
     from .doctor import doctor
+    from .eval import eval_command
     from .invoke import invoke
     from .invoke_local import invoke_local
     from .local import local
@@ -15,4 +16,4 @@ def all_commands() -> list:
     from .rie import rie
     from .upload import upload_image, upload_model
 
-    return [predict, invoke_local, local, build, rie, doctor, upload_model, upload_image, deploy, invoke, models]
+    return [predict, invoke_local, eval_command, local, build, rie, doctor, upload_model, upload_image, deploy, invoke, models]

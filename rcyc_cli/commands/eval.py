@@ -1,0 +1,53 @@
+"""rcyc eval: how good a model is on labelled photos, and whether it beats another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..exit_status import ExitStatus
+from .options import bucket_option, json_option, region_option
+
+model_help = ("A local model (as predict --model takes), or a model in the bucket: 'current' or NAME/VERSION. "
+              "Default: the fixture model.")
+
+
+@click.command("eval")
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--model", "model", envvar="RCYC_MODEL", help=model_help)
+@click.option("--against", help="A second model (same forms as --model): both side by side, with an exact McNemar test.")
+@click.option("--via", type=click.Choice(["predict", "emulator"]), default="predict", show_default=True,
+              help="predict: the function's core in-process; emulator: the local Lambda emulator pool (the deployed code path).")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write a self-contained HTML report here.")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), help="Gate: exit 9 when accuracy is below this fraction.")
+@click.option("--no-worse-than", "no_worse_than",
+              help="Gate: exit 9 when significantly worse than this model (e.g. current) on the same images.")
+@bucket_option
+@region_option
+@json_option
+@click.pass_context
+def eval_command(ctx, data_dir, model, against, via, report_path, min_accuracy, no_worse_than, bucket, region, as_json):
+    """Evaluate a model on DATA_DIR/<label>/* (the five labels as folder names; nested folders allowed).
+
+    Prints accuracy, per-class precision/recall/F1, the confusion matrix (rows = true label), top
+    confusions and calibration; broken files are listed, never fatal.
+    """
+    from ..evaluate.session import EvalOptions, run_eval
+    from ..render import console, evaluation
+    from ..render.progress import rich_reporter
+
+    if against and no_worse_than and against != no_worse_than:
+        raise click.UsageError("--against and --no-worse-than name different models; --no-worse-than M compares against M")
+    options = EvalOptions(data_dir, model, against or no_worse_than, via, bucket, region, min_accuracy,
+                          gate_against=no_worse_than is not None)
+    with rich_reporter(quiet=as_json, transient=True) as report:
+        result = run_eval(options, report)
+        if report_path:
+            from ..evaluate import write_report
+
+            write_report(result, report_path)
+            result["report"] = str(report_path)
+    console.print_json(result) if as_json else evaluation.render_evaluation(result)
+    if result["gate"]["failed"]:
+        ctx.exit(ExitStatus.GATE_FAILED)

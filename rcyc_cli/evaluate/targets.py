@@ -1,0 +1,51 @@
+"""What ``rcyc eval`` runs a model through: the function's own core in-process (``--via predict``), or
+the local emulator pool (``--via emulator``: the deployed code path, record for record)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from pathlib import Path
+
+from ..reporting import SILENT, Reporter
+from .run import Classify
+
+VIAS = ("predict", "emulator")
+
+
+def in_process(model_dir: Path | None, report: Reporter = SILENT) -> Classify:
+    from ..predict import load_predictor
+
+    return load_predictor(model_dir, "auto", report).classify
+
+
+def through_emulator(model_dir: Path | None, stack: contextlib.ExitStack, instances: int = 2,
+                     report: Reporter = SILENT) -> Classify:
+    """Start the embedded S3 and a pool of function instances (process runtime) for this model; each call
+    uploads its files under a prefix of its own and posts them as S3 events of up to 16 records."""
+    from ..cloud import aws, store
+    from ..defaults import IMAGES_PREFIX, LOCAL_CREDENTIALS, LOCAL_REGION
+    from ..local.pool import run_keys
+    from ..local.runtime import FunctionLauncher, FunctionSpec
+    from ..local.s3_server import EmbeddedS3
+    from ..model_source import resolve_model
+
+    manifest, directory = resolve_model(model_dir, report.status)
+    launcher = FunctionLauncher(FunctionSpec(runtime="process"), report)
+    server = EmbeddedS3().start()
+    stack.callback(server.stop)
+    s3 = aws.s3_client(server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
+    bucket = "rcyc-eval"
+    pool = launcher.start(s3, bucket, manifest, directory, instances, warm=True)
+    stack.callback(pool.stop)
+    run_id = uuid.uuid4().hex[:12]
+    calls = iter(range(1 << 62))
+
+    def classify(paths: list[Path]) -> dict:
+        prefix = f"{IMAGES_PREFIX}eval-{run_id}/{next(calls)}/"
+        pairs = [(Path(path), f"{prefix}{index}/{Path(path).name}") for index, path in enumerate(paths)]
+        store.put_images(s3, bucket, pairs)
+        keys = [key for _, key in pairs]
+        return run_keys(lambda event: pool.invoke(event)[0], bucket, keys, batch_size=16, concurrency=instances).response
+
+    return classify

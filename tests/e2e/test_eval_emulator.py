@@ -1,0 +1,29 @@
+"""rcyc eval --via emulator: the same images through the real Lambda emulator pool give the same figures as
+the in-process core."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from rcyc_cli.main import cli
+from tests.conftest import FIXTURES, MODELS
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("layout", ["one-vs-rest", "softmax"])
+def test_the_emulator_gives_the_same_matrix_as_the_core(rie_path, monkeypatch, layout):
+    monkeypatch.setenv("RCYC_RIE", str(rie_path))
+    runs = {via: CliRunner().invoke(cli, ["eval", str(FIXTURES / "eval"), "--model", str(MODELS[layout]), "--via", via,
+                                          "--json"], catch_exceptions=False) for via in ("predict", "emulator")}
+    for via, result in runs.items():
+        assert result.exit_code == 0, (via, result.stderr)
+    predict, emulator = (json.loads(runs[via].stdout) for via in ("predict", "emulator"))
+    assert emulator["via"] == "emulator" and emulator["evaluated"] == predict["evaluated"] > 0
+    assert emulator["confusion_matrix"] == predict["confusion_matrix"]
+    assert emulator["accuracy"] == predict["accuracy"]
+    assert sorted(b["path"] for b in emulator["broken"]) == sorted(b["path"] for b in predict["broken"])
+    assert emulator["model"]["sha256"] == predict["model"]["sha256"]
