@@ -224,6 +224,7 @@ def test_reference_photos_pass_through_preprocessing_unchanged():
         np.testing.assert_array_equal(array, expected)
 
 
+@pytest.mark.keras
 def test_port_matches_golden_logits():
     need_tensorflow()
     need_weights()
@@ -240,6 +241,7 @@ def test_port_matches_golden_logits():
     assert tops["coffee.png"] == 967  # espresso
 
 
+@pytest.mark.keras
 def test_a_wrong_port_fails_the_check(monkeypatch):
     """The check can fail: BatchNorm epsilon 1e-5 (PyTorch's default) is off by far more than 1e-4."""
     need_tensorflow()
@@ -251,6 +253,7 @@ def test_a_wrong_port_fails_the_check(monkeypatch):
     assert not report["ok"] and report["max_abs_delta"] > 1e-2
 
 
+@pytest.mark.keras
 def test_layer_names_and_fine_tunable_layers():
     need_tensorflow()
     need_weights()

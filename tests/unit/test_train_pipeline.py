@@ -153,6 +153,7 @@ def trained(workspace):
     return summary, stages, after_interrupt
 
 
+@pytest.mark.keras
 def test_trained_model_classifies_another_seeds_drawings(workspace, trained):
     from rcyc_core import backends
     from rcyc_core.inference import Classifier, Item
@@ -184,6 +185,7 @@ def test_trained_model_classifies_another_seeds_drawings(workspace, trained):
     assert accuracy >= 0.95, accuracy
 
 
+@pytest.mark.keras
 def test_features_are_cached_and_training_is_deterministic(workspace, trained):
     from rcyc_cli.train import pipeline
 
@@ -202,6 +204,7 @@ def test_features_are_cached_and_training_is_deterministic(workspace, trained):
     assert head["history"] == summary["head"]["history"]
 
 
+@pytest.mark.keras
 def test_ctrl_c_leaves_no_model_and_no_partial_directory_and_a_rerun_works(workspace, trained):
     from rcyc_cli.train import train
     from rcyc_core import backends
@@ -219,6 +222,7 @@ def test_ctrl_c_leaves_no_model_and_no_partial_directory_and_a_rerun_works(works
     assert Manifest.load(out) == manifest
 
 
+@pytest.mark.keras
 def test_ctrl_c_in_the_head_epochs_exports_the_best_epoch_so_far(workspace, trained, monkeypatch):
     from rcyc_cli.train import pipeline
 
@@ -239,6 +243,7 @@ def test_ctrl_c_in_the_head_epochs_exports_the_best_epoch_so_far(workspace, trai
     assert leftovers(out) == []
 
 
+@pytest.mark.keras
 def test_fine_tune_trains_only_the_top_blocks(workspace, trained):
     from rcyc_cli.train import backbone, pipeline
 
