@@ -11,6 +11,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -810,3 +811,67 @@ def test_a_cold_instance_refuses_a_manifest_changed_after_publishing(aws, bucket
     assert result.exit_code == ExitStatus.RECORD_ERRORS, result.stderr
     [error] = json.loads(result.stdout)["errors"]
     assert error["error"] == "ModelIntegrityError" and "pointer" in error["message"]
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 11: a model is what it outputs on probe inputs
+
+
+def repackaged(tmp_path, layout: str, swap: dict[str, Path]) -> Path:
+    """A copy of a fixture model directory with some .tflite files replaced and the manifest rewritten to
+    match (so only behaviour can tell)."""
+    import shutil
+
+    from rcyc_core.manifest import FileRef, Member, sha256_file
+
+    directory = tmp_path / f"{layout}-repackaged"
+    shutil.copytree(MODELS[layout], directory)
+    for name, source in swap.items():
+        shutil.copyfile(source, directory / name)
+    manifest = Manifest.load(directory)
+    members = tuple(Member(m.label, {fmt: FileRef(ref.path, sha256_file(directory / ref.path)) for fmt, ref in m.files.items()})
+                    for m in manifest.members)
+    Manifest(manifest.name, "repackaged", manifest.layout, manifest.input, members).write(directory)
+    return directory
+
+
+@pytest.mark.parametrize("layout, swap, found", [
+    ("softmax", {"model.tflite": MODELS["one-vs-rest"] / "model_0_prime.tflite"}, "outputs shape (2,), softmax needs (5,)"),
+    ("one-vs-rest", {"model_2_prime.tflite": MODELS["softmax"] / "model.tflite"}, "member 2 (soda_cans) outputs shape (5,)"),
+])
+def test_upload_model_refuses_a_packaged_model_whose_outputs_break_its_layout(aws, bucket, tmp_path, layout, swap, found):
+    directory = repackaged(tmp_path, layout, swap)
+    result = run("upload-model", "--json", "--bucket", bucket, directory)
+    assert result.exit_code == ExitStatus.BAD_INPUT, result.stderr
+    assert found in result.stderr and "hint: " in result.stderr and result.stdout == ""
+    assert bucket not in [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]]  # refused before any AWS call
+
+
+LINEAR_MODEL = """
+import sys
+from rcyc_core.backends import import_keras
+keras = import_keras()
+inputs = keras.Input((32, 32, 3))
+hidden = keras.layers.GlobalAveragePooling2D()(inputs)
+keras.Model(inputs, keras.layers.Dense(5, bias_initializer="ones")(hidden)).save(sys.argv[1])
+"""
+
+
+def test_upload_model_refuses_a_keras_model_without_a_softmax_and_tensorflow_stays_quiet(aws, bucket, tmp_path, isolated_cache,
+                                                                                        tensorflow_available):
+    """A 5-unit Dense with a linear last layer has the right shape but its scores are not probabilities."""
+    import subprocess
+    import sys
+
+    linear = tmp_path / "linear.h5"
+    made = subprocess.run([sys.executable, "-c", LINEAR_MODEL, str(linear)], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    result = subprocess.run([sys.executable, "-m", "rcyc_cli.main", "upload-model", "--json", "--bucket", bucket, str(linear)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == ExitStatus.BAD_INPUT, result.stderr
+    assert "does not behave as a softmax model" in result.stderr and "sum to" in result.stderr
+    assert result.stdout == ""
+    for noise in ("oneDNN", "absl", "Saved artifact", "TensorSpec"):
+        assert noise not in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) <= 4, result.stderr
+    assert bucket not in [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]]
