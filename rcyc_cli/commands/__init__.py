@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def all_commands() -> list:
     from .build import build
+    from .classify import classify
     from .deploy import deploy
     from .doctor import doctor
     from .eval import eval_command
@@ -16,4 +17,4 @@ def all_commands() -> list:
     from .rie import rie
     from .upload import upload_image, upload_model
 
-    return [predict, invoke_local, eval_command, local, build, rie, doctor, upload_model, upload_image, deploy, invoke, models]
+    return [predict, invoke_local, eval_command, classify, local, build, rie, doctor, upload_model, upload_image, deploy, invoke, models]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                           TimeElapsedColumn, TransferSpeedColumn)
+                           TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
 
 from ..reporting import SILENT, Reporter
 from .console import err, status
@@ -31,7 +31,7 @@ def rich_reporter(quiet: bool = False, transient: bool = False):
     if quiet:
         yield SILENT
         return
-    progress = Progress(TextColumn("[bold]{task.fields[what]}"), BarColumn(), _Amount(), TimeElapsedColumn(),
+    progress = Progress(TextColumn("[bold]{task.fields[what]}"), BarColumn(), _Amount(), TimeElapsedColumn(), TimeRemainingColumn(),
                         TextColumn("{task.description}"), console=err, transient=transient)
     tasks: dict[tuple[str, str], int] = {}
 
@@ -58,11 +58,14 @@ def rich_reporter(quiet: bool = False, transient: bool = False):
         else:
             progress.update(handle, description=f"{layer_id[:12]} {state}")
 
+    def expect(total: int) -> None:
+        progress.update(task("images"), total=total)
+
     def done(n: int) -> None:
         progress.advance(task("images"), n)
 
     try:
-        yield Reporter(status=status, build_step=build_step, upload=upload, layer=layer, done=done)
+        yield Reporter(status=status, build_step=build_step, upload=upload, layer=layer, expect=expect, done=done)
     finally:
         if "build" in (what for what, _ in tasks):
             handle = tasks["build", ""]

@@ -1,0 +1,70 @@
+"""The images under an S3 prefix, streamed page by page (a prefix of millions of keys is never held in memory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from rcyc_core.config import Config
+from rcyc_core.errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+MAX_IMAGE_BYTES = Config().max_bytes  # what the function refuses anyway: not worth an invocation
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """(bucket, prefix) of s3://BUCKET/PREFIX."""
+    if not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
+        raise InputError(f"{uri!r} is not an s3://BUCKET/PREFIX address", hint="e.g. rcyc classify s3://my-bucket/photos/")
+    bucket, _, prefix = uri[5:].partition("/")
+    return bucket, prefix
+
+
+@dataclass
+class Counts:
+    images: int = 0
+    not_images: int = 0  # other extensions, empty or over the size limit: never invoked
+    results: int = 0  # objects under the results prefix (rcyc's own output)
+    not_images_examples: list[str] = field(default_factory=list)
+
+
+def is_image(key: str, size: int) -> bool:
+    return key.lower().endswith(IMAGE_SUFFIXES) and 0 < size <= MAX_IMAGE_BYTES
+
+
+def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts: Counts,
+                limit: int | None = None) -> Iterator[str]:
+    """Image keys under ``prefix`` in S3's listing order; ``counts`` tallies what was passed over."""
+    from ..cloud.aws import aws_call
+
+    paginator = s3.get_paginator("list_objects_v2")
+    pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000})
+    iterator = iter(pages)
+    while True:
+        page = aws_call(f"list s3://{bucket}/{prefix}", next, iterator, None)
+        if page is None:
+            return
+        for obj in page.get("Contents", []):
+            key, size = obj["Key"], obj.get("Size", 0)
+            if results_prefix and key.startswith(results_prefix):
+                counts.results += 1
+            elif is_image(key, size):
+                if limit is not None and counts.images >= limit:
+                    return
+                counts.images += 1
+                yield key
+            else:
+                counts.not_images += 1
+                if len(counts.not_images_examples) < 5:
+                    counts.not_images_examples.append(key)
+
+
+def batches(keys: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,244 @@
+"""One backfill: list, skip what is already done for the current model, invoke the rest with bounded
+concurrency, write each result to S3 and one line per key to --output, and sum it up."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+import threading
+import time
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from rcyc_core import events
+from rcyc_core.errors import FunctionError, InputError
+from rcyc_core.labels import LABELS
+from rcyc_core.result_store import read_result, write_result
+
+from ..cloud.aws import translate
+from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
+from ..reporting import SILENT, Reporter
+from . import cost
+from .listing import Counts, batches, iter_images, parse_uri
+from .target import Target, invoke
+
+# Record errors that say something about the image itself: stored as results (a rerun would only repeat
+# them). Anything else (S3 unreachable, throttled, the function crashed) is retried by the next run.
+LASTING_ERRORS = {"NotAnImage", "EmptyImage", "CorruptImage", "ImageTooLarge", "InvalidImage"}
+OUTPUT_COLUMNS = ["key", "label", "confidence", *LABELS, "model_version", "error", "message"]
+
+
+@dataclass
+class ClassifyOptions:
+    uri: str
+    local: bool = False
+    endpoint_url: str | None = None  # --local: the S3 the local function reads (default: the stack's own)
+    function: str = DEFAULT_FUNCTION
+    concurrency: int = 32
+    batch_size: int = DEFAULT_BATCH_SIZE
+    results_prefix: str = DEFAULT_RESULTS_PREFIX
+    output: Path | None = None
+    force: bool = False
+    limit: int | None = None
+    dry_run: bool = False
+    region: str | None = None
+
+
+class Output:
+    """--output as JSONL or CSV, written to FILE.part and renamed when the run completes (an interrupted run
+    leaves no half file; the rerun writes every key again, the finished ones from their stored results)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.format = None if path is None else ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+        if path is not None and path.suffix.lower() not in (".csv", ".jsonl", ".json"):
+            raise InputError(f"--output {path} must end in .jsonl or .csv", hint="e.g. --output results.jsonl")
+        self._file = self._csv = None
+
+    def __enter__(self) -> "Output":
+        if self.path is not None:
+            self._partial = self.path.with_name(self.path.name + ".part")
+            self._file = open(self._partial, "w", newline="", encoding="utf-8")
+            if self.format == "csv":
+                self._csv = csv.DictWriter(self._file, OUTPUT_COLUMNS)
+                self._csv.writeheader()
+        return self
+
+    def write(self, entry: dict, model: dict | None) -> None:
+        if self._file is None:
+            return
+        row = {"key": entry["key"], "label": entry.get("label"), "confidence": entry.get("confidence"),
+               **{label: (entry.get("scores") or {}).get(label) for label in LABELS},
+               "model_version": (model or {}).get("version"), "error": entry.get("error"), "message": entry.get("message")}
+        if self._csv is not None:
+            self._csv.writerow(row)
+        else:
+            self._file.write(json.dumps(row) + "\n")
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        if kind is None:
+            os.replace(self._partial, self.path)
+        else:
+            self._partial.unlink(missing_ok=True)
+
+
+class Tally:
+    def __init__(self):
+        self.labels = collections.Counter()
+        self.errors = collections.Counter()
+        self.done_before = 0
+        self.classified = 0
+        self.invocations = 0
+        self.billed_ms = 0.0
+        self.retries = 0
+        self.models: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def invoked(self, answer) -> None:
+        with self._lock:  # worker threads report here
+            self.invocations += 1
+            self.retries += answer.attempts - 1
+            self.billed_ms += answer.report.billed_ms or 0
+
+    def add(self, entry: dict, model: dict | None, reused: bool) -> None:
+        if reused:
+            self.done_before += 1
+        if "label" in entry:
+            self.labels[entry["label"]] += 1
+            self.classified += not reused
+        else:
+            self.errors[entry.get("error", "Error")] += 1
+        if model and model.get("sha256"):
+            self.models[model["sha256"]] = model
+
+
+def current_model(target: Target, s3, bucket: str) -> dict | None:
+    """The pointer the function reads (its model bucket's), or None when it cannot be read."""
+    from ..cloud import store
+
+    try:
+        return store.read_pointer(s3, target.model_bucket or bucket)
+    except Exception:
+        return None
+
+
+def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SILENT) -> dict:
+    bucket, prefix = parse_uri(options.uri)
+    results_prefix = options.results_prefix
+    if not results_prefix or not results_prefix.endswith("/"):
+        raise InputError(f"--results-prefix {results_prefix!r} must end in '/'", hint="e.g. --results-prefix results/")
+    concurrency = min(options.concurrency, target.concurrency_limit or options.concurrency)
+    pointer = current_model(target, s3, bucket)
+    current_sha = (pointer or {}).get("sha256")
+
+    report.status(f"listing s3://{bucket}/{prefix}")
+    counted = Counts()
+    for _ in iter_images(s3, bucket, prefix, results_prefix, counted, options.limit):
+        pass
+    report.status(f"{counted.images} images ({counted.not_images} other objects, never invoked); "
+                  f"concurrency {concurrency}, events of up to {options.batch_size} records")
+    summary = {"bucket": bucket, "prefix": prefix, "target": target.kind, "function": target.function,
+               "endpoint": target.endpoint, "images": counted.images, "not_images": counted.not_images,
+               "not_image_examples": counted.not_images_examples, "results_prefix": results_prefix,
+               "concurrency": concurrency, "batch_size": options.batch_size, "current_model": pointer,
+               "memory_mb": target.memory_mb, "architecture": target.architecture}
+    if options.dry_run:
+        todo = counted.images if options.force else sum(
+            1 for key in iter_images(s3, bucket, prefix, results_prefix, Counts(), options.limit)
+            if not _done(s3, bucket, results_prefix, key, current_sha))
+        summary.update(dry_run=True, to_classify=todo, done_before=counted.images - todo,
+                       estimate=cost.estimate(todo, options.batch_size, concurrency, target.memory_mb, target.architecture))
+        return summary
+
+    report.expect(counted.images)
+    tally = Tally()
+    started = time.perf_counter()
+
+    def work(keys: list[str]) -> list[tuple[dict, dict | None, bool]]:
+        out, todo = [], []
+        for key in keys:
+            stored = None if options.force else _stored(s3, bucket, results_prefix, key)
+            if stored is not None and current_sha and (stored.get("model") or {}).get("sha256") == current_sha:
+                out.append((stored, stored.get("model"), True))
+            else:
+                todo.append(key)
+        if todo:
+            out += _classify_keys(target, s3, bucket, results_prefix, todo, tally)
+        return out
+
+    with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
+        pending: set[Future] = set()
+        keys = iter_images(s3, bucket, prefix, results_prefix, Counts(), options.limit)
+        try:
+            for batch in batches(keys, options.batch_size):
+                pending.add(pool.submit(work, batch))
+                if len(pending) >= 2 * concurrency:
+                    pending = _drain(pending, output, tally, report, FIRST_COMPLETED)
+            pending = _drain(pending, output, tally, report, ALL_COMPLETED)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    seconds = time.perf_counter() - started
+    summary.update(dry_run=False, classified=tally.classified, done_before=tally.done_before,
+                   per_class={label: tally.labels[label] for label in LABELS}, errors=dict(tally.errors),
+                   invocations=tally.invocations, retries=tally.retries, seconds=round(seconds, 3),
+                   images_per_second=round(tally.classified / seconds, 2) if seconds and tally.classified else None,
+                   models=list(tally.models.values()), output=str(options.output) if options.output else None)
+    if target.kind == "aws" or tally.billed_ms:
+        summary.update(billed_ms=round(tally.billed_ms), gb_seconds=round(cost.gb_seconds(tally.billed_ms, target.memory_mb), 3),
+                       cost_usd=round(cost.cost(tally.billed_ms, tally.invocations, target.memory_mb, target.architecture), 6))
+    return summary
+
+
+def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter, until: str) -> set[Future]:
+    """Write out the batches that finished (all of them with ALL_COMPLETED); return the rest."""
+    done, rest = wait(pending, return_when=until)
+    for future in done:
+        entries = future.result()
+        for entry, model, reused in entries:
+            output.write(entry, model)
+            tally.add(entry, model, reused)
+        report.done(len(entries))
+    return rest
+
+
+def _stored(s3, bucket: str, results_prefix: str, key: str) -> dict | None:
+    try:
+        return read_result(s3, bucket, results_prefix, key)
+    except Exception as exc:
+        raise translate(f"read the result of {key}", exc) from None
+
+
+def _done(s3, bucket: str, results_prefix: str, key: str, current_sha: str | None) -> bool:
+    stored = _stored(s3, bucket, results_prefix, key)
+    return bool(stored and current_sha and (stored.get("model") or {}).get("sha256") == current_sha)
+
+
+def _classify_keys(target: Target, s3, bucket: str, results_prefix: str, keys: list[str], tally: Tally):
+    """Invoke one event for ``keys``; store every result (and lasting error) in S3; return the entries."""
+    try:
+        answer = invoke(target, events.make_event(bucket, keys))
+    except FunctionError as exc:
+        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": exc.message}, None, False) for key in keys]
+    tally.invoked(answer)
+    response, model = answer.response, answer.response.get("model")
+    out = []
+    answered = {e.get("key") for e in response.get("results", []) + response.get("errors", []) + response.get("skipped", [])}
+    for entry in response.get("results", []) + response.get("errors", []):
+        entry = {k: v for k, v in entry.items() if k != "record"}
+        if "label" in entry or entry.get("error") in LASTING_ERRORS:
+            write_result(s3, bucket, results_prefix, entry, model)
+        out.append((entry, model, False))
+    for entry in response.get("skipped", []):
+        out.append(({"key": entry.get("key"), "bucket": bucket, "error": "Skipped", "message": entry.get("reason")}, model, False))
+    for key in keys:
+        if key not in answered:
+            out.append(({"key": key, "bucket": bucket, "error": "NoAnswer", "message": "the function returned no entry"}, model, False))
+    return out

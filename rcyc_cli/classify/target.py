@@ -1,0 +1,124 @@
+"""Where ``rcyc classify`` sends its events: AWS Lambda, or the local stack, through the same Lambda Invoke
+API and the same boto3 client (adaptive retries for throttling; per-event retries of transient failures)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+
+from rcyc_core.errors import FunctionError
+
+from ..cloud.aws import translate
+from ..invocation import Report, decode_reply, parse_report
+
+# Whole-invocation failures worth another try: throttling left after boto3's own retries, Lambda's or the
+# emulator's transient faults, a timeout.
+TRANSIENT = {"TooManyRequestsException", "ServiceException", "EC2ThrottledException", "ResourceNotReadyException",
+             "Unreachable", "EmulatorError", "Timeout", "500", "502", "503", "504", "ThrottlingException"}
+
+
+@dataclass
+class Target:
+    kind: str  # "aws" | "local"
+    lam: object  # a boto3 Lambda client
+    function: str
+    endpoint: str
+    memory_mb: int
+    architecture: str
+    timeout: int
+    concurrency_limit: int | None = None  # reserved (or the account's unreserved) concurrency
+    model_bucket: str | None = None  # the bucket whose pointer names the function's model
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Answer:
+    response: dict
+    report: Report
+    wall_ms: float
+    attempts: int
+
+
+def lambda_client(endpoint_url: str | None, region: str | None, timeout: int, pool: int, session=None, credentials=None):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, read_timeout=timeout + 30, connect_timeout=5,
+                    max_pool_connections=max(10, pool))
+    return (session or boto3).client("lambda", endpoint_url=endpoint_url, region_name=region, config=config,
+                                     **(credentials or {}))
+
+
+def invoke(target: Target, event: dict, attempts: int = 3, backoff: float = 1.0) -> Answer:
+    """One event, synchronously, with its log tail; FunctionError after ``attempts`` transient failures."""
+    for attempt in range(1, attempts + 1):
+        started = time.perf_counter()
+        try:
+            return Answer(*_invoke_once(target, event), wall_ms=(time.perf_counter() - started) * 1000, attempts=attempt)
+        except FunctionError as exc:
+            if exc.kind not in TRANSIENT or attempt == attempts:
+                raise
+        time.sleep(backoff * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def _invoke_once(target: Target, event: dict) -> tuple[dict, Report]:
+    try:
+        reply = target.lam.invoke(FunctionName=target.function, InvocationType="RequestResponse", LogType="Tail",
+                                  Payload=json.dumps(event).encode())
+    except Exception as exc:
+        error = translate(f"invoke {target.function}", exc)
+        raise FunctionError(error.message, kind=error.kind, hint=error.hint) from None
+    raw = reply["Payload"].read().decode("utf-8", "replace")
+    tail = base64.b64decode(reply["LogResult"]).decode("utf-8", "replace").splitlines() if reply.get("LogResult") else []
+    response = decode_reply(raw)
+    if reply.get("FunctionError") or not isinstance(response, dict) or "results" not in response:
+        raise FunctionError(f"the function answered without a result: {raw[:120]!r}", kind="BadResponse")
+    return response, parse_report(tail)
+
+
+def aws_target(function: str, region: str | None, concurrency: int) -> tuple[Target, object]:
+    """The deployed function (its memory, architecture, model bucket and concurrency limit) and an S3 client."""
+    from ..cloud.aws import Aws, aws_call, get_or_none
+
+    aws = Aws(region)
+    config = aws_call(f"read the function {function}", aws.client("lambda").get_function_configuration, FunctionName=function)
+    lam = lambda_client(None, aws.region, config.get("Timeout", 900), concurrency, session=aws.session)
+    reserved = (get_or_none(f"read the concurrency of {function}", aws.client("lambda").get_function_concurrency,
+                            ("ResourceNotFoundException",), FunctionName=function) or {}).get("ReservedConcurrentExecutions")
+    if reserved is None:
+        try:
+            account = aws.client("lambda").get_account_settings()["AccountLimit"]
+            reserved = account.get("UnreservedConcurrentExecutions") or account.get("ConcurrentExecutions")
+        except Exception:  # not allowed to read it, or not supported by the endpoint: no cap beyond --concurrency
+            reserved = None
+    env = (config.get("Environment") or {}).get("Variables", {})
+    target = Target("aws", lam, function, f"aws ({aws.region})", config.get("MemorySize", 128),
+                    (config.get("Architectures") or ["x86_64"])[0], config.get("Timeout", 900), reserved,
+                    env.get("RCYC_MODEL_BUCKET"))
+    return target, aws.client("s3")
+
+
+def local_target(function: str, concurrency: int, report) -> tuple[Target, object]:
+    """The warm local stack (started if none runs) through its Lambda Invoke API, and its S3."""
+    from ..cloud.aws import s3_client
+    from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+    from ..local import stack
+
+    running = stack.find()
+    if running is None:
+        report.status("starting the local stack (rcyc local down stops it)")
+        running = stack.up(stack.StackConfig(runtime="process"))
+    config = running.state["config"]
+    lam = lambda_client(running.endpoint_url, LOCAL_REGION, config["timeout"], concurrency, credentials=LOCAL_CREDENTIALS)
+    target = Target("local", lam, function, running.endpoint_url, config["memory"], _machine_architecture(),
+                    config["timeout"], config["instances"], config["bucket"])
+    return target, s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
+
+
+def _machine_architecture() -> str:
+    import platform
+
+    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"

@@ -1,0 +1,51 @@
+"""rcyc classify s3://BUCKET/PREFIX: a whole prefix of images, on the local pool or fanned out on Lambda."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
+from .options import json_option, region_option
+
+
+@click.command()
+@click.argument("uri", metavar="s3://BUCKET/PREFIX")
+@click.option("--local", is_flag=True, help="Use the warm local stack (started if none runs) instead of AWS Lambda.")
+@click.option("--function", "function", default=DEFAULT_FUNCTION, show_default=True, envvar="RCYC_FUNCTION",
+              help="The function to invoke. [env RCYC_FUNCTION]")
+@click.option("--concurrency", "-c", default=32, show_default=True, type=click.IntRange(1, 1000),
+              help="Events in flight at once (never above the function's reserved or the account's concurrency).")
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1, 1000), help="Records per event.")
+@click.option("--results-prefix", default=DEFAULT_RESULTS_PREFIX, show_default=True,
+              help="Each key's result goes to <prefix><key>.json in the bucket.")
+@click.option("--output", type=click.Path(path_type=Path), help="Also one line per key here (.jsonl or .csv).")
+@click.option("--force", is_flag=True, help="Classify again keys whose result for the current model exists.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many images.")
+@click.option("--dry-run", is_flag=True, help="List, count and estimate the cost; invoke nothing.")
+@region_option
+@json_option
+@click.pass_context
+def classify(ctx, uri, local, function, concurrency, batch_size, results_prefix, output, force, limit, dry_run, region, as_json):
+    """Classify every image under s3://BUCKET/PREFIX (a backfill), resumably.
+
+    Keys are listed page by page; other objects are counted, never invoked. A key whose result for the
+    current model exists is skipped (--force classifies it again), so an interrupted run continues where
+    it stopped and a promoted model makes the next run reclassify.
+    """
+    from ..classify.run import ClassifyOptions, classify as run_classify
+    from ..classify.target import aws_target, local_target
+    from ..exit_status import ExitStatus
+    from ..render import console
+    from ..render.classify import render_summary
+    from ..render.progress import rich_reporter
+
+    options = ClassifyOptions(uri, local, None, function, concurrency, batch_size, results_prefix, output, force, limit,
+                              dry_run, region)
+    with rich_reporter(quiet=as_json, transient=True) as report:
+        target, s3 = local_target(function, concurrency, report) if local else aws_target(function, region, concurrency)
+        summary = run_classify(options, target, s3, report)
+    console.print_json(summary) if as_json else render_summary(summary)
+    if summary.get("errors"):
+        ctx.exit(ExitStatus.RECORD_ERRORS)

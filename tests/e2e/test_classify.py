@@ -1,0 +1,159 @@
+"""rcyc classify against a real local stack: moto's server (the stack's S3), the real emulator pool, and the
+stack's Lambda Invoke API through boto3's Lambda client (the same path as AWS Lambda)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+from rcyc_cli.cloud import aws as cloud_aws, store
+from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+from rcyc_cli.local import stack
+from rcyc_cli.main import cli
+from rcyc_core.manifest import Manifest
+from tests.conftest import IMAGES, MODELS, class_images
+
+pytestmark = pytest.mark.e2e
+BUCKET = "photo-archive"
+# Keys a backfill meets: spaces, '+', unicode, deep "folders".
+FOLDERS = ["photos/with space/", "photos/plus+sign/", "photos/ünïcødé/", "photos/a/b/c/"]
+
+
+@pytest.fixture(scope="module")
+def local_stack(rie_path, tmp_path_factory):
+    """A private warm stack (its own RCYC_CACHE_HOME), stopped after the module, also on failure."""
+    saved = {name: os.environ.get(name) for name in ("RCYC_CACHE_HOME", "RCYC_RIE")}
+    os.environ["RCYC_CACHE_HOME"] = str(tmp_path_factory.mktemp("classify-cache"))
+    os.environ["RCYC_RIE"] = str(rie_path)
+    try:
+        running = stack.up(stack.StackConfig(runtime="process", instances=2))
+        s3 = cloud_aws.s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
+        s3.create_bucket(Bucket=BUCKET)
+        yield running, s3
+    finally:
+        stack.down()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def put_images(s3, prefix_folders: list[str], copies: int) -> dict[str, str]:
+    """Upload the class drawings ``copies`` times under each folder; returns key -> true label."""
+    truth = {}
+    for folder in prefix_folders:
+        for n in range(copies):
+            for label, path in class_images():
+                key = f"{folder}{n}-{path.name}"
+                s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
+                truth[key] = label
+    return truth
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["classify", *map(str, args)], catch_exceptions=False)
+
+
+def results(s3, prefix: str = "results/") -> dict[str, dict]:
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = json.loads(s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read())
+    return found
+
+
+def test_a_prefix_of_tricky_keys_is_classified_once_and_reruns_invoke_nothing(local_stack, tmp_path):
+    _, s3 = local_stack
+    truth = put_images(s3, FOLDERS, copies=3)  # 4 folders x 3 copies x 20 drawings = 240 images
+    for name in ("empty.jpg", "not_an_image.jpg", "truncated.jpg"):
+        s3.put_object(Bucket=BUCKET, Key=f"photos/broken/{name}", Body=(IMAGES / "bad" / name).read_bytes())
+    s3.put_object(Bucket=BUCKET, Key="photos/notes.txt", Body=b"not an image")
+    s3.put_object(Bucket=BUCKET, Key="photos/a/table.csv", Body=b"x,y\n")
+    output = tmp_path / "out.jsonl"
+
+    first = run(f"s3://{BUCKET}/photos/", "--local", "--json", "--output", output)
+    assert first.exit_code == 7, first.stderr  # the broken files are record errors
+    summary = json.loads(first.stdout)
+    assert summary["images"] == len(truth) + 2 and summary["not_images"] == 3  # empty.jpg (0 bytes) is no image either
+    assert summary["classified"] == len(truth) and sum(summary["per_class"].values()) == len(truth)
+    assert summary["errors"] == {"NotAnImage": 1, "CorruptImage": 1}
+
+    stored = results(s3)
+    for key, label in truth.items():
+        assert stored[f"results/{key}.json"]["label"] == label, key
+    assert stored["results/photos/broken/not_an_image.jpg.json"]["error"] == "NotAnImage"
+    assert not any(k.endswith(("notes.txt.json", "table.csv.json", "empty.jpg.json")) for k in stored)
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(line["key"] for line in lines) == sorted([*truth, "photos/broken/not_an_image.jpg",
+                                                            "photos/broken/truncated.jpg"])
+    assert all(line["model_version"] for line in lines)
+
+    again = json.loads(run(f"s3://{BUCKET}/photos/", "--local", "--json", "--output", output).stdout)
+    assert again["invocations"] == 0 and again["classified"] == 0 and again["done_before"] == len(truth) + 2
+    assert len(output.read_text().splitlines()) == len(lines)  # every key again, once
+
+    plan = json.loads(run(f"s3://{BUCKET}/photos/", "--local", "--json", "--dry-run").stdout)
+    assert plan["dry_run"] and plan["to_classify"] == 0 and plan["estimate"]["invocations"] == 0
+    plan = json.loads(run(f"s3://{BUCKET}/photos/", "--local", "--json", "--dry-run", "--force").stdout)
+    assert plan["to_classify"] == len(truth) + 2 and plan["estimate"]["invocations"] == -(-(len(truth) + 2) // 16)
+    assert plan["estimate"]["cost_usd"] > 0 and len(results(s3)) == len(truth) + 2  # nothing was invoked
+
+
+def test_sigterm_mid_run_loses_nothing_and_the_rerun_finishes_the_rest(local_stack):
+    _, s3 = local_stack
+    truth = put_images(s3, ["batch/"], copies=6)  # 114 images
+    command = [sys.executable, "-m", "rcyc_cli.main", "classify", f"s3://{BUCKET}/batch/", "--local", "--json",
+               "--concurrency", "1", "--batch-size", "2", "--results-prefix", "batch-results/"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(results(s3, "batch-results/")) < 10 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    done = len(results(s3, "batch-results/"))
+    assert 0 < done < len(truth)
+    rest = json.loads(run(f"s3://{BUCKET}/batch/", "--local", "--json", "--results-prefix", "batch-results/").stdout)
+    assert rest["done_before"] == done and rest["classified"] == len(truth) - done
+    stored = results(s3, "batch-results/")
+    assert sorted(stored) == sorted(f"batch-results/{key}.json" for key in truth)
+    assert all(stored[f"batch-results/{key}.json"]["label"] == label for key, label in truth.items())
+
+
+def test_a_promoted_model_makes_the_next_run_reclassify(local_stack):
+    running, s3 = local_stack
+    truth = put_images(s3, ["promote/"], copies=1)
+    first = json.loads(run(f"s3://{BUCKET}/promote/", "--local", "--json").stdout)
+    assert first["classified"] == len(truth)
+    model_bucket = running.state["config"]["bucket"]
+    store.put_model(s3, model_bucket, Manifest.load(MODELS["softmax"]), MODELS["softmax"])  # moves the pointer
+    second = json.loads(run(f"s3://{BUCKET}/promote/", "--local", "--json").stdout)
+    assert second["classified"] == len(truth) and second["done_before"] == 0
+    assert {m["sha256"] for m in second["models"]} == {Manifest.load(MODELS["softmax"]).sha256}
+
+
+def test_throttling_from_the_invoke_api_is_retried_to_completion(local_stack):
+    running, s3 = local_stack
+    truth = put_images(s3, ["throttled/"], copies=1)
+    request = urllib.request.Request(running.endpoint_url + "/rcyc/faults", method="POST",
+                                     data=json.dumps({"next": 4, "status": 429}).encode())
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert json.loads(reply.read())["next"] == 4
+    summary = json.loads(run(f"s3://{BUCKET}/throttled/", "--local", "--json", "--batch-size", "4").stdout)
+    assert summary["classified"] == len(truth) and not summary["errors"]
+    with urllib.request.urlopen(running.endpoint_url + "/rcyc/faults", timeout=10) as reply:
+        faults = json.loads(reply.read())
+    assert faults["next"] == 0 and faults["injected"] >= 4  # every 429 was answered, and retried through
