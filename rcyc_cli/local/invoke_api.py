@@ -49,6 +49,7 @@ INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ARN_RE = re.compile(r"arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:(?P<rest>.+)")
 PARTIAL_ARN_RE = re.compile(r"\d{12}:function:(?P<rest>.+)")
+DIGITS_RE = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit would take "²")
 QUALIFIER_RE = re.compile(r"\$LATEST|[A-Za-z0-9_-]{1,128}")
 
 # Which member carries the message, per error shape in AWS's model (botocore reads either).
@@ -394,10 +395,11 @@ def make_handler(api: Api, status_path: str):
             lengths = self.headers.get_all("Content-Length") or []
             if not lengths:
                 return b""
-            if len(set(v.strip() for v in lengths)) != 1 or not lengths[0].strip().isdigit():
+            if len(set(v.strip() for v in lengths)) != 1 or not DIGITS_RE.fullmatch(lengths[0].strip()):
                 self._give_up()
                 raise invalid_content("Content-Length is not a number of bytes")
-            length = int(lengths[0].strip())
+            digits = lengths[0].strip().lstrip("0") or "0"
+            length = int(digits) if len(digits) <= 15 else DRAIN_LIMIT + 1  # a claim of petabytes is simply too large
             if length > limit:
                 if length <= DRAIN_LIMIT:
                     self._read_exactly(length, drop=True)

@@ -437,9 +437,10 @@ def test_a_lying_content_length_is_answered_after_the_read_timeout(local_stack):
                      b"Content-Length: 100\r\n\r\n{\"a\":")
         assert check_reply(read_reply(sock)) == 400
         assert time.monotonic() - started < 10
-    with socket.create_connection(("127.0.0.1", port_of(local_stack))) as sock:  # a huge claim: refused at once
-        sock.sendall(b"POST /2015-03-31/functions/function/invocations HTTP/1.1\r\nContent-Length: 99999999999999\r\n\r\n")
-        assert check_reply(read_reply(sock)) == 413
+    for claim, status_code in [(b"99999999999999", 413), (b"9" * 5000, 413), ("\u00b2".encode("latin-1"), 400), (b"0x10", 400)]:
+        with socket.create_connection(("127.0.0.1", port_of(local_stack))) as sock:  # answered at once
+            sock.sendall(b"POST /2015-03-31/functions/function/invocations HTTP/1.1\r\nContent-Length: " + claim + b"\r\n\r\n")
+            assert check_reply(read_reply(sock)) == status_code, claim[:20]
     still_answers(local_stack)
 
 
@@ -478,14 +479,16 @@ def bodies(draw) -> bytes:
 @settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                                              HealthCheck.large_base_example])
 @given(method=METHODS, path=PATHS, body=bodies(), headers=EXTRA_HEADERS,
-       length=st.sampled_from(["exact", "none", "less", "more", "garbage", "negative", "huge", "twice"]),
+       length=st.sampled_from(["exact", "none", "less", "more", "garbage", "negative", "huge", "endless", "not-ascii",
+                                "zeros", "twice"]),
        ending=st.sampled_from(["wait", "half-close", "hang-up"]), cut=st.floats(0, 1))
 def test_malformed_requests_never_stop_the_next_valid_invoke(local_stack, method, path, body, headers, length, ending, cut):
     declared = {"exact": str(len(body)), "less": str(len(body) // 2), "more": str(len(body) + 1000), "garbage": "12abc",
-                "negative": "-5", "huge": "9" * 20, "twice": None, "none": None}[length]
+                "negative": "-5", "huge": "9" * 20, "endless": "9" * 5000, "not-ascii": "\u00b3", "zeros": f"000{len(body)}",
+                "twice": None, "none": None}[length]
     lines = [f"{method} {path} HTTP/1.1".encode("latin-1", "replace"), b"Host: 127.0.0.1"]
     if declared is not None:
-        lines.append(f"Content-Length: {declared}".encode())
+        lines.append(f"Content-Length: {declared}".encode("latin-1"))
     if length == "twice":
         lines += [f"Content-Length: {len(body)}".encode(), f"Content-Length: {len(body) + 1}".encode()]
     lines += [f"{name}: {value}".encode("latin-1") for name, value in headers]
