@@ -22,8 +22,14 @@ def read_config() -> dict:
     if not path.is_file():
         return {}
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 (byte {exc.start})", hint="Save it as UTF-8, or point RCYC_CONFIG elsewhere.") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", hint="Fix its permissions, or point RCYC_CONFIG elsewhere.") from None
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise InputError(f"{path} is not valid TOML: {exc}", hint="Fix the file, or point RCYC_CONFIG elsewhere.") from None
 
 

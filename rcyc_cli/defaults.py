@@ -26,5 +26,6 @@ DEFAULT_BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
 LOCAL_REGION = "us-east-1"
 DEFAULT_STACK_INSTANCES = 2
 DEFAULT_BATCH_SIZE = 16
+LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024  # bytes: what a synchronous Lambda invoke carries (request and response)
 # Throwaway credentials, only ever sent to local emulators and the embedded S3: never the user's own.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "rcyc-local", "aws_secret_access_key": "rcyc-local-not-a-secret"}

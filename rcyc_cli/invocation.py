@@ -17,7 +17,9 @@ class Report:
     duration_ms: float | None = None
     billed_ms: float | None = None
     init_ms: float | None = None
-    memory_mb: int | None = None
+    memory_mb: int | None = None  # the configured memory, as the emulator reports it
+    peak_mb: float | None = None  # the function's real peak resident memory during this invocation (process runtime)
+    memory_enforced: bool | None = None  # whether memory_mb is a limit the function cannot exceed here
 
     @property
     def cold(self) -> bool:
@@ -28,7 +30,7 @@ class Report:
 
     def to_dict_raw(self) -> dict:
         return {"init_ms": self.init_ms, "duration_ms": self.duration_ms, "billed_ms": self.billed_ms,
-                "memory_mb": self.memory_mb}
+                "memory_mb": self.memory_mb, "peak_mb": self.peak_mb, "memory_enforced": self.memory_enforced}
 
 
 

@@ -8,6 +8,7 @@ so `rcyc --help` stays fast.
 from __future__ import annotations
 
 import os
+import signal
 
 import click
 
@@ -25,34 +26,79 @@ class RcycGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            # A bad option value or an unknown option: the same one error: line and hint: line as any
+            # other expected failure, with click's exit status 2.
+            from .render import console
+
+            command = exc.ctx.command_path if exc.ctx else "rcyc"
+            console.error(exc.format_message(), f"See: {command} --help")
+            ctx.exit(exc.exit_code)
         except RcycError as exc:
             from .render import console
 
             console.log_lines(getattr(exc, "logs", None) or [])
             console.error(exc.message, exc.hint)
             ctx.exit(for_error(exc))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             from .render import console
 
+            if isinstance(exc, Terminated):
+                console.error(f"stopped by {exc.name}; everything rcyc started has been stopped")
+                ctx.exit(128 + exc.signum)
             console.error("interrupted; everything rcyc started has been stopped")
             ctx.exit(ExitStatus.INTERRUPTED)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds exactly as Ctrl-C does (every ``finally`` and ExitStack stops what it
+    started), then exits 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+def stop_like_ctrl_c() -> None:
+    """SIGTERM and SIGHUP raise ``Terminated`` in the main thread. Once raised, further SIGTERM/SIGHUP are
+    ignored so that the clean-up they asked for is not cut short by a second one."""
+
+    def handler(signum, frame):
+        for other in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(other, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:  # nohup (SIG_IGN) is respected
+            signal.signal(signum, handler)
 
 
 def load_config(ctx: click.Context) -> None:
     """rcyc.toml (or RCYC_CONFIG) in the lowest place of: flags > environment > config file > defaults.
     Its top-level keys are option names (bucket = "...", model = "...") applied to every command that has
     that option, subcommands of groups (rcyc models promote, rcyc local up) included."""
-    try:
-        settings = read_config()
-    except RcycError as exc:
-        raise click.UsageError(exc.message) from None
+    settings = read_config()  # an unreadable file is an InputError: one error: and hint: line, exit 3
     settings = {key.replace("-", "_"): value for key, value in settings.items() if not isinstance(value, dict)}
     ctx.default_map = _defaults_for(ctx.command, settings)
 
 
 def _defaults_for(command: click.Command, settings: dict) -> dict:
-    """click's default_map for ``command``: its own options' values, and a nested map per subcommand."""
-    defaults = {p.name: settings[p.name] for p in command.params if p.name in settings}
+    """click's default_map for ``command``: its own options' values, and a nested map per subcommand. A
+    value of the wrong kind (``model = 5``) is refused here, naming the file."""
+    from .config import config_path
+
+    defaults = {}
+    for param in command.params:
+        if param.name not in settings:
+            continue
+        value = settings[param.name]
+        textual = isinstance(param.type, (click.Path, click.Choice)) or param.type is click.STRING
+        if isinstance(value, list) or (textual and not isinstance(value, str)):
+            from rcyc_core.errors import InputError
+
+            raise InputError(f"{config_path()}: {param.name} = {value!r} is not a {'string' if textual else 'single value'}",
+                             hint=f'Write it as {param.name} = "..." (or remove it).')
+        defaults[param.name] = value
     for name, sub in getattr(command, "commands", {}).items():
         defaults[name] = _defaults_for(sub, settings)
     return defaults
@@ -89,6 +135,7 @@ for _command in all_commands():
 
 
 def main() -> None:
+    stop_like_ctrl_c()
     cli(prog_name="rcyc")
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rcyc_core import backends
+from rcyc_core.config import Config
+from rcyc_core.errors import InputError
 from rcyc_core.inference import Classifier, Item
 from rcyc_core.results import empty_response, error_entry
 
+from .files import read_regular
 from .model_source import resolve_model
 from .reporting import SILENT, Reporter
 
@@ -29,12 +33,13 @@ class Predictor:
     def classify(self, paths: list[Path]) -> dict:
         response = empty_response(self.classifier.manifest.summary())
         items = []
+        limit = Config().max_bytes
         for index, path in enumerate(paths):
-            try:
-                items.append(Item(index, None, str(path), Path(path).read_bytes()))
-            except OSError as exc:
-                kind = "FileNotFound" if isinstance(exc, FileNotFoundError) else "UnreadableFile"
-                response["errors"].append(error_entry(index, None, str(path), kind, f"cannot read {path}: {exc.strerror}"))
+            try:  # regular files only, bounded: never a device (/dev/zero) or a FIFO
+                items.append(Item(index, None, str(path), read_regular(Path(path), limit, what="image")))
+            except InputError as exc:
+                kind = "FileNotFound" if not os.path.lexists(path) else "UnreadableFile"
+                response["errors"].append(error_entry(index, None, str(path), kind, exc.message))
         results, errors = self.classifier.classify(items)
         response["results"] = results
         response["errors"] = sorted(response["errors"] + errors, key=lambda entry: entry["record"])

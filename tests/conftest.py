@@ -29,6 +29,39 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow: runs under CI=true or RCYC_HYPOTHESIS=full"))
 
 
+def _installed_emulator() -> str | None:
+    """The emulator as the user has it installed (found before the tests' own cache hides the user's)."""
+    from rcyc_cli.local import rie
+    from rcyc_core.errors import RcycError
+
+    try:
+        return str(rie.locate())
+    except RcycError:
+        return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_home(tmp_path_factory):
+    """The whole session runs with an rcyc cache of its own: never the user's models, state or stack. The
+    user's installed emulator is still used (read-only, through RCYC_RIE)."""
+    emulator = os.environ.get("RCYC_RIE") or _installed_emulator()
+    patch = pytest.MonkeyPatch()
+    cache = str(tmp_path_factory.mktemp("rcyc-cache-home"))
+    patch.setenv("RCYC_CACHE_HOME", cache)
+    if emulator:
+        patch.setenv("RCYC_RIE", emulator)
+    yield cache
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def private_cache_home(session_cache_home, tmp_path_factory, monkeypatch):
+    """Each test gets an rcyc cache (and so a stack state) of its own, unless its module set up its own
+    private one on purpose (a module-wide warm stack)."""
+    if os.environ.get("RCYC_CACHE_HOME") == session_cache_home:
+        monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path_factory.mktemp("rcyc-cache")))
+
+
 def examples(full: int) -> int:
     """How many examples a property test runs: ``full`` in the full profile, a twentieth (at least 20) otherwise."""
     return full if FULL_PROPERTIES else max(20, full // 20)
@@ -55,7 +88,7 @@ def need(condition: bool, what: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def rie_path() -> Path:
+def rie_path(session_cache_home) -> Path:
     from rcyc_cli.local import rie
     from rcyc_core.errors import RcycError
 

@@ -1,4 +1,6 @@
-"""S3 event parsing: the seed's short form and the full AWS S3 notification form, any number of records.
+"""S3 event parsing: the seed's short form and the full AWS S3 notification form, any number of records,
+also as they reach a function through SNS or SQS (each wrapped S3 record becomes a record of its own;
+``record`` is the index in that flattened list).
 
 Top-level problems (not an object, no Records list) raise EventError; a problem with one record only
 makes that record an error or a skip, never costs the others.
@@ -6,6 +8,7 @@ makes that record an error or a skip, never costs the others.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from urllib.parse import quote_plus, unquote_plus
 
@@ -50,7 +53,56 @@ def parse(event: object) -> list[Record]:
         raise EventError("the event has no Records")
     if not isinstance(records, list):
         raise EventError(f"Records must be a list, not {type(records).__name__}")
-    return [parse_record(i, record) for i, record in enumerate(records)]
+    parsed: list[Record] = []
+    for record in records:
+        for inner in unwrap(record):
+            parsed.append(parse_record(len(parsed), inner) if not isinstance(inner, _Refused) else inner.at(len(parsed)))
+    return parsed
+
+
+MAX_WRAPPING = 2  # S3 -> SNS -> SQS is the deepest real delivery path
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A wrapped record that cannot be unwrapped (its message is not JSON, or holds no S3 records)."""
+
+    skip: bool
+    message: str
+
+    def at(self, index: int) -> Record:
+        return SkippedRecord(index, None, None, self.message) if self.skip else BadRecord(index, None, None, self.message)
+
+
+def unwrap(record: object, depth: int = 0) -> list:
+    """The S3 records inside an SNS- or SQS-delivered record (an S3 notification published to SNS, queued
+    in SQS, or both); any other record as it is. Each inner S3 record becomes a record of its own."""
+    if not isinstance(record, dict):
+        return [record]
+    source = record.get("eventSource", record.get("EventSource"))
+    if source == "aws:sqs":
+        message, via = record.get("body"), "SQS body"
+    elif source == "aws:sns":
+        sns = record.get("Sns")
+        message, via = (sns.get("Message") if isinstance(sns, dict) else None), "SNS message"
+    else:
+        return [record]
+    if depth >= MAX_WRAPPING:
+        return [_Refused(False, f"{via} wrapped more than {MAX_WRAPPING} deep")]
+    if not isinstance(message, str):
+        return [_Refused(True, f"not an S3 event (eventSource {source!r} without a {via} string)")]
+    try:
+        inner = json.loads(message)
+    except (ValueError, RecursionError):
+        return [_Refused(True, f"not an S3 event ({via} is not JSON)")]
+    if isinstance(inner, dict) and inner.get("Type") == "Notification" and isinstance(inner.get("Message"), str):
+        # SNS delivered to SQS without raw message delivery: the S3 event is the envelope's Message.
+        return unwrap({"EventSource": "aws:sns", "Sns": inner}, depth + 1)
+    if isinstance(inner, dict) and inner.get("Event") == "s3:TestEvent":
+        return [_Refused(True, "an s3:TestEvent (sent when a notification is configured), not an object")]
+    if not (isinstance(inner, dict) and isinstance(inner.get("Records"), list)):
+        return [_Refused(True, f"not an S3 event ({via} holds no Records)")]
+    return [item for inner_record in inner["Records"] for item in unwrap(inner_record, depth + 1)]
 
 
 def parse_record(index: int, record: object) -> Record:

@@ -21,6 +21,9 @@ from .results import empty_response, error_entry, skipped_entry
 from .s3 import client_error_code, make_s3_client, object_read_error
 
 
+CHUNK_RECORDS = 32  # images fetched, decoded and predicted together; bounds the memory of any event
+
+
 class Function:
     def __init__(self, config: Config | None = None, s3=None):
         self.config = config or Config.from_env()
@@ -86,6 +89,12 @@ class Function:
                 response["errors"].append(error_entry(record.index, record.bucket, record.key, exc.kind, exc.message))
             return
         response["model"] = classifier.manifest.summary()
+        # Bounded chunks: at most CHUNK_RECORDS images (their bytes and their model inputs) are in memory at
+        # once, so memory stays flat whatever the record count; each chunk is one backend batch.
+        for start in range(0, len(objects), CHUNK_RECORDS):
+            self._classify_chunk(classifier, objects[start:start + CHUNK_RECORDS], response)
+
+    def _classify_chunk(self, classifier, objects: list[events.ObjectRecord], response: dict) -> None:
         items = []
         # Fetch in parallel (per-record latency is mostly waiting on S3) with threads kept for the instance's
         # life; a single record is fetched inline, with no thread hand-off at all.

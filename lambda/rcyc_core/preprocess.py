@@ -18,6 +18,9 @@ from .errors import ImageError
 Image.MAX_IMAGE_PIXELS = None
 
 
+MAX_INPUT_SIDE = 4096  # pixels: far above any image classifier's input (224, 512), far below what exhausts memory
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What a model expects: RGB images of width x height, scaled as ``scale`` says."""
@@ -34,6 +37,9 @@ class InputSpec:
         spec = cls(int(data["width"]), int(data["height"]), str(data.get("scale", "0..1")))
         if spec.scale != "0..1" or spec.width < 1 or spec.height < 1 or int(data.get("channels", 3)) != 3:
             raise ValueError(f"unsupported input spec {data!r}")
+        if spec.width > MAX_INPUT_SIDE or spec.height > MAX_INPUT_SIDE:
+            # Checked before anything is allocated: a 100000x100000 input would need 120 GB per image.
+            raise ValueError(f"input {spec.width}x{spec.height} is larger than {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}")
         return spec
 
 

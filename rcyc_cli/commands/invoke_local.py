@@ -16,12 +16,29 @@ runtime_option = click.option(
     "engine answers. [env RCYC_RUNTIME]")
 
 
+def endpoint_url(ctx, param, value):
+    """An http(s) URL with a host, or a usage error naming the value (never a traceback from botocore)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:5000")
+    return value
+
+
 @click.command("invoke-local")
-@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1)
 @click.option("--event", "event_file", type=click.Path(path_type=Path), help="Post this S3 event JSON instead of one made for IMAGES.")
 @model_option
 @bucket_option
-@click.option("--endpoint-url", envvar="RCYC_LOCAL_S3_ENDPOINT",
+@click.option("--endpoint-url", envvar="RCYC_LOCAL_S3_ENDPOINT", callback=endpoint_url,
               help="Use this S3 endpoint instead of the embedded one. [env RCYC_LOCAL_S3_ENDPOINT]")
 @rie_option
 @timeout_option
@@ -53,7 +70,12 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
     from ..paths import DEFAULT_IMAGE
     from ..render import console, results
     from ..render.progress import rich_reporter
+    from rcyc_core.errors import InputError
 
+    if any(not image.strip() for image in images):
+        # Path("") is "." (the whole current folder): an empty argument is a mistake, not a request for that.
+        raise InputError("an empty path was given as an image", hint="Give image files, a directory, or a quoted pattern.")
+    images = tuple(Path(image) for image in images)
     if not images and not event_file:
         images = (DEFAULT_IMAGE,)
     spec = FunctionSpec(runtime=runtime, flavor=flavor, base_image=base_image, ca_bundle=ca_bundle, rie=rie,
@@ -62,6 +84,10 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
     with rich_reporter(quiet=as_json, transient=True) as report:
         local = run(options, report)
     info = {**local.info, **local.figures()}
+    peaks = [i.report.peak_mb for i in local.invocations if i.report.peak_mb is not None and i.report.memory_enforced is False]
+    if peaks and max(peaks) > memory:
+        console.warning(f"the function peaked at {max(peaks):.0f} MB, above --memory {memory} MB: Lambda would have stopped it "
+                        "(the process runtime reports memory, it cannot enforce it; --runtime docker does)")
     if logs:
         for invocation in local.invocations:
             console.log_lines(invocation.logs)

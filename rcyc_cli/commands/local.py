@@ -51,8 +51,7 @@ def local_status(ctx, as_json):
     if running is None:
         if as_json:
             console.print_json({"running": False})
-        else:
-            console.out.print("no local stack is running (a stale one would have been cleaned up); start one: rcyc local up")
+        console.error("no local stack is running (a stale one would have been stopped and removed)", "Start one: rcyc local up")
         ctx.exit(ExitStatus.MISSING_PREREQ)
     status = stack.describe(running)
     console.print_json(status) if as_json else tables.render_stack(status)

@@ -44,7 +44,7 @@ class ContainerSandbox(Sandbox):
             self.container = self.client.containers.run(
                 self.image, command=["app.handler"], entrypoint=entrypoint, environment=env, detach=True,
                 network_mode="host", volumes={str(self.rie.resolve()): {"bind": self.RIE_IN_CONTAINER, "mode": "ro"}},
-                labels={"rcyc.sandbox": self.name}, mem_limit=f"{self.memory}m",
+                labels={"rcyc.sandbox": self.name, "rcyc.owner": self.extra_env.get("RCYC_OWNER", "")}, mem_limit=f"{self.memory}m",
             )
         except Exception as exc:  # docker.errors.* or a broken connection: one line, not a traceback
             if hasattr(exc, "explanation"):
@@ -66,6 +66,15 @@ class ContainerSandbox(Sandbox):
             raise
         return self
 
+    def alive(self) -> bool:
+        if self.container is None:
+            return False
+        try:
+            self.container.reload()
+        except Exception:  # the engine lost it
+            return False
+        return self.container.status in ("created", "running")
+
     def read_log(self) -> bytes:
         try:
             return self.container.logs(stdout=True, stderr=True) if self.container else b""
@@ -76,7 +85,9 @@ class ContainerSandbox(Sandbox):
         from ..image import answers, engine_gone
 
         try:
-            return super().invoke(event)
+            answer = super().invoke(event)
+            answer.report.memory_enforced = True  # the container's memory limit is --memory
+            return answer
         except FunctionError as exc:
             if exc.kind == "EmulatorError" and not answers(self.client):
                 raise engine_gone(exc, "during the invocation") from None

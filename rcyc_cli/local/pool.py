@@ -44,11 +44,15 @@ class Pool:
         self.instances: list[Instance] = []
         self._idle: queue.Queue[Instance] = queue.Queue()
         self._lock = threading.Lock()
+        self._stopped = False  # once stopped, no instance is ever started or replaced again
 
     def start(self, warm: bool = True) -> "Pool":
         """Start every instance; with ``warm``, ping each once so its model is loaded before real work."""
-        for index in range(self.size):
-            self.instances.append(Instance(index, self.factory(index)))
+        with self._lock:
+            if self._stopped:
+                raise FunctionError("the pool was stopped before it started", kind="EmulatorError")
+            for index in range(self.size):
+                self.instances.append(Instance(index, self.factory(index)))
         with ThreadPoolExecutor(max_workers=self.size) as pool:
             list(pool.map(lambda instance: self._boot(instance, warm), self.instances))
         for instance in self.instances:
@@ -82,18 +86,34 @@ class Pool:
 
     @staticmethod
     def _alive(instance: Instance) -> bool:
-        process = getattr(instance.sandbox, "process", None)
-        return process is None or process.poll() is None
+        return instance.sandbox.alive()
 
     def _replace(self, instance: Instance) -> None:
-        instance.sandbox.stop()
-        instance.sandbox = self.factory(instance.index)
-        instance.restarts += 1
-        self._boot(instance, warm=False)
+        """A fresh sandbox for a dead one (process or container alike); never once the pool is stopped."""
+        with self._lock:
+            if self._stopped:
+                raise FunctionError("the function instances were stopped", kind="EmulatorError")
+            instance.sandbox.stop()
+            instance.sandbox = self.factory(instance.index)
+            instance.restarts += 1
+        try:
+            self._boot(instance, warm=False)
+        finally:
+            if self._stopped:  # stopped while this one booted: it goes too
+                instance.sandbox.stop()
+        if self._stopped:
+            raise FunctionError("the function instances were stopped", kind="EmulatorError")
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     def stop(self) -> None:
-        for instance in self.instances:
-            instance.sandbox.stop()
+        with self._lock:
+            self._stopped = True
+            sandboxes = [instance.sandbox for instance in self.instances]
+        for sandbox in sandboxes:
+            sandbox.stop()
 
 
 @dataclass
@@ -131,8 +151,9 @@ def run_keys(invoke: Callable[[dict], Invocation], bucket: str, keys: list[str],
         return offset, chunk, answer
 
     offsets = [(i * batch_size, chunk) for i, chunk in enumerate(chunks)]
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for offset, chunk, answer in pool.map(one, offsets):
+    executor = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
+        for offset, chunk, answer in executor.map(one, offsets):
             if isinstance(answer, FunctionError):
                 merged["errors"] += [error_entry(offset + i, bucket, key, answer.kind, answer.message) for i, key in enumerate(chunk)]
                 continue
@@ -141,6 +162,12 @@ def run_keys(invoke: Callable[[dict], Invocation], bucket: str, keys: list[str],
                 for entry in answer.response.get(name, []):
                     merged[name].append({**entry, "record": None if entry.get("record") is None else entry["record"] + offset})
             merged["model"] = answer.response.get("model") or merged["model"]
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM) or failed: events not yet posted are never posted; the ones in
+        # flight end when the caller stops the instances.
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown()
     for name in ("results", "errors", "skipped"):
         merged[name].sort(key=lambda entry: -1 if entry["record"] is None else entry["record"])
     return BatchRun(merged, invocations, time.perf_counter() - started)

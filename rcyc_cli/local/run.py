@@ -1,8 +1,13 @@
 """``rcyc invoke-local``: the whole local round trip, from files on disk to the function's answer.
 
 S3 (embedded moto server, or --endpoint-url) <- model + images; the emulator runs the function; one S3
-event with one record per image is posted to it. Everything started here is stopped on exit, on error
-and on Ctrl-C (ExitStack unwinds in all three cases).
+event with one record per image is posted to it. Everything started here is stopped on exit, on error,
+on Ctrl-C and on SIGTERM/SIGHUP (ExitStack unwinds in every case).
+
+A bucket another run can see (the warm stack's, or one at --endpoint-url) is shared: this run's images go
+under a prefix of its own (``runs/<run id>/images/``) and are removed afterwards, and on the warm stack
+the model pointer is never moved (the stack keeps the model it was started with; a run asking for another
+model gets instances of its own).
 """
 
 from __future__ import annotations
@@ -10,22 +15,29 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import mimetypes
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rcyc_core import events
+from rcyc_core.config import Config
 from rcyc_core.errors import EventError, InputError
 
 from ..cloud import aws, store
-from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, LOCAL_CREDENTIALS, LOCAL_REGION
+from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, IMAGES_PREFIX, LAMBDA_MAX_PAYLOAD,
+                        LOCAL_CREDENTIALS, LOCAL_REGION, POINTER_KEY)
+from ..files import check_name, is_regular, read_regular
 from ..invocation import Invocation
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
 from . import stack as stack_module
 from .pool import run_keys
-from .runtime import FunctionLauncher, FunctionSpec, seed_bucket
+from .runtime import FunctionLauncher, FunctionSpec
 from .s3_server import EmbeddedS3
+
+RUNS_PREFIX = "runs/"
 
 
 @dataclass
@@ -45,35 +57,51 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".we
 
 
 def expand_images(arguments: list[Path]) -> list[Path]:
-    """Files as given; directories and glob patterns expand to the image files in them (sorted)."""
+    """Files as given; directories and glob patterns expand to the image files in them (sorted). Only
+    regular files: a device, a FIFO or a socket is refused, named or found."""
     found: list[Path] = []
     for argument in arguments:
         text = str(argument)
+        if not text.strip():
+            raise InputError("an empty path was given as an image", hint="Give image files, a directory, or a quoted pattern.")
         if argument.is_dir():
-            found += sorted(p for p in argument.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(p for p in argument.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and is_regular(p))
         elif any(ch in text for ch in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if is_regular(p))
             if not matches:
                 raise InputError(f"no files match {text}", hint="Check the pattern (quote it so the shell does not expand it).")
             found += matches
-        elif argument.is_file():
+        elif is_regular(argument):
             found.append(argument)
+        elif argument.exists():
+            read_regular(argument, what="image")  # raises: says what it is instead (a device, a FIFO, ...)
         else:
-            raise InputError(f"{argument} does not exist or is not a file", hint="Check the path.")
+            raise InputError(f"{ascii(text)[1:-1]} does not exist or is not a file", hint="Check the path.")
+    for path in found:
+        check_name(path)
     return found
 
 
 def load_event(path: Path) -> dict:
+    """The event file, refused before anything starts if Lambda would refuse it: more than the 6 MB a
+    synchronous invoke carries, not UTF-8, not strict JSON (NaN, Infinity), nested too deep, no Records."""
+    data = read_regular(path, LAMBDA_MAX_PAYLOAD, what="event")
     try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read the event {path}: {exc.strerror}", hint="Give a JSON file with --event.") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventError(f"the event {path} is not UTF-8 (byte {exc.start})") from None
     try:
-        event = json.loads(text)
+        event = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise EventError(f"the event {path} is nested too deep") from None
     except ValueError as exc:
         raise EventError(f"the event {path} is not JSON: {exc}") from None
     events.parse(event)  # refuse a malformed event before starting anything
     return event
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON (Lambda refuses it)")
 
 
 @dataclass
@@ -92,7 +120,8 @@ class LocalRun:
         durations = sorted(i.report.duration_ms for i in self.invocations if i.report.duration_ms is not None)
         return {"invocations": len(self.invocations), "cold_starts": sum(i.report.cold for i in self.invocations),
                 "seconds": round(self.seconds, 3), "images_per_second": round(done / self.seconds, 2) if self.seconds else None,
-                "duration_ms_p50": durations[len(durations) // 2] if durations else None}
+                "duration_ms_p50": durations[len(durations) // 2] if durations else None,
+                "peak_mb": max((i.report.peak_mb for i in self.invocations if i.report.peak_mb is not None), default=None)}
 
 
 def run(options: Options, report: Reporter = SILENT) -> LocalRun:
@@ -102,12 +131,15 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
     if not images and event is None:
         raise InputError(f"no image files in {', '.join(map(str, options.images))}",
                          hint=f"Give image files ({', '.join(sorted(IMAGE_SUFFIXES))}), a directory holding some, or --event.")
-    pairs = store.image_keys(images)
+    run_id = uuid.uuid4().hex[:12]
     manifest, model_dir = resolve_model(options.model, report.status)
     warm = stack_module.find() if options.use_stack and options.endpoint_url is None else None
-    if warm is not None and (conflict := stack_conflict(options, warm.state["config"])):
-        report.status(f"not using the warm local stack: it runs with {conflict}")
+    if warm is not None and (conflict := stack_conflict(options, warm.state, manifest)):
+        report.status(f"not using the warm local stack: {conflict}")
         warm = None
+    shared = warm is not None or options.endpoint_url is not None
+    prefix = f"{RUNS_PREFIX}{run_id}/" if shared else ""
+    pairs = store.image_keys(images, prefix=prefix + IMAGES_PREFIX)
     launcher = FunctionLauncher(options.function, report) if warm is None else None
 
     with contextlib.ExitStack() as stack:
@@ -123,16 +155,20 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
                 stack.callback(s3_server.stop)
                 endpoint = s3_server.endpoint_url
         s3 = aws.s3_client(endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
+        if shared:
+            stack.callback(remove_prefix, s3, bucket, prefix)  # registered first, so it runs after the instances stop
         if warm is None:
             size = 1 if event is not None else max(1, min(options.concurrency, len(pairs)))
-            pool = launcher.start(s3, bucket, manifest, model_dir, size)
+            # Our own instances read a pointer of their own on a shared bucket: another run's model never answers here.
+            pointer = f"{prefix}current.json" if shared else POINTER_KEY
+            pool = launcher.start(s3, bucket, manifest, model_dir, size, pointer_key=pointer)
             stack.callback(pool.stop)
             invoke = lambda e: pool.invoke(e)[0]  # noqa: E731
             runtime = launcher.runtime
-        else:
-            seed_bucket(s3, bucket, manifest, model_dir)
-        store.put_images(s3, bucket, pairs)
+        put_images(s3, bucket, pairs)
         keys = [key for _, key in pairs]
+        if event is not None and prefix:
+            event = rebase_event(event, {f"{IMAGES_PREFIX}{path.name}": key for path, key in pairs}, report)
 
         started = time.perf_counter()
         if event is not None:
@@ -147,18 +183,75 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
             batch_run = run_keys(invoke, bucket, keys, batch_size=batch, concurrency=options.concurrency, on_done=report.done)
             invocations, response = batch_run.invocations, batch_run.response
         seconds = time.perf_counter() - started
-        info = {"runtime": runtime, "bucket": bucket, "s3_endpoint": endpoint,
-                "model": {"name": manifest.name, "version": manifest.version, "layout": manifest.layout}}
+        answered = response.get("model") if isinstance(response, dict) else None
+        model = {**(answered or manifest.summary()), "layout": manifest.layout if (answered or {}).get("sha256") in (None, manifest.sha256) else None}
+        info = {"runtime": runtime, "bucket": bucket, "s3_endpoint": endpoint, "model": model}
+        if prefix:
+            info["prefix"] = prefix
         return LocalRun(response, info, invocations, seconds)
 
 
-def stack_conflict(options: Options, config: dict) -> str | None:
-    """The first setting of the running stack that differs from what this invocation asks for, if any."""
-    spec = options.function
-    wanted = {"bucket": options.bucket, "timeout": spec.timeout, "memory": spec.memory, "flavor": spec.flavor}
+def put_images(s3, bucket: str, pairs: list[tuple[Path, str]]) -> None:
+    """Upload each image, read as a regular file of at most the function's object size limit."""
+    limit = Config().max_bytes
+    for path, key in pairs:
+        body = read_regular(path, limit, what="image")
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        aws.aws_call(f"upload {key}", s3.put_object, Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+
+def remove_prefix(s3, bucket: str, prefix: str) -> None:
+    """Remove this run's objects from a shared bucket (best effort: a stopped S3 has nothing to clean)."""
+    try:
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    except Exception:  # noqa: BLE001 - cleanup must never mask the run's own outcome
+        pass
+
+
+def rebase_event(event: dict, moved: dict[str, str], report: Reporter) -> dict:
+    """The event with each record naming an uploaded image (``images/<name>``) pointed at its per-run key."""
+    count = 0
+    records = []
+    for record in event.get("Records", []):
+        try:
+            key = events.unquote_plus(record["s3"]["object"]["key"])
+            if key in moved:
+                record = {**record, "s3": {**record["s3"], "object": {**record["s3"]["object"],
+                                                                      "key": events.quote_plus(moved[key], safe="/")}}}
+                count += 1
+        except (KeyError, TypeError):
+            pass
+        records.append(record)
+    if count:
+        report.status(f"{count} record(s) of the event point at this run's own copies of the images")
+    return {**event, "Records": records}
+
+
+def stack_conflict(options: Options, state: dict, manifest) -> str | None:
+    """Why the running stack cannot answer this invocation as asked (the first setting that differs), or None."""
+    from . import rie as rie_finder
+
+    config, spec = state["config"], options.function
+    wanted = {"bucket": options.bucket, "timeout": spec.timeout, "memory": spec.memory, "flavor": spec.flavor,
+              "base image": spec.base_image or DEFAULT_BASE_IMAGE,
+              "CA bundle": str(Path(spec.ca_bundle).resolve()) if spec.ca_bundle else None}
+    running = {"bucket": config.get("bucket"), "timeout": config.get("timeout"), "memory": config.get("memory"),
+               "flavor": config.get("flavor"), "base image": config.get("base_image") or DEFAULT_BASE_IMAGE,
+               "CA bundle": config.get("ca_bundle")}
     if spec.runtime != "auto":
-        wanted["runtime"] = spec.runtime
+        wanted["runtime"], running["runtime"] = spec.runtime, state.get("runtime")
+    if state.get("rie_path") is not None:
+        wanted["emulator"], running["emulator"] = str(Path(rie_finder.locate(spec.rie)).resolve()), state["rie_path"]
+    if options.model is not None:
+        stack_model = state.get("model") or {}
+        if stack_model.get("sha256") != manifest.sha256:
+            return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
+                    f"{manifest.name} {manifest.version} (starting instances of its own)")
     for name, value in wanted.items():
-        if config.get(name) != value:
-            return f"{name} {config.get(name)} (this call asks for {value}; rcyc local down, or --no-stack)"
+        if running.get(name) != value:
+            return f"it runs with {name} {running.get(name)}, this call asks for {value} (rcyc local down, or --no-stack)"
     return None

@@ -16,7 +16,7 @@ from rcyc_core.errors import PrerequisiteError
 from rcyc_core.manifest import Manifest
 
 from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_REPOSITORY, DEFAULT_TIMEOUT,
-                        LOCAL_REGION)
+                        LOCAL_REGION, POINTER_KEY)
 from ..reporting import SILENT, Reporter
 from . import rie as rie_finder
 from .pool import Pool
@@ -59,13 +59,13 @@ def choose_runtime(runtime: str, report: Reporter = SILENT, base_image: str | No
     return client
 
 
-def seed_bucket(s3, bucket: str, manifest: Manifest, model_dir: Path) -> None:
+def seed_bucket(s3, bucket: str, manifest: Manifest, model_dir: Path, pointer_key: str = POINTER_KEY) -> None:
     """A private bucket holding the model, named by the pointer (an unchanged model is not re-uploaded)."""
     from ..cloud import buckets, store
 
     buckets.ensure_private_bucket(s3, bucket, LOCAL_REGION)
-    if (store.read_pointer(s3, bucket) or {}).get("sha256") != manifest.sha256:
-        store.put_model(s3, bucket, manifest, model_dir)
+    if (store.read_pointer(s3, bucket, pointer_key) or {}).get("sha256") != manifest.sha256:
+        store.put_model(s3, bucket, manifest, model_dir, pointer_key=pointer_key)
 
 
 class FunctionLauncher:
@@ -79,12 +79,17 @@ class FunctionLauncher:
         self._image_id: str | None = None
 
     def start(self, s3, bucket: str, manifest: Manifest, model_dir: Path, instances: int = 1, warm: bool = False,
-              refresh_seconds: float | None = None) -> Pool:
+              refresh_seconds: float | None = None, pointer_key: str = POINTER_KEY, owner: str | None = None) -> Pool:
         """Seed ``bucket`` (through the client ``s3``) with the model, then start ``instances`` sandboxes
-        reading it. The caller stops the pool."""
+        reading it (through ``pointer_key``). Every sandbox carries ``owner`` (a new token by default) so
+        that whatever is left of it can be found and stopped (``reaper``). The caller stops the pool."""
+        from . import reaper
+
         self.report.status(f"preparing bucket {bucket}")
-        seed_bucket(s3, bucket, manifest, model_dir)
-        env = {**function_environment(bucket, refresh_seconds), "AWS_ENDPOINT_URL_S3": s3.meta.endpoint_url}
+        seed_bucket(s3, bucket, manifest, model_dir, pointer_key)
+        self.owner = owner or reaper.new_owner("run")
+        env = {**function_environment(bucket, refresh_seconds, pointer_key=pointer_key),
+               "AWS_ENDPOINT_URL_S3": s3.meta.endpoint_url, reaper.OWNER_VARIABLE: self.owner}
         factory = self.sandbox_factory(env)
         self.report.status(f"starting {instances} Lambda emulator instance(s)")
         pool = Pool(factory, instances)

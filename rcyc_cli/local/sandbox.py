@@ -18,9 +18,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rcyc_core.errors import FunctionError, PrerequisiteError
+from rcyc_core.errors import EventError, FunctionError, PrerequisiteError
 
-from ..defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LOCAL_CREDENTIALS, LOCAL_REGION
+from ..defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LAMBDA_MAX_PAYLOAD, LOCAL_CREDENTIALS, LOCAL_REGION
 from ..invocation import LOG_ABOVE, Invocation, decode_reply, parse_report
 from ..paths import FUNCTION_DIR, require_checkout
 from .ports import free_port, wait_for_port
@@ -45,6 +45,19 @@ def function_environment(name: str, timeout: int, memory: int, extra: dict[str, 
 
 
 
+def payload(event: object) -> bytes:
+    """The request body for ``event``, refused (bad input, before posting) when Lambda would refuse it:
+    more than the 6 MB a synchronous invoke carries, or not strict JSON (NaN, Infinity)."""
+    try:
+        body = json.dumps(event, allow_nan=False).encode()
+    except (ValueError, TypeError) as exc:
+        raise EventError(f"the event cannot be sent as JSON: {exc}") from None
+    if len(body) > LAMBDA_MAX_PAYLOAD:
+        raise EventError(f"the event is {len(body):,} bytes, more than the {LAMBDA_MAX_PAYLOAD:,} a Lambda invoke carries",
+                         hint="Send fewer records per event (--batch-size, --concurrency), or several events.")
+    return body
+
+
 class Sandbox:
     """One function instance behind an emulator: one request at a time, as one Lambda sandbox.
 
@@ -62,7 +75,7 @@ class Sandbox:
 
     def invoke(self, event: object) -> Invocation:
         """Post one event to the emulator; raise FunctionError if the function failed."""
-        body = json.dumps(event).encode()
+        body = payload(event)
         request = urllib.request.Request(self.endpoint_url + INVOKE_PATH, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         started = time.perf_counter()
@@ -101,6 +114,10 @@ class Sandbox:
     def read_log(self) -> bytes:
         """Everything the emulator and the function have written so far."""
         raise NotImplementedError
+
+    def alive(self) -> bool:
+        """Whether the sandbox still runs (a dead one is replaced by its pool)."""
+        return True
 
     def start(self) -> "Sandbox":
         raise NotImplementedError
@@ -179,8 +196,25 @@ class ProcessSandbox(Sandbox):
         wait_for_port(self.port, ready_timeout, alive=lambda: self.process.poll() is None)
         return self
 
+    def invoke(self, event: object) -> Invocation:
+        """As a sandbox invokes, plus the runtime's real peak memory during this invocation (its peak RSS,
+        reset before the request through ``/proc/PID/clear_refs``). The process runtime cannot hold the
+        function to --memory the way Lambda does (an address-space limit would refuse the virtual memory
+        numpy and the fetch threads reserve long before their resident memory gets near it), so the report
+        says ``memory_enforced: false`` and a peak above --memory is flagged by the CLI."""
+        pid = self.runtime_pid
+        if pid:
+            _reset_peak(pid)
+        answer = super().invoke(event)
+        peak = _peak_mb(self.runtime_pid or pid)
+        answer.report.peak_mb, answer.report.memory_enforced = peak, False
+        return answer
+
     def read_log(self) -> bytes:
         return self.log_path.read_bytes()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         if self.process:
@@ -200,3 +234,22 @@ class ProcessSandbox(Sandbox):
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
+
+def _reset_peak(pid: int) -> None:
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # 5: reset the peak resident set size (VmHWM)
+    except OSError:
+        pass
+
+
+def _peak_mb(pid: int | None) -> float | None:
+    """The peak resident memory (VmHWM) of ``pid`` in MB, or None when it cannot be read."""
+    if not pid:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
