@@ -81,6 +81,22 @@ def check_package(name: str, module: str, purpose: str, install: str) -> Check:
     return Check(name, found, "installed" if found else f"not installed ({purpose})", "" if found else install)
 
 
+def check_training() -> Check:
+    """The train extra: skipped when it is not installed (it is optional); else the backbone against its
+    golden logits (about 3 s: it loads TensorFlow)."""
+    from . import train
+
+    ready, missing = train.installed()
+    if not ready:
+        return Check("training backbone", None, f"not installed: {missing}")
+    try:
+        result = train.self_check()
+    except RcycError as exc:
+        return Check("training backbone", False, exc.message, exc.hint)
+    return Check("training backbone", result["ok"], f"max |delta| {result['max_abs_delta']:.1e} against the golden logits",
+                 "" if result["ok"] else "Reinstall the train extra: pip install --force-reinstall 'rcyc[train]'.")
+
+
 def run(explicit_rie: str | None = None) -> list[Check]:
     return [
         check_emulator(explicit_rie),
@@ -88,4 +104,5 @@ def run(explicit_rie: str | None = None) -> list[Check]:
         *check_aws(),
         check_package("LiteRT", "ai_edge_litert", "the slim backend", "pip install ai-edge-litert"),
         check_package("TensorFlow", "tensorflow", "the keras backend and model conversion", "pip install 'rcyc[keras]'"),
+        check_training(),
     ]

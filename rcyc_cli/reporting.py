@@ -19,6 +19,7 @@ class Reporter:
     build_step: Callable[[int, int, str], None] = _silent  # (step, total steps, instruction) of an image build
     upload: Callable[[str, int, int], None] = _silent  # (label, bytes sent since the last call, file size)
     layer: Callable[[str, str, int | None, int | None], None] = _silent  # (layer id, status, bytes done, layer size)
+    stage: Callable[[str, int, int], None] = _silent  # (stage, done, total) of a multi-stage job (training)
     expect: Callable[[int], None] = _silent  # how many items there will be (the total for done)
     done: Callable[[int], None] = _silent  # n more items (images, records) finished
 

@@ -15,6 +15,7 @@ def all_commands() -> list:
     from .models import models
     from .predict import predict
     from .rie import rie
+    from .train import train
     from .upload import upload_image, upload_model
 
-    return [predict, invoke_local, eval_command, classify, local, build, rie, doctor, upload_model, upload_image, deploy, invoke, models]
+    return [predict, invoke_local, eval_command, classify, local, build, rie, doctor, upload_model, upload_image, deploy, invoke, models, train]

@@ -58,6 +58,9 @@ def rich_reporter(quiet: bool = False, transient: bool = False):
         else:
             progress.update(handle, description=f"{layer_id[:12]} {state}")
 
+    def stage(name: str, done: int, total: int) -> None:
+        progress.update(task(name), total=total or None, completed=done)
+
     def expect(total: int) -> None:
         progress.update(task("images"), total=total)
 
@@ -65,7 +68,7 @@ def rich_reporter(quiet: bool = False, transient: bool = False):
         progress.advance(task("images"), n)
 
     try:
-        yield Reporter(status=status, build_step=build_step, upload=upload, layer=layer, expect=expect, done=done)
+        yield Reporter(status=status, build_step=build_step, upload=upload, layer=layer, stage=stage, expect=expect, done=done)
     finally:
         if "build" in (what for what, _ in tasks):
             handle = tasks["build", ""]

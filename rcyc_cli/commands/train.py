@@ -1,0 +1,71 @@
+"""rcyc train: a five-class model from labelled photos (transfer learning from EfficientNet-Lite0), offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..exit_status import ExitStatus
+from .options import bucket_option, json_option, region_option
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--out", type=click.Path(path_type=Path), help="The new model directory (must not exist, or be empty).")
+@click.option("--name", default="rcyc-efficientnet-lite0", show_default=True, help="Model name in its manifest.")
+@click.option("--version", "version", help="Version (default: a hash of the trained model).")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1, 1000), help="Head epochs.")
+@click.option("--fine-tune", is_flag=True, help="Then fine-tune the top backbone blocks (slower; BatchNorm stays frozen).")
+@click.option("--val-split", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5),
+              help="Share of each class held out (never trained on) and evaluated.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same data: the same model.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), help="The held-out evaluation as an HTML report.")
+@click.option("--upload", is_flag=True, help="Upload it; promoted only if not significantly worse than the current model.")
+@bucket_option
+@region_option
+@click.option("--self-check", is_flag=True, help="Check the backbone against its golden logits and exit.")
+@json_option
+@click.pass_context
+def train(ctx, data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,
+          self_check, as_json):
+    """Train a five-class model on DATA_DIR/<label>/* (as rcyc eval reads it) and write it to --out, packaged
+    as predict, invoke-local, eval and upload-model take it. Needs the train extra: pip install 'rcyc[train]'."""
+    from ..render import console
+    from ..render.progress import rich_reporter
+
+    if self_check:
+        from ..train import require, self_check as check
+
+        require()
+        with console.err.status("running the backbone on the reference photos"):
+            result = check()
+        if as_json:
+            console.print_json(result)
+        else:
+            console.out.print(f"backbone {'ok' if result['ok'] else 'WRONG'}: max |delta| {result['max_abs_delta']:.2e} "
+                              f"against the golden logits (limit {result['tolerance']:.0e})")
+        if not result["ok"]:
+            ctx.exit(ExitStatus.MISSING_PREREQ)
+        return
+    if data_dir is None or out is None:
+        raise click.UsageError("give DATA_DIR and --out (or --self-check)")
+    from ..train.session import TrainOptions, run_training
+
+    options = TrainOptions(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region)
+    with rich_reporter(quiet=as_json, transient=True) as report:
+        summary = run_training(options, report)
+    if as_json:
+        console.print_json(summary)
+        return
+    manifest = summary["manifest"]
+    console.out.print(f"trained {manifest['name']} {manifest['version']} → {summary['out']}"
+                      + (" (interrupted: the best epoch so far)" if summary.get("interrupted") else ""))
+    if "eval" in summary:
+        held = summary["eval"]
+        console.out.print(f"held-out accuracy {held['accuracy']:.1%} on {held['evaluated']} images, macro F1 {held['macro_f1']:.3f}")
+    if summary.get("upload"):
+        uploaded = summary["upload"]
+        console.out.print(f"uploaded {uploaded['name']} {uploaded['version']}: "
+                          + ("promoted" if uploaded["promoted"] else "not promoted: " + "; ".join(uploaded["gate_reasons"])))
+    console.out.print(f"[dim]next: rcyc eval DATA_DIR --model {summary['out']} --against current[/dim]")

@@ -1,0 +1,76 @@
+"""One ``rcyc train`` run: read the labelled folder, train, evaluate the held-out images with the new
+model through the function's own core, and (with --upload) publish it, promoted only if it is not
+significantly worse than the current model on those same images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..reporting import SILENT, Reporter
+
+
+@dataclass
+class TrainOptions:
+    data_dir: Path
+    out: Path
+    name: str = "rcyc-efficientnet-lite0"
+    version: str | None = None
+    epochs: int = 40
+    fine_tune: bool = False
+    val_split: float = 0.2
+    seed: int = 0
+    report_path: Path | None = None
+    upload: bool = False
+    bucket: str | None = None
+    region: str | None = None
+
+
+def run_training(options: TrainOptions, report: Reporter = SILENT) -> dict:
+    from ..config import eval_label_mapping
+    from ..dataset import Dataset, LabelledImage, load_dataset
+    from ..evaluate import evaluate, write_report
+    from ..evaluate.targets import in_process
+    from .pipeline import train
+
+    dataset = load_dataset(options.data_dir, eval_label_mapping())
+    report.status(f"training on {len(dataset.images)} images of {options.data_dir} (held out: {options.val_split:.0%})")
+    summary = train(dataset.images, options.out, name=options.name, version=options.version, seed=options.seed,
+                    epochs=options.epochs, fine_tune=options.fine_tune, val_split=options.val_split,
+                    progress=lambda stage, done, total, info: report.stage(stage, done, total))
+    held_out = Dataset(dataset.root, [LabelledImage(Path(path), label) for path, label in summary["held_out_images"]])
+    if held_out.images:
+        report.status(f"evaluating the new model on the {len(held_out.images)} held-out images")
+        evaluation = evaluate(held_out, in_process(options.out, report), str(options.out))
+        summary["eval"] = {key: evaluation[key] for key in ("accuracy", "confusion_matrix", "evaluated", "broken")}
+        summary["eval"]["macro_f1"] = evaluation["metrics"]["macro"]["f1"]
+        if options.report_path:
+            write_report(evaluation, options.report_path)
+            summary["report"] = str(options.report_path)
+    if options.upload:
+        summary["upload"] = _publish(options, held_out, report)
+    summary["out"] = str(options.out)
+    return summary
+
+
+def _publish(options: TrainOptions, held_out, report: Reporter) -> dict:
+    """Upload unpromoted; promote when there is no current model, or when the new one is not significantly
+    worse than the current one on the held-out images (the eval gate)."""
+    from ..cloud import models
+    from ..cloud.fetch import fetch_model
+    from ..evaluate import Metrics, evaluate, gate
+    from ..evaluate.targets import in_process
+
+    uploaded = models.upload_model(options.out, options.bucket, promote=False, region=options.region, report=report)
+    if uploaded.get("previous") is None:
+        reasons = []
+    else:
+        current = fetch_model("current", options.bucket, options.region, report)
+        comparison = evaluate(held_out, in_process(options.out, report), "new", against=in_process(current, report),
+                              against_name="current")
+        reasons = gate(Metrics.from_dict(comparison["metrics"]), None,
+                       no_worse_than=Metrics.from_dict(comparison["against"]["metrics"]),
+                       comparison=comparison["against"]["comparison"])
+    if not reasons:
+        models.promote_model(options.bucket, uploaded["name"], uploaded["version"], options.region, report)
+    return {**uploaded, "promoted": not reasons, "gate_reasons": reasons}
