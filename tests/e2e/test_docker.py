@@ -181,3 +181,38 @@ def test_zz_the_engine_stopping_mid_invoke_and_mid_build_is_a_clear_error(engine
     finally:
         engine_script("docker-up.sh")
     assert docker_ops.engine().ping()
+
+
+def test_a_crashed_container_in_a_pool_is_replaced_like_a_process(engine, slim_image, rie_path):
+    """Pool._alive asks the sandbox (a container has no process attribute): a container killed between
+    requests is replaced, the request answered by the replacement; after stop none of its containers is left."""
+    from pathlib import Path
+
+    from rcyc_cli.cloud import aws as cloud_aws
+    from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+    from rcyc_cli.local.runtime import FunctionLauncher, FunctionSpec
+    from rcyc_cli.local.s3_server import EmbeddedS3
+    from rcyc_core import events
+    from rcyc_core.manifest import Manifest
+
+    server = EmbeddedS3().start()
+    pool = None
+    try:
+        s3 = cloud_aws.s3_client(server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
+        ca = Path(CA_BUNDLE) if os.path.isfile(CA_BUNDLE) else None
+        launcher = FunctionLauncher(FunctionSpec(runtime="docker", base_image=TEST_BASE_IMAGE, ca_bundle=ca, rie=str(rie_path),
+                                                 timeout=60))
+        pool = launcher.start(s3, "recycle-able-image", Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"], 1)
+        s3.put_object(Bucket="recycle-able-image", Key="images/box.jpg", Body=(IMAGES / "boxes" / "boxes_0.jpg").read_bytes())
+        [instance] = pool.instances
+        first = instance.sandbox
+        first.container.kill()  # the container dies between requests
+        answer, same = pool.invoke(events.make_event("recycle-able-image", ["images/box.jpg"]))
+        assert answer.response["results"][0]["label"] == "boxes"
+        assert same is instance and instance.restarts == 1 and instance.sandbox is not first
+    finally:
+        if pool:
+            pool.stop()
+        server.stop()
+    left = engine.containers.list(all=True, filters={"label": f"rcyc.owner={launcher.owner}"})
+    assert left == []

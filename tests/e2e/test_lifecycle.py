@@ -206,6 +206,13 @@ def test_a_stack_started_with_a_model_keeps_it(rcyc):
     assert output["invocation"]["model"]["name"] == "fixture-softmax" and output["results"][0]["label"] == "boxes"
     status = json.loads(rcyc.run("local", "status", "--json").stdout)
     assert [i["model"]["name"] for i in status["instances"]] == ["fixture-softmax"]
+    # --event on the warm stack: the records naming images/<name> are pointed at this run's own copies.
+    from tests.conftest import FIXTURES
+
+    seed = rcyc.run("invoke-local", "--json", "--event", FIXTURES / "events" / "seed.json", IMAGES / "soda_cans" / "soda_cans_0.jpg")
+    assert seed.returncode == 0, seed.stderr
+    [result] = json.loads(seed.stdout)["results"]
+    assert result["label"] == "soda_cans" and result["key"].startswith("runs/") and result["key"].endswith("/images/soda_cans_0.jpg")
 
 
 def test_the_stack_is_not_reused_when_its_emulator_differs(rcyc, tmp_path, rie_path):

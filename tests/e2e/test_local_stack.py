@@ -66,10 +66,21 @@ def test_up_then_invokes_are_warm_then_down_stops_everything(private_state, rie_
 
 
 def test_stale_state_is_detected_and_removed(private_state, rie_path):
-    stack.state_dir().mkdir(parents=True)
-    stack.state_file().write_text(json.dumps({"pid": 2 ** 22 + 12345, "endpoint": "http://127.0.0.1:9"}))
+    """A real stack killed with -9: its state is stale, its instances are orphans. status stops them all."""
+    import os
+    import signal
+
+    from rcyc_cli.local import reaper
+
+    running = stack.up(stack.StackConfig(instances=1, rie=str(rie_path)))
+    pid = running.state["pid"]
+    assert reaper.owned_pids(running.state["owner"])  # its emulator and runtime
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)  # our child: reaped, so it is gone, not a zombie
+    assert reaper.owned_pids(running.state["owner"])  # orphans, until the stale state is seen
     result = run("local", "status")
     assert result.exit_code == 4 and not stack.state_file().exists()
+    assert reaper.owned_pids(reaper.cache_tag()) == []
     # invoke-local does not trust it either: it runs its own instance.
     result = run("invoke-local", "--json", "--rie", rie_path, class_images()[0][1])
     assert result.exit_code == 0 and json.loads(result.stdout)["invocation"]["runtime"] == "process"
