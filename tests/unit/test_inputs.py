@@ -227,3 +227,32 @@ def test_unwritable_paths_never_print_a_traceback_in_a_real_process(tmp_path):
     done = subprocess.run([sys.executable, "-m", "rcyc_cli.main", "local", "up"], capture_output=True, text=True, env=env,
                           timeout=60)
     assert done.returncode == ExitStatus.MISSING_PREREQ and "Traceback" not in done.stderr, done.stderr
+
+
+# --- the warm stack's reuse check compares every setting that makes it unsuitable -------------------------
+
+@pytest.mark.parametrize("setting", ["runtime", "flavor", "model", "base image", "CA bundle", "emulator", "memory", "bucket"])
+def test_a_stack_built_differently_is_not_reused(setting, tmp_path, rie_path):
+    from rcyc_cli.local.run import Options, stack_conflict
+    from rcyc_cli.local.runtime import FunctionSpec
+
+    manifest = Manifest.load(MODELS["one-vs-rest"])
+    state = {"runtime": "process", "rie_path": str(rie_path.resolve()), "model": manifest.summary(),
+             "config": {"bucket": "recycle-able-image", "timeout": 180, "memory": 1024, "flavor": "slim",
+                        "base_image": None, "ca_bundle": None}}
+    same = Options([IMAGE], function=FunctionSpec(rie=str(rie_path)))
+    assert stack_conflict(same, state, manifest) is None
+    other_rie = tmp_path / "rie"
+    shutil.copy(rie_path, other_rie)
+    spec = {"runtime": FunctionSpec(runtime="docker", rie=str(rie_path)), "flavor": FunctionSpec(flavor="keras", rie=str(rie_path)),
+            "base image": FunctionSpec(base_image="debian:bookworm", rie=str(rie_path)),
+            "CA bundle": FunctionSpec(ca_bundle=tmp_path / "ca.pem", rie=str(rie_path)),
+            "emulator": FunctionSpec(rie=str(other_rie)), "memory": FunctionSpec(memory=2048, rie=str(rie_path))}
+    if setting == "model":
+        softmax = Manifest.load(MODELS["softmax"])
+        why = stack_conflict(Options([IMAGE], model=MODELS["softmax"], function=FunctionSpec(rie=str(rie_path))), state, softmax)
+    elif setting == "bucket":
+        why = stack_conflict(Options([IMAGE], bucket="other-bucket", function=FunctionSpec(rie=str(rie_path))), state, manifest)
+    else:
+        why = stack_conflict(Options([IMAGE], function=spec[setting]), state, manifest)
+    assert why and (setting in why or setting == "model" and "fixture-softmax" in why), why
