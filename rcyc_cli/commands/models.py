@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from ..exit_status import ExitStatus
 from .options import bucket_option, json_option, region_option
 
 
@@ -31,20 +34,39 @@ def models_list(bucket, region, as_json):
 @click.argument("version")
 @bucket_option
 @region_option
+@click.option("--eval", "eval_dir", type=click.Path(path_type=Path),
+              help="First evaluate it and the current model on these labelled photos; refuse (exit 9) if it is worse.")
+@click.option("--force", is_flag=True, help="With --eval: promote even if the gate fails.")
 @json_option
-def models_promote(name, version, bucket, region, as_json):
+@click.pass_context
+def models_promote(ctx, name, version, bucket, region, eval_dir, force, as_json):
     """Make NAME VERSION the current model (also a rollback): one write of the pointer."""
     from ..cloud import models as store
     from ..render import console
     from ..render.progress import rich_reporter
 
-
     with rich_reporter(quiet=as_json) as report:
+        gate = None
+        if eval_dir is not None:
+            from ..evaluate.session import promotion_gate
+
+            gate = promotion_gate(bucket, f"{name}/{version}", eval_dir, region, report)
+            if gate["failed"] and not force:
+                if as_json:
+                    console.print_json({"promoted": False, "gate": gate})
+                else:
+                    for reason in gate["reasons"]:
+                        console.error(f"not promoted: {reason}", "Improve the model, or pass --force to promote it anyway.")
+                ctx.exit(ExitStatus.GATE_FAILED)
         result = store.promote_model(bucket, name, version, region, report)
+    if gate is not None:
+        result["gate"] = gate
     if as_json:
         console.print_json(result)
     else:
         before = result["previous"]
         was = f" (was {before.get('name')} {before.get('version')})" if before else ""
+        if gate is not None and gate["images"]:
+            console.out.print(f"eval on {gate['images']} images: accuracy {gate['accuracy']:.1%} "
+                              f"(current {gate['current_accuracy']:.1%}), McNemar p = {gate['p_value']:.3g}")
         console.out.print(f"current model: {name} {version}{was}")
-

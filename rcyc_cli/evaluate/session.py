@@ -51,3 +51,20 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
     result["gate"] = {"min_accuracy": options.min_accuracy, "no_worse_than": options.against if options.gate_against else None,
                       "failed": bool(reasons), "reasons": reasons}
     return result
+
+
+def promotion_gate(bucket: str, candidate: str, data_dir: Path, region: str | None = None, report: Reporter = SILENT) -> dict:
+    """``models promote --eval``: the candidate (NAME/VERSION in the bucket) against the current model on the
+    same labelled photos; failed when it is significantly worse (the eval gate). With no current model
+    there is nothing to be worse than."""
+    from ..cloud import store
+    from ..cloud.aws import Aws
+
+    if store.read_pointer(Aws(region).client("s3"), bucket) is None:
+        return {"failed": False, "reasons": [], "images": 0, "accuracy": None, "current_accuracy": None, "p_value": None,
+                "note": "no current model to compare with"}
+    result = run_eval(EvalOptions(data_dir, candidate, "current", "predict", bucket, region, gate_against=True), report)
+    comparison = result["against"]["comparison"]
+    return {"failed": result["gate"]["failed"], "reasons": result["gate"]["reasons"], "images": comparison["images"],
+            "accuracy": comparison["accuracy_a"], "current_accuracy": comparison["accuracy_b"],
+            "p_value": comparison["mcnemar"]["p_value"], "more_images_needed": comparison["mcnemar"]["more_images_needed"]}

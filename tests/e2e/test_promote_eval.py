@@ -1,0 +1,96 @@
+"""models promote --eval against moto's real S3: a significantly worse candidate is refused (exit 9, with
+the figures) and the pointer stays; --force promotes it anyway; a candidate that is not worse goes live."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rcyc_cli.exit_status import ExitStatus
+from rcyc_cli.main import cli
+from tests.conftest import FIXTURES, LABELS, MODELS, need
+from tests.e2e.cloud_fixtures import MotoServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.keras]
+BUCKET = "rcyc-promote-eval"
+
+
+@pytest.fixture
+def aws(monkeypatch, tmp_path):
+    server = MotoServer().start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rcyc-test")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rcyc-test-secret")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        for name in ("AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL_S3", "RCYC_BUCKET"):
+            monkeypatch.delenv(name, raising=False)
+        yield server
+    finally:
+        server.stop()
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def always_boxes(path) -> None:
+    """A valid softmax model that answers 'boxes' for everything: a real model, and a bad one."""
+    from rcyc_core.backends import import_keras
+
+    keras = import_keras()
+    inputs = keras.Input((96, 96, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(5, activation="softmax", kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant([4.0, 0, 0, 0, 0]))(pooled)
+    keras.Model(inputs, dense).save(path)
+
+
+def labelled_drawings(root, per_label: int = 12):
+    spec = importlib.util.spec_from_file_location("rcyc_test_drawings", FIXTURES / "drawings.py")
+    drawings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drawings)
+    rng = np.random.default_rng(7)
+    for index, label in enumerate(LABELS):
+        (root / label).mkdir(parents=True)
+        for n in range(per_label):
+            drawings.draw(index, rng).convert("RGB").save(root / label / f"{n}.jpg", quality=90)
+    return root
+
+
+def test_promote_eval_refuses_a_worse_model_and_promotes_one_that_is_not(aws, tmp_path, isolated_cache):
+    need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
+    data = labelled_drawings(tmp_path / "photos")
+    assert run("upload-model", MODELS["one-vs-rest"], "--bucket", BUCKET, "--name", "good", "--version", "1", "--json").exit_code == 0
+    always_boxes(tmp_path / "boxes.h5")
+    uploaded = run("upload-model", tmp_path / "boxes.h5", "--bucket", BUCKET, "--name", "bad", "--version", "1",
+                   "--no-promote", "--json")
+    assert uploaded.exit_code == 0, uploaded.stderr
+
+    refused = run("models", "promote", "bad", "1", "--bucket", BUCKET, "--eval", data, "--json")
+    assert refused.exit_code == ExitStatus.GATE_FAILED, refused.stderr
+    verdict = json.loads(refused.stdout)
+    assert verdict["promoted"] is False and verdict["gate"]["accuracy"] < verdict["gate"]["current_accuracy"]
+    assert verdict["gate"]["p_value"] < 0.05 and "significantly worse" in verdict["gate"]["reasons"][0]
+    listing = json.loads(run("models", "list", "--bucket", BUCKET, "--json").stdout)
+    assert listing["current"]["name"] == "good"  # the pointer did not move
+
+    human = run("models", "promote", "bad", "1", "--bucket", BUCKET, "--eval", data)
+    assert human.exit_code == ExitStatus.GATE_FAILED and "not promoted" in human.stderr and "hint:" in human.stderr
+
+    assert run("upload-model", MODELS["softmax"], "--bucket", BUCKET, "--name", "also-good", "--version", "1",
+               "--no-promote", "--json").exit_code == 0
+    accepted = run("models", "promote", "also-good", "1", "--bucket", BUCKET, "--eval", data, "--json")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["gate"]["failed"] is False
+    assert json.loads(run("models", "list", "--bucket", BUCKET, "--json").stdout)["current"]["name"] == "also-good"
+
+    forced = run("models", "promote", "bad", "1", "--bucket", BUCKET, "--eval", data, "--force", "--json")
+    assert forced.exit_code == 0 and json.loads(forced.stdout)["gate"]["failed"] is True
+    assert json.loads(run("models", "list", "--bucket", BUCKET, "--json").stdout)["current"]["name"] == "bad"
