@@ -9,15 +9,15 @@ from pathlib import Path
 
 from rcyc_core.config import function_environment
 from rcyc_core.errors import AwsError, InputError
-from rcyc_core.s3 import NOT_FOUND_CODES, client_error_code
+from rcyc_core.s3 import NOT_FOUND_CODES
 
 from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY,
                         DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, DEFAULT_TIMEOUT, MODELS_PREFIX,
                         POINTER_KEY)
 from ..reporting import SILENT, Reporter
 from . import buckets, store
-from .aws import Aws, aws_call, translate
-from .functions import add_trigger, ensure_function, ensure_role, role_policy
+from .aws import Aws, aws_call, get_or_none
+from .functions import add_trigger, current_trigger, ensure_function, ensure_role, remove_trigger, role_policy
 from .invoke import invoke
 from .registry import Registry, ecr_login, push, remote_image
 
@@ -43,13 +43,21 @@ class DeployOptions:
     registry_password: str | None = field(default=None, repr=False)
     force_tag: bool = False
     trigger: str | None = None
+    no_trigger: bool = False  # remove the function's S3 trigger whole (without either, an existing one is kept)
     results_prefix: str = DEFAULT_RESULTS_PREFIX
     dry_run: bool = False
     smoke: list[str] = field(default_factory=list)
 
     @property
-    def architecture(self) -> str:
-        return "arm64" if self.platform and "arm64" in self.platform else "x86_64"
+    def architecture(self) -> str | None:
+        """Lambda's name for --platform's architecture (None: take the image's)."""
+        if not self.platform:
+            return None
+        return "arm64" if "arm64" in self.platform else "x86_64"
+
+
+LAMBDA_ARCHITECTURES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
+ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?(:443)?$")
 
 
 
@@ -61,6 +69,8 @@ def _validate(options: DeployOptions) -> None:
         raise InputError(f"--repository {options.repository!r} is not a valid repository name", hint="Use lower-case letters, digits and . _ - /.")
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", options.function):
         raise InputError(f"--function {options.function!r} is not a valid function name", hint="Use letters, digits, '-' and '_' (at most 64).")
+    if options.trigger is not None and options.no_trigger:
+        raise InputError("--trigger and --no-trigger contradict each other", hint="Pass one of them.")
     if options.trigger is not None:
         trigger, results = options.trigger, options.results_prefix
         if not results or results.startswith(trigger) or trigger.startswith(results):
@@ -72,26 +82,29 @@ def _validate(options: DeployOptions) -> None:
 
 
 def _registry(options: DeployOptions, ecr) -> Registry:
+    """Where to push and how to log in. ECR's token goes to ECR only: a --registry that is not an ECR
+    registry gets basic auth (--registry-username) or nothing."""
     username = options.registry_username
     password = options.registry_password
     override = re.sub(r"^[a-z]+://", "", options.registry).rstrip("/") if options.registry else None
     if override and username is not None:
         return Registry(override, username, password or "", source="basic")
+    if override and not ECR_HOST.match(override.lower()):
+        return Registry(override, source="none", note="not ECR: no login sent (ECR's token goes to ECR only)")
     host, token_user, token_password = ecr_login(ecr)
-    return Registry(override or host, token_user, token_password, source="ecr")
+    if override and override.lower().split(":")[0] != host.lower().split(":")[0]:
+        return Registry(override, source="none", note=f"not this account's ECR ({host}): no login sent")
+    return Registry(host, token_user, token_password, source="ecr")
 
 
 
 def ensure_repository(ecr, name: str, dry_run: bool = False) -> dict:
-    from botocore.exceptions import ClientError
-
-    try:
-        repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    found = get_or_none(f"read the repository {name}", ecr.describe_repositories, ("RepositoryNotFoundException",),
+                        repositoryNames=[name])
+    if found:
+        repo = found["repositories"][0]
         return {"name": name, "uri": repo["repositoryUri"], "action": "exists",
                 "scan_on_push": repo.get("imageScanningConfiguration", {}).get("scanOnPush")}
-    except ClientError as exc:
-        if client_error_code(exc) != "RepositoryNotFoundException":
-            raise translate(f"read the repository {name}", exc) from None
     if dry_run:
         return {"name": name, "uri": None, "action": "create", "scan_on_push": True}
     repo = aws_call(f"create the repository {name}", ecr.create_repository, repositoryName=name,
@@ -114,6 +127,8 @@ def local_image(client, options: DeployOptions, report: Reporter, build: bool = 
         except ImageNotFound:
             raise InputError(f"no local image {options.image}", hint="Build it (rcyc build) or drop --image.") from None
     local_tag = f"{options.repository}:{options.tag}"
+    if client is None:
+        return None, "unknown: no Docker engine to build or inspect it (a dry run reads the rest)"
     if not build:
         try:
             return client.images.get(local_tag).id, f"built earlier as {local_tag} (a rebuild may change it)"
@@ -127,17 +142,40 @@ def local_image(client, options: DeployOptions, report: Reporter, build: bool = 
 
 
 
+def image_architecture(client, image_id: str | None) -> str | None:
+    """Lambda's name for the architecture of a local image (None when unknown)."""
+    if client is None or image_id is None:
+        return None
+    arch = (client.images.get(image_id).attrs or {}).get("Architecture")
+    return LAMBDA_ARCHITECTURES.get(str(arch).lower()) if arch else None
+
+
+
 def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     """Build, push (unless the registry has it), then create or update the function by digest. With
-    ``dry_run``, only read: the summary is the plan."""
+    ``dry_run``, only read: the summary is the plan (a Docker engine is not needed for it).
+
+    The deploy converges: what it leaves is what the command says, read back from AWS. The trigger is kept
+    whole when neither --trigger nor --no-trigger is given, set to --trigger's prefix, or removed whole with
+    --no-trigger; the architecture is --platform's (or the image's) and must match the image's.
+    A failed --smoke raises its error with the summary attached (``exc.summary``): the function was updated."""
+    from rcyc_core.errors import PrerequisiteError, RcycError
+
     from .. import image as images
 
     _validate(options)
     dry = options.dry_run
-    client = images.engine()  # a missing engine fails before anything is created in AWS
+    try:
+        client = images.engine()  # a missing engine fails before anything is created in AWS
+    except PrerequisiteError:
+        if not dry:
+            raise
+        client = None
     aws = Aws(options.region)
     ecr, lam, iam, s3 = aws.client("ecr"), aws.client("lambda"), aws.client("iam"), aws.client("s3")
     summary: dict = {"dry_run": dry, "region": aws.region, "bucket": options.bucket, "warnings": []}
+    if client is None:
+        summary["warnings"].append("no Docker engine answers: the plan cannot tell whether the image differs from the pushed one")
 
     report.status(f"checking bucket {options.bucket}")
     try:
@@ -157,7 +195,8 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     summary["registry"] = registry.describe()
 
     image_id, how = local_image(client, options, report, build=not dry)
-    image = {"local": how, "image_id": image_id, "tag": options.tag,
+    architecture = _architecture(options, image_architecture(client, image_id), image_id)
+    image = {"local": how, "image_id": image_id, "tag": options.tag, "architecture": architecture,
              "reference": f"{registry.host}/{options.repository}:{options.tag}"}
     summary["image"] = image
     image_uri = None
@@ -165,8 +204,13 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
         remote = remote_image(registry, options.repository, options.tag)
         if remote is None:
             image["action"] = "push"
+        elif not remote.lambda_ready:
+            image.update(action=f"refuse: the tag names a {remote.media_type or 'manifest of unknown type'}, not a single-platform image",
+                         digest=remote.digest)
         elif image_id and remote.config_digest == image_id:
             image.update(action="nothing (already pushed)", digest=remote.digest)
+        elif image_id is None:
+            image.update(action="unknown (no engine to compare with the pushed image)", digest=remote.digest)
         else:
             image.update(action="refuse: the tag names another image" if not options.force_tag else "push (--force-tag moves the tag)",
                          digest=remote.digest)
@@ -179,22 +223,58 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
         image_uri = f"{summary['repository']['uri']}@{result.digest}"
     image["uri"] = image_uri
 
-    results_prefix = options.results_prefix if options.trigger is not None else None
-    policy = role_policy(options.bucket, results_prefix, options.trigger)
+    # The trigger: asked for, asked away, or (neither) kept whole as it is.
+    existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
+                                  ("ResourceNotFoundException",), FunctionName=options.function)
+    existing_trigger = current_trigger(s3, options.bucket, options.function) if existing_config else None
+    trigger_prefix, results_prefix, trigger_plan = None, None, None
+    if options.trigger is not None:
+        trigger_prefix, results_prefix, trigger_plan = options.trigger, options.results_prefix, "set"
+    elif not options.no_trigger and existing_trigger is not None:
+        old_env = (existing_config.get("Environment") or {}).get("Variables", {})
+        trigger_prefix = existing_trigger["prefix"]
+        results_prefix = old_env.get("RCYC_RESULTS_PREFIX") or options.results_prefix
+        trigger_plan = "keep"
+        summary["warnings"].append(f"kept the S3 trigger on s3://{options.bucket}/{trigger_prefix} (results under "
+                                   f"{results_prefix}); pass --no-trigger to remove it")
+    elif options.no_trigger:
+        trigger_plan = "remove"
+
+    policy = role_policy(options.bucket, results_prefix, trigger_prefix)
     role_name = options.role_name or f"{options.function}-role"
     report.status(f"role {role_name}")
     summary["role"] = {**ensure_role(iam, role_name, policy, dry), "policy": policy}
     env = function_environment(options.bucket, options.refresh_seconds, results_prefix)
     report.status(f"function {options.function}")
     summary["function"] = ensure_function(lam, options.function, image_uri, summary["role"]["arn"], options.memory,
-                                          options.timeout, env, options.architecture, dry)
+                                          options.timeout, env, architecture, dry)
     summary["function"]["environment"] = env
-    if options.trigger is not None:
+    if trigger_plan in ("set", "keep"):
         arn = summary["function"].get("arn")
-        summary["trigger"] = add_trigger(lam, s3, arn, options.bucket, options.trigger, aws.account, dry) if arn else \
-            {"bucket": options.bucket, "prefix": options.trigger, "action": "configure"}
+        summary["trigger"] = add_trigger(lam, s3, arn, options.bucket, trigger_prefix, aws.account, dry) if arn else \
+            {"bucket": options.bucket, "prefix": trigger_prefix, "action": "configure"}
+        if trigger_plan == "keep":
+            summary["trigger"]["action"] = "keep" if dry else "kept"
+    elif trigger_plan == "remove":
+        removed = remove_trigger(lam, s3, options.function, options.bucket, dry) if existing_config else None
+        summary["trigger"] = removed or {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
     if options.smoke and not dry:
         report.status(f"smoke test: invoking {options.function} with {len(options.smoke)} key(s)")
-        summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
+        try:
+            summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
+        except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke
+            summary["smoke"] = {"error": {"kind": exc.kind, "message": exc.message}, "log_tail": getattr(exc, "logs", [])}
+            exc.summary = summary
+            raise
     return summary
 
+
+
+def _architecture(options: DeployOptions, image_arch: str | None, image_id: str | None) -> str:
+    """--platform's architecture, checked against the image's; without --platform, the image's."""
+    wanted = options.architecture
+    if wanted and image_arch and wanted != image_arch:
+        raise InputError(f"the image {options.image or image_id} is {image_arch}, but --platform {options.platform} asks for {wanted}",
+                         kind="ArchitectureMismatch",
+                         hint="Build for that platform (rcyc deploy --platform ... without --image) or drop --platform.")
+    return wanted or image_arch or "x86_64"

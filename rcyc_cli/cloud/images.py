@@ -44,8 +44,13 @@ def upload_images(paths: list[Path], bucket: str, prefix: str = IMAGES_PREFIX, r
     buckets.validate_bucket_name(bucket)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    types = {Path(p): check_image(p) for p in paths}  # refuse before uploading anything
-    pairs = store.image_keys([Path(p) for p in paths], prefix)
+    from ..local.run import expand_images  # the same expansion invoke-local does
+
+    paths = expand_images([Path(p) for p in paths])
+    if not paths:
+        raise InputError("no image files were found in what was given", hint="Give image files, a directory of them, or a quoted glob pattern.")
+    types = {p: check_image(p) for p in paths}  # refuse before uploading anything
+    pairs = store.image_keys(paths, prefix)
     aws = Aws(region)
     s3 = aws.client("s3")
     report.status(f"checking bucket {bucket}")

@@ -18,12 +18,16 @@ from ..reporting import SILENT, Reporter
 from .aws import aws_call
 
 
-MANIFEST_MEDIA_TYPES = (
+# What Lambda takes as ImageUri: a single-platform image manifest (Docker v2 schema 2 or OCI), never an index.
+LAMBDA_MEDIA_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.manifest.v1+json",
+)
+INDEX_MEDIA_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.index.v1+json",
 )
+MANIFEST_MEDIA_TYPES = LAMBDA_MEDIA_TYPES + INDEX_MEDIA_TYPES
 
 
 
@@ -40,6 +44,7 @@ class Registry:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     source: str = "ecr"  # ecr | basic | none  (how we log in; printed instead of the credentials)
+    note: str = ""  # why this login (printed in the plan)
 
     @property
     def loopback(self) -> bool:
@@ -56,7 +61,7 @@ class Registry:
         return {"username": self.username, "password": self.password, "serveraddress": self.host}
 
     def describe(self) -> dict:
-        return {"host": self.host, "login": self.source}
+        return {"host": self.host, "login": self.source, **({"note": self.note} if self.note else {})}
 
 
 
@@ -64,6 +69,19 @@ class Registry:
 class RemoteImage:
     digest: str  # the manifest digest: what a pull by digest and Lambda's ImageUri use
     config_digest: str | None  # the image id it holds (None for a manifest list)
+    media_type: str | None = None
+
+    @property
+    def lambda_ready(self) -> bool:
+        """Lambda takes a single-platform Docker v2 schema 2 or OCI image manifest, not an index."""
+        return self.media_type in LAMBDA_MEDIA_TYPES and self.config_digest is not None
+
+
+def require_lambda_manifest(remote: RemoteImage, reference: str) -> None:
+    if not remote.lambda_ready:
+        raise RegistryError(f"{reference} ({remote.digest}) is a {remote.media_type or 'manifest of unknown type'}; Lambda needs "
+                            "a single-platform image manifest (Docker v2 schema 2 or OCI)", kind="UnsupportedManifest",
+                            hint="Push a single-platform image (rcyc deploy builds one; with --image, pick one platform).")
 
 
 
@@ -114,6 +132,7 @@ def remote_image(registry: Registry, repository: str, reference: str) -> RemoteI
         with _registry_request(registry, url, {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}) as reply:
             body = reply.read()
             digest = reply.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest()
+            content_type = (reply.headers.get("Content-Type") or "").split(";")[0].strip()
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
@@ -126,14 +145,19 @@ def remote_image(registry: Registry, repository: str, reference: str) -> RemoteI
         raise RegistryError(f"cannot reach the registry {registry.host}: {reason}", kind="RegistryUnreachable",
                             hint="Check --registry and the network.") from None
     try:
-        config = json.loads(body).get("config", {}).get("digest")
-    except ValueError:
-        config = None
-    return RemoteImage(digest, config)
+        document = json.loads(body)
+        config = (document.get("config") or {}).get("digest")
+        media_type = document.get("mediaType") or content_type or None
+    except (ValueError, AttributeError):
+        config, media_type = None, content_type or None
+    return RemoteImage(digest, config, media_type)
 
 
 
 def _login_hint(registry: Registry) -> str:
+    if registry.source == "none":
+        return ("rcyc sends ECR's token only to ECR: for another registry pass --registry-username (and the password in "
+                "RCYC_REGISTRY_PASSWORD).")
     if registry.source == "ecr":
         return ("The ECR token was not accepted: check ecr:GetAuthorizationToken and the push permissions (docs/cloud.md); "
                 "for a local registry pass --registry-username and RCYC_REGISTRY_PASSWORD.")
@@ -161,13 +185,14 @@ def push(client, image_id: str, registry: Registry, repository: str, tag: str, f
     existing = remote_image(registry, repository, tag)
     if existing is not None:
         if existing.config_digest == image_id:
-            report.status(f"already pushed: {reference} is this image ({existing.digest[:19]}…)")
+            require_lambda_manifest(existing, reference)
+            report.status(f"already pushed: {reference} is this image ({existing.digest})")
             return PushResult(reference, existing.digest, pushed=False)
         if not force_tag:
             raise RegistryError(
-                f"{reference} already names a different image ({existing.digest[:19]}…); rcyc does not move a tag silently",
+                f"{reference} already names a different image ({existing.digest}); rcyc does not move a tag silently",
                 kind="TagExists", hint="Deploy under a new --tag, or pass --force-tag to move this one.")
-        report.status(f"--force-tag: moving {reference} from {existing.digest[:19]}…")
+        report.status(f"--force-tag: moving {reference} from {existing.digest}")
     image = client.images.get(image_id)
     image.tag(f"{registry.host}/{repository}", tag, force=True)
     pushed_layers, existing_layers, digest = set(), set(), None
@@ -196,8 +221,9 @@ def push(client, image_id: str, registry: Registry, repository: str, tag: str, f
                             hint="Run the same command again: layers the registry has are not sent again.")
     check = remote_image(registry, repository, tag)
     if check is None or check.digest != digest:
-        raise RegistryError(f"after the push, {reference} does not name {digest[:19]}…", kind="PushInterrupted",
+        raise RegistryError(f"after the push, {reference} does not name {digest}", kind="PushInterrupted",
                             hint="Another push moved the tag at the same time; run the command again.")
+    require_lambda_manifest(check, reference)
     return PushResult(reference, digest, pushed=True, layers_pushed=len(pushed_layers), layers_existing=len(existing_layers))
 
 

@@ -32,13 +32,16 @@ from .options import base_image_option, bucket_option, ca_bundle_option, flavor_
               help="Basic-auth user for --registry; the password comes from the env RCYC_REGISTRY_PASSWORD only "
               "(never the command line, where ps and shell history would keep it). [env RCYC_REGISTRY_USERNAME]")
 @click.option("--force-tag", is_flag=True, help="Move TAG even if it names a different image in the registry.")
-@click.option("--trigger", metavar="PREFIX", help="S3 notifications for new objects under PREFIX invoke the function.")
+@click.option("--trigger", metavar="PREFIX", help="S3 notifications for new objects under PREFIX invoke the function. "
+              "Without --trigger or --no-trigger, an existing trigger is kept whole.")
+@click.option("--no-trigger", is_flag=True, help="Remove the function's S3 trigger whole (notification, permission, role "
+              "read, results prefix).")
 @click.option("--results-prefix", default=DEFAULT_RESULTS_PREFIX, show_default=True, help="With --trigger: where results are written.")
 @click.option("--smoke", "smoke", metavar="KEY", multiple=True, help="After deploying, invoke once with this image key.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @json_option
 def deploy(tag, bucket, function, repository, role_name, region, image, flavor, base_image, platform, ca_bundle, memory,
-           timeout, refresh_seconds, registry, registry_username, force_tag, trigger, results_prefix,
+           timeout, refresh_seconds, registry, registry_username, force_tag, trigger, no_trigger, results_prefix,
            smoke, dry_run, as_json):
     """Build the image, push it to ECR (never twice, never moving a tag silently), and point the function at
     it by digest: created if missing (image package, least-privilege role), else updated, then waited for."""
@@ -51,10 +54,20 @@ def deploy(tag, bucket, function, repository, role_name, region, image, flavor, 
         tag=tag, bucket=bucket, function=function, repository=repository, role_name=role_name, region=region, image=image,
         flavor=flavor, base_image=base_image, platform=platform, ca_bundle=ca_bundle, memory=memory, timeout=timeout,
         refresh_seconds=refresh_seconds, registry=registry, registry_username=registry_username,
-        registry_password=os.environ.get("RCYC_REGISTRY_PASSWORD"), force_tag=force_tag, trigger=trigger, results_prefix=results_prefix,
+        registry_password=os.environ.get("RCYC_REGISTRY_PASSWORD"), force_tag=force_tag, trigger=trigger, no_trigger=no_trigger,
+        results_prefix=results_prefix,
         dry_run=dry_run, smoke=list(smoke))
-    with rich_reporter(quiet=as_json) as report:
-        summary = cloud_deploy.deploy(options, report)
+    from rcyc_core.errors import RcycError
+
+    try:
+        with rich_reporter(quiet=as_json) as report:
+            summary = cloud_deploy.deploy(options, report)
+    except RcycError as exc:
+        if getattr(exc, "summary", None) is None:
+            raise
+        # The smoke test failed after the function was updated: say what was deployed, then the error (exit 6).
+        console.print_json(exc.summary) if as_json else tables.render_deploy(exc.summary)
+        raise
     if as_json:
         console.print_json(summary)
     else:

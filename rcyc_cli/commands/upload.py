@@ -60,7 +60,9 @@ def upload_model(path, name, version, bucket, promote, region, as_json):
 @json_option
 @click.pass_context
 def upload_image(ctx, images, prefix, bucket, then_invoke, function, endpoint_url, region, as_json):
-    """Upload IMAGE files to the bucket (each must decode as an image); print their keys."""
+    """Upload IMAGES to the bucket (each must decode as an image); print their keys.
+
+    IMAGES are files, directories (their image files, recursively) or quoted glob patterns, as for invoke-local."""
     from ..cloud import images as cloud_images, invoke
     from ..render import console, results
     from ..render.progress import rich_reporter

@@ -38,34 +38,40 @@ def render_stack(status: dict) -> None:
 def render_deploy(summary: dict) -> None:
     title = "plan (dry run: nothing changed)" if summary["dry_run"] else "deployed"
     table = Table(title=Text(title, style="bold"), title_justify="left", show_edge=False, show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     repo, image, role, function = summary["repository"], summary["image"], summary["role"], summary["function"]
     table.add_row("repository", f"{repo['name']}: {repo['action']}" + (" (scan on push)" if repo.get("scan_on_push") else ""))
-    table.add_row("registry", f"{summary['registry']['host']} (login: {summary['registry']['login']})")
+    registry = summary["registry"]
+    table.add_row("registry", f"{registry['host']} (login: {registry['login']}" + (f"; {registry['note']}" if registry.get("note") else "") + ")")
     table.add_row("image", f"{image['reference']}: {image.get('action')}")
     table.add_row("", image["local"])
-    if image.get("digest"):
-        table.add_row("digest", image["digest"])
-    if image.get("uri"):
-        table.add_row("image uri", image["uri"])
+    if image.get("architecture"):
+        table.add_row("architecture", image["architecture"])
     table.add_row("role", f"{role['name']}: {role['action']}")
     table.add_row("function", f"{function['name']}: {function['action']}" +
                   (f" ({'; '.join(function['changes'])})" if function.get("changes") and function["action"] != "created" else ""))
-    if function.get("arn"):
-        table.add_row("arn", function["arn"])
     if function.get("version"):
         table.add_row("version", str(function["version"]))
     if function.get("state"):
         table.add_row("state", f"{function['state']}, last update {function.get('last_update_status') or '-'}")
     table.add_row("environment", ", ".join(f"{k}={v}" for k, v in function["environment"].items()))
     if summary.get("trigger"):
-        table.add_row("trigger", f"s3://{summary['bucket']}/{summary['trigger']['prefix']}*: {summary['trigger']['action']}")
+        trigger = summary["trigger"]
+        where = f"s3://{summary['bucket']}/{trigger['prefix']}*" if trigger.get("prefix") is not None else f"s3://{summary['bucket']}"
+        table.add_row("trigger", f"{where}: {trigger['action']}")
     out.print(table)
+    # Identifiers are printed whole, one per line, never cut to the terminal's width (they are copied and compared).
+    for label, value in (("digest", image.get("digest")), ("image uri", image.get("uri")), ("arn", function.get("arn"))):
+        if value:
+            out.print(Text.assemble((f"{label}: ", "bold"), value), soft_wrap=True)
     for message in summary.get("warnings", []):
         warning(message)
-    if summary.get("smoke"):
-        render_invocation(summary["smoke"])
+    smoke = summary.get("smoke")
+    if smoke and smoke.get("error"):
+        warning(f"smoke test failed: {smoke['error']['kind']}: {smoke['error']['message']}")
+    elif smoke:
+        render_invocation(smoke)
 
 
 

@@ -875,3 +875,265 @@ def test_upload_model_refuses_a_keras_model_without_a_softmax_and_tensorflow_sta
         assert noise not in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) <= 4, result.stderr
     assert bucket not in [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 11: deploys converge to what the command says
+
+
+def role_document(aws, function: str) -> dict:
+    document = aws.client("iam").get_role_policy(RoleName=f"{function}-role", PolicyName=functions.ROLE_POLICY_NAME)["PolicyDocument"]
+    return json.loads(document) if isinstance(document, str) else document
+
+
+def trigger_state(aws, bucket: str, function: str) -> dict:
+    """The four parts of a trigger, read back from moto: notification, invoke permission, role read, results env."""
+    rules = aws.client("s3").get_bucket_notification_configuration(Bucket=bucket).get("LambdaFunctionConfigurations", [])
+    lam = aws.client("lambda")
+    try:
+        statements = json.loads(lam.get_policy(FunctionName=function)["Policy"])["Statement"]
+    except lam.exceptions.ResourceNotFoundException:
+        statements = []
+    reads = next(s for s in role_document(aws, function)["Statement"] if s["Action"] == "s3:GetObject")["Resource"]
+    writes = [s for s in role_document(aws, function)["Statement"] if s["Action"] == "s3:PutObject"]
+    env = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    return {"prefixes": [r["Filter"]["Key"]["FilterRules"][0]["Value"] for r in rules],
+            "permissions": [s["Sid"] for s in statements if s["Sid"].startswith("rcyc-s3-trigger-")],
+            "reads": sorted(r.rsplit("/", 1)[0].split(":::", 1)[1].split("/", 1)[1] for r in reads),
+            "writes": len(writes), "results": env.get("RCYC_RESULTS_PREFIX")}
+
+
+def test_the_trigger_is_kept_whole_moved_whole_or_removed_whole(aws, bucket, registry, engine, function_image, monkeypatch):
+    monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
+    ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
+    function = f"fn-{bucket}"
+    common = ["--tag", "tw", "--image", function_image, "--bucket", bucket, "--function", function, "--registry", registry.host,
+              "--registry-username", registry.username]
+    whole = {"prefixes": ["incoming/"], "reads": ["images", "incoming", "models"], "writes": 1, "results": "results/"}
+    ok(run("deploy", "--json", *common, "--trigger", "incoming/"))
+    state = trigger_state(aws, bucket, function)
+    assert len(state.pop("permissions")) == 1 and state == whole
+
+    # A later deploy without --trigger keeps it whole, and says so.
+    kept = ok(run("deploy", "--json", *common))
+    assert kept["trigger"]["action"] == "kept" and any("--no-trigger" in w for w in kept["warnings"])
+    assert (kept["role"]["action"], kept["function"]["action"]) == ("unchanged", "unchanged")
+    state = trigger_state(aws, bucket, function)
+    assert len(state.pop("permissions")) == 1 and state == whole
+
+    # Another prefix replaces it whole: one rule, one permission.
+    moved = ok(run("deploy", "--json", *common, "--trigger", "uploads/"))
+    assert moved["trigger"]["action"] == "configured"
+    state = trigger_state(aws, bucket, function)
+    assert len(state.pop("permissions")) == 1
+    assert state == {**whole, "prefixes": ["uploads/"], "reads": ["images", "models", "uploads"]}
+
+    # --no-trigger removes every part of it.
+    plan = ok(run("deploy", "--json", "--dry-run", *common, "--no-trigger"))
+    assert plan["trigger"]["action"] == "remove"
+    removed = ok(run("deploy", "--json", *common, "--no-trigger"))
+    assert removed["trigger"]["action"] == "removed"
+    assert trigger_state(aws, bucket, function) == {"prefixes": [], "permissions": [], "reads": ["images", "models"],
+                                                    "writes": 0, "results": None}
+    contradiction = run("deploy", *common, "--trigger", "a/", "--no-trigger")
+    assert contradiction.exit_code == ExitStatus.BAD_INPUT
+
+    # What rcyc created passes the audit on this local endpoint (TLS-only: not applicable here).
+    code, findings = audit_json(f"{bucket}/{function}")
+    assert code == 0, findings
+    assert {f["severity"] for f in findings.values()} == {"ok", "not applicable"}
+
+
+def arm64_image(engine) -> str:
+    """A tiny image whose config says linux/arm64 (docker load of a hand-made archive: this engine cannot build
+    for arm64). Never run: only pushed and deployed."""
+    import tarfile
+
+    def tar_of(files: dict[str, bytes]) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), 0
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    layer = tar_of({"README": b"an arm64 stand-in for rcyc's architecture tests\n"})
+    config = json.dumps({"architecture": "arm64", "os": "linux", "config": {"Labels": {"rcyc.test": "arm64"}},
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
+    name = hashlib.sha256(config).hexdigest() + ".json"
+    archive = tar_of({name: config, "layer/layer.tar": layer, "manifest.json": json.dumps(
+        [{"Config": name, "RepoTags": ["rcyc-function:test-arm64"], "Layers": ["layer/layer.tar"]}]).encode()})
+    [image] = engine.images.load(archive)
+    assert image.attrs["Architecture"] == "arm64"
+    return image.id
+
+
+@pytest.fixture
+def moto_lambda_takes_architectures(monkeypatch):
+    """moto's UpdateFunctionCode ignores Architectures (real Lambda sets it there): teach the in-process moto
+    server to keep it, so what rcyc reads back is what it asked for."""
+    from moto.awslambda import models
+
+    real = models.LambdaFunction.update_function_code
+
+    def update(self, spec):
+        if spec.get("Architectures"):
+            self.architectures = spec["Architectures"]
+        return real(self, spec)
+
+    monkeypatch.setattr(models.LambdaFunction, "update_function_code", update)
+
+
+def test_the_architecture_is_set_on_update_and_checked_against_the_image(aws, bucket, registry, engine, function_image,
+                                                                        monkeypatch, moto_lambda_takes_architectures):
+    monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
+    ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
+    function = f"fn-{bucket}"
+    common = ["--bucket", bucket, "--function", function, "--registry", registry.host, "--registry-username", registry.username]
+    lam = aws.client("lambda")
+
+    # An amd64 image with --platform linux/arm64: refused before anything is created.
+    mismatch = run("deploy", "--tag", "a1", "--image", function_image, "--platform", "linux/arm64", *common)
+    assert mismatch.exit_code == ExitStatus.BAD_INPUT and "arm64" in mismatch.stderr and "Traceback" not in mismatch.stderr
+    assert function not in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+
+    created = ok(run("deploy", "--json", "--tag", "a1", "--image", function_image, *common))
+    assert created["image"]["architecture"] == "x86_64"
+    assert lam.get_function_configuration(FunctionName=function)["Architectures"] == ["x86_64"]
+
+    # An arm64 image onto the x86_64 function: the architecture changes with the code and is read back.
+    arm = arm64_image(engine)
+    updated = ok(run("deploy", "--json", "--tag", "a2", "--image", arm, "--platform", "linux/arm64", *common))
+    assert updated["function"]["action"] == "updated" and "architecture: x86_64 -> arm64" in updated["function"]["changes"]
+    assert updated["function"]["architecture"] == "arm64"
+    assert lam.get_function_configuration(FunctionName=function)["Architectures"] == ["arm64"]
+    # Without --platform, the image's architecture is taken: the same image again changes nothing.
+    again = ok(run("deploy", "--json", "--tag", "a2", "--image", arm, *common))
+    assert again["function"]["action"] == "unchanged"
+
+
+def test_a_failed_smoke_test_still_prints_the_deploy_summary(aws, bucket, registry, engine, function_image, monkeypatch):
+    """moto cannot invoke image functions, so the invoke itself is replaced by one that fails as Lambda would."""
+    from rcyc_cli.cloud import deploy as cloud_deploy
+    from rcyc_core.errors import FunctionError
+
+    def failing_invoke(keys, bucket_, function_, region=None):
+        raise FunctionError("the function failed: Unhandled", kind="FunctionError")
+
+    monkeypatch.setattr(cloud_deploy, "invoke", failing_invoke)
+    monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
+    ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
+    common = ["--tag", "sm", "--image", function_image, "--bucket", bucket, "--function", f"fn-{bucket}",
+              "--registry", registry.host, "--registry-username", registry.username, "--smoke", "images/x.jpg"]
+    human = run("deploy", *common)
+    assert human.exit_code == ExitStatus.FUNCTION_FAILED
+    assert "deployed" in human.stdout and "created" in human.stdout and "the function failed" in human.stderr
+    digest = aws.client("lambda").get_function(FunctionName=f"fn-{bucket}")["Code"]["ImageUri"].rsplit("@", 1)[1]
+    assert f"digest: {digest}" in human.stdout  # whole, never cut at 80 columns
+    assert any(line.startswith("image uri: ") and line.endswith(digest) for line in human.stdout.splitlines())
+    machine = run("deploy", "--json", *common)
+    assert machine.exit_code == ExitStatus.FUNCTION_FAILED
+    summary = json.loads(machine.stdout)
+    assert summary["function"]["action"] == "unchanged" and summary["smoke"]["error"]["kind"] == "FunctionError"
+
+
+def test_a_dry_run_needs_no_docker_engine(aws, bucket, registry, monkeypatch):
+    monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
+    ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{bucket}-no-engine.sock")
+    common = ["--tag", "ne", "--bucket", bucket, "--function", f"fn-{bucket}", "--registry", registry.host,
+              "--registry-username", registry.username]
+    plan = ok(run("deploy", "--json", "--dry-run", *common))
+    assert plan["image"]["image_id"] is None and plan["image"]["action"] == "push"
+    assert plan["function"]["action"] == "create" and any("Docker engine" in w for w in plan["warnings"])
+    real = run("deploy", *common)
+    assert real.exit_code == ExitStatus.MISSING_PREREQ and "Docker engine" in real.stderr
+
+
+class HeaderRecorder:
+    """A registry stand-in on 127.0.0.1 that records every request's Authorization header and answers 401."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="rcyc-test"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_ecr_token_goes_only_to_ecr(aws, bucket):
+    import base64
+
+    ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
+    token = aws.client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    secret = base64.b64decode(token).decode().partition(":")[2]
+    recorder = HeaderRecorder()
+    try:
+        result = run("deploy", "--dry-run", "--tag", "t1", "--bucket", bucket, "--function", f"fn-{bucket}", "--registry", recorder.host)
+    finally:
+        recorder.stop()
+    assert recorder.seen, "the registry was asked"
+    assert all(header is None for header in recorder.seen), recorder.seen  # no login sent to a non-ECR registry
+    assert result.exit_code == ExitStatus.AWS and "refused the login" in result.stderr and "--registry-username" in result.stderr
+    assert token not in result.stdout + result.stderr and secret not in result.stdout + result.stderr
+
+
+def test_a_tag_naming_a_multi_platform_index_is_not_deployed(aws, bucket, registry, engine, function_image, monkeypatch):
+    """Lambda takes a single-platform image manifest: an index under the tag is refused, in the plan and by the check."""
+    monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
+    ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
+    repository = f"repo-{bucket}"
+    common = ["--bucket", bucket, "--function", f"fn-{bucket}", "--repository", repository, "--registry", registry.host,
+              "--registry-username", registry.username]
+    pushed = ok(run("deploy", "--json", "--tag", "single", "--image", function_image, *common))
+    status, manifest, digest = registry_manifest(registry, repository, "single")
+    assert status == 200 and pushed["image"]["digest"] == digest
+    body = json.dumps(manifest).encode()
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": manifest["mediaType"], "digest": digest, "size": len(body),
+         "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    request = urllib.request.Request(f"http://{registry.host}/v2/{repository}/manifests/multi", data=index, method="PUT", headers={
+        "Authorization": registry.basic_auth(), "Content-Type": "application/vnd.oci.image.index.v1+json"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as reply:
+        assert reply.status == 201
+    login = cloud_registry.Registry(registry.host, registry.username, registry.password, source="basic")
+    remote = cloud_registry.remote_image(login, repository, "multi")
+    assert remote.media_type == "application/vnd.oci.image.index.v1+json" and not remote.lambda_ready
+    with pytest.raises(cloud_registry.RegistryError) as refused:
+        cloud_registry.require_lambda_manifest(remote, "multi")
+    assert refused.value.kind == "UnsupportedManifest"
+    assert cloud_registry.remote_image(login, repository, "single").lambda_ready
+    plan = ok(run("deploy", "--json", "--dry-run", "--tag", "multi", "--image", function_image, *common))
+    assert plan["image"]["action"].startswith("refuse") and "index" in plan["image"]["action"]
+
+
+def test_upload_image_takes_directories_and_glob_patterns(aws, bucket):
+    directory = ok(run("upload-image", "--json", "--bucket", bucket, IMAGES / "boxes"))
+    expected = sorted(p.name for p in (IMAGES / "boxes").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    assert sorted(e["key"].rsplit("/", 1)[1] for e in directory["images"]) == expected
+    pattern = ok(run("upload-image", "--json", "--bucket", bucket, "--prefix", "images/glob", str(IMAGES / "soda_cans" / "*_0.jpg")))
+    assert [e["key"] for e in pattern["images"]] == ["images/glob/soda_cans_0.jpg"]
+    nothing = run("upload-image", "--bucket", bucket, str(IMAGES / "soda_cans" / "*.nope"))
+    assert nothing.exit_code == ExitStatus.BAD_INPUT and "no files match" in nothing.stderr
