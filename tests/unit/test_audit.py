@@ -89,3 +89,56 @@ def test_audit_without_credentials_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     result = CliRunner().invoke(cli, ["doctor", "--security", "some-bucket/some-fn"], catch_exceptions=False)
     assert result.exit_code == 5 and "no AWS credentials" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_what_rcyc_creates_with_a_trigger_passes_the_audit_on_aws(aws):
+    s3 = aws.client("s3")
+    assert buckets.is_aws_endpoint(s3)  # moto in-process answers at AWS's own https endpoints
+    buckets.ensure_private_bucket(s3, "rcyc-audit-trig", "us-east-1")
+    make_function(aws, "rcyc-audit-trig", "trig-fn", role_policy("rcyc-audit-trig", "results/", "incoming/"))
+    code, findings, result = audit("rcyc-audit-trig/trig-fn")
+    assert code == 0, result.stdout
+    assert findings["TLS only"]["severity"] == "ok"  # on AWS the check applies, and rcyc's policy passes it
+
+
+def _world_readable_with_tls(s3, bucket):
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        buckets.tls_only_policy(bucket)["Statement"][0],
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]}))
+
+
+CARELESS = {
+    # variant: (what to do to an rcyc bucket, the check that must fail)
+    "public policy with only a TLS condition": (lambda s3, b: (s3.delete_public_access_block(Bucket=b), _world_readable_with_tls(s3, b)), "public"),
+    "ACL to every AWS account": (lambda s3, b: (s3.delete_public_access_block(Bucket=b),
+                                                s3.put_bucket_acl(Bucket=b, ACL="authenticated-read")), "public"),
+    "ACL to everyone": (lambda s3, b: (s3.delete_public_access_block(Bucket=b), s3.put_bucket_acl(Bucket=b, ACL="public-read")), "public"),
+    "public access block off": (lambda s3, b: s3.delete_public_access_block(Bucket=b), "public access block"),
+    "no TLS-only policy": (lambda s3, b: s3.delete_bucket_policy(Bucket=b), "TLS only"),
+    "versioning suspended": (lambda s3, b: s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"}),
+                             "versioning"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(CARELESS))
+def test_each_careless_variant_of_an_rcyc_bucket_is_a_finding(aws, variant):
+    s3 = aws.client("s3")
+    bucket = "rcyc-careless-" + str(sorted(CARELESS).index(variant))
+    buckets.ensure_private_bucket(s3, bucket, "us-east-1")
+    assert audit(bucket)[0] == 0
+    change, check = CARELESS[variant]
+    change(s3, bucket)
+    code, findings, result = audit(bucket)
+    assert code == ExitStatus.FINDINGS, result.stdout
+    assert findings[check]["severity"] in ("high", "medium") and findings[check]["fix"]
+
+
+@pytest.mark.parametrize("resource", ["arn:aws:s3:::rcyc-audit-wide/*", "*", "arn:aws:s3:::rcyc-audit-wide/models*/x*"])
+def test_a_role_reaching_the_whole_bucket_is_a_finding(aws, resource):
+    buckets.ensure_private_bucket(aws.client("s3"), "rcyc-audit-wide", "us-east-1")
+    policy = role_policy("rcyc-audit-wide")
+    policy["Statement"][0]["Resource"] = [resource]
+    name = "wide-" + str(abs(hash(resource)) % 10000)
+    make_function(aws, "rcyc-audit-wide", name, policy)
+    assert audit(f"rcyc-audit-wide/{name}")[0] == ExitStatus.FINDINGS
