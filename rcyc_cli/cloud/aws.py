@@ -172,10 +172,16 @@ class Aws:
             from botocore.config import Config
 
             config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
-            if service == "s3":
-                self._clients[service] = s3_client(region=self.region, session=self.session)
-            else:
-                self._clients[service] = self.session.client(service, region_name=self.region, config=config)
+            try:
+                if service == "s3":
+                    self._clients[service] = s3_client(region=self.region, session=self.session)
+                else:
+                    self._clients[service] = self.session.client(service, region_name=self.region, config=config)
+            except ValueError as exc:  # botocore says "Invalid endpoint: ..." for a malformed AWS_ENDPOINT_URL
+                raise AwsError(f"cannot make the {service} client: {exc}", kind="BadConfig",
+                               hint="Check AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE> (a URL such as http://127.0.0.1:5001).") from None
+            except Exception as exc:
+                raise translate(f"make the {service} client", exc) from None
         return self._clients[service]
 
     @property

@@ -1137,3 +1137,16 @@ def test_upload_image_takes_directories_and_glob_patterns(aws, bucket):
     assert [e["key"] for e in pattern["images"]] == ["images/glob/soda_cans_0.jpg"]
     nothing = run("upload-image", "--bucket", bucket, str(IMAGES / "soda_cans" / "*.nope"))
     assert nothing.exit_code == ExitStatus.BAD_INPUT and "no files match" in nothing.stderr
+
+
+def test_a_function_instance_refuses_a_model_whose_outputs_break_its_layout(aws, bucket, sandbox, tmp_path):
+    """Put into the bucket past upload-model's check (as any other S3 writer could): the function checks too."""
+    directory = repackaged(tmp_path, "softmax", {"model.tflite": MODELS["one-vs-rest"] / "model_0_prime.tflite"})
+    s3 = aws.client("s3")
+    buckets.ensure_private_bucket(s3, bucket)
+    store.put_model(s3, bucket, Manifest.load(directory), directory)
+    ok(run("upload-image", "--json", "--bucket", bucket, SODA))
+    result = run("invoke", "--json", "--bucket", bucket, "--endpoint-url", sandbox.endpoint_url, "images/soda_cans_0.jpg")
+    assert result.exit_code == ExitStatus.RECORD_ERRORS, result.stderr
+    [error] = json.loads(result.stdout)["errors"]
+    assert error["error"] == "InvalidModelOutput" and "softmax needs (5,)" in error["message"]
