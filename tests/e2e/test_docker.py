@@ -216,3 +216,28 @@ def test_a_crashed_container_in_a_pool_is_replaced_like_a_process(engine, slim_i
         server.stop()
     left = engine.containers.list(all=True, filters={"label": f"rcyc.owner={launcher.owner}"})
     assert left == []
+
+
+def test_kill_9_of_a_docker_stack_then_down_removes_its_containers(engine, slim_image, rie_path, tmp_path, monkeypatch):
+    """A docker stack killed with -9 leaves running containers; the stale state names their owner label, and
+    `local down` removes them."""
+    import signal
+
+    from rcyc_cli.local import stack
+
+    monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path / "cache"))
+    config = stack.StackConfig(instances=1, runtime="docker", rie=str(rie_path), base_image=TEST_BASE_IMAGE,
+                               ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None)
+    running = stack.up(config)
+    owner = running.state["owner"]
+    try:
+        assert len(engine.containers.list(filters={"label": f"rcyc.owner={owner}"})) == 1
+        os.kill(running.state["pid"], signal.SIGKILL)
+        os.waitpid(running.state["pid"], 0)
+        assert len(engine.containers.list(filters={"label": f"rcyc.owner={owner}"})) == 1  # what a killed stack leaves
+        assert stack.down() is False  # no stack runs any more; its leftovers are removed all the same
+        assert engine.containers.list(all=True, filters={"label": f"rcyc.owner={owner}"}) == []
+    finally:
+        stack.down()
+        for container in engine.containers.list(all=True, filters={"label": f"rcyc.owner={owner}"}):
+            container.remove(force=True)
