@@ -2,7 +2,7 @@
 AWS CLI (from PyPI, in a venv of its own: .ci/run installs it in .venv/awscli), plus raw sockets for
 malformed requests.
 
-One stack serves the whole module (1 instance, 1 waiting slot, a 3 s function timeout, a 1 s read timeout),
+One stack serves the whole module (1 instance, 1 waiting slot, a 5 s function timeout, a 1 s read timeout),
 in a private RCYC_CACHE_HOME, stopped by stack.down() at the end, also on failure. Every AWS endpoint of
 the clients points at the stack or at a dead loopback port, with throwaway keys: nothing can reach AWS.
 """
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.e2e
 
 ARN = f"arn:aws:lambda:us-east-1:012345678912:function:{DEFAULT_FUNCTION}"
 THROWAWAY_KEYS = {"aws_access_key_id": "rcyc-test-not-a-key", "aws_secret_access_key": "rcyc-test-not-a-secret"}
-FUNCTION_TIMEOUT = 3
+FUNCTION_TIMEOUT = 5  # seconds: room for a cold restart (after a timeout) on a busy 2-core machine
 
 
 def aws_cli() -> Path:
@@ -74,12 +74,9 @@ def s3_event(stack_: stack.RemoteStack, key: str, count: int = 1) -> dict:
 
 @pytest.fixture(scope="module")
 def slow_event(local_stack, image_key) -> bytes:
-    """An event that keeps the instance busy past the function's timeout (sized by timing a small one)."""
-    started = time.perf_counter()
-    lambda_client(local_stack).invoke(FunctionName="function", Payload=json.dumps(s3_event(local_stack, image_key, 10)))
-    per_record = max((time.perf_counter() - started) / 10, 1e-4)
-    count = min(int(3 * FUNCTION_TIMEOUT / per_record) + 10, 40_000)
-    return json.dumps(s3_event(local_stack, image_key, count)).encode()
+    """An event that keeps the instance busy past the function's timeout: 30,000 records of one image (2.7 MB;
+    ~30 ms each on the build machine, so even a function 100 times faster would still time out)."""
+    return json.dumps(s3_event(local_stack, image_key, 30_000)).encode()
 
 
 def lambda_client(stack_: stack.RemoteStack, attempts: int = 1):
@@ -113,7 +110,7 @@ def still_answers(stack_: stack.RemoteStack) -> None:
     finally:
         connection.close()
     assert reply.status == 200, body[:300]
-    assert json.loads(body)["model"]["name"] == "fixture-psu"
+    assert (json.loads(body).get("model") or {}).get("name") == "fixture-psu", (body[:500], reply.getheaders())
 
 
 def set_faults(stack_: stack.RemoteStack, spec: dict) -> tuple[int, dict]:
@@ -385,8 +382,8 @@ def test_cli_too_large_throttled_and_function_error(cli, local_stack, slow_event
 def test_remote_stack_invoke_has_the_report_figures_and_the_log(local_stack, image_key):
     answer = local_stack.invoke(s3_event(local_stack, image_key))
     assert answer.response["results"][0]["label"] == class_images()[0][0]
-    assert answer.report.duration_ms is not None and answer.report.memory_mb == 1024
-    assert any(line.startswith("REPORT RequestId") for line in answer.logs)
+    assert answer.report.duration_ms is not None and answer.report.memory_mb == 1024, (answer.report, answer.logs)
+    assert any(line.startswith("REPORT RequestId") for line in answer.logs), answer.logs
 
 
 # -- malformed requests over raw sockets -------------------------------------------------------------------
@@ -441,6 +438,33 @@ def test_a_lying_content_length_is_answered_after_the_read_timeout(local_stack):
         with socket.create_connection(("127.0.0.1", port_of(local_stack))) as sock:  # answered at once
             sock.sendall(b"POST /2015-03-31/functions/function/invocations HTTP/1.1\r\nContent-Length: " + claim + b"\r\n\r\n")
             assert check_reply(read_reply(sock)) == status_code, claim[:20]
+    still_answers(local_stack)
+
+
+def test_many_silent_half_requests_do_not_block_a_valid_invoke(local_stack):
+    sockets = []
+    try:
+        for _ in range(100):  # each sends half a request line and then nothing
+            sock = socket.create_connection(("127.0.0.1", port_of(local_stack)), timeout=10)
+            sockets.append(sock)
+            sock.sendall(b"POST /2015-03-31/functions/function/invoc")
+        started = time.monotonic()
+        still_answers(local_stack)
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_client_gone_while_its_function_runs_frees_its_slot(local_stack, slow_event):
+    with socket.create_connection(("127.0.0.1", port_of(local_stack))) as sock:
+        sock.sendall(f"POST /2015-03-31/functions/{DEFAULT_FUNCTION}/invocations HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {len(slow_event)}\r\n\r\n".encode() + slow_event)
+        wait_in_flight(local_stack, 1)
+    deadline = time.monotonic() + FUNCTION_TIMEOUT + 30
+    while status(local_stack)["function"]["in_flight"]:
+        assert time.monotonic() < deadline, "the slot of a client that went away was never given back"
+        time.sleep(0.05)
     still_answers(local_stack)
 
 
