@@ -1,4 +1,4 @@
-""""Public" as AWS defines it (S3 user guide, "The meaning of public"): one module, used by the upload
+"""'Public' as AWS defines it (S3 user guide, "The meaning of public"): one module, used by the upload
 refusal and by rcyc doctor --security. A wildcard grant is private only when a condition pins it to fixed
 values of the keys AWS lists; any other condition leaves it open to anyone."""
 
