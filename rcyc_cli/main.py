@@ -106,8 +106,9 @@ def _defaults_for(command: click.Command, settings: dict) -> dict:
 
 @click.group(cls=RcycGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rcyc")
+@click.option("--verbose", is_flag=True, envvar="RCYC_VERBOSE", help="Let TensorFlow and the libraries log as they like. [env RCYC_VERBOSE]")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, verbose: bool) -> None:
     """rcyc: build, run, deploy and query the recyclable-item classifier on AWS Lambda.
 
     \b
@@ -116,6 +117,8 @@ def cli(ctx: click.Context) -> None:
       rcyc invoke-local [IMAGE...] the same through the real Lambda emulator and a local S3
       rcyc doctor                  what is installed, what is missing, and how to fix it
     """
+    if verbose:
+        os.environ["RCYC_VERBOSE"] = "1"  # read where TensorFlow is imported (rcyc_core.backends.import_keras)
     keep_loopback_off_proxies()
     load_config(ctx)
 

@@ -5,7 +5,6 @@ used wherever a local model directory is (predict, eval)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -13,14 +12,13 @@ import tempfile
 from pathlib import Path
 
 from rcyc_core.errors import InputError, ModelError
-from rcyc_core.manifest import MANIFEST_NAME, Manifest
-from rcyc_core.s3 import NOT_FOUND_CODES
+from rcyc_core.manifest import MANIFEST_NAME
 
 from ..defaults import MODELS_PREFIX
 from ..paths import cache_dir
 from ..reporting import SILENT, Reporter
 from . import store
-from .aws import Aws, aws_call, get_or_none
+from .aws import Aws, aws_call
 
 BUCKET_REF = re.compile(r"^(current|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[A-Za-z0-9][A-Za-z0-9._-]{0,127})$")
 
@@ -35,21 +33,25 @@ def fetch_model(ref: str, bucket: str, region: str | None = None, report: Report
         raise InputError(f"{ref!r} is neither a local model nor a model in the bucket",
                          hint="Give a model path, 'current', or NAME/VERSION (rcyc models list).")
     s3 = Aws(region).client("s3")
+    expected = None
     if ref == "current":
         pointer = store.read_pointer(s3, bucket)
         if pointer is None:
             raise ModelError(f"s3://{bucket} has no current model", kind="ModelUnavailable",
                              hint="rcyc upload-model PATH makes one current.")
-        manifest_key = pointer["manifest"]
+        manifest_key, expected = pointer["manifest"], pointer.get("sha256")
     else:
         manifest_key = f"{MODELS_PREFIX}{ref}/{MANIFEST_NAME}"
-    body = get_or_none(f"read s3://{bucket}/{manifest_key}", s3.get_object, NOT_FOUND_CODES, Bucket=bucket, Key=manifest_key)
-    if body is None:
+    manifest = store.read_manifest(s3, bucket, manifest_key)
+    if manifest is None:
         raise ModelError(f"s3://{bucket}/{manifest_key} does not exist", kind="ModelUnavailable",
                          hint="rcyc models list shows the uploaded versions.")
-    text = body["Body"].read()
-    manifest = Manifest.from_json(text, source=f"s3://{bucket}/{manifest_key}")
-    target = cache_dir() / "bucket-models" / hashlib.sha256(text).hexdigest()
+    if expected is not None and manifest.sha256 != expected:
+        # As the function does at every load: the manifest must be the one the pointer names.
+        raise ModelError(f"s3://{bucket}/{manifest_key} has sha256 {manifest.sha256}, the pointer names {expected}",
+                         kind="ModelIntegrityError", hint="The published manifest changed: upload the model again.")
+    text = manifest.to_json().encode()
+    target = cache_dir() / "bucket-models" / manifest.sha256
     if (target / MANIFEST_NAME).is_file():
         return target
     report.status(f"downloading {manifest.name} {manifest.version} from s3://{bucket}/{manifest_key.rsplit('/', 1)[0]}/")
