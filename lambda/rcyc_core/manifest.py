@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import ModelError
 from .labels import LABELS
-from .preprocess import InputSpec
+from .spec import InputSpec
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA = 1
