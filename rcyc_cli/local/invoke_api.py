@@ -315,6 +315,12 @@ def make_handler(api: Api, status_path: str):
         def log_message(self, *args):  # quiet: the stack log is for the stack's own events
             pass
 
+        def setup(self):
+            super().setup()
+            # Headers and body go out as two writes: without this, Nagle's algorithm and the client's delayed
+            # ACK add ~40 ms to every keep-alive answer (measured with boto3: 52-80 ms p50 instead of ~10).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def handle_one_request(self):
             try:
                 super().handle_one_request()
