@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from rcyc_cli.defaults import DEFAULT_FUNCTION, LOCAL_CREDENTIALS, LOCAL_REGION
 from rcyc_cli.local import stack
-from rcyc_cli.local.invoke_api import EVENT_PAYLOAD_LIMIT, LOG_TAIL_BYTES, SYNC_PAYLOAD_LIMIT, log_tail
+from rcyc_cli.local.invoke_api import EVENT_PAYLOAD_LIMIT, LOG_TAIL_BYTES, SYNC_PAYLOAD_LIMIT, ApiError, log_tail, resolve_function
 from rcyc_cli.local.ports import free_port
 from tests.conftest import ROOT, class_images, examples, need
 
@@ -186,6 +186,28 @@ def test_boto3_unknown_function_version_or_alias_is_resource_not_found(local_sta
         assert isinstance(error, client.exceptions.ResourceNotFoundException), kwargs
         assert_error(error, "ResourceNotFoundException", 404)
         assert error.response["Type"] == "User"
+
+
+def test_boto3_bad_invocation_type_or_contradicting_qualifier_is_invalid_parameter(local_stack):
+    client = lambda_client(local_stack)
+    for kwargs in [{"FunctionName": DEFAULT_FUNCTION, "InvocationType": "Sometimes"},
+                   {"FunctionName": f"{DEFAULT_FUNCTION}:$LATEST", "Qualifier": "prod"}]:
+        error = error_of(lambda: client.invoke(Payload=b"{}", **kwargs))
+        assert isinstance(error, client.exceptions.InvalidParameterValueException), kwargs
+        assert_error(error, "InvalidParameterValueException", 400)
+
+
+def test_function_name_forms():
+    names = (DEFAULT_FUNCTION, "function")
+    for name in [DEFAULT_FUNCTION, "function", f"{DEFAULT_FUNCTION}:$LATEST", ARN, f"{ARN}:$LATEST",
+                 f"arn:aws-cn:lambda:cn-north-1:012345678912:function:{DEFAULT_FUNCTION}", f"123456789012:function:{DEFAULT_FUNCTION}"]:
+        assert resolve_function(name, {}, names) == "$LATEST", name
+    assert resolve_function(DEFAULT_FUNCTION, {"Qualifier": ["$LATEST"]}, names) == "$LATEST"
+    for name in ["", "other", f"{DEFAULT_FUNCTION}:1", f"{DEFAULT_FUNCTION}:prod", f"arn:aws:lambda:us-east-1:12:function:{DEFAULT_FUNCTION}",
+                 f"arn:aws:s3:::{DEFAULT_FUNCTION}", "x" * 65, f"{DEFAULT_FUNCTION}/x", "function\x00"]:
+        with pytest.raises(ApiError) as caught:
+            resolve_function(name, {}, names)
+        assert caught.value.status == 404 and caught.value.error_type == "ResourceNotFoundException", name
 
 
 def test_boto3_log_tail_is_the_base64_log_with_the_report_line(local_stack, image_key):
