@@ -27,6 +27,49 @@ from .ports import free_port, wait_for_port
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 
+# The runtime client as ``python -m awslambdaric HANDLER`` starts it, plus a watcher thread: when the rcyc
+# process owning this sandbox is gone (even killed with -9, which nothing can catch) it kills its parent,
+# the emulator, and exits; when the emulator is gone, it exits. So no emulator or runtime outlives its owner
+# by more than a moment. (The emulator is a Go binary: the runtime, its child, is where Python can watch.)
+RUNTIME_BOOT = """
+import os, sys, threading, time
+
+def _rcyc_watch(owner=int(os.environ.get("RCYC_OWNER_PID") or 0), started=os.environ.get("RCYC_OWNER_START", "")):
+    parent = os.getppid()
+
+    def owner_gone():
+        try:
+            with open(f"/proc/{owner}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return fields[0] == "Z" or fields[19] != started
+        except (OSError, IndexError):
+            return True
+
+    while True:
+        time.sleep(0.25)
+        if os.getppid() != parent:
+            os._exit(1)
+        if owner and owner_gone():
+            try:
+                os.kill(parent, 9)
+            except OSError:
+                pass
+            os._exit(1)
+
+threading.Thread(target=_rcyc_watch, name="rcyc-owner-watch", daemon=True).start()
+from awslambdaric.__main__ import main
+main(sys.argv)
+"""
+
+
+def owner_identity() -> dict[str, str]:
+    """This process's pid and start time (pids are reused; the pair is not), for the runtime's watcher."""
+    try:
+        started = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return {}
+    return {"RCYC_OWNER_PID": str(os.getpid()), "RCYC_OWNER_START": started}
+
 
 def function_environment(name: str, timeout: int, memory: int, extra: dict[str, str]) -> dict[str, str]:
     """What Lambda sets for a function, plus rcyc's own settings. Credentials are throwaway local ones."""
@@ -156,6 +199,7 @@ class ProcessSandbox(Sandbox):
             "PYTHONDONTWRITEBYTECODE": "1",
             "LAMBDA_TASK_ROOT": str(self.function_dir),
             "RCYC_CACHE_DIR": str(self._workdir / "tmp" / "rcyc"),
+            **owner_identity(),
             **self.extra_env,
         })
 
@@ -181,7 +225,7 @@ class ProcessSandbox(Sandbox):
             str(self.rie),
             "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
             "--runtime-api-address", f"127.0.0.1:{free_port()}",
-            sys.executable, "-m", "awslambdaric", self.handler,
+            sys.executable, "-c", RUNTIME_BOOT, self.handler,
         ]
         log = open(self.log_path, "wb")
         try:

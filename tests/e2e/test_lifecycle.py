@@ -140,10 +140,10 @@ def test_kill_9_of_the_stack_then_status_stops_what_it_left(rcyc):
     assert emulators_and_runtimes(ours()) == (2, 2)
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not stack_module.running(pid), 10, "the stack to die")
-    assert emulators_and_runtimes(ours()) == (2, 2)  # orphans: what a killed stack leaves
     status = rcyc.run("local", "status")
     assert status.returncode == 4 and "error: no local stack" in status.stderr and "hint:" in status.stderr
-    assert ours() == [] and not stack_module.state_file().exists()
+    assert not stack_module.state_file().exists()
+    wait_gone(5)  # the runtimes saw their owner die and took their emulators down; status swept the rest
 
 
 def test_kill_9_of_the_stack_then_down_stops_what_it_left(rcyc):
@@ -153,6 +153,32 @@ def test_kill_9_of_the_stack_then_down_stops_what_it_left(rcyc):
     down = rcyc.run("local", "down", "--json")
     assert down.returncode == 0 and json.loads(down.stdout) == {"stopped": False}
     assert ours() == [] and not stack_module.state_file().exists()
+
+
+def test_stale_cleanup_stops_orphans_even_without_their_watcher(rcyc):
+    """The owner token is the second line of defence: orphans whose runtime cannot watch (SIGSTOPped here,
+    as a hung runtime would be) are still found through the stale state and stopped."""
+    up = rcyc.run("local", "up", "-n", "1", "--json")
+    assert up.returncode == 0, up.stderr
+    pids = ours()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # neither the emulator nor the runtime's watcher can act now
+    os.kill(json.loads(up.stdout)["pid"], signal.SIGKILL)
+    time.sleep(1.0)
+    assert sorted(ours()) == sorted(pids)  # orphans: what a killed stack leaves
+    status = rcyc.run("local", "status")
+    assert status.returncode == 4 and not stack_module.state_file().exists()
+    assert ours() == []
+
+
+def test_kill_9_of_invoke_local_leaves_no_emulator_running(rcyc, tmp_path):
+    folder = image_folder(tmp_path, 400)
+    process = rcyc.start("invoke-local", "--json", "-c", "2", "--batch-size", "1", folder)
+    wait_for(lambda: emulators_and_runtimes(ours()) == (2, 2) or process.poll() is not None, 120, "two instances")
+    assert process.poll() is None, process.communicate()
+    os.kill(process.pid, signal.SIGKILL)  # nothing in rcyc can catch this
+    process.communicate(timeout=30)
+    wait_gone(5)  # each runtime saw its owner die and took its emulator down
 
 
 def test_local_down_under_load_stops_everything_and_nothing_restarts(rcyc, tmp_path):
