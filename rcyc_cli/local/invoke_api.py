@@ -26,6 +26,7 @@ import queue
 import random
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -290,8 +291,6 @@ class StackHTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address) -> None:
         # A handler bug must not end the server; one line in the stack log, no traceback spew.
-        import sys
-
         print(f"request from {client_address[0]} failed: {sys.exc_info()[0].__name__}: {sys.exc_info()[1]}", flush=True)
 
 
