@@ -52,6 +52,37 @@ def _zombie(entry: Path) -> bool:
         return True
 
 
+def _environment(pid: int) -> dict[bytes, bytes]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+
+
+def _alive_as(pid: int, started: str) -> bool:
+    """Whether ``pid`` is still the process that started at ``started`` (and not a zombie)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0] != "Z" and fields[19] == started
+    except (OSError, IndexError):
+        return False
+
+
+def sweep_orphans() -> int:
+    """Stop the sandboxes of this cache whose owning rcyc process is gone (killed with -9 before its
+    runtime could watch it: an emulator that never served a request has no runtime yet). Returns how many."""
+    orphans = []
+    for pid in owned_pids(cache_tag()):
+        env = _environment(pid)
+        owner, started = env.get(b"RCYC_OWNER_PID"), env.get(b"RCYC_OWNER_START")
+        if owner and started and not _alive_as(int(owner), started.decode()):
+            orphans.append(env[OWNER_VARIABLE.encode()].decode())
+    for token in set(orphans):
+        stop_owned(token)
+    return len(orphans)
+
+
 def stop_owned(prefix: str, grace: float = 2.0) -> int:
     """SIGTERM, then SIGKILL after ``grace`` seconds, every process owned by ``prefix``. Returns how many."""
     pids = owned_pids(prefix)

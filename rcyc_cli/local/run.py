@@ -34,7 +34,7 @@ from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
 from . import stack as stack_module
 from .pool import run_keys
-from .runtime import FunctionLauncher, FunctionSpec
+from .runtime import FunctionLauncher, FunctionSpec, seed_bucket
 from .s3_server import EmbeddedS3
 
 RUNS_PREFIX = "runs/"
@@ -158,14 +158,16 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
         if shared:
             stack.callback(remove_prefix, s3, bucket, prefix)  # registered first, so it runs after the instances stop
         if warm is None:
-            size = 1 if event is not None else max(1, min(options.concurrency, len(pairs)))
             # Our own instances read a pointer of their own on a shared bucket: another run's model never answers here.
             pointer = f"{prefix}current.json" if shared else POINTER_KEY
+            seed_bucket(s3, bucket, manifest, model_dir, pointer)
+        put_images(s3, bucket, pairs)  # before any instance starts: they idle as briefly as possible
+        if warm is None:
+            size = 1 if event is not None else max(1, min(options.concurrency, len(pairs)))
             pool = launcher.start(s3, bucket, manifest, model_dir, size, pointer_key=pointer)
             stack.callback(pool.stop)
             invoke = lambda e: pool.invoke(e)[0]  # noqa: E731
             runtime = launcher.runtime
-        put_images(s3, bucket, pairs)
         keys = [key for _, key in pairs]
         if event is not None and prefix:
             event = rebase_event(event, {f"{IMAGES_PREFIX}{path.name}": key for path, key in pairs}, report)

@@ -73,7 +73,10 @@ class FunctionLauncher:
     ``start`` seeds the bucket and starts the sandboxes."""
 
     def __init__(self, spec: FunctionSpec, report: Reporter = SILENT):
+        from . import reaper
+
         self.spec, self.report = spec, report
+        reaper.sweep_orphans()  # sandboxes an rcyc process killed with -9 left behind
         self.rie_path = rie_finder.locate(spec.rie)
         self.docker = choose_runtime(spec.runtime, report, spec.base_image)
         self._image_id: str | None = None

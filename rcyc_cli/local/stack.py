@@ -194,6 +194,7 @@ def find() -> RemoteStack | None:
     """The running stack, or None. A state file whose process is gone (or is not a stack) is stale: what
     it owned (emulators, runtimes, containers) is stopped and the file removed. A stack that is alive but
     slow to answer is left alone."""
+    reaper.sweep_orphans()
     state = read_state()
     if state is None:
         return None

@@ -331,3 +331,24 @@ def test_ten_thousand_records_succeed_within_1024_mb(rcyc, tmp_path):
     report = output["invocation"]["report"]
     print(f"\n10,000 records: peak {report['peak_mb']} MB, duration {report['duration_ms'] / 1000:.1f} s")
     assert report["peak_mb"] < 1024
+
+
+def test_an_emulator_whose_owner_was_killed_before_its_first_request_is_swept(rcyc, rie_path):
+    """An emulator that never served a request has no runtime to watch its owner: the next rcyc command
+    that looks for sandboxes (here `local status`) finds it by its owner's identity and stops it."""
+    script = ("import sys, time\n"
+              "from rcyc_cli.local import reaper\n"
+              "from rcyc_cli.local.sandbox import ProcessSandbox\n"
+              "ProcessSandbox(sys.argv[1], env={reaper.OWNER_VARIABLE: reaper.new_owner('run')}).start()\n"
+              "print('up', flush=True)\n"
+              "time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script, str(rie_path)], env=rcyc.env, stdout=subprocess.PIPE, text=True)
+    rcyc.started.append(owner)
+    assert owner.stdout.readline().strip() == "up"
+    assert emulators_and_runtimes(ours()) == (1, 0)
+    owner.kill()
+    owner.wait()
+    time.sleep(0.5)
+    assert emulators_and_runtimes(ours()) == (1, 0)  # orphaned, with nothing to watch its owner
+    assert rcyc.run("local", "status").returncode == 4
+    assert ours() == []
