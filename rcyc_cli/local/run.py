@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rcyc_core import events
 from rcyc_core.config import Config
-from rcyc_core.errors import EventError, InputError
+from rcyc_core.errors import EventError, InputError, PrerequisiteError
 
 from ..cloud import aws, store
 from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, IMAGES_PREFIX, LAMBDA_MAX_PAYLOAD,
@@ -247,7 +247,12 @@ def stack_conflict(options: Options, state: dict, manifest) -> str | None:
     if spec.runtime != "auto":
         wanted["runtime"], running["runtime"] = spec.runtime, state.get("runtime")
     if state.get("rie_path") is not None:
-        wanted["emulator"], running["emulator"] = str(Path(rie_finder.locate(spec.rie)).resolve()), state["rie_path"]
+        try:
+            wanted["emulator"], running["emulator"] = str(Path(rie_finder.locate(spec.rie)).resolve()), state["rie_path"]
+        except PrerequisiteError:
+            if spec.rie:
+                raise  # an explicit emulator that is not there is an error, stack or not
+            # none installed here: the stack's own emulator is the only one there is
     if options.model is not None:
         stack_model = state.get("model") or {}
         if stack_model.get("sha256") != manifest.sha256:
