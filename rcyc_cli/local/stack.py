@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
@@ -88,7 +88,9 @@ class StackConfig:
     ca_bundle: str | None = None
     timeout: int = DEFAULT_TIMEOUT
     memory: int = DEFAULT_MEMORY
-    function_name: str = DEFAULT_FUNCTION  # the Invoke API answers to it (and to the emulator's "function")
+    # The Invoke API answers to this name (and to the emulator's "function"): RCYC_FUNCTION, as for the
+    # commands' --function, else the name rcyc deploys.
+    function_name: str = field(default_factory=lambda: os.environ.get("RCYC_FUNCTION") or DEFAULT_FUNCTION)
     max_waiting: int = 64  # invokes waiting for an idle instance beyond the pool; more get 429
     event_queue: int = 128  # queued Event (asynchronous) invokes; more get 429
     read_timeout: float = 10.0  # seconds of silence from a client before its request is answered or dropped

@@ -52,7 +52,7 @@ def local_stack(rie_path, tmp_path_factory):
     patch.delenv("AWS_PROFILE", raising=False)
     try:
         yield stack.up(stack.StackConfig(instances=1, max_waiting=1, event_queue=4, timeout=FUNCTION_TIMEOUT,
-                                         read_timeout=1.0, rie=str(rie_path)))
+                                         read_timeout=1.0, rie=str(rie_path), function_name=DEFAULT_FUNCTION))
     finally:
         stack.down()
         patch.undo()
@@ -208,6 +208,13 @@ def test_function_name_forms():
         with pytest.raises(ApiError) as caught:
             resolve_function(name, {}, names)
         assert caught.value.status == 404 and caught.value.error_type == "ResourceNotFoundException", name
+
+
+def test_the_stack_answers_to_rcyc_function_as_the_commands_do(monkeypatch):
+    monkeypatch.delenv("RCYC_FUNCTION", raising=False)
+    assert stack.StackConfig().function_name == DEFAULT_FUNCTION
+    monkeypatch.setenv("RCYC_FUNCTION", "my-classifier")
+    assert stack.StackConfig().function_name == "my-classifier"
 
 
 def test_boto3_log_tail_is_the_base64_log_with_the_report_line(local_stack, image_key):
