@@ -29,7 +29,7 @@ from ..invocation import Invocation, Report, decode_reply
 from ..paths import cache_dir
 from .sandbox import payload
 from . import reaper
-from .invoke_api import LOG_TAIL_BYTES
+from .invoke_protocol import LOG_TAIL_BYTES
 
 STATUS_PATH = "/rcyc/status"
 

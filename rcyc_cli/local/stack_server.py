@@ -21,7 +21,9 @@ from ..exit_status import for_error
 from ..model_source import resolve_model
 from ..reporting import Reporter
 from . import invoke_api, reaper
-from .invoke_api import EMULATOR_ALIAS, Admission, Api, EventQueue, FaultSwitch, StackHTTPServer
+from .admission import Admission, EventQueue, FaultSwitch
+from .invoke_api import Api, StackHTTPServer
+from .invoke_protocol import EMULATOR_ALIAS, EXECUTED_VERSION
 from .runtime import FunctionLauncher, FunctionSpec
 from .s3_server import EmbeddedS3
 from .stack import STATUS_PATH, StackConfig, state_file
@@ -92,7 +94,7 @@ def _invoke_server(pool, s3_endpoint: str, config: StackConfig) -> tuple[StackHT
 
     def status() -> dict:
         return {"pid": os.getpid(), "s3_endpoint": s3_endpoint, "bucket": config.bucket,
-                "function": {"names": list(names), "version": invoke_api.EXECUTED_VERSION,
+                "function": {"names": list(names), "version": EXECUTED_VERSION,
                              "capacity": admission.capacity, "in_flight": admission.in_use, "events": events.to_dict(), "faults": faults.to_dict()},
                 "instances": [instance.to_dict() for instance in pool.instances]}
 

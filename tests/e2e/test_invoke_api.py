@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 from rcyc_cli.defaults import DEFAULT_FUNCTION, LOCAL_CREDENTIALS, LOCAL_REGION
 from rcyc_cli.local import stack
-from rcyc_cli.local.invoke_api import EVENT_PAYLOAD_LIMIT, LOG_TAIL_BYTES, SYNC_PAYLOAD_LIMIT, ApiError, log_tail, resolve_function
+from rcyc_cli.local.invoke_protocol import (EVENT_PAYLOAD_LIMIT, LOG_TAIL_BYTES, SYNC_PAYLOAD_LIMIT, ApiError, log_tail,
+                                            resolve_function)
 from rcyc_cli.local.ports import free_port
 from tests.conftest import ROOT, class_images, examples, need
 
