@@ -31,8 +31,9 @@ from pathlib import Path
 from rcyc_core.errors import InputError
 from rcyc_core.labels import LABELS
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
-"""Extensions (lower case, with the dot) that make a file an image candidate."""
+from .files import IMAGE_SUFFIXES
+
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # one list of image file names for every command (files.py)
 
 MAPPING_EXAMPLE = 'cans = "soda_cans"'
 

@@ -7,6 +7,7 @@ path swapped between the check and the read cannot slip through.
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 from pathlib import Path
@@ -87,3 +88,33 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+# What rcyc takes for an image file or object, by name (any case): invoke-local, upload-image, eval, train, classify.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def expand_images(arguments: list[Path]) -> list[Path]:
+    """Files as given; directories and glob patterns expand to the image files in them (sorted). Only
+    regular files: a device, a FIFO or a socket is refused, named or found."""
+    found: list[Path] = []
+    for argument in arguments:
+        text = str(argument)
+        if not text.strip():
+            raise InputError("an empty path was given as an image", hint="Give image files, a directory, or a quoted pattern.")
+        if argument.is_dir():
+            found += sorted(p for p in argument.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and is_regular(p))
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if is_regular(p))
+            if not matches:
+                raise InputError(f"no files match {text}", hint="Check the pattern (quote it so the shell does not expand it).")
+            found += matches
+        elif is_regular(argument):
+            found.append(argument)
+        elif argument.exists():
+            read_regular(argument, what="image")  # raises: says what it is instead (a device, a FIFO, ...)
+        else:
+            raise InputError(f"{ascii(text)[1:-1]} does not exist or is not a file", hint="Check the path.")
+    for path in found:
+        check_name(path)
+    return found

@@ -44,14 +44,3 @@ def writable_cache(directory: Path) -> Path:
                                 hint="Point RCYC_CACHE_HOME at a writable folder.") from None
     return directory
 
-
-def local_or_bucket(value: str | None, bucket: str, region: str | None = None,
-                    status: Callable[[str], None] = lambda message: None) -> Path | None:
-    """A --model value as a local path: a path that exists as it is, else ``current`` or NAME/VERSION in
-    ``bucket`` (downloaded and verified). None means the default model."""
-    if value is None or Path(value).exists():
-        return Path(value) if value is not None else None
-    from .cloud.fetch import fetch_model
-    from .reporting import Reporter
-
-    return fetch_model(str(value), bucket, region, Reporter(status=status))

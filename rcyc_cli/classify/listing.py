@@ -8,7 +8,8 @@ from typing import Iterator
 from rcyc_core.config import Config
 from rcyc_core.errors import InputError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+from ..files import IMAGE_SUFFIXES
+
 MAX_IMAGE_BYTES = Config().max_bytes  # what the function refuses anyway: not worth an invocation
 
 
@@ -29,7 +30,7 @@ class Counts:
 
 
 def is_image(key: str, size: int) -> bool:
-    return key.lower().endswith(IMAGE_SUFFIXES) and 0 < size <= MAX_IMAGE_BYTES
+    return key.lower().endswith(tuple(IMAGE_SUFFIXES)) and 0 < size <= MAX_IMAGE_BYTES
 
 
 def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts: Counts,

@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from rcyc_core.errors import InputError, ModelError
 from rcyc_core.manifest import MANIFEST_NAME
@@ -72,3 +73,12 @@ def fetch_model(ref: str, bucket: str, region: str | None = None, report: Report
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def local_or_bucket(value: str | None, bucket: str, region: str | None = None,
+                    status: Callable[[str], None] = lambda message: None) -> Path | None:
+    """A --model value as a local path: a path that exists as it is, else ``current`` or NAME/VERSION in
+    ``bucket`` (downloaded and verified). None means the default model."""
+    if value is None or Path(value).exists():
+        return Path(value) if value is not None else None
+    return fetch_model(str(value), bucket, region, Reporter(status=status))

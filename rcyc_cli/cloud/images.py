@@ -44,7 +44,7 @@ def upload_images(paths: list[Path], bucket: str, prefix: str = IMAGES_PREFIX, r
     buckets.validate_bucket_name(bucket)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    from ..local.run import expand_images  # the same expansion invoke-local does
+    from ..files import expand_images  # the same expansion invoke-local does
 
     paths = expand_images([Path(p) for p in paths])
     if not paths:

@@ -29,7 +29,7 @@ class EvalOptions:
 def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
     from ..config import eval_label_mapping
     from ..dataset import load_dataset
-    from ..model_source import local_or_bucket
+    from ..cloud.fetch import local_or_bucket
 
     dataset = load_dataset(options.data_dir, eval_label_mapping())
     model_dir = local_or_bucket(options.model, options.bucket, options.region, report.status)

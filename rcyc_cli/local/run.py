@@ -13,7 +13,6 @@ model gets instances of its own).
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import mimetypes
 import time
@@ -28,7 +27,7 @@ from rcyc_core.errors import EventError, InputError, PrerequisiteError
 from ..cloud import aws, store
 from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, IMAGES_PREFIX, LAMBDA_MAX_PAYLOAD,
                         LOCAL_CREDENTIALS, LOCAL_REGION, POINTER_KEY)
-from ..files import check_name, is_regular, read_regular
+from ..files import IMAGE_SUFFIXES, expand_images, read_regular
 from ..invocation import Invocation
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
@@ -51,35 +50,6 @@ class Options:
     concurrency: int = 1
     batch_size: int = DEFAULT_BATCH_SIZE
     use_stack: bool = True  # reuse a warm `rcyc local up` stack when one runs
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def expand_images(arguments: list[Path]) -> list[Path]:
-    """Files as given; directories and glob patterns expand to the image files in them (sorted). Only
-    regular files: a device, a FIFO or a socket is refused, named or found."""
-    found: list[Path] = []
-    for argument in arguments:
-        text = str(argument)
-        if not text.strip():
-            raise InputError("an empty path was given as an image", hint="Give image files, a directory, or a quoted pattern.")
-        if argument.is_dir():
-            found += sorted(p for p in argument.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and is_regular(p))
-        elif any(ch in text for ch in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if is_regular(p))
-            if not matches:
-                raise InputError(f"no files match {text}", hint="Check the pattern (quote it so the shell does not expand it).")
-            found += matches
-        elif is_regular(argument):
-            found.append(argument)
-        elif argument.exists():
-            read_regular(argument, what="image")  # raises: says what it is instead (a device, a FIFO, ...)
-        else:
-            raise InputError(f"{ascii(text)[1:-1]} does not exist or is not a file", hint="Check the path.")
-    for path in found:
-        check_name(path)
-    return found
 
 
 def load_event(path: Path) -> dict:

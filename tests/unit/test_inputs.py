@@ -64,7 +64,7 @@ def test_invoke_local_image_from_a_device_or_fifo_is_bad_input(what, fifo):
 
 
 def test_a_fifo_in_a_folder_is_skipped_not_waited_on(tmp_path, fifo):
-    from rcyc_cli.local.run import expand_images
+    from rcyc_cli.files import expand_images
 
     shutil.copy(IMAGE, tmp_path / "a.jpg")
     assert expand_images([tmp_path]) == [tmp_path / "a.jpg"]
