@@ -68,15 +68,20 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         print(f"error: {exc.message}", flush=True)
         raise SystemExit(for_error(exc)) from None
     finally:
-        if server:
-            server.shutdown()
-            server.server_close()
+        # The instances first: requests in flight end at once (no instance is ever started again), then the
+        # server stops taking requests, then S3.
+        stop_started = time.monotonic()
         if events:
             events.stop()
         if pool:
             pool.stop()
         reaper.stop_owned(owner)  # anything of ours the pool no longer knew about
+        print(f"stopping: instances stopped in {time.monotonic() - stop_started:.2f} s", flush=True)
+        if server:
+            server.shutdown()
+            server.server_close()
         s3_server.stop()
+        print(f"stopped in {time.monotonic() - stop_started:.2f} s", flush=True)
         try:
             if json.loads(state_file().read_text()).get("pid") == os.getpid():
                 state_file().unlink()
