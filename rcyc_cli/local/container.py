@@ -10,7 +10,7 @@ from rcyc_core.errors import FunctionError
 from ..defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT
 from ..invocation import Invocation
 from .ports import free_port, wait_for_port
-from .sandbox import Sandbox, function_environment
+from .sandbox import Sandbox, function_environment, owner_identity
 
 
 class ContainerSandbox(Sandbox):
@@ -44,7 +44,8 @@ class ContainerSandbox(Sandbox):
             self.container = self.client.containers.run(
                 self.image, command=["app.handler"], entrypoint=entrypoint, environment=env, detach=True,
                 network_mode="host", volumes={str(self.rie.resolve()): {"bind": self.RIE_IN_CONTAINER, "mode": "ro"}},
-                labels={"rcyc.sandbox": self.name, "rcyc.owner": self.extra_env.get("RCYC_OWNER", "")}, mem_limit=f"{self.memory}m",
+                labels={"rcyc.sandbox": self.name, "rcyc.owner": self.extra_env.get("RCYC_OWNER", ""),
+                        **{f"rcyc.{k.lower()}": v for k, v in owner_identity().items()}}, mem_limit=f"{self.memory}m",
             )
         except Exception as exc:  # docker.errors.* or a broken connection: one line, not a traceback
             if hasattr(exc, "explanation"):

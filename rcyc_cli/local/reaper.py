@@ -83,6 +83,23 @@ def sweep_orphans() -> int:
     return len(orphans)
 
 
+def sweep_orphan_containers(client) -> int:
+    """Remove the containers of this cache whose owning rcyc process is gone (labels ``rcyc.owner``,
+    ``rcyc.rcyc_owner_pid``, ``rcyc.rcyc_owner_start``). Returns how many."""
+    removed = 0
+    try:
+        for container in client.containers.list(all=True, filters={"label": "rcyc.owner"}):
+            labels = container.labels or {}
+            pid, started = labels.get("rcyc.rcyc_owner_pid"), labels.get("rcyc.rcyc_owner_start")
+            if str(labels.get("rcyc.owner", "")).startswith(cache_tag()) and pid and started \
+                    and not _alive_as(int(pid), started):
+                container.remove(force=True)
+                removed += 1
+    except Exception:  # noqa: BLE001 - the engine went away: nothing more to sweep there
+        pass
+    return removed
+
+
 def stop_owned(prefix: str, grace: float = 2.0) -> int:
     """SIGTERM, then SIGKILL after ``grace`` seconds, every process owned by ``prefix``. Returns how many."""
     pids = owned_pids(prefix)

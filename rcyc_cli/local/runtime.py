@@ -79,6 +79,8 @@ class FunctionLauncher:
         reaper.sweep_orphans()  # sandboxes an rcyc process killed with -9 left behind
         self.rie_path = rie_finder.locate(spec.rie)
         self.docker = choose_runtime(spec.runtime, report, spec.base_image)
+        if self.docker is not None:
+            reaper.sweep_orphan_containers(self.docker)  # containers an rcyc process killed with -9 left behind
         self._image_id: str | None = None
 
     def start(self, s3, bucket: str, manifest: Manifest, model_dir: Path, instances: int = 1, warm: bool = False,

@@ -241,3 +241,46 @@ def test_kill_9_of_a_docker_stack_then_down_removes_its_containers(engine, slim_
         stack.down()
         for container in engine.containers.list(all=True, filters={"label": f"rcyc.owner={owner}"}):
             container.remove(force=True)
+
+
+def test_containers_of_an_invoke_local_killed_with_9_are_swept_by_the_next_run(engine, slim_image, rie_path, tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rcyc_cli.local import reaper
+
+    monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path / "cache"))
+    tag = reaper.cache_tag()
+
+    def ours():
+        return [c for c in engine.containers.list(all=True, filters={"label": "rcyc.owner"})
+                if c.labels.get("rcyc.owner", "").startswith(tag)]
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(300):
+        shutil.copy(class_images()[i % len(class_images())][1], folder / f"img_{i:03d}.jpg")
+    env = {**os.environ, "RCYC_CACHE_HOME": str(tmp_path / "cache"), "RCYC_RIE": str(rie_path)}
+    command = [sys.executable, "-m", "rcyc_cli.main", "invoke-local", "--json", "--runtime", "docker", *build_args()]
+    process = subprocess.Popen([*command, "-c", "2", "--batch-size", "1", str(folder)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while len(ours()) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(ours()) == 2 and process.poll() is None
+        process.kill()  # SIGKILL: nothing in rcyc can catch it
+        process.wait()
+        assert len(ours()) == 2  # what it leaves
+        again = subprocess.run([*command, str(IMAGES / "boxes" / "boxes_0.jpg")], env=env, capture_output=True, text=True,
+                               timeout=300)
+        assert again.returncode == 0, again.stderr
+        assert ours() == []  # swept at its start (and its own removed at its end)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for container in ours():
+            container.remove(force=True)
