@@ -122,8 +122,15 @@ def test_endpoint_url_uses_an_existing_s3(s3_server, rie_path):
     result = run("invoke-local", "--json", "--rie", rie_path, "--endpoint-url", s3_server.endpoint_url, "--bucket", "other-bucket",
                  IMAGES / "plastic_bottles" / "plastic_bottles_1.jpg")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["results"][0]["label"] == "plastic_bottles"
+    output = json.loads(result.stdout)
+    assert output["results"][0]["label"] == "plastic_bottles"
+    # A bucket others can reach: this run's images (and its own model pointer) under a prefix of its own,
+    # removed afterwards; the shared "current model" pointer is left alone.
+    prefix = output["invocation"]["prefix"]
+    assert prefix.startswith("runs/") and output["results"][0]["key"] == f"{prefix}images/plastic_bottles_1.jpg"
     s3 = cloud_aws.s3_client(s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
+    assert s3.list_objects_v2(Bucket="other-bucket", Prefix="runs/")["KeyCount"] == 0
+    assert s3.list_objects_v2(Bucket="other-bucket", Prefix="models/current.json")["KeyCount"] == 0
     block = s3.get_public_access_block(Bucket="other-bucket")["PublicAccessBlockConfiguration"]
     assert all(block.values()) and len(block) == 4
 
