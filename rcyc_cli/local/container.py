@@ -3,6 +3,7 @@ in and run as the entrypoint on free loopback ports, with the image's entry scri
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from rcyc_core.errors import FunctionError
@@ -25,6 +26,9 @@ class ContainerSandbox(Sandbox):
         self.client, self.image, self.rie = client, image, Path(rie)
         self.timeout, self.memory, self.name, self.extra_env = timeout, memory, name, env
         self.container = None
+        self._log_thread: threading.Thread | None = None
+        self._log_lock = threading.Lock()
+        self._log_chunks: list[bytes] = []
 
     def start(self, ready_timeout: float = 20.0) -> "ContainerSandbox":
         # Sandboxes that could not be removed (their engine stopped under them) are removed now.
@@ -75,6 +79,25 @@ class ContainerSandbox(Sandbox):
         except Exception:  # the engine lost it
             return False
         return self.container.status in ("created", "running")
+
+    def read_new_log(self) -> bytes:
+        """What arrived on the container's log stream since the last call. One follow-stream per container,
+        read by a thread of its own, instead of fetching the whole log through the API on every invoke."""
+        if self._log_thread is None and self.container is not None:
+            self._log_thread = threading.Thread(target=self._follow_log, args=(self.container,), daemon=True,
+                                                name=f"log-{self.name}")
+            self._log_thread.start()
+        with self._log_lock:
+            data, self._log_chunks = b"".join(self._log_chunks), []
+        return data
+
+    def _follow_log(self, container) -> None:
+        try:
+            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+                with self._log_lock:
+                    self._log_chunks.append(chunk)
+        except Exception:  # the container or the engine went away: the stream ends
+            pass
 
     def read_log(self) -> bytes:
         try:

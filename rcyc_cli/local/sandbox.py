@@ -110,7 +110,7 @@ class Sandbox:
     runtime = "?"
     port: int | None = None
     timeout: int = DEFAULT_TIMEOUT
-    _log_offset = 0
+    _log_pending = b""  # read from the log, not yet handed out as whole lines
 
     @property
     def endpoint_url(self) -> str:
@@ -143,19 +143,24 @@ class Sandbox:
         return error
 
     def _new_log_lines(self, wait_for_report: bool) -> list[str]:
-        # The emulator writes REPORT just after it answers; give it a moment to land in the log.
+        # The emulator writes REPORT just after it answers; give it a moment to land in the log. Only what is
+        # new since the last call is read, so the cost per invoke stays flat however long the log grows.
         deadline = time.monotonic() + (1.0 if wait_for_report else 0)
         while True:
-            chunk = self.read_log()[self._log_offset:]
-            if not wait_for_report or b"REPORT RequestId" in chunk or time.monotonic() > deadline:
+            self._log_pending += self.read_new_log()
+            if not wait_for_report or b"REPORT RequestId" in self._log_pending or time.monotonic() > deadline:
                 break
             time.sleep(0.005)
-        end = chunk.rfind(b"\n") + 1
-        self._log_offset += end
-        return chunk[:end].decode("utf-8", "replace").splitlines()
+        end = self._log_pending.rfind(b"\n") + 1
+        lines, self._log_pending = self._log_pending[:end], self._log_pending[end:]
+        return lines.decode("utf-8", "replace").splitlines()
+
+    def read_new_log(self) -> bytes:
+        """What the emulator and the function have written since the last call."""
+        raise NotImplementedError
 
     def read_log(self) -> bytes:
-        """Everything the emulator and the function have written so far."""
+        """Everything the emulator and the function have written so far (for failures and tests)."""
         raise NotImplementedError
 
     def alive(self) -> bool:
@@ -253,6 +258,15 @@ class ProcessSandbox(Sandbox):
         peak = _peak_mb(self.runtime_pid or pid)
         answer.report.peak_mb, answer.report.memory_enforced = peak, False
         return answer
+
+    _log_read = 0  # bytes of the log file already read
+
+    def read_new_log(self) -> bytes:
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_read)
+            data = log.read()
+        self._log_read += len(data)
+        return data
 
     def read_log(self) -> bytes:
         return self.log_path.read_bytes()
