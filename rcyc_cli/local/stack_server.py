@@ -34,8 +34,12 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
     started. Every instance carries ``owner`` (``reaper``): if this process is killed with -9, the next
     ``local status``/``down``/``up`` finds and stops them by it."""
     stopping = threading.Event()
+    # The handler only records the signal (Event.set there could deadlock on the Event's own lock), and the
+    # main thread waits with a timeout: a process-directed signal is often delivered to another thread,
+    # and an untimed wait in the main thread would then never see it (``local down`` waited 30 s).
+    signalled: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
+        signal.signal(signum, lambda number, _frame: signalled.append(number))
     owner = owner or reaper.new_owner("stack")
     say = Reporter(status=lambda message: print(message, flush=True))
     s3_server = EmbeddedS3().start()
@@ -50,7 +54,7 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         # Refresh 0: a model uploaded by a later invoke-local --model is live on the next request.
         pool = launcher.start(s3, config.bucket, manifest, model_dir, config.instances, warm=True, refresh_seconds=0,
                               owner=owner)
-        if stopping.is_set():  # told to stop while the instances warmed up
+        if stopping.is_set() or signalled:  # told to stop while the instances warmed up
             return
         server, events = _invoke_server(pool, s3_server.endpoint_url, config)
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -63,7 +67,8 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         partial.write_text(json.dumps(state, indent=2))
         os.replace(partial, state_file())  # readers never see half a state file
         print(f"ready: {state['endpoint']}", flush=True)
-        stopping.wait()
+        while not signalled and not stopping.wait(0.2):
+            pass
     except RcycError as exc:
         print(f"error: {exc.message}", flush=True)
         raise SystemExit(for_error(exc)) from None

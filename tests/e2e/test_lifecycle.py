@@ -186,7 +186,16 @@ def test_local_down_under_load_stops_everything_and_nothing_restarts(rcyc, tmp_p
     assert up.returncode == 0, up.stderr
     folder = image_folder(tmp_path, 300)
     loads = [rcyc.start("invoke-local", "--json", "-c", "2", "--batch-size", "1", folder) for _ in range(2)]
-    wait_for(lambda: sum(i["invocations"] for i in stack_module.find().status()["instances"]) >= 4, 120, "load on the stack")
+    def loaded():
+        if any(load.poll() is not None for load in loads):
+            return True
+        running = stack_module.find()
+        return running is not None and sum(i["invocations"] for i in running.status()["instances"]) >= 4
+
+    wait_for(loaded, 120, "load on the stack")
+    for load in loads:
+        if load.poll() is not None:
+            raise AssertionError(f"a load ended before down (exit {load.returncode}): {load.communicate()[1][-3000:]}")
     started = time.monotonic()
     down = rcyc.run("local", "down", "--json", timeout=120)
     seconds = time.monotonic() - started
