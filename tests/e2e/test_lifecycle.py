@@ -361,3 +361,24 @@ def test_an_emulator_whose_owner_was_killed_before_its_first_request_is_swept(rc
     assert emulators_and_runtimes(ours()) == (1, 0)  # orphaned, with nothing to watch its owner
     assert rcyc.run("local", "status").returncode == 4
     assert ours() == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_one_long_invocation_is_seen_at_once(rcyc, tmp_path, signum):
+    """The main thread is waiting on one long request (an event of 3,000 records): the signal, whichever
+    thread the kernel hands it to, still stops everything within seconds, not when the function is done."""
+    event = tmp_path / "long.json"
+    event.write_text(json.dumps(big_event(3000)))
+    process = rcyc.start("invoke-local", "--json", "--no-stack", "--timeout", 600, "--event", event, IMAGES / "boxes" / "boxes_0.jpg")
+    wait_for(lambda: emulators_and_runtimes(ours()) == (1, 1) or process.poll() is not None, 120, "the invocation to run")
+    time.sleep(1.0)
+    assert process.poll() is None, process.communicate()
+    os.kill(process.pid, signum)
+    sent = time.monotonic()
+    out, err = process.communicate(timeout=60)
+    seconds = time.monotonic() - sent
+    assert process.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
+    assert "Traceback" not in err and out == ""
+    assert ours() == []
+    print(f"\nstopped {seconds:.2f} s after {signal.Signals(signum).name} during a 3,000-record invocation")
+    assert seconds < 10
