@@ -21,9 +21,10 @@ def resolve_model(path: Path | None, status: Callable[[str], None] = lambda mess
     Unpackaged Keras files are converted once (needs TensorFlow) and cached by content hash.
     """
     path = Path(path) if path else DEFAULT_MODEL
-    if not (path.is_dir() and (path / MANIFEST_NAME).is_file()):
-        writable_cache(cache_dir() / "models")
-        status(f"packaging {path} (validate, convert to .tflite, parity check)")
+    if path.is_dir() and (path / MANIFEST_NAME).is_file():
+        return Manifest.load(path), path  # a packaged model, read as it is: no numpy or TensorFlow on this path
+    writable_cache(cache_dir() / "models")
+    status(f"packaging {path} (validate, convert to .tflite, parity check)")
     from rcyc_core import packaging
 
     return packaging.resolve(path, cache_dir() / "models", samples=parity_samples())

@@ -16,6 +16,7 @@ def _silent(*args, **kwargs) -> None:
 @dataclass
 class Reporter:
     status: Callable[[str], None] = _silent  # one line about the current step
+    notice: Callable[[str], None] = _silent  # a line the user must see even with --json (stderr): e.g. a daemon started
     build_step: Callable[[int, int, str], None] = _silent  # (step, total steps, instruction) of an image build
     upload: Callable[[str, int, int], None] = _silent  # (label, bytes sent since the last call, file size)
     layer: Callable[[str, str, int | None, int | None], None] = _silent  # (layer id, status, bytes done, layer size)

@@ -48,6 +48,8 @@ def session_cache_home(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     cache = str(tmp_path_factory.mktemp("rcyc-cache-home"))
     patch.setenv("RCYC_CACHE_HOME", cache)
+    # invoke-local leaves no warm stack behind in tests, unless a test asks for it (test_keep_warm.py).
+    patch.setenv("RCYC_KEEP_WARM", "0")
     if emulator:
         patch.setenv("RCYC_RIE", emulator)
     yield cache

@@ -52,12 +52,15 @@ def endpoint_url(ctx, param, value):
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1, 1000),
               help="Records per event with --concurrency > 1.")
 @click.option("--stack/--no-stack", "use_stack", default=True, show_default=True,
-              help="Use the warm stack of `rcyc local up` when it runs.")
+              help="Use the warm local stack when one runs (--no-stack: run one-shot, start none).")
+@click.option("--keep-warm/--no-keep-warm", default=True, show_default=True, envvar="RCYC_KEEP_WARM",
+              help="With no stack running, start one that this and later calls use; it stops after 15 minutes idle. "
+              "[env RCYC_KEEP_WARM; keep_warm = false in rcyc.toml]")
 @click.option("--logs", is_flag=True, help="Also print the function's log lines (stderr).")
 @json_option
 @click.pass_context
 def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, timeout, memory, runtime, flavor, base_image,
-                 ca_bundle, concurrency, batch_size, use_stack, logs, as_json):
+                 ca_bundle, concurrency, batch_size, use_stack, keep_warm, logs, as_json):
     """Run the function in the real Lambda emulator against a local S3, as Lambda would.
 
     IMAGES are files, directories or quoted glob patterns; with none and no --event, a fixture image.
@@ -80,7 +83,8 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
         images = (DEFAULT_IMAGE,)
     spec = FunctionSpec(runtime=runtime, flavor=flavor, base_image=base_image, ca_bundle=ca_bundle, rie=rie,
                         timeout=timeout, memory=memory)
-    options = Options(list(images), event_file, model, bucket, endpoint_url, spec, concurrency, batch_size, use_stack)
+    options = Options(list(images), event_file, model, bucket, endpoint_url, spec, concurrency, batch_size, use_stack,
+                      keep_warm)
     with rich_reporter(quiet=as_json, transient=True) as report:
         local = run(options, report)
     info = {**local.info, **local.figures()}

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from rcyc_core.errors import FunctionError
 
 from .admission import Admission, EventQueue, FaultSwitch
-from .invoke_protocol import (ApiError, DIGITS_RE, DRAIN_LIMIT, EVENT_PAYLOAD_LIMIT, EXECUTED_VERSION, FAULTS_PATH,
+from .invoke_protocol import (RUN_PAYLOAD_LIMIT, RUNS_PATH, ApiError, DIGITS_RE, DRAIN_LIMIT, EVENT_PAYLOAD_LIMIT, EXECUTED_VERSION, FAULTS_PATH,
                               INVOCATION_TYPES, SYNC_PAYLOAD_LIMIT, error_object, fault_error, invalid_content,
                               invalid_parameter, invoke_target, log_tail, resolve_function, service_error,
                               throttled, too_large)
@@ -52,9 +52,12 @@ class Api:
     """What the handler needs from the stack."""
 
     def __init__(self, invoke: Callable[[object], tuple], status: Callable[[], dict], names: tuple[str, ...],
-                 admission: Admission, events: EventQueue, faults: FaultSwitch, read_timeout: float):
+                 admission: Admission, events: EventQueue, faults: FaultSwitch, read_timeout: float,
+                 run: Callable[[dict], dict] | None = None):
         self.invoke, self.status, self.names = invoke, status, names
         self.admission, self.events, self.faults, self.read_timeout = admission, events, faults, read_timeout
+        self.run = run  # a whole invoke-local run: its images as bytes (rcyc's own route, RUNS_PATH)
+        self.last_request = time.monotonic()  # for the idle stop of a stack invoke-local left behind
 
 
 
@@ -76,6 +79,7 @@ def make_handler(api: Api, status_path: str):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def handle_one_request(self):
+            api.last_request = time.monotonic()
             try:
                 super().handle_one_request()
             except (OSError, ValueError):  # the client went away mid-answer, or sent something http.server chokes on
@@ -221,6 +225,10 @@ def make_handler(api: Api, status_path: str):
             if urlsplit(self.path).path == FAULTS_PATH:
                 body = self._read_body(64 * 1024)
                 self._json(api.faults.configure(_parse_json(body)))
+                return
+            if urlsplit(self.path).path == RUNS_PATH and api.run is not None:
+                self._json(api.run(_parse_json(self._read_body(RUN_PAYLOAD_LIMIT))))
+                api.last_request = time.monotonic()  # a long run counts as activity until it ends
                 return
             target = invoke_target(self.path)
             if target is None:

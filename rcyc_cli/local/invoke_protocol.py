@@ -29,6 +29,8 @@ DRAIN_LIMIT = 8 * 1024 * 1024  # an over-limit body up to this size is read (and
 LOG_TAIL_BYTES = 4096
 
 FAULTS_PATH = "/rcyc/faults"
+RUNS_PATH = "/rcyc/runs"  # rcyc's own route: a whole invoke-local run, its images as bytes (stack_server.warm_run)
+RUN_PAYLOAD_LIMIT = 256 * 1024 * 1024  # a run's images, base64-encoded, in one request
 
 FAULT_STATUSES = (429, 500, 502, 503)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import mimetypes
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +24,17 @@ from rcyc_core.config import Config
 from rcyc_core.errors import EventError, InputError, PrerequisiteError
 
 from ..cloud import aws, store
-from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, IMAGES_PREFIX, LAMBDA_MAX_PAYLOAD,
+from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, LAMBDA_MAX_PAYLOAD,
                         LOCAL_CREDENTIALS, LOCAL_REGION, POINTER_KEY)
 from ..files import IMAGE_SUFFIXES, expand_images, read_regular
 from ..invocation import Invocation
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
-from . import stack as stack_module
-from .pool import run_keys
+from . import warm
 from .runtime import FunctionLauncher, FunctionSpec, seed_bucket
+from .session import RUNS_PREFIX, Upload, invoke_images, put_images, remove_prefix
 from .s3_server import EmbeddedS3
 
-RUNS_PREFIX = "runs/"
 
 
 @dataclass
@@ -50,6 +48,7 @@ class Options:
     concurrency: int = 1
     batch_size: int = DEFAULT_BATCH_SIZE
     use_stack: bool = True  # reuse a warm `rcyc local up` stack when one runs
+    keep_warm: bool = False  # with none running, start one this run and later ones use (it stops when idle)
 
 
 def load_event(path: Path) -> dict:
@@ -95,112 +94,66 @@ class LocalRun:
 
 
 def run(options: Options, report: Reporter = SILENT) -> LocalRun:
-    """Upload the model and images, invoke, and stop everything started here (also on error and Ctrl-C)."""
+    """Classify the images (or post the event) on the warm stack, or on a S3 and instances started for this
+    run alone and stopped on exit (also on error, Ctrl-C, SIGTERM and SIGHUP)."""
     event = load_event(options.event_file) if options.event_file else None
     images = expand_images(options.images)
     if not images and event is None:
         raise InputError(f"no image files in {', '.join(map(str, options.images))}",
                          hint=f"Give image files ({', '.join(sorted(IMAGE_SUFFIXES))}), a directory holding some, or --event.")
-    run_id = uuid.uuid4().hex[:12]
+    store.image_keys(images)  # two files of one name would be one object: refused before anything starts
+    limit = Config().max_bytes
+    uploads = [Upload(path.name, read_regular(path, limit, what="image"),
+                      mimetypes.guess_type(path.name)[0] or "application/octet-stream") for path in images]
     manifest, model_dir = resolve_model(options.model, report.status)
-    warm = stack_module.find() if options.use_stack and options.endpoint_url is None else None
-    if warm is not None and (conflict := stack_conflict(options, warm.state, manifest)):
-        report.status(f"not using the warm local stack: {conflict}")
-        warm = None
-    shared = warm is not None or options.endpoint_url is not None
-    prefix = f"{RUNS_PREFIX}{run_id}/" if shared else ""
-    pairs = store.image_keys(images, prefix=prefix + IMAGES_PREFIX)
-    launcher = FunctionLauncher(options.function, report) if warm is None else None
+    running = warm.find_or_start(options, manifest, report)
+    if running is not None:
+        report.status(f"using the warm local stack ({running.state['runtime']}, {running.state['config']['instances']} instances)")
+        answer = warm.run_on_stack(running, uploads, event, options.concurrency, options.batch_size)
+        info = {"runtime": f"{running.state['runtime']} (warm stack)", "bucket": running.state["bucket"],
+                "s3_endpoint": running.state["s3_endpoint"], "model": _answered_by(answer["response"], manifest),
+                "prefix": answer["prefix"]}
+        return LocalRun(answer["response"], info, answer["invocations"], answer["seconds"])
+    return _run_here(options, uploads, event, manifest, model_dir, report)
 
+
+def _run_here(options: Options, uploads: list[Upload], event: dict | None, manifest, model_dir: Path,
+              report: Reporter) -> LocalRun:
+    """The one-shot run: the embedded S3 (or --endpoint-url's) and instances of its own."""
+    launcher = FunctionLauncher(options.function, report)  # a missing emulator or engine fails before anything starts
+    shared = options.endpoint_url is not None
+    prefix = f"{RUNS_PREFIX}{uuid.uuid4().hex[:12]}/" if shared else ""
     with contextlib.ExitStack() as stack:
-        if warm is not None:
-            report.status(f"using the warm local stack ({warm.state['runtime']}, {warm.state['config']['instances']} instances)")
-            endpoint, bucket, invoke = warm.state["s3_endpoint"], warm.state["bucket"], warm.invoke
-            runtime = f"{warm.state['runtime']} (warm stack)"
-        else:
-            endpoint, bucket = options.endpoint_url, options.bucket
-            if endpoint is None:
-                report.status("starting the embedded S3 (moto) on 127.0.0.1")
-                s3_server = EmbeddedS3().start()
-                stack.callback(s3_server.stop)
-                endpoint = s3_server.endpoint_url
+        endpoint, bucket = options.endpoint_url, options.bucket
+        if endpoint is None:
+            report.status("starting the embedded S3 (moto) on 127.0.0.1")
+            s3_server = EmbeddedS3().start()
+            stack.callback(s3_server.stop)
+            endpoint = s3_server.endpoint_url
         s3 = aws.s3_client(endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
         if shared:
             stack.callback(remove_prefix, s3, bucket, prefix)  # registered first, so it runs after the instances stop
-        if warm is None:
-            # Our own instances read a pointer of their own on a shared bucket: another run's model never answers here.
-            pointer = f"{prefix}current.json" if shared else POINTER_KEY
-            seed_bucket(s3, bucket, manifest, model_dir, pointer)
-        put_images(s3, bucket, pairs)  # before any instance starts: they idle as briefly as possible
-        if warm is None:
-            size = 1 if event is not None else max(1, min(options.concurrency, len(pairs)))
-            pool = launcher.start(s3, bucket, manifest, model_dir, size, pointer_key=pointer)
-            stack.callback(pool.stop)
-            invoke = lambda e: pool.invoke(e)[0]  # noqa: E731
-            runtime = launcher.runtime
-        keys = [key for _, key in pairs]
-        if event is not None and prefix:
-            event = rebase_event(event, {f"{IMAGES_PREFIX}{path.name}": key for path, key in pairs}, report)
-
-        started = time.perf_counter()
-        if event is not None:
-            report.status(f"invoking the function with {len(event.get('Records', []))} record(s)")
-            invocations = [invoke(event)]
-            response = invocations[0].response
-        else:
-            # One event for all images, unless spreading them over several instances (keys is never empty here).
-            batch = len(keys) if options.concurrency <= 1 else min(options.batch_size, -(-len(keys) // options.concurrency))
-            report.status(f"invoking the function: {len(keys)} image(s), {-(-len(keys) // batch)} event(s), "
-                          f"concurrency {options.concurrency}")
-            batch_run = run_keys(invoke, bucket, keys, batch_size=batch, concurrency=options.concurrency, on_done=report.done)
-            invocations, response = batch_run.invocations, batch_run.response
-        seconds = time.perf_counter() - started
-        answered = response.get("model") if isinstance(response, dict) else None
-        model = {**(answered or manifest.summary()), "layout": manifest.layout if (answered or {}).get("sha256") in (None, manifest.sha256) else None}
-        info = {"runtime": runtime, "bucket": bucket, "s3_endpoint": endpoint, "model": model}
+        # Our own instances read a pointer of their own on a shared bucket: another run's model never answers here.
+        pointer = f"{prefix}current.json" if shared else POINTER_KEY
+        seed_bucket(s3, bucket, manifest, model_dir, pointer)
+        keys = put_images(s3, bucket, prefix, uploads)  # before any instance starts: they idle as briefly as possible
+        size = 1 if event is not None else max(1, min(options.concurrency, len(keys)))
+        pool = launcher.start(s3, bucket, manifest, model_dir, size, pointer_key=pointer)
+        stack.callback(pool.stop)
+        outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, options.concurrency,
+                                options.batch_size, report)
+        info = {"runtime": launcher.runtime, "bucket": bucket, "s3_endpoint": endpoint,
+                "model": _answered_by(outcome.response, manifest)}
         if prefix:
             info["prefix"] = prefix
-        return LocalRun(response, info, invocations, seconds)
+        return LocalRun(outcome.response, info, outcome.invocations, outcome.seconds)
 
 
-def put_images(s3, bucket: str, pairs: list[tuple[Path, str]]) -> None:
-    """Upload each image, read as a regular file of at most the function's object size limit."""
-    limit = Config().max_bytes
-    for path, key in pairs:
-        body = read_regular(path, limit, what="image")
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        aws.aws_call(f"upload {key}", s3.put_object, Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-
-
-def remove_prefix(s3, bucket: str, prefix: str) -> None:
-    """Remove this run's objects from a shared bucket (best effort: a stopped S3 has nothing to clean)."""
-    try:
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-            if keys:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-    except Exception:  # noqa: BLE001 - cleanup must never mask the run's own outcome
-        pass
-
-
-def rebase_event(event: dict, moved: dict[str, str], report: Reporter) -> dict:
-    """The event with each record naming an uploaded image (``images/<name>``) pointed at its per-run key."""
-    count = 0
-    records = []
-    for record in event.get("Records", []):
-        try:
-            key = events.unquote_plus(record["s3"]["object"]["key"])
-            if key in moved:
-                record = {**record, "s3": {**record["s3"], "object": {**record["s3"]["object"],
-                                                                      "key": events.quote_plus(moved[key], safe="/")}}}
-                count += 1
-        except (KeyError, TypeError):
-            pass
-        records.append(record)
-    if count:
-        report.status(f"{count} record(s) of the event point at this run's own copies of the images")
-    return {**event, "Records": records}
+def _answered_by(response, manifest) -> dict:
+    """The model that actually answered (the response says), with the layout when it is the one asked for."""
+    answered = response.get("model") if isinstance(response, dict) else None
+    same = (answered or {}).get("sha256") in (None, manifest.sha256)
+    return {**(answered or manifest.summary()), "layout": manifest.layout if same else None}
 
 
 def stack_conflict(options: Options, state: dict, manifest) -> str | None:

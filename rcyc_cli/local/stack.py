@@ -94,6 +94,7 @@ class StackConfig:
     max_waiting: int = 64  # invokes waiting for an idle instance beyond the pool; more get 429
     event_queue: int = 128  # queued Event (asynchronous) invokes; more get 429
     read_timeout: float = 10.0  # seconds of silence from a client before its request is answered or dropped
+    idle_seconds: float | None = None  # stop after this long without a request (a stack invoke-local left behind)
 
 
 

@@ -4,12 +4,15 @@ instance. Runs until SIGTERM; stops everything it started."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import signal
 import sys
 import threading
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,7 +26,8 @@ from ..reporting import Reporter
 from . import invoke_api, reaper
 from .admission import Admission, EventQueue, FaultSwitch
 from .invoke_api import Api, StackHTTPServer
-from .invoke_protocol import EMULATOR_ALIAS, EXECUTED_VERSION
+from .invoke_protocol import EMULATOR_ALIAS, EXECUTED_VERSION, invalid_content
+from .session import RUNS_PREFIX, Upload, invoke_images, put_images, remove_prefix
 from .runtime import FunctionLauncher, FunctionSpec
 from .s3_server import EmbeddedS3
 from .stack import STATUS_PATH, StackConfig, state_file
@@ -56,8 +60,11 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
                               owner=owner)
         if stopping.is_set() or signalled:  # told to stop while the instances warmed up
             return
-        server, events = _invoke_server(pool, s3_server.endpoint_url, config)
+        server, events = _invoke_server(pool, s3_server.endpoint_url, config,
+                                        run=lambda payload: warm_run(payload, s3, config.bucket, pool))
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        if config.idle_seconds:
+            threading.Thread(target=_stop_when_idle, args=(server.api, config.idle_seconds, stopping), daemon=True).start()
         state = {"pid": os.getpid(), "endpoint": f"http://127.0.0.1:{server.server_address[1]}",
                  "s3_endpoint": s3_server.endpoint_url, "bucket": config.bucket, "config": asdict(config),
                  "runtime": pool.instances[0].sandbox.runtime, "started_at": time.time(),
@@ -95,7 +102,50 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
 
 
 
-def _invoke_server(pool, s3_endpoint: str, config: StackConfig) -> tuple[StackHTTPServer, EventQueue]:
+def _stop_when_idle(api: Api, idle_seconds: float, stopping: threading.Event) -> None:
+    """A stack invoke-local left behind stops by itself once nobody has called it for ``idle_seconds``."""
+    while not stopping.wait(min(idle_seconds, 5.0)):
+        if time.monotonic() - api.last_request > idle_seconds and api.admission.in_use == 0:
+            print(f"idle for {idle_seconds:g} s: stopping", flush=True)
+            stopping.set()
+
+
+def warm_run(payload: object, s3, bucket: str, pool) -> dict:
+    """A whole invoke-local run on this stack (``RUNS_PATH``): the images arrive as bytes, go to this stack's
+    S3 under a prefix of the run's own, are invoked over the pool, and are removed again."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("images"), list):
+        raise invalid_content('a run is {"images": [{"name", "data" (base64), "content_type"}], "event", "concurrency", "batch_size"}')
+    try:
+        uploads = [Upload(_safe_name(item["name"]), base64.b64decode(item["data"], validate=True), str(item.get("content_type") or ""))
+                   for item in payload["images"]]
+        concurrency = min(max(int(payload.get("concurrency") or 1), 1), len(pool.instances))
+        batch_size = min(max(int(payload.get("batch_size") or 16), 1), 1000)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise invalid_content(f"a malformed run: {type(exc).__name__}: {str(exc)[:120]}") from None
+    event = payload.get("event")
+    if event is not None and not isinstance(event, dict):
+        raise invalid_content("the run's event must be a JSON object")
+    prefix = f"{RUNS_PREFIX}{uuid.uuid4().hex[:12]}/"
+    try:
+        keys = put_images(s3, bucket, prefix, uploads)
+        outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, concurrency, batch_size)
+    except RcycError as exc:
+        return {"error": {"kind": exc.kind, "message": exc.message, "hint": exc.hint, "logs": getattr(exc, "logs", [])}}
+    finally:
+        remove_prefix(s3, bucket, prefix)
+    return {"response": outcome.response, "seconds": outcome.seconds, "prefix": prefix,
+            "invocations": [{"response": None, "report": i.report.to_dict_raw(), "wall_ms": i.wall_ms, "logs": i.logs[-50:]}
+                            for i in outcome.invocations]}
+
+
+def _safe_name(name: object) -> str:
+    """A file name as a key segment: no separators, no dot-dot, printable."""
+    if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or not name.isprintable():
+        raise ValueError(f"not a file name: {str(name)[:60]!r}")
+    return name
+
+
+def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None) -> tuple[StackHTTPServer, EventQueue]:
     """The Lambda Invoke API on a free 127.0.0.1 port, in front of the pool (not yet serving)."""
     admission = Admission(config.instances, config.max_waiting)
     events = EventQueue(pool.invoke, admission, size=config.event_queue, workers=config.instances)
@@ -108,8 +158,9 @@ def _invoke_server(pool, s3_endpoint: str, config: StackConfig) -> tuple[StackHT
                              "capacity": admission.capacity, "in_flight": admission.in_use, "events": events.to_dict(), "faults": faults.to_dict()},
                 "instances": [instance.to_dict() for instance in pool.instances]}
 
-    api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout)
+    api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout, run)
     server = StackHTTPServer(("127.0.0.1", 0), invoke_api.make_handler(api, STATUS_PATH))
+    server.api = api
     return server, events
 
 

@@ -30,6 +30,10 @@ def error(message: str, hint: str = "") -> None:
 
 
 
+def notice(message: str) -> None:
+    err.print(Text.assemble(("rcyc: ", "cyan"), message), soft_wrap=True)
+
+
 def warning(message: str) -> None:
     err.print(Text.assemble(("warning: ", "yellow"), message), soft_wrap=True)
 

@@ -10,8 +10,8 @@ import contextlib
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
 
-from ..reporting import SILENT, Reporter
-from .console import err, status
+from ..reporting import Reporter
+from .console import err, notice, status
 
 
 class _Amount(ProgressColumn):
@@ -29,7 +29,7 @@ class _Amount(ProgressColumn):
 def rich_reporter(quiet: bool = False, transient: bool = False):
     """Yields the Reporter a command hands to the library; stops the display on exit (also on errors)."""
     if quiet:
-        yield SILENT
+        yield Reporter(notice=notice)  # --json: nothing on stderr but what the user must know
         return
     progress = Progress(TextColumn("[bold]{task.fields[what]}"), BarColumn(), _Amount(), TimeElapsedColumn(), TimeRemainingColumn(),
                         TextColumn("{task.description}"), console=err, transient=transient)
@@ -68,7 +68,7 @@ def rich_reporter(quiet: bool = False, transient: bool = False):
         progress.advance(task("images"), n)
 
     try:
-        yield Reporter(status=status, build_step=build_step, upload=upload, layer=layer, stage=stage, expect=expect, done=done)
+        yield Reporter(status=status, notice=notice, build_step=build_step, upload=upload, layer=layer, stage=stage, expect=expect, done=done)
     finally:
         if "build" in (what for what, _ in tasks):
             handle = tasks["build", ""]

@@ -233,7 +233,8 @@ def test_unwritable_paths_never_print_a_traceback_in_a_real_process(tmp_path):
 
 @pytest.mark.parametrize("setting", ["runtime", "flavor", "model", "base image", "CA bundle", "emulator", "memory", "bucket"])
 def test_a_stack_built_differently_is_not_reused(setting, tmp_path, rie_path):
-    from rcyc_cli.local.run import Options, stack_conflict
+    from rcyc_cli.local.run import Options
+    from rcyc_cli.local.warm import stack_conflict
     from rcyc_cli.local.runtime import FunctionSpec
 
     manifest = Manifest.load(MODELS["one-vs-rest"])

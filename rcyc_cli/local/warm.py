@@ -1,0 +1,114 @@
+"""invoke-local on the warm stack: find it (or leave one behind for the next call), send it the run's
+images as bytes, and let it upload, invoke and clean up with the S3 client and instances it already holds.
+A warm call imports neither boto3 nor numpy nor Pillow: it is an HTTP request to 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
+
+from ..defaults import DEFAULT_BASE_IMAGE, DEFAULT_STACK_IDLE_SECONDS, DEFAULT_STACK_INSTANCES
+from ..invocation import Invocation, Report
+from ..reporting import SILENT, Reporter
+from . import stack as stack_module
+from .invoke_protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
+from .session import Upload
+
+
+
+def find_or_start(options, manifest, report: Reporter = SILENT):
+    """The running stack if it can answer this run as asked; else, with ``keep_warm`` and no stack running,
+    a new one started with this run's settings (it stops by itself when idle). None: run one-shot."""
+    if not options.use_stack or options.endpoint_url is not None:
+        return None
+    running = stack_module.find()
+    if running is not None:
+        conflict = stack_conflict(options, running.state, manifest)
+        if conflict is None:
+            return running
+        report.status(f"not using the warm local stack: {conflict}")
+        return None
+    if not options.keep_warm:
+        return None
+    spec = options.function
+    idle = float(os.environ.get("RCYC_STACK_IDLE_SECONDS") or DEFAULT_STACK_IDLE_SECONDS)
+    minutes = idle / 60
+    report.notice(f"starting a warm local stack for this and later calls; it stops after {minutes:.3g} minutes idle "
+                  "(rcyc local down stops it now; --no-stack or keep_warm = false in rcyc.toml skips it)")
+    config = stack_module.StackConfig(
+        instances=max(DEFAULT_STACK_INSTANCES, min(options.concurrency, 8)), runtime=spec.runtime,
+        model=str(options.model.resolve()) if options.model else None, bucket=options.bucket, rie=spec.rie,
+        flavor=spec.flavor, base_image=spec.base_image, ca_bundle=str(spec.ca_bundle.resolve()) if spec.ca_bundle else None,
+        timeout=spec.timeout, memory=spec.memory, idle_seconds=idle)
+    return stack_module.up(config)
+
+
+def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency: int, batch_size: int) -> dict:
+    """Post the run to the stack; returns {"response", "invocations": [Invocation], "seconds", "prefix"}."""
+    body = json.dumps({"images": [{"name": u.name, "data": base64.b64encode(u.body).decode(), "content_type": u.content_type}
+                                  for u in uploads],
+                       "event": event, "concurrency": concurrency, "batch_size": batch_size}).encode()
+    if len(body) > RUN_PAYLOAD_LIMIT:
+        raise InputError(f"these images are {len(body) / 1e6:.0f} MB encoded, more than a warm run takes at once",
+                         hint="Split them over several calls, or pass --no-stack.")
+    config = running.state["config"]
+    events = 1 if event is not None else -(-len(uploads) // max(1, min(batch_size, len(uploads) or 1)))
+    rounds = -(-events // max(1, concurrency))
+    request = urllib.request.Request(running.endpoint_url + RUNS_PATH, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=rounds * (config["timeout"] + 15) + 60) as reply:
+            answer = json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")[:300]
+        raise FunctionError(f"the local stack refused the run ({exc.code}): {detail}", kind="EmulatorError",
+                            hint="rcyc local status; rcyc local down, or --no-stack") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
+        raise FunctionError(f"the local stack did not answer: {getattr(exc, 'reason', exc)}", kind="EmulatorError",
+                            hint="rcyc local status; rcyc local down && rcyc local up, or --no-stack") from None
+    if "error" in answer:
+        error = answer["error"]
+        failure = FunctionError(error.get("message", "the function failed"), kind=error.get("kind", "FunctionError"),
+                                hint=error.get("hint") or None)
+        failure.logs = error.get("logs", [])
+        raise failure
+    answer["invocations"] = [Invocation(i.get("response"), Report(**i.get("report", {})), i.get("wall_ms", 0.0), i.get("logs", []))
+                             for i in answer.get("invocations", [])]
+    return answer
+
+
+def stack_conflict(options, state: dict, manifest) -> str | None:
+    """Why the running stack cannot answer this invocation as asked (the first setting that differs), or None."""
+    from . import rie as rie_finder
+
+    config, spec = state["config"], options.function
+    wanted = {"bucket": options.bucket, "timeout": spec.timeout, "memory": spec.memory, "flavor": spec.flavor,
+              "base image": spec.base_image or DEFAULT_BASE_IMAGE,
+              "CA bundle": str(Path(spec.ca_bundle).resolve()) if spec.ca_bundle else None}
+    running = {"bucket": config.get("bucket"), "timeout": config.get("timeout"), "memory": config.get("memory"),
+               "flavor": config.get("flavor"), "base image": config.get("base_image") or DEFAULT_BASE_IMAGE,
+               "CA bundle": config.get("ca_bundle")}
+    if spec.runtime != "auto":
+        wanted["runtime"], running["runtime"] = spec.runtime, state.get("runtime")
+    if state.get("rie_path") is not None:
+        try:
+            wanted["emulator"], running["emulator"] = str(Path(rie_finder.locate(spec.rie)).resolve()), state["rie_path"]
+        except PrerequisiteError:
+            if spec.rie:
+                raise  # an explicit emulator that is not there is an error, stack or not
+            # none installed here: the stack's own emulator is the only one there is
+    if options.model is not None:
+        stack_model = state.get("model") or {}
+        if stack_model.get("sha256") != manifest.sha256:
+            return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
+                    f"{manifest.name} {manifest.version} (starting instances of its own)")
+    for name, value in wanted.items():
+        if running.get(name) != value:
+            return f"it runs with {name} {running.get(name)}, this call asks for {value} (rcyc local down, or --no-stack)"
+    return None
