@@ -25,6 +25,7 @@ DEFAULT_BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
 # Local runs
 LOCAL_REGION = "us-east-1"
 DEFAULT_STACK_INSTANCES = 2
+STACK_REFRESH_SECONDS = 1  # the warm stack's instances re-check the model pointer at most this often
 DEFAULT_STACK_IDLE_SECONDS = 900  # a stack invoke-local left behind stops after this long without a request
 DEFAULT_BATCH_SIZE = 16
 LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024  # bytes: what a synchronous Lambda invoke carries (request and response)

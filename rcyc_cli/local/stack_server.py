@@ -19,7 +19,7 @@ from pathlib import Path
 from rcyc_core.errors import RcycError
 
 from ..cloud import aws
-from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
 from ..exit_status import for_error
 from ..model_source import resolve_model
 from ..reporting import Reporter
@@ -55,9 +55,10 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         launcher = FunctionLauncher(spec, say)
         manifest, model_dir = resolve_model(Path(config.model) if config.model else None)
         s3 = aws.s3_client(s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
-        # Refresh 0: a model uploaded by a later invoke-local --model is live on the next request.
-        pool = launcher.start(s3, config.bucket, manifest, model_dir, config.instances, warm=True, refresh_seconds=0,
-                              owner=owner)
+        # No run moves the stack's pointer (a run asking for another model gets instances of its own), so a
+        # pointer check per second is plenty: one GET a second at most, not one per request.
+        pool = launcher.start(s3, config.bucket, manifest, model_dir, config.instances, warm=True,
+                              refresh_seconds=STACK_REFRESH_SECONDS, owner=owner)
         if stopping.is_set() or signalled:  # told to stop while the instances warmed up
             return
         server, events = _invoke_server(pool, s3_server.endpoint_url, config,

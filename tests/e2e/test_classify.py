@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from rcyc_cli.cloud import aws as cloud_aws, store
-from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
 from rcyc_cli.local import stack
 from rcyc_cli.main import cli
 from rcyc_core.manifest import Manifest
@@ -140,6 +140,7 @@ def test_a_promoted_model_makes_the_next_run_reclassify(local_stack):
     assert first["classified"] == len(truth)
     model_bucket = running.state["config"]["bucket"]
     store.put_model(s3, model_bucket, Manifest.load(MODELS["softmax"]), MODELS["softmax"])  # moves the pointer
+    time.sleep(STACK_REFRESH_SECONDS + 0.5)  # the instances see it at their next pointer check
     second = json.loads(run(f"s3://{BUCKET}/promote/", "--local", "--json").stdout)
     assert second["classified"] == len(truth) and second["done_before"] == 0
     assert {m["sha256"] for m in second["models"]} == {Manifest.load(MODELS["softmax"]).sha256}
