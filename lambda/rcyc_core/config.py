@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ class Config:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = 50 * 1024 * 1024
     backend: str = "litert"
-    cache_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rcyc")
+    cache_dir: Path = field(default_factory=lambda: _temp_dir() / "rcyc")
     fetch_workers: int = 8
     results_prefix: str | None = None  # S3-triggered use: write each record's result as JSON here
 
@@ -52,3 +51,7 @@ def function_environment(bucket: str, refresh_seconds: float | None = None, resu
     return env
 
 
+def _temp_dir() -> Path:
+    import tempfile  # only when a Config is made: the CLI reads this module's defaults on every command
+
+    return Path(tempfile.gettempdir())

@@ -68,12 +68,13 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
     or --batch-size records per event over --concurrency instances); with --event, that event is posted
     instead (IMAGES are still uploaded, so the event can name them).
     """
-    from ..local.run import Options, run
-    from ..local.runtime import FunctionSpec
-    from ..paths import DEFAULT_IMAGE
-    from ..render import console, results
-    from ..render.progress import rich_reporter
     from rcyc_core.errors import InputError
+
+    from ..local.run import Options, run
+    from ..local.spec import FunctionSpec
+    from ..paths import DEFAULT_IMAGE
+    from ..render import console
+    from ..render.progress import rich_reporter
 
     if any(not image.strip() for image in images):
         # Path("") is "." (the whole current folder): an empty argument is a mistake, not a request for that.
@@ -98,6 +99,8 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
     if as_json:
         console.print_json({**local.response, "invocation": info})
     else:
+        from ..render import results  # rich: only for people (the --json path never imports it)
+
         results.render_response(local.response)
         results.render_report(info)
     exit_for_record_errors(ctx, local.response)

@@ -64,6 +64,7 @@ class ContainerSandbox(Sandbox):
                 return False
             return self.container.status in ("created", "running")
 
+        self._start_log_stream()
         try:
             wait_for_port(self.port, ready_timeout, alive=alive)
         except FunctionError as exc:
@@ -80,13 +81,17 @@ class ContainerSandbox(Sandbox):
             return False
         return self.container.status in ("created", "running")
 
-    def read_new_log(self) -> bytes:
-        """What arrived on the container's log stream since the last call. One follow-stream per container,
-        read by a thread of its own, instead of fetching the whole log through the API on every invoke."""
+    def _start_log_stream(self) -> None:
         if self._log_thread is None and self.container is not None:
             self._log_thread = threading.Thread(target=self._follow_log, args=(self.container,), daemon=True,
                                                 name=f"log-{self.name}")
             self._log_thread.start()
+
+    def read_new_log(self) -> bytes:
+        """What arrived on the container's log stream since the last call. One follow-stream per container,
+        read by a thread of its own from the start (so the REPORT line is there as soon as it is written),
+        instead of fetching the whole log through the API on every invoke."""
+        self._start_log_stream()
         with self._log_lock:
             data, self._log_chunks = b"".join(self._log_chunks), []
         return data

@@ -42,20 +42,19 @@ def installed_path() -> Path:
     return cache_dir() / "rie" / f"aws-lambda-rie-{SAM_VERSION}-{arch()}"
 
 
-def candidates(explicit: str | None = None) -> list[tuple[str, Path]]:
-    """Where the emulator may be, in the order rcyc looks: (source, path)."""
-    found = []
+def candidates(explicit: str | None = None):
+    """Where the emulator may be, in the order rcyc looks: (source, path), found lazily (the samcli lookup
+    costs ~15 ms and is rarely needed)."""
     if explicit:
-        found.append(("--rie", Path(explicit).expanduser()))
+        yield "--rie", Path(explicit).expanduser()
     if os.environ.get("RCYC_RIE"):
-        found.append(("RCYC_RIE", Path(os.environ["RCYC_RIE"]).expanduser()))
-    found.append(("~/.aws-lambda-rie", Path.home() / ".aws-lambda-rie" / "aws-lambda-rie"))
-    found.append(("rcyc rie install", installed_path()))
+        yield "RCYC_RIE", Path(os.environ["RCYC_RIE"]).expanduser()
+    yield "~/.aws-lambda-rie", Path.home() / ".aws-lambda-rie" / "aws-lambda-rie"
+    yield "rcyc rie install", installed_path()
     spec = importlib.util.find_spec("samcli")
     if spec and spec.submodule_search_locations:
         rapid = Path(list(spec.submodule_search_locations)[0]) / "local" / "rapid"
-        found.append(("samcli package", rapid / f"aws-lambda-rie-{arch()}"))
-    return found
+        yield "samcli package", rapid / f"aws-lambda-rie-{arch()}"
 
 
 def locate(explicit: str | None = None) -> Path:

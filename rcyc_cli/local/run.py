@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import mimetypes
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,17 +22,15 @@ from rcyc_core import events
 from rcyc_core.config import Config
 from rcyc_core.errors import EventError, InputError, PrerequisiteError
 
-from ..cloud import aws, store
-from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, LAMBDA_MAX_PAYLOAD,
-                        LOCAL_CREDENTIALS, LOCAL_REGION, POINTER_KEY)
+from ..cloud import store
+from ..defaults import DEFAULT_BASE_IMAGE, DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, LAMBDA_MAX_PAYLOAD
 from ..files import IMAGE_SUFFIXES, expand_images, read_regular
 from ..invocation import Invocation
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
 from . import warm
-from .runtime import FunctionLauncher, FunctionSpec, seed_bucket
-from .session import RUNS_PREFIX, Upload, invoke_images, put_images, remove_prefix
-from .s3_server import EmbeddedS3
+from .session import RUNS_PREFIX, Upload
+from .spec import FunctionSpec
 
 
 
@@ -120,6 +117,14 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
 def _run_here(options: Options, uploads: list[Upload], event: dict | None, manifest, model_dir: Path,
               report: Reporter) -> LocalRun:
     """The one-shot run: the embedded S3 (or --endpoint-url's) and instances of its own."""
+    import uuid
+
+    from ..cloud import aws
+    from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION, POINTER_KEY
+    from .runtime import FunctionLauncher, seed_bucket
+    from .s3_server import EmbeddedS3
+    from .session import invoke_images, put_images, remove_prefix
+
     launcher = FunctionLauncher(options.function, report)  # a missing emulator or engine fails before anything starts
     shared = options.endpoint_url is not None
     prefix = f"{RUNS_PREFIX}{uuid.uuid4().hex[:12]}/" if shared else ""

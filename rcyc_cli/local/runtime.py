@@ -7,7 +7,6 @@ through ``FunctionLauncher``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -15,25 +14,12 @@ from rcyc_core.config import function_environment
 from rcyc_core.errors import PrerequisiteError
 from rcyc_core.manifest import Manifest
 
-from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_REPOSITORY, DEFAULT_TIMEOUT,
-                        LOCAL_REGION, POINTER_KEY)
+from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_REGION, POINTER_KEY)
 from ..reporting import SILENT, Reporter
 from . import rie as rie_finder
 from .pool import Pool
+from .spec import FunctionSpec
 from .sandbox import ProcessSandbox, Sandbox
-
-
-@dataclass
-class FunctionSpec:
-    """How the function runs locally: the runtime, the image it is built into, its limits."""
-
-    runtime: str = "auto"  # auto | docker | process
-    flavor: str = DEFAULT_FLAVOR
-    base_image: str | None = None
-    ca_bundle: Path | None = None
-    rie: str | None = None
-    timeout: int = DEFAULT_TIMEOUT
-    memory: int = DEFAULT_MEMORY
 
 
 def choose_runtime(runtime: str, report: Reporter = SILENT, base_image: str | None = None):

@@ -1,6 +1,11 @@
-"""The embedded S3: moto's real HTTP server on a free 127.0.0.1 port, in a thread of this process."""
+"""The embedded S3: moto's real HTTP server (its WSGI app, served by werkzeug) on a free 127.0.0.1 port,
+in a thread of this process."""
 
 from __future__ import annotations
+
+import threading
+
+POLL_SECONDS = 0.05  # how often the serving loop looks for a stop: werkzeug's 0.5 s default cost each one-shot run ~0.4 s
 
 
 class EmbeddedS3:
@@ -9,20 +14,26 @@ class EmbeddedS3:
     def __init__(self):
         import logging
 
-        from moto.server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
 
         # werkzeug logs every request to stderr by default; that is noise in a CLI (and in test output).
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.endpoint_url: str | None = None
+        self._server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True,
+                                   request_handler=MotoRequestHandler)
+        host, port = self._server.server_address[:2]
+        self.endpoint_url = f"http://{host}:{port}"
+        self._thread: threading.Thread | None = None
 
     def start(self) -> "EmbeddedS3":
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": POLL_SECONDS},
+                                        daemon=True, name="embedded-s3")
+        self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.stop()
-
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()

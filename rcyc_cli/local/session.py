@@ -5,7 +5,6 @@ run's image bytes over its own API, so a warm call needs no S3 client of its own
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -15,7 +14,6 @@ from ..cloud import aws
 from ..defaults import IMAGES_PREFIX
 from ..invocation import Invocation
 from ..reporting import SILENT, Reporter
-from .pool import run_keys
 
 RUNS_PREFIX = "runs/"  # on a bucket other runs can reach, each run keeps to runs/<run id>/
 UPLOAD_WORKERS = 8  # S3 puts in flight at once: one at a time cost 1.7 s of a 4.2 s run of 200 images
@@ -43,6 +41,8 @@ def put_images(s3, bucket: str, prefix: str, uploads: list[Upload]) -> list[str]
         key, upload = pair
         aws.aws_call(f"upload {key}", s3.put_object, Bucket=bucket, Key=key, Body=upload.body,
                      ContentType=upload.content_type)
+
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(UPLOAD_WORKERS, max(1, len(uploads)))) as pool:
         list(pool.map(put, zip(keys, uploads)))
@@ -91,6 +91,8 @@ def invoke_images(invoke: Callable[[dict], Invocation], bucket: str, keys: list[
         report.status(f"invoking the function with {len(event.get('Records', []))} record(s)")
         answer = invoke(event)
         return Outcome(answer.response, [answer], time.perf_counter() - started)
+    from .pool import run_keys
+
     batch = len(keys) if concurrency <= 1 else min(batch_size, -(-len(keys) // concurrency))
     report.status(f"invoking the function: {len(keys)} image(s), {-(-len(keys) // batch)} event(s), concurrency {concurrency}")
     done = run_keys(invoke, bucket, keys, batch_size=batch, concurrency=concurrency, on_done=report.done)

@@ -6,11 +6,28 @@ from __future__ import annotations
 import json
 import sys
 
-from rich.console import Console
-from rich.text import Text
+_consoles: dict[bool, object] = {}
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def _console(stderr: bool):
+    if stderr not in _consoles:
+        from rich.console import Console
+
+        _consoles[stderr] = Console(stderr=stderr, highlight=False)
+    return _consoles[stderr]
+
+
+def __getattr__(name: str):
+    # console.out / console.err are made on first use: importing rich costs ~40 ms that --json does not need.
+    if name in ("out", "err"):
+        return _console(name == "err")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _text(*parts):
+    from rich.text import Text
+
+    return Text.assemble(*parts)
 
 
 def print_json(data: object) -> None:
@@ -19,26 +36,31 @@ def print_json(data: object) -> None:
 
 
 def status(message: str) -> None:
-    err.print(Text(f"• {message}", style="dim"), soft_wrap=True)
+    _console(True).print(_text((f"• {message}", "dim")), soft_wrap=True)
 
 
 def error(message: str, hint: str = "") -> None:
     # soft_wrap: one line each, however narrow the terminal (or 80 columns when not a terminal)
-    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    _console(True).print(_text(("error: ", "bold red"), message), soft_wrap=True)
     if hint:
-        err.print(Text.assemble(("hint: ", "yellow"), hint), soft_wrap=True)
+        _console(True).print(_text(("hint: ", "yellow"), hint), soft_wrap=True)
 
 
 
 def notice(message: str) -> None:
-    err.print(Text.assemble(("rcyc: ", "cyan"), message), soft_wrap=True)
+    _console(True).print(_text(("rcyc: ", "cyan"), message), soft_wrap=True)
+
+
+def plain_notice(message: str) -> None:
+    """A notice without rich (the --json path imports no rich)."""
+    print(f"rcyc: {message}", file=sys.stderr, flush=True)
 
 
 def warning(message: str) -> None:
-    err.print(Text.assemble(("warning: ", "yellow"), message), soft_wrap=True)
+    _console(True).print(_text(("warning: ", "yellow"), message), soft_wrap=True)
 
 
 def log_lines(lines) -> None:
     """The function's (or a build's) own log lines, dimmed, on stderr."""
     for line in lines:
-        err.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)
+        _console(True).print(line, markup=False, highlight=False, style="dim", soft_wrap=True)

@@ -187,6 +187,9 @@ def test_everything_started_is_stopped_on_errors(rie_path, monkeypatch, failure)
     [server] = servers
     import socket
 
-    host, port = server._server.get_host_and_port()
+    from urllib.parse import urlsplit
+
+    address = urlsplit(server.endpoint_url)
+    host, port = address.hostname, address.port
     with socket.socket() as probe:
         assert probe.connect_ex((host, port)) != 0  # the embedded S3 no longer listens
