@@ -257,3 +257,13 @@ def test_a_stack_built_differently_is_not_reused(setting, tmp_path, rie_path):
     else:
         why = stack_conflict(Options([IMAGE], function=spec[setting]), state, manifest)
     assert why and (setting in why or setting == "model" and "fixture-softmax" in why), why
+
+
+def test_a_folder_holding_a_file_that_cannot_be_read_is_bad_input_even_for_root(tmp_path, rie_path):
+    """/proc/self/mem is a regular file that no one can read from its start (EIO), root included: the
+    unreadable file of the issue's table, reproducible as any user."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(IMAGE, folder / "good.jpg")
+    (folder / "bad.jpg").symlink_to("/proc/self/mem")
+    one_error(run("invoke-local", "--rie", rie_path, "--no-stack", folder), ExitStatus.BAD_INPUT, "bad.jpg", "cannot read")
