@@ -54,4 +54,7 @@ def load_predictor(model: Path | None = None, backend: str = "auto", report: Rep
 
 def predict_files(paths: list[Path], model: Path | None = None, backend: str = "auto",
                   report: Reporter = SILENT) -> dict:
-    return load_predictor(model, backend, report).classify(paths)
+    """Files, directories and quoted glob patterns, expanded as invoke-local expands them."""
+    from .files import expand_images
+
+    return load_predictor(model, backend, report).classify(expand_images([Path(p) for p in paths]))

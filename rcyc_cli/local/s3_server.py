@@ -31,6 +31,26 @@ class EmbeddedS3:
         self._thread.start()
         return self
 
+    # The process that hosts the server can write into its store directly: no HTTP, no request signing
+    # (~0.02 ms an object against ~5 ms through boto3). The warm stack puts a run's images this way; what
+    # the function reads still goes through the S3 API over HTTP, as on AWS.
+    def put_objects(self, bucket: str, items: list[tuple[str, bytes]]) -> None:
+        backend = self._backend()
+        for key, body in items:
+            backend.put_object(bucket, key, body)
+
+    def delete_prefix(self, bucket: str, prefix: str) -> None:
+        backend = self._backend()
+        for key in [k for k in backend.get_bucket(bucket).keys.keys() if k.startswith(prefix)]:
+            backend.delete_object(bucket, key)
+
+    @staticmethod
+    def _backend():
+        from moto.backends import get_backend
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        return get_backend("s3")[DEFAULT_ACCOUNT_ID]["global"]
+
     def stop(self) -> None:
         if self._thread is not None:
             self._server.shutdown()

@@ -19,7 +19,7 @@ from pathlib import Path
 from rcyc_core.errors import RcycError
 
 from ..cloud import aws
-from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
+from ..defaults import IMAGES_PREFIX, LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
 from ..exit_status import for_error
 from ..model_source import resolve_model
 from ..reporting import Reporter
@@ -27,7 +27,7 @@ from . import invoke_api, reaper
 from .admission import Admission, EventQueue, FaultSwitch
 from .invoke_api import Api, StackHTTPServer
 from .invoke_protocol import EMULATOR_ALIAS, EXECUTED_VERSION, invalid_content
-from .session import RUNS_PREFIX, Upload, invoke_images, put_images, remove_prefix
+from .session import RUNS_PREFIX, Upload, invoke_images
 from .runtime import FunctionLauncher, FunctionSpec
 from .s3_server import EmbeddedS3
 from .stack import STATUS_PATH, StackConfig, state_file
@@ -62,7 +62,7 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         if stopping.is_set() or signalled:  # told to stop while the instances warmed up
             return
         server, events = _invoke_server(pool, s3_server.endpoint_url, config,
-                                        run=lambda payload: warm_run(payload, s3, config.bucket, pool))
+                                        run=lambda payload: warm_run(payload, s3_server, config.bucket, pool))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if config.idle_seconds:
             threading.Thread(target=_stop_when_idle, args=(server.api, config.idle_seconds, stopping), daemon=True).start()
@@ -111,7 +111,7 @@ def _stop_when_idle(api: Api, idle_seconds: float, stopping: threading.Event) ->
             stopping.set()
 
 
-def warm_run(payload: object, s3, bucket: str, pool) -> dict:
+def warm_run(payload: object, s3_server: EmbeddedS3, bucket: str, pool) -> dict:
     """A whole invoke-local run on this stack (``RUNS_PATH``): the images arrive as bytes, go to this stack's
     S3 under a prefix of the run's own, are invoked over the pool, and are removed again."""
     if not isinstance(payload, dict) or not isinstance(payload.get("images"), list):
@@ -127,13 +127,14 @@ def warm_run(payload: object, s3, bucket: str, pool) -> dict:
     if event is not None and not isinstance(event, dict):
         raise invalid_content("the run's event must be a JSON object")
     prefix = f"{RUNS_PREFIX}{uuid.uuid4().hex[:12]}/"
+    keys = [f"{prefix}{IMAGES_PREFIX}{upload.name}" for upload in uploads]
     try:
-        keys = put_images(s3, bucket, prefix, uploads)
+        s3_server.put_objects(bucket, [(key, upload.body) for key, upload in zip(keys, uploads)])
         outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, concurrency, batch_size)
     except RcycError as exc:
         return {"error": {"kind": exc.kind, "message": exc.message, "hint": exc.hint, "logs": getattr(exc, "logs", [])}}
     finally:
-        remove_prefix(s3, bucket, prefix)
+        s3_server.delete_prefix(bucket, prefix)
     return {"response": outcome.response, "seconds": outcome.seconds, "prefix": prefix,
             "invocations": [{"response": None, "report": i.report.to_dict_raw(), "wall_ms": i.wall_ms, "logs": i.logs[-50:]}
                             for i in outcome.invocations]}
