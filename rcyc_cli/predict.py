@@ -54,7 +54,11 @@ def load_predictor(model: Path | None = None, backend: str = "auto", report: Rep
 
 def predict_files(paths: list[Path], model: Path | None = None, backend: str = "auto",
                   report: Reporter = SILENT) -> dict:
-    """Files, directories and quoted glob patterns, expanded as invoke-local expands them."""
+    """Directories and quoted glob patterns expand as invoke-local expands them; a file named as such is a
+    record even when it cannot be read (its entry in ``errors`` says why)."""
     from .files import expand_images
 
-    return load_predictor(model, backend, report).classify(expand_images([Path(p) for p in paths]))
+    files: list[Path] = []
+    for path in map(Path, paths):
+        files += expand_images([path]) if path.is_dir() or any(ch in str(path) for ch in "*?[") else [path]
+    return load_predictor(model, backend, report).classify(files)
