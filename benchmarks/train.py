@@ -28,29 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
-from rcyc_core.labels import LABELS  # noqa: E402
-
-
-def _drawings():
-    spec = importlib.util.spec_from_file_location("rcyc_fixture_drawings", ROOT / "fixtures" / "drawings.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make(folder: Path, seed: int, per_label: int) -> list[tuple[Path, str]]:
-    drawings = _drawings()
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for i in range(per_label):
-        for index, label in enumerate(LABELS):
-            path = folder / label / f"{i:04d}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            drawings.draw(index, rng).save(path, quality=90)
-            pairs.append((path, label))
-    return pairs
+    spec = importlib.util.spec_from_file_location("rcyc_fixture_drawings", ROOT / "fixtures" / "drawings.py")
+    drawings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drawings)
+    return drawings.write_folder(folder, per_label, seed)
 
 
 def main() -> None:

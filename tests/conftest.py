@@ -69,6 +69,16 @@ def examples(full: int) -> int:
     return full if FULL_PROPERTIES else max(20, full // 20)
 
 
+def drawings():
+    """fixtures/drawings.py (the fixtures folder is not a package): draw() and write_folder()."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rcyc_fixture_drawings", FIXTURES / "drawings.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def class_images() -> list[tuple[str, Path]]:
     return [(label, path) for label in LABELS for path in sorted((IMAGES / label).glob("*.jpg"))]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from rcyc_core import events
 from rcyc_core.config import Config
-from rcyc_core.errors import EventError, InputError, PrerequisiteError
+from rcyc_core.errors import EventError, InputError
 
 from ..cloud import store
-from ..defaults import DEFAULT_BASE_IMAGE, DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, LAMBDA_MAX_PAYLOAD
+from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, LAMBDA_MAX_PAYLOAD
 from ..files import IMAGE_SUFFIXES, expand_images, read_regular
 from ..invocation import Invocation
 from ..model_source import resolve_model
@@ -159,34 +159,3 @@ def _answered_by(response, manifest) -> dict:
     answered = response.get("model") if isinstance(response, dict) else None
     same = (answered or {}).get("sha256") in (None, manifest.sha256)
     return {**(answered or manifest.summary()), "layout": manifest.layout if same else None}
-
-
-def stack_conflict(options: Options, state: dict, manifest) -> str | None:
-    """Why the running stack cannot answer this invocation as asked (the first setting that differs), or None."""
-    from . import rie as rie_finder
-
-    config, spec = state["config"], options.function
-    wanted = {"bucket": options.bucket, "timeout": spec.timeout, "memory": spec.memory, "flavor": spec.flavor,
-              "base image": spec.base_image or DEFAULT_BASE_IMAGE,
-              "CA bundle": str(Path(spec.ca_bundle).resolve()) if spec.ca_bundle else None}
-    running = {"bucket": config.get("bucket"), "timeout": config.get("timeout"), "memory": config.get("memory"),
-               "flavor": config.get("flavor"), "base image": config.get("base_image") or DEFAULT_BASE_IMAGE,
-               "CA bundle": config.get("ca_bundle")}
-    if spec.runtime != "auto":
-        wanted["runtime"], running["runtime"] = spec.runtime, state.get("runtime")
-    if state.get("rie_path") is not None:
-        try:
-            wanted["emulator"], running["emulator"] = str(Path(rie_finder.locate(spec.rie)).resolve()), state["rie_path"]
-        except PrerequisiteError:
-            if spec.rie:
-                raise  # an explicit emulator that is not there is an error, stack or not
-            # none installed here: the stack's own emulator is the only one there is
-    if options.model is not None:
-        stack_model = state.get("model") or {}
-        if stack_model.get("sha256") != manifest.sha256:
-            return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
-                    f"{manifest.name} {manifest.version} (starting instances of its own)")
-    for name, value in wanted.items():
-        if running.get(name) != value:
-            return f"it runs with {name} {running.get(name)}, this call asks for {value} (rcyc local down, or --no-stack)"
-    return None

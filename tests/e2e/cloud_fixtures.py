@@ -134,3 +134,16 @@ class MotoServer:
             self._server.stop()
             self.running = False
 
+
+
+def point_aws_at(monkeypatch, endpoint_url: str, tmp_path) -> None:
+    """boto3 (and rcyc) pointed at a local moto server with throwaway credentials: nothing of the user's
+    AWS configuration (profile, files, endpoints, rcyc's own bucket and function settings) is used."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rcyc-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rcyc-test-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL_S3", "RCYC_BUCKET", "RCYC_FUNCTION"):
+        monkeypatch.delenv(name, raising=False)

@@ -23,7 +23,7 @@ from rcyc_cli.local.sandbox import ProcessSandbox
 from rcyc_cli.main import cli
 from rcyc_cli.exit_status import ExitStatus, for_error
 from rcyc_core.manifest import Manifest
-from tests.e2e.cloud_fixtures import REGISTRY_BINARY, LocalRegistry, MotoServer
+from tests.e2e.cloud_fixtures import REGISTRY_BINARY, LocalRegistry, MotoServer, point_aws_at
 from tests.conftest import IMAGES, MODELS, bad_images, build_args, need
 
 pytestmark = pytest.mark.e2e
@@ -57,14 +57,7 @@ def moto_server():
 @pytest.fixture
 def aws(moto_server, monkeypatch, tmp_path):
     """boto3 pointed at moto with throwaway credentials; nothing of the user's AWS configuration."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rcyc-test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rcyc-test-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL_S3", "RCYC_BUCKET", "RCYC_FUNCTION"):
-        monkeypatch.delenv(name, raising=False)
+    point_aws_at(monkeypatch, moto_server.endpoint_url, tmp_path)
     return cloud_aws.Aws()
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import importlib.util
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from rcyc_cli.exit_status import ExitStatus
 from rcyc_cli.main import cli
-from tests.conftest import FIXTURES, LABELS, MODELS, need
-from tests.e2e.cloud_fixtures import MotoServer
+from tests.conftest import MODELS, drawings, need
+from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
 
 pytestmark = [pytest.mark.e2e, pytest.mark.keras]
 BUCKET = "rcyc-promote-eval"
@@ -23,14 +22,7 @@ BUCKET = "rcyc-promote-eval"
 def aws(monkeypatch, tmp_path):
     server = MotoServer().start()
     try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rcyc-test")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rcyc-test-secret")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-        for name in ("AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL_S3", "RCYC_BUCKET"):
-            monkeypatch.delenv(name, raising=False)
+        point_aws_at(monkeypatch, server.endpoint_url, tmp_path)
         yield server
     finally:
         server.stop()
@@ -53,14 +45,7 @@ def always_boxes(path) -> None:
 
 
 def labelled_drawings(root, per_label: int = 12):
-    spec = importlib.util.spec_from_file_location("rcyc_test_drawings", FIXTURES / "drawings.py")
-    drawings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(drawings)
-    rng = np.random.default_rng(7)
-    for index, label in enumerate(LABELS):
-        (root / label).mkdir(parents=True)
-        for n in range(per_label):
-            drawings.draw(index, rng).convert("RGB").save(root / label / f"{n}.jpg", quality=90)
+    drawings().write_folder(root, per_label, seed=7)
     return root
 
 

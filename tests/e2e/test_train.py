@@ -12,26 +12,18 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from rcyc_cli.main import cli
-from tests.conftest import FIXTURES, LABELS, MODELS, need
-from tests.e2e.cloud_fixtures import MotoServer
+from tests.conftest import FIXTURES, MODELS, drawings, need
+from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
 
 pytestmark = pytest.mark.e2e
 
 
 def _draw(root, per_label: int, seed: int):
-    spec = importlib.util.spec_from_file_location("rcyc_test_drawings", FIXTURES / "drawings.py")
-    drawings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(drawings)
-    rng = np.random.default_rng(seed)
-    for index, label in enumerate(LABELS):
-        (root / label).mkdir(parents=True)
-        for n in range(per_label):
-            drawings.draw(index, rng).convert("RGB").save(root / label / f"{n}.jpg", quality=90)
+    drawings().write_folder(root, per_label, seed)
     return root
 
 
@@ -86,14 +78,7 @@ def test_upload_model_takes_the_trained_model(trained, monkeypatch, tmp_path):
     root, summary, _ = trained
     server = MotoServer().start()
     try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rcyc-test")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rcyc-test-secret")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-        for name in ("AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL_S3"):
-            monkeypatch.delenv(name, raising=False)
+        point_aws_at(monkeypatch, server.endpoint_url, tmp_path)
         uploaded = run("upload-model", root / "model", "--bucket", "rcyc-trained", "--json")
         assert uploaded.exit_code == 0, uploaded.stderr
         assert json.loads(uploaded.stdout)["version"] == summary["manifest"]["version"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from rcyc_cli.exit_status import ExitStatus
 from rcyc_cli.main import cli
-from tests.conftest import FIXTURES, LABELS, MODELS, examples
+from tests.conftest import FIXTURES, LABELS, MODELS, drawings, examples
 
 EVAL_DIR = FIXTURES / "eval"
 
@@ -49,18 +48,13 @@ def test_eval_json_matches_predict_on_the_fixture_folder(layout):
 
 
 def _drawings(root: Path, counts: list[int], seed: int) -> None:
-    sys.path.insert(0, str(FIXTURES))
-    try:
-        from drawings import draw
-    finally:
-        sys.path.remove(str(FIXTURES))
+    """``counts[i]`` drawings under label i's folder; every third one shows the next class on purpose."""
+    draw = drawings().draw
     rng = np.random.default_rng(seed)
     for index, (label, count) in enumerate(zip(LABELS, counts)):
         (root / label).mkdir(parents=True)
         for n in range(count):
-            # some drawings land under another label on purpose: the matrix must show them off the diagonal
-            drawn = (index + (n % 3 == 2)) % 5
-            draw(drawn, rng).convert("RGB").save(root / label / f"{n}.jpg", quality=90)
+            draw((index + (n % 3 == 2)) % 5, rng).convert("RGB").save(root / label / f"{n}.jpg", quality=90)
 
 
 @settings(max_examples=examples(40), deadline=None, suppress_health_check=list(HealthCheck))

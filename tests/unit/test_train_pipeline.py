@@ -4,7 +4,6 @@ every way Ctrl-C can land."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,32 +11,15 @@ import pytest
 
 from rcyc_core.errors import InputError, PrerequisiteError
 from rcyc_core.labels import LABELS
-from tests.conftest import FIXTURES, need
+from tests.conftest import drawings, need
 
 TRAIN_PER_LABEL = 16
 EVAL_PER_LABEL = 12
 EPOCHS = 20
 
 
-def _drawings():
-    spec = importlib.util.spec_from_file_location("rcyc_fixture_drawings", FIXTURES / "drawings.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert tuple(module.LABELS) == LABELS
-    return module
-
-
 def make_drawings(folder: Path, seed: int, per_label: int) -> list[tuple[Path, str]]:
-    drawings = _drawings()
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for i in range(per_label):
-        for index, label in enumerate(LABELS):
-            path = folder / label / f"{seed}-{i}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            drawings.draw(index, rng).save(path, quality=90)
-            pairs.append((path, label))
-    return pairs
+    return drawings().write_folder(folder, per_label, seed, name="{seed}-{i}.jpg")
 
 
 def need_training() -> None:
