@@ -183,6 +183,7 @@ def test_zz_the_engine_stopping_mid_invoke_and_mid_build_is_a_clear_error(engine
     assert docker_ops.engine().ping()
 
 
+@pytest.mark.slow  # waits on the engine to restart a container
 def test_a_crashed_container_in_a_pool_is_replaced_like_a_process(engine, slim_image, rie_path):
     """Pool._alive asks the sandbox (a container has no process attribute): a container killed between
     requests is replaced, the request answered by the replacement; after stop none of its containers is left."""

@@ -80,6 +80,7 @@ def test_s3_going_away_gives_record_errors_and_the_instance_recovers(rie_path):
         server.stop()
 
 
+@pytest.mark.slow  # a thousand invocations
 def test_load_a_thousand_invocations_of_mixed_records_loses_nothing(rie_path, prepared_s3):
     env = {"AWS_ENDPOINT_URL_S3": prepared_s3, "RCYC_MODEL_BUCKET": BUCKET}
     pool = Pool(lambda i: ProcessSandbox(rie_path, env=env, timeout=60, name=f"load-{i}"), 2)

@@ -295,6 +295,7 @@ def wait_in_flight(stack_: stack.RemoteStack, count: int) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow  # waits out function timeouts
 def test_boto3_every_instance_busy_and_queue_full_is_429_and_a_timeout_is_an_unhandled_function_error(local_stack, slow_event):
     client = lambda_client(local_stack)
     busy = [run_in_background(lambda: client.invoke(FunctionName=DEFAULT_FUNCTION, Payload=slow_event, LogType="Tail"))
@@ -382,6 +383,7 @@ def test_cli_event_is_202_and_dry_run_is_204(cli):
     assert done.returncode == 0 and meta["StatusCode"] == 204 and payload == b""
 
 
+@pytest.mark.slow  # waits out function timeouts
 def test_cli_too_large_throttled_and_function_error(cli, local_stack, slow_event, tmp_path, faults_off):
     big = tmp_path / "big.json"
     big.write_bytes(b'{"pad": "' + b"x" * SYNC_PAYLOAD_LIMIT + b'"}')

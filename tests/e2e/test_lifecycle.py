@@ -261,6 +261,7 @@ def test_the_stack_is_not_reused_when_its_emulator_differs(rcyc, tmp_path, rie_p
 
 # --- isolation: 24 concurrent runs on one warm stack ---------------------------------------------------------
 
+@pytest.mark.slow  # tens of seconds of load
 def test_24_concurrent_runs_on_one_warm_stack_each_get_their_own_answer(rcyc, tmp_path):
     up = rcyc.run("local", "up", "-n", "2", "--json")
     assert up.returncode == 0, up.stderr
@@ -319,6 +320,7 @@ def peak_of(rcyc, tmp_path, count: int, memory: int) -> tuple[dict, str]:
     return json.loads(result.stdout), result.stderr
 
 
+@pytest.mark.slow  # tens of seconds of load
 def test_memory_stays_flat_with_the_record_count_and_the_real_peak_is_reported(rcyc, tmp_path):
     small, _ = peak_of(rcyc, tmp_path, 50, 1024)
     large, stderr = peak_of(rcyc, tmp_path, 800, 128)

@@ -19,7 +19,7 @@ from rcyc_cli.main import cli
 from tests.conftest import FIXTURES, MODELS, drawings, need
 from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # slow: three trainings of the real backbone, about 90 s
 
 
 def _draw(root, per_label: int, seed: int):
@@ -66,7 +66,7 @@ def test_the_trained_model_is_a_packaged_softmax_model_that_eval_and_predict_tak
 def test_the_trained_model_runs_in_the_emulator(trained, rie_path, monkeypatch):
     root, _, test = trained
     monkeypatch.setenv("RCYC_RUNTIME", "process")
-    image = test / "glass_bottles" / "0.jpg"
+    image = next((test / "glass_bottles").iterdir())
     result = run("invoke-local", "--rie", rie_path, "--no-stack", "--model", root / "model", image, "--json")
     assert result.exit_code == 0, result.stderr
     answer = json.loads(result.stdout)

@@ -68,6 +68,7 @@ def test_a_warm_call_imports_no_numpy_pillow_or_boto3(own_cache):
     assert s3.list_objects_v2(Bucket=running.state["bucket"], Prefix="runs/")["KeyCount"] == 0
 
 
+@pytest.mark.slow  # waits for the idle stop
 def test_invoke_local_leaves_a_warm_stack_that_stops_when_idle(own_cache):
     env = {"RCYC_KEEP_WARM": "1", "RCYC_STACK_IDLE_SECONDS": "8"}
     image = IMAGES / "boxes" / "boxes_1.jpg"

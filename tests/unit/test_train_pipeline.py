@@ -18,6 +18,7 @@ EVAL_PER_LABEL = 12
 EPOCHS = 20
 
 
+
 def make_drawings(folder: Path, seed: int, per_label: int) -> list[tuple[Path, str]]:
     return drawings().write_folder(folder, per_label, seed, name="{seed}-{i}.jpg")
 
@@ -136,6 +137,7 @@ def trained(workspace):
 
 
 @pytest.mark.keras
+@pytest.mark.slow  # a real training (shared by the module): about 40 s in all
 def test_trained_model_classifies_another_seeds_drawings(workspace, trained):
     from rcyc_core import backends
     from rcyc_core.inference import Classifier, Item
@@ -168,6 +170,7 @@ def test_trained_model_classifies_another_seeds_drawings(workspace, trained):
 
 
 @pytest.mark.keras
+@pytest.mark.slow  # a real training (shared by the module): about 40 s in all
 def test_features_are_cached_and_training_is_deterministic(workspace, trained):
     from rcyc_cli.train import pipeline
 
@@ -187,6 +190,7 @@ def test_features_are_cached_and_training_is_deterministic(workspace, trained):
 
 
 @pytest.mark.keras
+@pytest.mark.slow  # a real training (shared by the module): about 40 s in all
 def test_ctrl_c_leaves_no_model_and_no_partial_directory_and_a_rerun_works(workspace, trained):
     from rcyc_cli.train import train
     from rcyc_core import backends
@@ -205,6 +209,7 @@ def test_ctrl_c_leaves_no_model_and_no_partial_directory_and_a_rerun_works(works
 
 
 @pytest.mark.keras
+@pytest.mark.slow  # a real training (shared by the module): about 40 s in all
 def test_ctrl_c_in_the_head_epochs_exports_the_best_epoch_so_far(workspace, trained, monkeypatch):
     from rcyc_cli.train import pipeline
 
@@ -226,6 +231,7 @@ def test_ctrl_c_in_the_head_epochs_exports_the_best_epoch_so_far(workspace, trai
 
 
 @pytest.mark.keras
+@pytest.mark.slow  # a real training (shared by the module): about 40 s in all
 def test_fine_tune_trains_only_the_top_blocks(workspace, trained):
     from rcyc_cli.train import backbone, pipeline
 
