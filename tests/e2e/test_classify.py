@@ -108,6 +108,7 @@ def test_a_prefix_of_tricky_keys_is_classified_once_and_reruns_invoke_nothing(lo
     assert plan["estimate"]["cost_usd"] > 0 and len(results(s3)) == len(truth) + 2  # nothing was invoked
 
 
+@pytest.mark.slow  # retries with back-off, a signal mid-run
 def test_sigterm_mid_run_loses_nothing_and_the_rerun_finishes_the_rest(local_stack):
     _, s3 = local_stack
     truth = put_images(s3, ["batch/"], copies=6)  # 114 images
@@ -146,6 +147,7 @@ def test_a_promoted_model_makes_the_next_run_reclassify(local_stack):
     assert {m["sha256"] for m in second["models"]} == {Manifest.load(MODELS["softmax"]).sha256}
 
 
+@pytest.mark.slow  # retries with back-off, a signal mid-run
 def test_throttling_from_the_invoke_api_is_retried_to_completion(local_stack):
     running, s3 = local_stack
     truth = put_images(s3, ["throttled/"], copies=1)

@@ -185,6 +185,7 @@ def test_upload_model_fixture_layouts_uploads_verified_files_then_moves_the_poin
                                     "sha256": manifest.sha256}
 
 
+@pytest.mark.slow  # TensorFlow conversions or a whole deploy cycle
 def test_upload_model_bare_portland_state_dir_is_converted_and_parity_checked(aws, bucket, psu_bare_dir, isolated_cache,
                                                                              tensorflow_available):
     summary = ok(run("upload-model", "--json", "--bucket", bucket, "--name", "psu", psu_bare_dir))
@@ -369,6 +370,7 @@ def registry_manifest(registry: LocalRegistry, repository: str, reference: str) 
         return exc.code, None, None
 
 
+@pytest.mark.slow  # TensorFlow conversions or a whole deploy cycle
 def test_deploy_creates_then_updates_then_changes_nothing(aws, bucket, registry, engine, function_image, monkeypatch):
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["one-vs-rest"]))
@@ -850,6 +852,7 @@ keras.Model(inputs, keras.layers.Dense(5, bias_initializer="ones")(hidden)).save
 """
 
 
+@pytest.mark.slow  # TensorFlow conversions or a whole deploy cycle
 def test_upload_model_refuses_a_keras_model_without_a_softmax_and_tensorflow_stays_quiet(aws, bucket, tmp_path, isolated_cache,
                                                                                         tensorflow_available):
     """A 5-unit Dense with a linear last layer has the right shape but its scores are not probabilities."""
@@ -896,6 +899,7 @@ def trigger_state(aws, bucket: str, function: str) -> dict:
             "writes": len(writes), "results": env.get("RCYC_RESULTS_PREFIX")}
 
 
+@pytest.mark.slow  # TensorFlow conversions or a whole deploy cycle
 def test_the_trigger_is_kept_whole_moved_whole_or_removed_whole(aws, bucket, registry, engine, function_image, monkeypatch):
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))

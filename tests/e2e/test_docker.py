@@ -136,6 +136,7 @@ def engine_script(name: str) -> None:
     subprocess.run(["bash", str(SCRIPTS / name)], check=True, capture_output=True, timeout=300)
 
 
+@pytest.mark.slow  # waits on the engine (seconds per container)
 def test_zz_the_engine_stopping_mid_invoke_and_mid_build_is_a_clear_error(engine, slim_image, rie_path):
     """Runs last in this module: it stops the private engine of .ci/docker-up.sh and starts it again."""
     import subprocess
@@ -219,6 +220,7 @@ def test_a_crashed_container_in_a_pool_is_replaced_like_a_process(engine, slim_i
     assert left == []
 
 
+@pytest.mark.slow  # waits on the engine (seconds per container)
 def test_kill_9_of_a_docker_stack_then_down_removes_its_containers(engine, slim_image, rie_path, tmp_path, monkeypatch):
     """A docker stack killed with -9 leaves running containers; the stale state names their owner label, and
     `local down` removes them."""
@@ -244,6 +246,7 @@ def test_kill_9_of_a_docker_stack_then_down_removes_its_containers(engine, slim_
             container.remove(force=True)
 
 
+@pytest.mark.slow  # waits on the engine (seconds per container)
 def test_containers_of_an_invoke_local_killed_with_9_are_swept_by_the_next_run(engine, slim_image, rie_path, tmp_path, monkeypatch):
     import signal
     import subprocess

@@ -488,6 +488,7 @@ def test_many_silent_half_requests_do_not_block_a_valid_invoke(local_stack):
             sock.close()
 
 
+@pytest.mark.slow  # waits out a slow function
 def test_a_client_gone_while_its_function_runs_frees_its_slot(local_stack, slow_event):
     with socket.create_connection(("127.0.0.1", port_of(local_stack))) as sock:
         sock.sendall(f"POST /2015-03-31/functions/{DEFAULT_FUNCTION}/invocations HTTP/1.1\r\nHost: x\r\n"

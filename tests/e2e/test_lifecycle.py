@@ -116,6 +116,7 @@ def emulators_and_runtimes(pids: list[int]) -> tuple[int, int]:
 # --- every way of stopping invoke-local -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_a_signal_to_invoke_local_with_four_instances_stops_everything(rcyc, tmp_path, signum):
     folder = image_folder(tmp_path, 400)
     process = rcyc.start("invoke-local", "--json", "-c", "4", "--batch-size", "1", folder)
@@ -133,6 +134,7 @@ def test_a_signal_to_invoke_local_with_four_instances_stops_everything(rcyc, tmp
 
 # --- the warm stack: kill -9, down under load, two ups, conflicts --------------------------------------------
 
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_kill_9_of_the_stack_then_status_stops_what_it_left(rcyc):
     up = rcyc.run("local", "up", "-n", "2", "--json")
     assert up.returncode == 0, up.stderr
@@ -155,6 +157,7 @@ def test_kill_9_of_the_stack_then_down_stops_what_it_left(rcyc):
     assert ours() == [] and not stack_module.state_file().exists()
 
 
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_stale_cleanup_stops_orphans_even_without_their_watcher(rcyc):
     """The owner token is the second line of defence: orphans whose runtime cannot watch (SIGSTOPped here,
     as a hung runtime would be) are still found through the stale state and stopped."""
@@ -171,6 +174,7 @@ def test_stale_cleanup_stops_orphans_even_without_their_watcher(rcyc):
     assert ours() == []
 
 
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_kill_9_of_invoke_local_leaves_no_emulator_running(rcyc, tmp_path):
     folder = image_folder(tmp_path, 400)
     process = rcyc.start("invoke-local", "--json", "-c", "2", "--batch-size", "1", folder)
@@ -181,6 +185,7 @@ def test_kill_9_of_invoke_local_leaves_no_emulator_running(rcyc, tmp_path):
     wait_gone(5)  # each runtime saw its owner die and took its emulator down
 
 
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_local_down_under_load_stops_everything_and_nothing_restarts(rcyc, tmp_path):
     up = rcyc.run("local", "up", "-n", "2", "--json")
     assert up.returncode == 0, up.stderr
@@ -210,6 +215,7 @@ def test_local_down_under_load_stops_everything_and_nothing_restarts(rcyc, tmp_p
     assert seconds < 25
 
 
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_two_local_up_at_once_give_one_stack(rcyc):
     ups = [rcyc.start("local", "up", "-n", "1", "--json") for _ in range(2)]
     outputs = [up.communicate(timeout=300) for up in ups]
@@ -224,6 +230,7 @@ def test_two_local_up_at_once_give_one_stack(rcyc):
     assert ours() == []
 
 
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_local_up_over_a_different_stack_is_refused_not_returned(rcyc):
     assert rcyc.run("local", "up", "-n", "1").returncode == 0
     again = rcyc.run("local", "up", "-n", "3")
@@ -232,6 +239,7 @@ def test_local_up_over_a_different_stack_is_refused_not_returned(rcyc):
     assert rcyc.run("local", "up", "-n", "1").returncode == 0  # the same settings: the running stack, as before
 
 
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_a_stack_started_with_a_model_keeps_it(rcyc):
     assert rcyc.run("local", "up", "-n", "1", "--model", MODELS["softmax"]).returncode == 0
     plain = rcyc.run("invoke-local", "--json", IMAGES / "boxes" / "boxes_0.jpg")
@@ -250,6 +258,7 @@ def test_a_stack_started_with_a_model_keeps_it(rcyc):
     assert result["label"] == "soda_cans" and result["key"].startswith("runs/") and result["key"].endswith("/images/soda_cans_0.jpg")
 
 
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_the_stack_is_not_reused_when_its_emulator_differs(rcyc, tmp_path, rie_path):
     assert rcyc.run("local", "up", "-n", "1").returncode == 0
     other = tmp_path / "other-rie"
@@ -366,6 +375,7 @@ def test_an_emulator_whose_owner_was_killed_before_its_first_request_is_swept(rc
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.slow  # real signals and stacks: seconds each
 def test_a_signal_during_one_long_invocation_is_seen_at_once(rcyc, tmp_path, signum):
     """The main thread is waiting on one long request (an event of 3,000 records): the signal, whichever
     thread the kernel hands it to, still stops everything within seconds, not when the function is done."""

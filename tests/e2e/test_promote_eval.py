@@ -49,6 +49,7 @@ def labelled_drawings(root, per_label: int = 12):
     return root
 
 
+@pytest.mark.slow  # TensorFlow: a model is built and converted
 def test_promote_eval_refuses_a_worse_model_and_promotes_one_that_is_not(aws, tmp_path, isolated_cache):
     need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
     data = labelled_drawings(tmp_path / "photos")

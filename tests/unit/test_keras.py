@@ -33,6 +33,7 @@ def test_keras_and_litert_agree_on_every_fixture_image(layout, tensorflow_availa
         assert max(abs(k["scores"][c] - lite["scores"][c]) for c in k["scores"]) <= 1e-4
 
 
+@pytest.mark.slow  # TensorFlow conversion of five models
 def test_bare_portland_state_directory_works_as_it_is(psu_bare_dir, isolated_cache, tensorflow_available):
     images = [p for _, p in class_images()]
     result = run("predict", "--json", "--model", psu_bare_dir, *images)
