@@ -33,7 +33,6 @@ class Report:
                 "memory_mb": self.memory_mb, "peak_mb": self.peak_mb, "memory_enforced": self.memory_enforced}
 
 
-
 @dataclass
 class Invocation:
     response: object
@@ -42,17 +41,13 @@ class Invocation:
     logs: list[str] = field(default_factory=list)
 
 
-
 REPORT_RE = re.compile(r"REPORT RequestId: (?P<id>\S+)(?P<rest>.*)")
-
 
 
 INIT_RE = re.compile(r"INIT REPORT\(durationMs: (?P<ms>[\d.]+)\)")
 
 
-
 FIELD_RE = re.compile(r"(Init Duration|Duration|Billed Duration|Memory Size): ([\d.]+)")
-
 
 
 def parse_report(lines: list[str]) -> Report:
@@ -69,9 +64,7 @@ def parse_report(lines: list[str]) -> Report:
     return report
 
 
-
 LOG_ABOVE = "The function's log is above."
-
 
 
 def decode_reply(text: str) -> object:

@@ -50,8 +50,6 @@ WRITE_DENIED_HINT = ("S3 refused the write: the credentials lack s3:PutObject on
 _CODE_IN_MESSAGE = re.compile(r"An error occurred \(([^)]+)\)(?: when calling the (\w+) operation)?: ?(.*)", re.S)
 
 
-
-
 def s3_client(endpoint_url: str | None = None, region: str | None = None, credentials: dict | None = None, session=None):
     import boto3
     from botocore.config import Config
@@ -66,7 +64,6 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None, creden
     )
 
 
-
 def _client_error(what: str, code: str, message: str, operation: str | None = None) -> AwsError:
     if code == "403":  # S3 answers HEAD and some refusals with the status only
         code, message = "AccessDenied", message or "Forbidden"
@@ -74,7 +71,6 @@ def _client_error(what: str, code: str, message: str, operation: str | None = No
     if code in ("AccessDenied", "403") and operation in ("PutObject", "UploadPart", "CreateMultipartUpload", "CompleteMultipartUpload"):
         hint = WRITE_DENIED_HINT
     return AwsError(f"{what}: {code}: {message}".rstrip(": ").rstrip(), kind=code, hint=hint)
-
 
 
 def translate(what: str, exc: BaseException) -> RcycError:

@@ -13,9 +13,7 @@ from . import public
 from .aws import HINTS, aws_call, translate
 
 
-
 BLOCK_ALL = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
-
 
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -23,7 +21,6 @@ RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 BUCKET_RULES = ("S3 bucket names are 3-63 characters of lower-case letters, digits, '.' and '-', start and end with a "
                 "letter or digit, have no '..', are not IP addresses and do not use AWS's reserved prefixes/suffixes.")
-
 
 
 def validate_bucket_name(bucket: str) -> str:
@@ -47,7 +44,6 @@ def validate_bucket_name(bucket: str) -> str:
     return bucket
 
 
-
 def tls_only_policy(bucket: str) -> dict:
     """Deny every request to the bucket and its objects that does not use TLS."""
     return {
@@ -63,7 +59,6 @@ def tls_only_policy(bucket: str) -> dict:
     }
 
 
-
 def is_aws_endpoint(s3) -> bool:
     """True for AWS itself; False for an endpoint override (a local emulator such as moto, which cannot
     evaluate aws:SecureTransport and would then deny every request under a TLS-only policy).
@@ -71,7 +66,6 @@ def is_aws_endpoint(s3) -> bool:
     url = s3.meta.endpoint_url or ""
     host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
     return url.startswith("https://") and (host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn"))
-
 
 
 def ensure_private_bucket(s3, bucket: str, region: str | None = None, tls_only: bool | None = None) -> bool:
@@ -113,7 +107,6 @@ def ensure_private_bucket(s3, bucket: str, region: str | None = None, tls_only: 
     return True
 
 
-
 def public_reasons(s3, bucket: str) -> list[str]:
     """Why ``bucket`` is public as AWS defines it (``public``); empty when it is not."""
 
@@ -137,10 +130,8 @@ def public_reasons(s3, bucket: str) -> list[str]:
     return public.reasons(block, acl, policy)
 
 
-
 def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
-
 
 
 def refuse_if_public(s3, bucket: str) -> None:

@@ -18,12 +18,10 @@ from .aws import aws_call, get_or_none, translate
 ROLE_POLICY_NAME = "rcyc-least-privilege"
 
 
-
 LAMBDA_TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-
 
 
 def role_policy(bucket: str, results_prefix: str | None = None, trigger_prefix: str | None = None) -> dict:
@@ -43,12 +41,10 @@ def role_policy(bucket: str, results_prefix: str | None = None, trigger_prefix: 
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-
 def policy_document(value) -> dict:
     if isinstance(value, str):
         value = json.loads(urllib.parse.unquote(value))
     return value
-
 
 
 def ensure_role(iam, name: str, policy: dict, dry_run: bool = False) -> dict:
@@ -76,7 +72,6 @@ def ensure_role(iam, name: str, policy: dict, dry_run: bool = False) -> dict:
     return {"name": name, "arn": role["Arn"], "action": "update" if dry_run else "updated"}
 
 
-
 def _wait(lam, waiter: str, function: str, what: str) -> dict:
     from botocore.exceptions import WaiterError
 
@@ -99,14 +94,12 @@ def _wait(lam, waiter: str, function: str, what: str) -> dict:
     return aws_call(f"read {function}", lam.get_function_configuration, FunctionName=function)
 
 
-
 def _latest_version(lam, function: str) -> str | None:
     versions = []
     paginator = lam.get_paginator("list_versions_by_function")
     for page in aws_call(f"list the versions of {function}", lambda: list(paginator.paginate(FunctionName=function))):
         versions += [int(v["Version"]) for v in page.get("Versions", []) if v["Version"].isdigit()]
     return str(max(versions)) if versions else None
-
 
 
 def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None, memory: int, timeout: int,
@@ -186,7 +179,6 @@ def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None,
     return _function_summary(config, version, "updated", changes, image_uri)
 
 
-
 def _function_summary(config: dict, version: str | None, action: str, changes: list[str], image_uri: str | None = None) -> dict:
     return {"name": config["FunctionName"], "arn": config["FunctionArn"], "version": version, "action": action,
             "changes": changes, "state": config.get("State"), "last_update_status": config.get("LastUpdateStatus"),
@@ -194,16 +186,13 @@ def _function_summary(config: dict, version: str | None, action: str, changes: l
             "role": config.get("Role"), "architecture": (config.get("Architectures") or ["x86_64"])[0]}
 
 
-
 TRIGGER_RULE_PREFIX = "rcyc-"
 TRIGGER_STATEMENT_PREFIX = "rcyc-s3-trigger-"
-
 
 
 def _function_name(arn: str) -> str:
     parts = (arn or "").split(":")
     return parts[6] if len(parts) > 6 else arn
-
 
 
 def _notifications(s3, bucket: str) -> dict:
@@ -212,13 +201,11 @@ def _notifications(s3, bucket: str) -> dict:
     return config
 
 
-
 def _rule_prefix(rule: dict) -> str | None:
     for item in (rule.get("Filter") or {}).get("Key", {}).get("FilterRules", []):
         if item.get("Name", "").lower() == "prefix":
             return item.get("Value")
     return None
-
 
 
 def current_trigger(s3, bucket: str, function: str) -> dict | None:
@@ -231,10 +218,8 @@ def current_trigger(s3, bucket: str, function: str) -> dict | None:
     return {"prefix": _rule_prefix(rules[-1]) or "", "rules": [r["Id"] for r in rules]}
 
 
-
 def _statement_id(bucket: str, prefix: str) -> str:
     return TRIGGER_STATEMENT_PREFIX + hashlib.sha256(f"{bucket}/{prefix}".encode()).hexdigest()[:12]
-
 
 
 def _trigger_statements(lam, function: str) -> list[str]:
@@ -244,7 +229,6 @@ def _trigger_statements(lam, function: str) -> list[str]:
         return []
     statements = json.loads(found["Policy"]).get("Statement", [])
     return [st.get("Sid", "") for st in statements if str(st.get("Sid", "")).startswith(TRIGGER_STATEMENT_PREFIX)]
-
 
 
 def add_trigger(lam, s3, function_arn: str, bucket: str, prefix: str, account: str, dry_run: bool = False) -> dict:
@@ -278,7 +262,6 @@ def add_trigger(lam, s3, function_arn: str, bucket: str, prefix: str, account: s
     return {"bucket": bucket, "prefix": prefix, "action": "configured", "rule": rule_id}
 
 
-
 def remove_trigger(lam, s3, function: str, bucket: str, dry_run: bool = False) -> dict | None:
     """Remove this function's S3 trigger whole: its notification rule(s) on the bucket and the invoke
     permission(s) rcyc added. None when there is none."""
@@ -299,7 +282,6 @@ def remove_trigger(lam, s3, function: str, bucket: str, dry_run: bool = False) -
     for sid in statements:
         _remove_permission(lam, function, sid)
     return summary
-
 
 
 def _remove_permission(lam, function: str, statement_id: str) -> None:

@@ -30,12 +30,10 @@ INDEX_MEDIA_TYPES = (
 MANIFEST_MEDIA_TYPES = LAMBDA_MEDIA_TYPES + INDEX_MEDIA_TYPES
 
 
-
 class RegistryError(AwsError):
     """The image registry refused (login, push) or could not be reached."""
 
     kind = "RegistryError"
-
 
 
 @dataclass
@@ -64,7 +62,6 @@ class Registry:
         return {"host": self.host, "login": self.source, **({"note": self.note} if self.note else {})}
 
 
-
 @dataclass(frozen=True)
 class RemoteImage:
     digest: str  # the manifest digest: what a pull by digest and Lambda's ImageUri use
@@ -84,7 +81,6 @@ def require_lambda_manifest(remote: RemoteImage, reference: str) -> None:
                             hint="Push a single-platform image (rcyc deploy builds one; with --image, pick one platform).")
 
 
-
 def ecr_login(ecr) -> tuple[str, str, str]:
     """(registry host, username, password) from an ECR authorization token."""
     data = aws_call("get an ECR login token", ecr.get_authorization_token)["authorizationData"][0]
@@ -93,11 +89,9 @@ def ecr_login(ecr) -> tuple[str, str, str]:
     return host, username, password
 
 
-
 def _opener(registry: Registry):
     handlers = [urllib.request.ProxyHandler({})] if registry.loopback else []
     return urllib.request.build_opener(*handlers)
-
 
 
 def _registry_request(registry: Registry, url: str, headers: dict, method: str = "GET"):
@@ -122,7 +116,6 @@ def _registry_request(registry: Registry, url: str, headers: dict, method: str =
             token = json.loads(reply.read()).get("token") or ""
         headers["Authorization"] = f"Bearer {token}"
         return opener.open(urllib.request.Request(url, headers=headers, method=method), timeout=30)
-
 
 
 def remote_image(registry: Registry, repository: str, reference: str) -> RemoteImage | None:
@@ -153,7 +146,6 @@ def remote_image(registry: Registry, repository: str, reference: str) -> RemoteI
     return RemoteImage(digest, config, media_type)
 
 
-
 def _login_hint(registry: Registry) -> str:
     if registry.source == "none":
         return ("rcyc sends ECR's token only to ECR: for another registry pass --registry-username (and the password in "
@@ -164,7 +156,6 @@ def _login_hint(registry: Registry) -> str:
     return "Check --registry-username / RCYC_REGISTRY_USERNAME and RCYC_REGISTRY_PASSWORD."
 
 
-
 @dataclass
 class PushResult:
     reference: str
@@ -172,7 +163,6 @@ class PushResult:
     pushed: bool
     layers_pushed: int = 0
     layers_existing: int = 0
-
 
 
 def push(client, image_id: str, registry: Registry, repository: str, tag: str, force_tag: bool = False,
@@ -225,7 +215,6 @@ def push(client, image_id: str, registry: Registry, repository: str, tag: str, f
                             hint="Another push moved the tag at the same time; run the command again.")
     require_lambda_manifest(check, reference)
     return PushResult(reference, digest, pushed=True, layers_pushed=len(pushed_layers), layers_existing=len(existing_layers))
-
 
 
 def _push_error(registry: Registry, reference: str, detail: str) -> RegistryError:

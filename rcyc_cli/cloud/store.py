@@ -19,16 +19,13 @@ from .aws import aws_call, get_or_none, translate
 Progress = Callable[[str, int, int], None]
 
 
-
 def model_prefix(manifest: Manifest) -> str:
     return f"{MODELS_PREFIX}{manifest.name}/{manifest.version}/"
-
 
 
 def pointer_body(manifest: Manifest, manifest_key: str) -> bytes:
     return json.dumps({"manifest": manifest_key, "name": manifest.name, "version": manifest.version,
                        "sha256": manifest.sha256}).encode()
-
 
 
 def _upload_file(s3, path: Path, bucket: str, key: str, progress: Progress | None, extra: dict | None = None) -> None:
@@ -41,13 +38,11 @@ def _upload_file(s3, path: Path, bucket: str, key: str, progress: Progress | Non
     aws_call(f"upload {path.name}", s3.upload_file, str(path), bucket, key, **kwargs)
 
 
-
 def model_files(manifest: Manifest, directory: Path) -> list[tuple[Path, str]]:
     """(local file, S3 key) of every file the manifest names, each checked against its sha256."""
     prefix = model_prefix(manifest)
     return [(path, prefix + path.relative_to(directory).as_posix())
             for fmt in ("h5", "tflite") if manifest.has(fmt) for path in manifest.verify_local(directory, fmt)]
-
 
 
 def read_manifest(s3, bucket: str, manifest_key: str) -> Manifest | None:
@@ -58,14 +53,12 @@ def read_manifest(s3, bucket: str, manifest_key: str) -> Manifest | None:
     return Manifest.from_json(found["Body"].read(), source=f"s3://{bucket}/{manifest_key}")
 
 
-
 def version_exists_error(bucket: str, manifest: Manifest, existing_sha256: str | None) -> InputError:
     was = f" (sha256 {existing_sha256})" if existing_sha256 else ""
     return InputError(
         f"model {manifest.name} version {manifest.version} is already published in s3://{bucket}/{model_prefix(manifest)}"
         f"{was} with other content (this one is sha256 {manifest.sha256}); a published version never changes",
         kind="VersionExists", hint="Upload it under a new --version (or another --name).")
-
 
 
 def publish_model(s3, bucket: str, manifest: Manifest, directory: Path, promote: bool = True,
@@ -106,12 +99,10 @@ def publish_model(s3, bucket: str, manifest: Manifest, directory: Path, promote:
     return manifest_key, uploaded
 
 
-
 def put_model(s3, bucket: str, manifest: Manifest, directory: Path, promote: bool = True,
               pointer_key: str = POINTER_KEY, progress: Progress | None = None) -> str:
     """``publish_model``, returning the manifest key."""
     return publish_model(s3, bucket, manifest, directory, promote, pointer_key, progress)[0]
-
 
 
 def _remove_strays(s3, bucket: str, prefix: str, keep: set[str]) -> None:
@@ -125,7 +116,6 @@ def _remove_strays(s3, bucket: str, prefix: str, keep: set[str]) -> None:
             aws_call(f"remove the leftover s3://{bucket}/{key}", s3.delete_object, Bucket=bucket, Key=key)
 
 
-
 def read_pointer(s3, bucket: str, pointer_key: str = POINTER_KEY) -> dict | None:
     """The "current model" pointer, or None when there is none (or it is not a pointer)."""
     try:
@@ -136,12 +126,10 @@ def read_pointer(s3, bucket: str, pointer_key: str = POINTER_KEY) -> dict | None
     return pointer if isinstance(pointer, dict) and isinstance(pointer.get("manifest"), str) else None
 
 
-
 def move_pointer(s3, bucket: str, manifest: Manifest, manifest_key: str, pointer_key: str = POINTER_KEY) -> None:
     """One write: the function's next pointer check sees either the old model or the new one."""
     aws_call("move the current-model pointer", s3.put_object, Bucket=bucket, Key=pointer_key,
              Body=pointer_body(manifest, manifest_key), ContentType="application/json")
-
 
 
 def image_keys(paths: Iterable[Path], prefix: str = IMAGES_PREFIX) -> list[tuple[Path, str]]:
@@ -153,7 +141,6 @@ def image_keys(paths: Iterable[Path], prefix: str = IMAGES_PREFIX) -> list[tuple
         seen[key] = path.resolve()
         pairs.append((path, key))
     return pairs
-
 
 
 def put_images(s3, bucket: str, pairs: list[tuple[Path, str]], content_types: dict[Path, str] | None = None,

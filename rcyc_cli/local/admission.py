@@ -53,7 +53,6 @@ class FaultSwitch:
             return {"next": self.remaining, "status": self.status, "fraction": self.fraction, "injected": self.injected}
 
 
-
 class Admission:
     """At most ``instances + waiting`` invocations in the stack at once (running or waiting for an idle
     instance); a synchronous invoke beyond that is refused at once with 429, as Lambda throttles."""
@@ -84,7 +83,6 @@ class Admission:
     def leave(self) -> None:
         self._count(-1)
         self._slots.release()
-
 
 
 class EventQueue:

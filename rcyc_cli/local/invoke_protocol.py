@@ -12,44 +12,30 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from rcyc_core.errors import FunctionError
 
+from ..defaults import LAMBDA_MAX_PAYLOAD
+
 INVOKE_PREFIX = "/2015-03-31/functions/"
-
 INVOKE_SUFFIX = "/invocations"
-
 EMULATOR_ALIAS = "function"  # the name the emulator itself answers to
-
 EXECUTED_VERSION = "$LATEST"  # a local stack has one version
-
-SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6291456 bytes: Lambda's RequestResponse payload quota
-
+SYNC_PAYLOAD_LIMIT = LAMBDA_MAX_PAYLOAD  # 6291456 bytes: Lambda's RequestResponse payload quota
 EVENT_PAYLOAD_LIMIT = 256 * 1024  # Lambda's Event (asynchronous) payload quota
-
 DRAIN_LIMIT = 8 * 1024 * 1024  # an over-limit body up to this size is read (and dropped) before the 413
-
 LOG_TAIL_BYTES = 4096
-
 FAULTS_PATH = "/rcyc/faults"
 RUNS_PATH = "/rcyc/runs"  # rcyc's own route: a whole invoke-local run, its images as bytes (stack_server.warm_run)
 RUN_PAYLOAD_LIMIT = 256 * 1024 * 1024  # a run's images, base64-encoded, in one request
-
 FAULT_STATUSES = (429, 500, 502, 503)
-
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
-
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
 ARN_RE = re.compile(r"arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:(?P<rest>.+)")
-
 PARTIAL_ARN_RE = re.compile(r"\d{12}:function:(?P<rest>.+)")
-
 DIGITS_RE = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit would take "²")
-
 QUALIFIER_RE = re.compile(r"\$LATEST|[A-Za-z0-9_-]{1,128}")
 
 
 # Which member carries the message, per error shape in AWS's model (botocore reads either).
 _MESSAGE_KEY = {"ResourceNotFoundException": "Message", "ServiceException": "Message"}
-
 
 
 class ApiError(Exception):
@@ -68,20 +54,16 @@ class ApiError(Exception):
         return json.dumps({"Type": self.fault, key: self.message, **self.extra}).encode()
 
 
-
 def not_found(what: str) -> ApiError:
     return ApiError(404, "ResourceNotFoundException", f"Function not found: {what}")
-
 
 
 def invalid_content(message: str) -> ApiError:
     return ApiError(400, "InvalidRequestContentException", message)
 
 
-
 def invalid_parameter(message: str) -> ApiError:
     return ApiError(400, "InvalidParameterValueException", message)
-
 
 
 def too_large(size: int, limit: int) -> ApiError:
@@ -89,15 +71,12 @@ def too_large(size: int, limit: int) -> ApiError:
                     f"Request must be smaller than {limit} bytes for the InvokeFunction operation (got {size})")
 
 
-
 def throttled(message: str = "Rate Exceeded.", reason: str = "ConcurrentInvocationLimitExceeded") -> ApiError:
     return ApiError(429, "TooManyRequestsException", message, extra={"Reason": reason})
 
 
-
 def service_error(message: str) -> ApiError:
     return ApiError(500, "ServiceException", message, fault="Service")
-
 
 
 def fault_error(status: int) -> ApiError:
@@ -107,7 +86,6 @@ def fault_error(status: int) -> ApiError:
     if status == 500:
         return service_error(f"An internal error occurred ({note})")
     return ApiError(status, None, f"{'Bad Gateway' if status == 502 else 'Service Unavailable'} ({note})", fault="Service")
-
 
 
 def invoke_target(raw_path: str) -> tuple[str, dict[str, list[str]]] | None:
@@ -120,7 +98,6 @@ def invoke_target(raw_path: str) -> tuple[str, dict[str, list[str]]] | None:
     if not name or "/" in name:
         return None
     return unquote(name, errors="replace"), parse_qs(parts.query, keep_blank_values=True, errors="replace")
-
 
 
 def resolve_function(function_name: str, query: dict[str, list[str]], names: tuple[str, ...]) -> str:
@@ -148,12 +125,10 @@ def resolve_function(function_name: str, query: dict[str, list[str]], names: tup
     return qualifier
 
 
-
 def log_tail(lines: list[str]) -> str:
     """``X-Amz-Log-Result``: base64 of the last 4 KB of the invocation's log."""
     data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
     return base64.b64encode(data[-LOG_TAIL_BYTES:]).decode("ascii")
-
 
 
 def error_object(exc: FunctionError) -> dict:

@@ -87,7 +87,6 @@ def function_environment(name: str, timeout: int, memory: int, extra: dict[str, 
     return env
 
 
-
 def payload(event: object) -> bytes:
     """The request body for ``event``, refused (bad input, before posting) when Lambda would refuse it:
     more than the 6 MB a synchronous invoke carries, or not strict JSON (NaN, Infinity)."""
@@ -172,7 +171,6 @@ class Sandbox:
 
     def stop(self) -> None:
         raise NotImplementedError
-
 
 
 class ProcessSandbox(Sandbox):

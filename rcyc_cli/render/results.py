@@ -76,7 +76,6 @@ def render_report(invocation_info: dict) -> None:
     out.print(Text(f"emulator ({invocation_info['runtime']}): " + ", ".join(parts), style="cyan"))
 
 
-
 def render_invocation(result: dict) -> None:
     """A deployed function's answer (rcyc invoke, upload-image --invoke, deploy --smoke) and its log tail."""
     log_lines(result.get("log_tail", []))

@@ -74,7 +74,6 @@ def render_deploy(summary: dict) -> None:
         render_invocation(smoke)
 
 
-
 def render_checks(rows: list[tuple[str, str, str, str]]) -> None:
     """rcyc doctor: (check, status, detail, fix) per row, the status coloured."""
     styles = {"ok": "green", "missing": "red", "high": "bold red", "medium": "yellow", "skipped": "dim",

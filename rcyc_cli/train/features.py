@@ -24,12 +24,10 @@ from .samples import SPEC, Progress, Sample, _noop
 BACKBONE_TOLERANCE = 1e-4  # max |keras - litert| on the backbone's features before it is cached
 
 
-
 def backbone_key() -> str:
     """Identity of the converted backbone: the weights' sha256, the port's version and the input size."""
     text = f"{weights.SHA256}:{backbone.PORT_VERSION}:{backbone.INPUT_SIZE}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -42,7 +40,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
 
 
 def backbone_tflite(cache_root: Path, progress: Progress = _noop) -> tuple[Path, bool]:
@@ -89,14 +86,12 @@ def backbone_tflite(cache_root: Path, progress: Progress = _noop) -> tuple[Path,
     return path, False
 
 
-
 def _probe_batch() -> np.ndarray:
     from rcyc_cli.paths import FIXTURES
 
     arrays = [preprocess(p.read_bytes(), SPEC) for p in sorted((FIXTURES / "train").glob("*.png"))]
     noise = np.random.default_rng(0).random((2, *arrays[0].shape) if arrays else (2, 224, 224, 3), dtype=np.float32)
     return np.concatenate([np.stack(arrays), noise]) if arrays else noise
-
 
 
 class _Extractor:
@@ -117,7 +112,6 @@ class _Extractor:
             self._interpreter.invoke()
             out.append(np.array(self._interpreter.get_tensor(self._output)[0]))
         return np.stack(out)
-
 
 
 def extract_features(
@@ -168,14 +162,12 @@ def extract_features(
     return features, skipped, stats
 
 
-
 def _npy_bytes(vector: np.ndarray) -> bytes:
     import io
 
     buffer = io.BytesIO()
     np.save(buffer, vector.astype(np.float32), allow_pickle=False)
     return buffer.getvalue()
-
 
 
 def _load_vector(file: Path) -> np.ndarray | None:

@@ -16,15 +16,10 @@ from . import backbone
 from .samples import SPEC, Progress, Sample, _noop
 
 HEAD_LEARNING_RATE = 1e-3
-
 FINE_TUNE_LEARNING_RATE = 1e-4
-
 FINE_TUNE_BLOCKS = 3
-
 BATCH = 32
-
 FINE_TUNE_BATCH = 16
-
 
 
 def _seed(seed: int) -> None:
@@ -33,11 +28,9 @@ def _seed(seed: int) -> None:
     import_keras().utils.set_random_seed(seed)
 
 
-
 def _loss_accuracy(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     p = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
     return float(-np.log(p).mean()), float((probs.argmax(1) == y).mean())
-
 
 
 def train_head(
@@ -85,7 +78,6 @@ def train_head(
     }
 
 
-
 def _augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Light augmentation on preprocessed images: horizontal flip, a crop of 80-100% resized back,
     brightness x0.8-1.2. The crop's resize is bilinear, as rcyc's preprocessing is."""
@@ -104,22 +96,18 @@ def _augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
 
 
 def _load_batch(samples: Sequence[Sample]) -> np.ndarray:
     return np.stack([preprocess(s.path.read_bytes(), SPEC) for s in samples])
 
 
-
 def _predict(model, samples: Sequence[Sample]) -> np.ndarray:
     out = [np.asarray(model(_load_batch(samples[i : i + BATCH]), training=False)) for i in range(0, len(samples), BATCH)]
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)))
-
 
 
 def fine_tune_model(

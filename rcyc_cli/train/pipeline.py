@@ -49,16 +49,12 @@ from .fitting import _loss_accuracy, _softmax, fine_tune_model, train_head
 from .samples import Progress, Sample, _noop, _pairs, default_cache_root, scan, split
 
 DEFAULT_EPOCHS = 40
-
 DEFAULT_FINE_TUNE_EPOCHS = 3
-
 PARITY_SAMPLES = 4
-
 
 
 def _partial_prefix(out_dir: Path) -> str:
     return f".{out_dir.name}.partial-"
-
 
 
 def _remove_stale_partials(out_dir: Path) -> None:
@@ -80,14 +76,12 @@ def _remove_stale_partials(out_dir: Path) -> None:
             pass
 
 
-
 def _check_target(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InputError(
             f"{out_dir} already exists and is not an empty directory",
             hint="Give a new --out directory: rcyc never overwrites a trained model.",
         )
-
 
 
 def train(
@@ -207,7 +201,6 @@ def train(
     summary["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     summary["manifest"] = manifest.summary()
     return summary
-
 
 
 def export(

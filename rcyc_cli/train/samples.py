@@ -20,9 +20,7 @@ from . import backbone
 Progress = Callable[[str, int, int, dict], None]
 
 
-
 SPEC = InputSpec(backbone.INPUT_SIZE, backbone.INPUT_SIZE)
-
 
 
 @dataclass(frozen=True)
@@ -32,17 +30,14 @@ class Sample:
     sha256: str
 
 
-
 def _noop(stage: str, done: int, total: int, info: dict) -> None:
     pass
-
 
 
 def default_cache_root() -> Path:
     from rcyc_cli.paths import cache_dir
 
     return cache_dir() / "train"
-
 
 
 def _pairs(images: Iterable[Any]) -> list[tuple[Path, str]]:
@@ -55,7 +50,6 @@ def _pairs(images: Iterable[Any]) -> list[tuple[Path, str]]:
             path, label = item
         out.append((Path(path), str(label)))
     return out
-
 
 
 def scan(images: Iterable[Any], progress: Progress = _noop) -> tuple[list[Sample], list[dict], int]:
@@ -94,7 +88,6 @@ def scan(images: Iterable[Any], progress: Progress = _noop) -> tuple[list[Sample
                     duplicates += 1
         progress("scan", i + 1, len(pairs), {})
     return samples, skipped, duplicates
-
 
 
 def split(samples: Sequence[Sample], val_split: float, seed: int) -> tuple[list[Sample], list[Sample]]:
