@@ -3,11 +3,29 @@ the decoded reply, the emulator's REPORT figures, the wall time and the log line
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass, field
 
 from rcyc_core.errors import FunctionError
+
+
+LOG_TAIL_BYTES = 4096  # what Lambda's LogType=Tail returns: the last 4 KB of the invocation's log
+
+
+def log_tail_lines(log_result: str | None) -> list[str]:
+    """The log lines of a ``LogResult`` / ``X-Amz-Log-Result`` (base64 of the last 4 KB: a first line cut in
+    the middle is dropped)."""
+    if not log_result:
+        return []
+    try:
+        data = base64.b64decode(log_result)
+    except (ValueError, binascii.Error):
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[1:] if len(data) >= LOG_TAIL_BYTES and lines else lines
 
 
 @dataclass

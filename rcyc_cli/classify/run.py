@@ -164,7 +164,7 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
         out, todo = [], []
         for key in keys:
             stored = None if options.force else _stored(s3, bucket, results_prefix, key)
-            if stored is not None and current_sha and (stored.get("model") or {}).get("sha256") == current_sha:
+            if _by_model(stored, current_sha):
                 out.append((stored, stored.get("model"), True))
             else:
                 todo.append(key)
@@ -217,8 +217,12 @@ def _stored(s3, bucket: str, results_prefix: str, key: str) -> dict | None:
 
 
 def _done(s3, bucket: str, results_prefix: str, key: str, current_sha: str | None) -> bool:
-    stored = _stored(s3, bucket, results_prefix, key)
-    return bool(stored and current_sha and (stored.get("model") or {}).get("sha256") == current_sha)
+    return _by_model(_stored(s3, bucket, results_prefix, key), current_sha)
+
+
+def _by_model(stored: dict | None, sha256: str | None) -> bool:
+    """Whether a stored result was made by the model ``sha256`` (the current one): then it is not redone."""
+    return bool(stored and sha256 and (stored.get("model") or {}).get("sha256") == sha256)
 
 
 def _classify_keys(target: Target, s3, bucket: str, results_prefix: str, keys: list[str], tally: Tally):

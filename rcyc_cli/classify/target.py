@@ -3,7 +3,6 @@ API and the same boto3 client (adaptive retries for throttling; per-event retrie
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from rcyc_core.errors import FunctionError
 
 from ..cloud.aws import translate
-from ..invocation import Report, decode_reply, parse_report
+from ..invocation import Report, decode_reply, log_tail_lines, parse_report
 
 # Whole-invocation failures worth another try: throttling left after boto3's own retries, Lambda's or the
 # emulator's transient faults, a timeout.
@@ -72,7 +71,7 @@ def _invoke_once(target: Target, event: dict) -> tuple[dict, Report]:
         error = translate(f"invoke {target.function}", exc)
         raise FunctionError(error.message, kind=error.kind, hint=error.hint) from None
     raw = reply["Payload"].read().decode("utf-8", "replace")
-    tail = base64.b64decode(reply["LogResult"]).decode("utf-8", "replace").splitlines() if reply.get("LogResult") else []
+    tail = log_tail_lines(reply.get("LogResult"))
     response = decode_reply(raw)
     if reply.get("FunctionError") or not isinstance(response, dict) or "results" not in response:
         raise FunctionError(f"the function answered without a result: {raw[:120]!r}", kind="BadResponse")
@@ -105,7 +104,7 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
     """The warm local stack (started if none runs) through its Lambda Invoke API, and its S3."""
     from ..cloud.aws import s3_client
     from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
-    from ..local import stack
+    from ..local import rie, stack
 
     running = stack.find()
     if running is None:
@@ -113,12 +112,6 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
         running = stack.up(stack.StackConfig(runtime="process"))
     config = running.state["config"]
     lam = lambda_client(running.endpoint_url, LOCAL_REGION, config["timeout"], concurrency, credentials=LOCAL_CREDENTIALS)
-    target = Target("local", lam, function, running.endpoint_url, config["memory"], _machine_architecture(),
+    target = Target("local", lam, function, running.endpoint_url, config["memory"], rie.arch(),
                     config["timeout"], config["instances"], config["bucket"])
     return target, s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
-
-
-def _machine_architecture() -> str:
-    import platform
-
-    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 
 from rcyc_core.errors import FunctionError
 
 from ..defaults import DEFAULT_FUNCTION, LOCAL_CREDENTIALS, LOCAL_REGION
-from ..invocation import decode_reply
+from ..invocation import decode_reply, log_tail_lines
 from .aws import Aws, aws_call
 
 
@@ -41,7 +40,7 @@ def invoke(keys: list[str], bucket: str, function: str | None = None, endpoint_u
                      LogType="Tail", Payload=json.dumps(event).encode())
     wall_ms = (time.perf_counter() - started) * 1000
     raw = reply["Payload"].read().decode("utf-8", "replace")
-    log_tail = base64.b64decode(reply["LogResult"]).decode("utf-8", "replace").splitlines() if reply.get("LogResult") else []
+    log_tail = log_tail_lines(reply.get("LogResult"))
     info = {"function": function, "endpoint": endpoint_url or "aws", "status": reply.get("StatusCode"),
             "version": reply.get("ExecutedVersion"), "wall_ms": round(wall_ms, 2)}
     try:

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from rcyc_core.errors import FunctionError
 
 from ..defaults import LAMBDA_MAX_PAYLOAD
+from ..invocation import LOG_TAIL_BYTES
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
 INVOKE_SUFFIX = "/invocations"
@@ -21,7 +22,6 @@ EXECUTED_VERSION = "$LATEST"  # a local stack has one version
 SYNC_PAYLOAD_LIMIT = LAMBDA_MAX_PAYLOAD  # 6291456 bytes: Lambda's RequestResponse payload quota
 EVENT_PAYLOAD_LIMIT = 256 * 1024  # Lambda's Event (asynchronous) payload quota
 DRAIN_LIMIT = 8 * 1024 * 1024  # an over-limit body up to this size is read (and dropped) before the 413
-LOG_TAIL_BYTES = 4096
 FAULTS_PATH = "/rcyc/faults"
 RUNS_PATH = "/rcyc/runs"  # rcyc's own route: a whole invoke-local run, its images as bytes (stack_server.warm_run)
 RUN_PAYLOAD_LIMIT = 256 * 1024 * 1024  # a run's images, base64-encoded, in one request

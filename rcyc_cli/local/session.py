@@ -33,9 +33,13 @@ class Outcome:
     seconds: float
 
 
+def image_key(prefix: str, upload: Upload) -> str:
+    return f"{prefix}{IMAGES_PREFIX}{upload.name}"
+
+
 def put_images(s3, bucket: str, prefix: str, uploads: list[Upload]) -> list[str]:
     """Upload every image (in parallel); returns their keys, in order."""
-    keys = [f"{prefix}{IMAGES_PREFIX}{upload.name}" for upload in uploads]
+    keys = [image_key(prefix, upload) for upload in uploads]
 
     def put(pair: tuple[str, Upload]) -> None:
         key, upload = pair

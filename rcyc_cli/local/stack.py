@@ -8,7 +8,6 @@ trusted.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import json
@@ -25,11 +24,10 @@ from pathlib import Path
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
 
 from ..defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
-from ..invocation import Invocation, Report, decode_reply
+from ..invocation import Invocation, Report, decode_reply, log_tail_lines
 from ..paths import cache_dir
 from .sandbox import payload
 from . import reaper
-from .invoke_protocol import LOG_TAIL_BYTES
 
 STATUS_PATH = "/rcyc/status"
 
@@ -134,7 +132,7 @@ class RemoteStack:
                                     kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
         wall_ms = (time.perf_counter() - started) * 1000
         meta = json.loads(headers.get("X-Rcyc-Report") or "{}")
-        logs = _tail_lines(headers.get("X-Amz-Log-Result"))
+        logs = log_tail_lines(headers.get("X-Amz-Log-Result"))
         text = body.decode("utf-8", "replace")
         if headers.get("X-Amz-Function-Error"):
             try:
@@ -160,19 +158,6 @@ def _refusal(error: urllib.error.HTTPError) -> str:
     except (OSError, ValueError, AttributeError):
         message = ""
     return f"{error.code} {error.headers.get('X-Amzn-ErrorType') or error.reason}: {message}".rstrip(": ")
-
-
-
-def _tail_lines(log_result: str | None) -> list[str]:
-    """The log lines of an ``X-Amz-Log-Result`` (the last 4 KB: a first line cut in the middle is dropped)."""
-    if not log_result:
-        return []
-    try:
-        data = base64.b64decode(log_result)
-    except ValueError:
-        return []
-    lines = data.decode("utf-8", "replace").splitlines()
-    return lines[1:] if len(data) >= LOG_TAIL_BYTES and lines else lines
 
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from rcyc_core.errors import RcycError
 
 from ..cloud import aws
-from ..defaults import IMAGES_PREFIX, LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
+from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
 from ..exit_status import for_error
 from ..model_source import resolve_model
 from ..reporting import Reporter
@@ -27,7 +27,7 @@ from . import invoke_api, reaper
 from .admission import Admission, EventQueue, FaultSwitch
 from .invoke_api import Api, StackHTTPServer
 from .invoke_protocol import EMULATOR_ALIAS, EXECUTED_VERSION, invalid_content
-from .session import RUNS_PREFIX, Upload, invoke_images
+from .session import RUNS_PREFIX, Upload, image_key, invoke_images
 from .runtime import FunctionLauncher, FunctionSpec
 from .s3_server import EmbeddedS3
 from .stack import STATUS_PATH, StackConfig, state_file
@@ -127,7 +127,7 @@ def warm_run(payload: object, s3_server: EmbeddedS3, bucket: str, pool) -> dict:
     if event is not None and not isinstance(event, dict):
         raise invalid_content("the run's event must be a JSON object")
     prefix = f"{RUNS_PREFIX}{uuid.uuid4().hex[:12]}/"
-    keys = [f"{prefix}{IMAGES_PREFIX}{upload.name}" for upload in uploads]
+    keys = [image_key(prefix, upload) for upload in uploads]
     try:
         s3_server.put_objects(bucket, [(key, upload.body) for key, upload in zip(keys, uploads)])
         outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, concurrency, batch_size)
