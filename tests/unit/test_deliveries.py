@@ -1,0 +1,130 @@
+"""Every delivery shape read into records (events), the answer each source expects (answers), and repeat
+deliveries reusing the stored result (function + result_store) — unit level, moto in-process."""
+
+import json
+
+import pytest
+
+from rcyc_core import answers, events
+from rcyc_core.results import empty_response, error_entry
+from tests.unit.test_function import BUCKET, IMAGES, make_function, put, put_model, s3  # noqa: F401 - fixture
+
+GOOD, BROKEN, MISSING, GONE = "images/a b.jpg", "images/broken.jpg", "images/missing.jpg", "images/deleted.jpg"
+
+
+def kinds(records):
+    return [(type(r).__name__, r.key) for r in records]
+
+
+@pytest.mark.parametrize("shape", ["s3", "sqs", "sns", "sns-sqs"])
+def test_every_shape_reads_back_the_objects_and_deletions_it_was_made_of(shape):
+    delivery = events.read(events.make(shape, "bkt", [GOOD, "images/c+d.jpg"], removed=[GONE]))
+    assert kinds(delivery.records) == [("ObjectRecord", GOOD), ("ObjectRecord", "images/c+d.jpg"), ("SkippedRecord", GONE)]
+    assert "ObjectRemoved:Delete" in delivery.records[2].reason
+    assert delivery.source == {"sns-sqs": "sqs"}.get(shape, shape)
+    if delivery.source == "sqs":
+        assert len(delivery.messages) == 3 and [r.message_id for r in delivery.records] == delivery.messages
+
+
+def test_eventbridge_keys_are_not_url_decoded_but_s3_keys_are():
+    [created] = events.read(events.make("eventbridge", "bkt", ["images/a+b c.jpg"], etags={"images/a+b c.jpg": "e1"})).records
+    assert (created.key, created.etag) == ("images/a+b c.jpg", "e1")
+    [deleted] = events.read(events.make("eventbridge", "bkt", removed=["images/x.jpg"])).records
+    assert isinstance(deleted, events.SkippedRecord) and "Object Deleted" in deleted.reason
+    [notified] = events.parse({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                            "s3": {"bucket": {"name": "b"}, "object": {"key": "images/a%2Bb+c.jpg"}}}]})
+    assert notified.key == "images/a+b c.jpg"
+
+
+def test_test_events_are_skipped_and_say_so():
+    direct = events.read(events.make("s3-test", "bkt"))
+    assert direct.source == "s3-test" and "s3:TestEvent" in direct.records[0].reason
+    queued = events.read(events.make("sqs", "bkt", [GOOD], test_event=True))
+    assert kinds(queued.records) == [("SkippedRecord", None), ("ObjectRecord", GOOD)]
+    assert queued.records[0].message_id == queued.messages[0]
+
+
+def test_an_eventbridge_event_in_an_sqs_body_is_read():
+    body = json.dumps(events.make("eventbridge", "bkt", [GOOD]))
+    [record] = events.parse({"Records": [{"eventSource": "aws:sqs", "messageId": "m1", "body": body}]})
+    assert (record.key, record.message_id) == (GOOD, "m1")
+
+
+def test_the_same_call_makes_the_same_event_and_message_ids_can_be_given():
+    assert events.make("sqs", "bkt", [GOOD]) == events.make("sqs", "bkt", [GOOD])
+    event = events.make("sqs", "bkt", [GOOD, BROKEN], message_ids=["m1"])
+    assert [r["messageId"] for r in event["Records"]][0] == "m1"
+
+
+@pytest.mark.parametrize("shape,keys", [("eventbridge", [GOOD, BROKEN]), ("s3-test", [GOOD]), ("nope", [])])
+def test_impossible_events_are_refused(shape, keys):
+    from rcyc_core.errors import InputError
+
+    with pytest.raises(InputError):
+        events.make(shape, "bkt", keys)
+
+
+@pytest.mark.parametrize("shape", ["s3", "sqs", "sns", "sns-sqs", "eventbridge"])
+def test_rebase_moves_the_objects_of_every_shape(shape):
+    event = events.make(shape, "bkt", ["2 x.jpg"])
+    rebased, moved = events.rebase(event, {"2 x.jpg": "runs/r1/images/2 x.jpg"})
+    assert moved == 1
+    assert [r.key for r in events.parse(rebased)] == ["runs/r1/images/2 x.jpg"]
+
+
+def test_sqs_answer_names_exactly_the_messages_worth_retrying():
+    delivery = events.read(events.make("sqs", "bkt", ["ok.jpg", "broken.jpg", "slow.jpg", "gone.jpg"], test_event=True))
+    test_msg, ok, broken, slow, gone = delivery.messages
+    response = empty_response(None)
+    response["errors"] += [error_entry(2, "bkt", "broken.jpg", "CorruptImage", "x"),
+                           error_entry(3, "bkt", "slow.jpg", "S3Unreachable", "x"),
+                           error_entry(4, "bkt", "gone.jpg", "NoSuchKey", "x")]
+    answered = answers.answer(delivery, response)
+    assert answered["batchItemFailures"] == [{"itemIdentifier": slow}]
+    assert [e["retryable"] for e in answered["errors"]] == [False, True, False]
+
+
+def test_a_whole_invocation_failure_retries_every_message_and_other_sources_get_the_document():
+    delivery = events.read(events.make("sqs", "bkt", ["a.jpg", "b.jpg"]))
+    response = empty_response(None)
+    response["errors"].append(error_entry(None, None, None, "InternalError", "bug"))
+    assert [f["itemIdentifier"] for f in answers.answer(delivery, response)["batchItemFailures"]] == delivery.messages
+    direct = answers.answer(events.read(events.make("s3", "bkt", ["a.jpg"])), empty_response(None))
+    assert "batchItemFailures" not in direct
+
+
+def test_the_function_answers_sqs_with_batch_item_failures(s3, tmp_path):  # noqa: F811
+    put_model(s3)
+    put(s3, GOOD, IMAGES / "boxes" / "boxes_1.jpg")
+    put(s3, BROKEN, IMAGES / "bad" / "not_an_image.jpg")
+    event = events.make("sqs", BUCKET, [GOOD, BROKEN, MISSING], removed=[GONE], test_event=True)
+    response = make_function(s3, tmp_path).handle(event)
+    assert [r["key"] for r in response["results"]] == [GOOD]
+    assert [(e["key"], e["error"]) for e in response["errors"]] == [(BROKEN, "NotAnImage"), (MISSING, "NoSuchKey")]
+    assert [s["key"] for s in response["skipped"]] == [None, GONE]
+    assert response["batchItemFailures"] == []  # broken and missing fail for good: retrying repeats them
+
+
+def test_a_repeat_delivery_reuses_the_stored_result_byte_for_byte(s3, tmp_path):  # noqa: F811
+    put_model(s3)
+    put(s3, GOOD, IMAGES / "boxes" / "boxes_1.jpg")
+    put(s3, BROKEN, IMAGES / "bad" / "not_an_image.jpg")
+    function = make_function(s3, tmp_path, results_prefix="results/")
+    etag = s3.head_object(Bucket=BUCKET, Key=GOOD)["ETag"].strip('"')
+    with_etag = events.make("eventbridge", BUCKET, [GOOD], etags={GOOD: etag})
+    first = function.handle(events.make("s3", BUCKET, [GOOD, BROKEN]))
+    stored = {k: s3.get_object(Bucket=BUCKET, Key=f"results/{k}.json")["Body"].read() for k in (GOOD, BROKEN)}
+    assert json.loads(stored[GOOD])["object"]["etag"] == etag
+
+    fetched = []
+    real_get = s3.get_object
+    s3.get_object = lambda **kw: fetched.append(kw) or real_get(**kw)
+    for again in (events.make("s3", BUCKET, [GOOD, BROKEN]), with_etag):
+        answer = function.handle(again)
+        assert answer["results"][0] == {**first["results"][0], "record": 0}
+    # No image bytes were read again: one conditional GET per record (304) without an ETag, none with one.
+    assert [kw.get("IfNoneMatch") for kw in fetched if kw["Key"] in (GOOD, BROKEN)] == [f'"{etag}"', f'"{s3.head_object(Bucket=BUCKET, Key=BROKEN)["ETag"].strip(chr(34))}"']
+    assert {k: real_get(Bucket=BUCKET, Key=f"results/{k}.json")["Body"].read() for k in stored} == stored
+
+    put(s3, GOOD, IMAGES / "glass_bottles" / "glass_bottles_1.jpg")  # a new version is classified again
+    assert function.handle(events.make("s3", BUCKET, [GOOD]))["results"][0]["label"] == "glass_bottles"
