@@ -50,7 +50,11 @@ def render_response(response: dict) -> None:
         where = entry.get("key") or "(event)"
         out.print(Text.assemble(("✗ ", "bold red"), (str(where), "bold"), f"  {entry['error']}: {entry['message']}"))
     for entry in response.get("skipped", []):
-        out.print(Text.assemble(("– ", "yellow"), (str(entry.get("key")), "bold"), f"  skipped: {entry['reason']}"))
+        out.print(Text.assemble(("– ", "yellow"), (str(entry.get("key") or "(event)"), "bold"), f"  skipped: {entry['reason']}"))
+    if "batchItemFailures" in response:  # an SQS batch: what Lambda would do with each message
+        retry = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+        out.print(Text(f"SQS answer: retry {len(retry)} message(s){': ' + ', '.join(retry) if retry else ''}; "
+                       "the others are deleted from the queue", style="bold"))
     model = response.get("model")
     if model:
         out.print(Text(f"model {model['name']} {model['version']} (sha256 {model['sha256'][:12]}…)", style="dim"))
