@@ -129,3 +129,37 @@ def test_a_repeat_delivery_reuses_the_stored_result_byte_for_byte(s3, tmp_path):
 
     put(s3, GOOD, IMAGES / "glass_bottles" / "glass_bottles_1.jpg")  # a new version is classified again
     assert function.handle(events.make("s3", BUCKET, [GOOD]))["results"][0]["label"] == "glass_bottles"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.conftest import examples  # noqa: E402
+
+bodies = st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda keys, removed: json.dumps(events.make("s3", "bkt", keys, removed)),
+              st.lists(st.text(min_size=1, max_size=20), max_size=3), st.lists(st.text(min_size=1, max_size=20), max_size=2)),
+    st.just(json.dumps({"Event": "s3:TestEvent", "Bucket": "bkt"})),
+    st.builds(lambda key: json.dumps(events.make("eventbridge", "bkt", [key])), st.text(min_size=1, max_size=20)),
+)
+kinds_of_error = st.sampled_from(["NotAnImage", "NoSuchKey", "S3Unreachable", "AccessDenied", "ModelUnavailable"])
+
+
+@settings(max_examples=examples(200))
+@given(st.lists(bodies, max_size=8), st.data())
+def test_any_sqs_batch_names_only_its_own_messages_with_retryable_errors(batch, data):
+    event = {"Records": [{"eventSource": "aws:sqs", "messageId": f"m{i}", "body": body} for i, body in enumerate(batch)]}
+    delivery = events.read(event)
+    assert delivery.source == ("sqs" if batch else "s3") and delivery.messages == [f"m{i}" for i in range(len(batch))]
+    assert [r.index for r in delivery.records] == list(range(len(delivery.records)))
+    assert set(r.message_id for r in delivery.records) <= set(delivery.messages)
+    response = empty_response(None)
+    failing = {}
+    for record in delivery.records:
+        if isinstance(record, events.ObjectRecord) and data.draw(st.booleans()):
+            kind = data.draw(kinds_of_error)
+            response["errors"].append(error_entry(record.index, record.bucket, record.key, kind, "x"))
+            failing.setdefault(record.message_id, []).append(answers.retryable(kind))
+    named = [f["itemIdentifier"] for f in answers.answer(delivery, response).get("batchItemFailures", [])]
+    assert named == [m for m in delivery.messages if any(failing.get(m, []))]
