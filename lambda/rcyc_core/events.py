@@ -23,7 +23,6 @@ a skip, never costs the others. Records are numbered in delivery order, wrapped 
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote_plus, unquote_plus
@@ -217,6 +216,13 @@ def _object(index, bucket, key, bucket_field, key_field, etag, version_id, messa
 
 # --- making events -----------------------------------------------------------------------------------------
 
+def _id(text: str) -> str:
+    """A uuid derived from ``text``: the same event made twice has the same ids, as a repeat delivery does."""
+    import uuid  # only when making events: the function's and the CLI's warm paths never need it
+
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, text))
+
+
 TIME = "1970-01-01T00:00:00.000Z"  # fixed, so the same arguments make the same bytes (a repeat delivery)
 ACCOUNT = "123456789012"
 
@@ -254,7 +260,7 @@ def make(shape: str, bucket: str, keys: list[str] = (), removed: list[str] = (),
     if shape == "sns-sqs":
         bodies = [json.dumps(_sns_envelope(body, region)) for body in bodies]
     names = (["s3:TestEvent"] if test_event else []) + [key for key, _ in objects]
-    ids = list(message_ids) + [str(uuid.uuid5(uuid.NAMESPACE_URL, f"rcyc:{bucket}/{name}#{n}"))
+    ids = list(message_ids) + [_id(f"rcyc:{bucket}/{name}#{n}")
                                for n, name in enumerate(names)][len(message_ids):]
     if len(message_ids) > len(bodies):
         raise InputError(f"{len(message_ids)} message ids for {len(bodies)} message(s)", hint="Give one --message-id per message.")
@@ -280,7 +286,7 @@ def _eventbridge_event(bucket: str, key: str, name: str, region: str, etag: str 
     obj = {"key": key, "sequencer": "0"}
     if created and etag:
         obj["etag"] = etag
-    return {"version": "0", "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"rcyc:{bucket}/{key}:{name}")),
+    return {"version": "0", "id": _id(f"rcyc:{bucket}/{key}:{name}"),
             "detail-type": "Object Created" if created else "Object Deleted", "source": "aws.s3", "account": ACCOUNT,
             "time": TIME[:19] + "Z", "region": region, "resources": [f"arn:aws:s3:::{bucket}"],
             "detail": {"version": "0", "bucket": {"name": bucket}, "object": obj,
@@ -292,14 +298,14 @@ def _test_event(bucket: str) -> dict:
 
 
 def _sns_envelope(message: str, region: str) -> dict:
-    return {"Type": "Notification", "MessageId": str(uuid.uuid5(uuid.NAMESPACE_URL, message)),
+    return {"Type": "Notification", "MessageId": _id(message),
             "TopicArn": f"arn:aws:sns:{region}:{ACCOUNT}:rcyc-uploads", "Subject": "Amazon S3 Notification",
             "Message": message, "Timestamp": TIME}
 
 
 def _sns_record(message: str, region: str) -> dict:
     return {"EventVersion": "1.0", "EventSource": "aws:sns",
-            "EventSubscriptionArn": f"arn:aws:sns:{region}:{ACCOUNT}:rcyc-uploads:{uuid.uuid5(uuid.NAMESPACE_URL, message)}",
+            "EventSubscriptionArn": f"arn:aws:sns:{region}:{ACCOUNT}:rcyc-uploads:{_id(message)}",
             "Sns": _sns_envelope(message, region)}
 
 
