@@ -28,7 +28,9 @@ def test_deploy_via_sqs_then_eventbridge_then_no_trigger(aws, bucket, registry, 
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
     function = f"fn-{bucket}"
-    common = ["--tag", "tv", "--image", function_image, "--bucket", bucket, "--function", function,
+    # The image by its id: other runs on a shared engine may move the tag between these deploys.
+    image_id = engine.images.get(function_image).id
+    common = ["--tag", "tv", "--image", image_id, "--bucket", bucket, "--function", function,
               "--registry", registry.host, "--registry-username", registry.username]
     refused = run("deploy", *common, "--via", "sqs")
     assert refused.exit_code == ExitStatus.BAD_INPUT and "--trigger" in refused.stderr

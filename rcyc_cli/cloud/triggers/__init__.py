@@ -35,7 +35,7 @@ def role_statements(via: str | None, aws, function: str) -> list[dict]:
 def converge(via: str, aws, function_arn: str, bucket: str, prefix: str, batch_size: int, dry_run: bool = False) -> dict:
     """Uploads under ``prefix`` reach the function ``via`` this way, and no other way rcyc set up."""
     function = function_arn.split(":")[6]
-    removed = [part for other in VIAS if other != via for part in [_remove(other, aws, function, bucket, dry_run)] if part]
+    removed = [part for other in VIAS if other != via for part in [_remove(other, aws, function, bucket, dry_run, False)] if part]
     if via == "s3":
         summary = add_trigger(aws.client("lambda"), aws.client("s3"), function_arn, bucket, prefix, aws.account, dry_run)
     elif via == "sqs":
@@ -57,7 +57,8 @@ def remove(aws, function: str, bucket: str, dry_run: bool = False) -> dict | Non
             "via": ", ".join(r["via"] for r in removed)}
 
 
-def _remove(via: str, aws, function: str, bucket: str, dry_run: bool) -> dict | None:
+def _remove(via: str, aws, function: str, bucket: str, dry_run: bool, thorough: bool = True) -> dict | None:
+    """Remove one way; not ``thorough``: only if its cheap sign (the bucket's rule, the invoke permission) shows."""
     if via == "s3":
         lam = aws.client("lambda")
         from ..aws import get_or_none
@@ -67,7 +68,7 @@ def _remove(via: str, aws, function: str, bucket: str, dry_run: bool) -> dict | 
             return None
         found = remove_trigger(lam, aws.client("s3"), function, bucket, dry_run)
     else:
-        found = (sqs if via == "sqs" else eventbridge).remove(aws, function, bucket, dry_run)
+        found = (sqs if via == "sqs" else eventbridge).remove(aws, function, bucket, dry_run, thorough)
     return {**found, "via": via} if found else None
 
 

@@ -89,6 +89,8 @@ def ensure(aws, function_arn: str, bucket: str, prefix: str, dry_run: bool = Fal
 
 
 def current(aws, bucket: str, function: str) -> dict | None:
+    if not _statements(aws.client("lambda"), function):  # no permission for a rule: not wired (nor asked to read rules)
+        return None
     rule = _rule(aws.client("events"), rule_name(function))
     if rule is None:
         return None
@@ -99,16 +101,21 @@ def current(aws, bucket: str, function: str) -> dict | None:
     return {"prefix": (keys[0] if keys and isinstance(keys[0], dict) else {}).get("prefix", "")}
 
 
-def remove(aws, function: str, bucket: str, dry_run: bool = False) -> dict | None:
+def remove(aws, function: str, bucket: str, dry_run: bool = False, thorough: bool = True) -> dict | None:
+    """The rule, its target, the invoke permission (and the bucket's delivery if rcyc turned it on), whole.
+    Not ``thorough``: only when an rcyc invoke permission for EventBridge says this way is wired."""
     events, lam, s3 = aws.client("events"), aws.client("lambda"), aws.client("s3")
     name = rule_name(function)
-    rule = _rule(events, name)
     function_exists = get_or_none(f"read the function {function}", lam.get_function_configuration,
                                   ("ResourceNotFoundException",), FunctionName=function) is not None
     statements = _statements(lam, function) if function_exists else []
+    if not statements and not thorough:
+        return None
+    rule = _rule(events, name)
     if rule is None and not statements:
         return None
-    summary = {"bucket": bucket, "prefix": (current(aws, bucket, function) or {}).get("prefix"),
+    detail = json.loads((rule or {}).get("EventPattern") or "{}").get("detail", {})
+    summary = {"bucket": bucket, "prefix": (detail.get("object", {}).get("key") or [{}])[0].get("prefix"),
                "action": "remove" if dry_run else "removed"}
     if dry_run:
         return summary
@@ -136,9 +143,12 @@ def audit(aws, bucket: str, function: str) -> list:
     from ..audit import Finding
 
     events = aws.client("events")
+    if not _statements(aws.client("lambda"), function):  # EventBridge may not invoke it: not wired this way
+        return []
     rule = _rule(events, rule_name(function))
     if rule is None:
-        return []
+        return [Finding("medium", "rule", f"EventBridge may invoke {function}, but its rule {rule_name(function)} is gone",
+                        "rcyc deploy --trigger PREFIX --via eventbridge makes it whole (or --no-trigger removes the permission).")]
     findings = []
     wanted = json.loads(rule.get("EventPattern") or "{}")
     narrow = (wanted.get("source") == ["aws.s3"] and wanted.get("detail-type") == ["Object Created"]

@@ -136,10 +136,14 @@ def current(aws, bucket: str, function: str) -> dict | None:
     return {"prefix": prefixes[0] if prefixes else ""}
 
 
-def remove(aws, function: str, bucket: str, dry_run: bool = False) -> dict | None:
-    """The queue, its dead-letter queue, the mapping and the bucket's rule, whole (None: there were none)."""
+def remove(aws, function: str, bucket: str, dry_run: bool = False, thorough: bool = True) -> dict | None:
+    """The queue, its dead-letter queue, the mapping and the bucket's rule, whole (None: there were none).
+    Not ``thorough``: only when the bucket's rule says this way is wired (a deploy that did not ask about
+    queues needs no permission to read them)."""
     sqs, lam, s3 = aws.client("sqs"), aws.client("lambda"), aws.client("s3")
     wired = current(aws, bucket, function)
+    if wired is None and not thorough:
+        return None
     urls = {name: _url(sqs, name) for name in names(function)}
     mappings = _mappings(lam, queue_arn(aws, names(function)[0]), function)
     if wired is None and not any(urls.values()) and not mappings:
@@ -169,9 +173,12 @@ def audit(aws, bucket: str, function: str) -> list:
 
     sqs = aws.client("sqs")
     queue, _ = names(function)
+    if current(aws, bucket, function) is None:  # not wired this way: nothing to audit (and no queue read needed)
+        return []
     url = _url(sqs, queue)
     if url is None:
-        return []
+        return [Finding("high", "queue", f"the bucket notifies {queue}, which does not exist",
+                        "rcyc deploy --trigger PREFIX --via sqs makes it whole (or --no-trigger removes the rule).")]
     attributes = aws_call(f"read the queue {queue}", sqs.get_queue_attributes, QueueUrl=url, AttributeNames=["All"])["Attributes"]
     findings = [_policy_finding(attributes.get("Policy"), bucket)]
     redrive = json.loads(attributes.get("RedrivePolicy") or "{}")
