@@ -163,3 +163,33 @@ def test_any_sqs_batch_names_only_its_own_messages_with_retryable_errors(batch, 
             failing.setdefault(record.message_id, []).append(answers.retryable(kind))
     named = [f["itemIdentifier"] for f in answers.answer(delivery, response).get("batchItemFailures", [])]
     assert named == [m for m in delivery.messages if any(failing.get(m, []))]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["eventbridge", "--key", "a.jpg", "--key", "b.jpg"], "exactly one object"),
+    (["s3-test", "--key", "a.jpg"], "names no objects"),
+    (["s3", "--test-event"], "no s3:TestEvent"),
+    (["sqs", "--key", "a.jpg", "--message-id", "m1", "--message-id", "m2"], "message ids for 1 message"),
+    (["s3", "--key", "a.jpg", "--etag", "b.jpg=e"], "KEY=ETAG for a --key"),
+    (["nope"], "Invalid value"),
+])
+def test_rcyc_event_refuses_impossible_events_with_one_error_line(args, needle):
+    from click.testing import CliRunner
+
+    from rcyc_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["event", *args])
+    assert result.exit_code in (2, 3) and result.stdout == ""
+    assert needle in result.stderr and "hint:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_rcyc_event_prints_only_the_event_and_the_same_one_twice():
+    from click.testing import CliRunner
+
+    from rcyc_cli.main import cli
+
+    args = ["event", "sqs", "--key", "images/a b.jpg", "--etag", "images/a b.jpg=abc", "--test-event"]
+    first, second = (CliRunner().invoke(cli, args) for _ in range(2))
+    assert first.exit_code == 0 and first.stdout == second.stdout
+    [test, created] = events.parse(json.loads(first.stdout))
+    assert "s3:TestEvent" in test.reason and (created.key, created.etag) == ("images/a b.jpg", "abc")
