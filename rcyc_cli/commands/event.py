@@ -7,6 +7,7 @@ import click
 from rcyc_core.events import SHAPES
 
 from .options import bucket_option
+from .output import emit
 
 
 @click.command()
@@ -44,4 +45,5 @@ def event(shape, bucket, keys, removed, message_ids, test_event, etags, region):
     pairs = dict(item.partition("=")[::2] for item in etags)
     if any(not k or not v for k, v in pairs.items()) or set(pairs) - set(keys):
         raise InputError(f"--etag {', '.join(etags)} must be KEY=ETAG for a --key", hint="e.g. --key images/a.jpg --etag images/a.jpg=9b2cf535f27731c974343645a3985328")
-    console.print_json(events.make(shape, bucket, list(keys), list(removed), list(message_ids), region, pairs, test_event))
+    # The event is the output, for people too: JSON alone on stdout, ready for a file or a pipe.
+    emit(events.make(shape, bucket, list(keys), list(removed), list(message_ids), region, pairs, test_event), console.print_json)
