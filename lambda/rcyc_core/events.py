@@ -101,7 +101,8 @@ def read(event: object) -> Delivery:
             messages.append(message_id)
         for inner in _unwrap(record, 0):
             parsed.append(inner(len(parsed), message_id))
-    source = {"aws:sqs": "sqs", "aws:sns": "sns"}.get(sources.pop(), "s3") if len(sources) == 1 else "s3"
+    # Lambda never mixes sources in one invocation; any SQS record means SQS expects the batch's answer.
+    source = "sqs" if "aws:sqs" in sources else "sns" if sources == {"aws:sns"} else "s3"
     return Delivery(source, parsed, messages)
 
 

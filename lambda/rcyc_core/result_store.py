@@ -51,7 +51,7 @@ def reusable(document: dict | None, sha256: str, etag: str | None, version_id: s
 
 def stored_entry(document: dict, record: int) -> dict:
     """A stored result as the entry of this delivery's record."""
-    return {"record": record, **{k: v for k, v in document.items() if k not in ("model", "object")}}
+    return {"record": record, **{k: v for k, v in document.items() if k not in ("record", "model", "object")}}
 
 
 def read_result(s3, bucket: str, prefix: str, key: str) -> dict | None:
