@@ -232,8 +232,8 @@ def make(shape: str, bucket: str, keys: list[str] = (), removed: list[str] = (),
          region: str = "us-east-1", etags: dict[str, str] | None = None, test_event: bool = False) -> dict:
     """An event of ``shape`` (SHAPES) for objects created at ``keys`` and deleted at ``removed``, as AWS
     delivers it. sqs and sns-sqs: one message per object (as S3 sends them), ids from ``message_ids`` or
-    derived from bucket/key (so the same call makes the same event: a repeat delivery), plus an
-    s3:TestEvent message first with ``test_event``. eventbridge: exactly one object."""
+    derived from bucket/key (so the same call makes the same event: a repeat delivery); sqs, sns-sqs and
+    sns: an s3:TestEvent message first with ``test_event``. eventbridge: exactly one object."""
     if shape not in SHAPES:
         raise InputError(f"unknown event shape {shape!r}", hint=f"One of: {', '.join(SHAPES)}.")
     etags = etags or {}
@@ -254,7 +254,8 @@ def make(shape: str, bucket: str, keys: list[str] = (), removed: list[str] = (),
             raise InputError("S3 sends a Lambda function no s3:TestEvent", hint="Use the s3-test shape, or sqs.")
         return {"Records": records}
     if shape == "sns":
-        return {"Records": [_sns_record(json.dumps({"Records": [r]}), region) for r in records]}
+        messages = ([json.dumps(_test_event(bucket))] if test_event else []) + [json.dumps({"Records": [r]}) for r in records]
+        return {"Records": [_sns_record(message, region) for message in messages]}
     bodies = [json.dumps({"Records": [r]}) for r in records]
     if test_event:
         bodies.insert(0, json.dumps(_test_event(bucket)))

@@ -19,7 +19,7 @@ from .output import emit
 @click.option("--message-id", "message_ids", metavar="ID", multiple=True,
               help="sqs, sns-sqs: the SQS message ids, in order (default: derived from bucket and key, so the same "
               "command makes the same event, as a repeat delivery would).")
-@click.option("--test-event", is_flag=True, help="sqs, sns-sqs: first a message holding S3's s3:TestEvent.")
+@click.option("--test-event", is_flag=True, help="sqs, sns-sqs, sns: first a message holding S3's s3:TestEvent.")
 @click.option("--etag", "etags", metavar="KEY=ETAG", multiple=True,
               help="The object's ETag, as S3 puts it in its events (a repeat delivery then needs no S3 request).")
 @click.option("--region", default="us-east-1", show_default=True, help="The region the event names.")

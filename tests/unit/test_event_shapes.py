@@ -39,6 +39,8 @@ def test_eventbridge_keys_are_not_url_decoded_but_s3_keys_are():
 def test_test_events_are_skipped_and_say_so():
     direct = events.read(events.make("s3-test", "bkt"))
     assert direct.source == "s3-test" and "s3:TestEvent" in direct.records[0].reason
+    published = events.read(events.make("sns", "bkt", [GOOD], test_event=True))
+    assert kinds(published.records) == [("SkippedRecord", None), ("ObjectRecord", GOOD)]
     queued = events.read(events.make("sqs", "bkt", [GOOD], test_event=True))
     assert kinds(queued.records) == [("SkippedRecord", None), ("ObjectRecord", GOOD)]
     assert queued.records[0].message_id == queued.messages[0]

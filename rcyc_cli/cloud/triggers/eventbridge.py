@@ -59,7 +59,8 @@ def ensure(aws, function_arn: str, bucket: str, prefix: str, dry_run: bool = Fal
                  NotificationConfiguration=config)
         turned_on = True
     wanted = pattern(bucket, prefix)
-    description = f"rcyc: uploads of s3://{bucket}/{prefix} to {function}" + (f"; {TURNED_ON}" if turned_on else "")
+    # EventBridge keeps at most 512 characters of a description: a long prefix is shortened, the flag kept.
+    description = f"rcyc: uploads of s3://{bucket}/{prefix[:256]} to {function}" + (f"; {TURNED_ON}" if turned_on else "")
     same = (existing is not None and json.loads(existing.get("EventPattern") or "{}") == wanted
             and existing.get("State") == "ENABLED" and existing.get("Description") == description)
     arn = existing["Arn"] if same else aws_call(
