@@ -195,3 +195,30 @@ def test_rcyc_event_prints_only_the_event_and_the_same_one_twice():
     assert first.exit_code == 0 and first.stdout == second.stdout
     [test, created] = events.parse(json.loads(first.stdout))
     assert "s3:TestEvent" in test.reason and (created.key, created.etag) == ("images/a b.jpg", "abc")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12)
+    | st.sampled_from(["aws:sqs", "aws:sns", "aws:s3", "aws.s3", "Object Created", "s3:TestEvent", "Notification"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["Records", "eventSource", "EventSource", "body", "Sns", "Message", "Type", "source", "detail-type",
+                         "detail", "bucket", "object", "name", "key", "s3", "eventName", "messageId", "Event", "x"]),
+        children, max_size=5),
+    max_leaves=25)
+
+
+@settings(max_examples=examples(400))
+@given(json_values)
+def test_any_json_is_read_or_refused_and_rebased_without_surprise(value):
+    from rcyc_core.errors import EventError
+
+    try:
+        delivery = events.read(value)
+    except EventError:
+        delivery = None
+    if delivery is not None:
+        assert [r.index for r in delivery.records] == list(range(len(delivery.records)))
+        assert all(isinstance(r, (events.ObjectRecord, events.SkippedRecord, events.BadRecord)) for r in delivery.records)
+    rebased, moved = events.rebase(value, {"a": "b"})
+    if delivery is not None and moved == 0:  # rebasing nothing changes nothing the function reads
+        assert events.parse(rebased) == delivery.records
