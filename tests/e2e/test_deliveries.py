@@ -154,6 +154,16 @@ def test_rcyc_event_round_trips_through_invoke_local(shape, rie_path, tmp_path, 
     assert ("batchItemFailures" in output) == (shape in ("sqs", "sns-sqs"))
 
 
+def test_a_test_event_through_invoke_local_is_skipped_and_says_so(rie_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("RCYC_RUNTIME", "process")
+    event_file = tmp_path / "test-event.json"
+    event_file.write_text(run("event", "s3-test").stdout)
+    local = run("invoke-local", "--json", "--no-stack", "--rie", rie_path, "--event", event_file)
+    assert local.exit_code == 0, local.stderr
+    output = json.loads(local.stdout)
+    assert output["results"] == output["errors"] == [] and "s3:TestEvent" in output["skipped"][0]["reason"]
+
+
 def test_the_seed_projects_event_names_an_uploaded_file(rie_path, tmp_path, monkeypatch):
     """The original project's event, key 2.jpg at the bucket root, reaches this run's copy of a file 2.jpg."""
     monkeypatch.setenv("RCYC_RUNTIME", "process")

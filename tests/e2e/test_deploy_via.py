@@ -35,6 +35,10 @@ def test_deploy_via_sqs_then_eventbridge_then_no_trigger(aws, bucket, registry, 
     refused = run("deploy", *common, "--via", "sqs")
     assert refused.exit_code == ExitStatus.BAD_INPUT and "--trigger" in refused.stderr
 
+    plan = ok(run("deploy", "--json", "--dry-run", *common, "--trigger", "incoming/", "--via", "sqs"))
+    assert (plan["trigger"]["via"], plan["trigger"]["action"]) == ("sqs", "configure")
+    assert not [url for url in aws.client("sqs").list_queues().get("QueueUrls", []) if function in url]  # a plan makes nothing
+
     made = ok(run("deploy", "--json", *common, "--trigger", "incoming/", "--via", "sqs", "--batch-size", "5"))
     assert (made["trigger"]["via"], made["trigger"]["action"], made["trigger"]["batch_size"]) == ("sqs", "created", 5)
     receive = role_statements(aws, function)["ReceiveUploads"]
