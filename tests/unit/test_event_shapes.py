@@ -222,3 +222,29 @@ def test_any_json_is_read_or_refused_and_rebased_without_surprise(value):
     rebased, moved = events.rebase(value, {"a": "b"})
     if delivery is not None and moved == 0:  # rebasing nothing changes nothing the function reads
         assert events.parse(rebased) == delivery.records
+
+
+BUCKET_ARN = "arn:aws:s3:::bkt"
+PINNED = {"ArnEquals": {"aws:SourceArn": BUCKET_ARN}}
+
+
+@pytest.mark.parametrize("statement,severity", [
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage", "Condition": PINNED}, "ok"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+      "Condition": {"arnlike": {"AWS:SOURCEARN": BUCKET_ARN}}}, "ok"),  # operators and keys are case-insensitive
+    ({"Effect": "Deny", "Principal": "*", "Action": "sqs:*"}, "ok"),
+    ({"Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Condition": PINNED}, "high"),
+    ({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sqs:SendMessage", "Condition": PINNED}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage"}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+      "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:s3:::*"}}}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+      "Condition": {"ArnNotEquals": {"aws:SourceArn": BUCKET_ARN}}}, "high"),
+    ({"Effect": "Allow", "NotPrincipal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage", "Condition": PINNED}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": ["s3.amazonaws.com", "sns.amazonaws.com"]}, "Action": "sqs:SendMessage",
+      "Condition": PINNED}, "high"),
+])
+def test_the_queue_policy_audit_lets_only_this_bucket_send(statement, severity):
+    from rcyc_cli.cloud.triggers.sqs import _policy_finding
+
+    assert _policy_finding(json.dumps({"Statement": [statement]}), "bkt").severity == severity
