@@ -78,10 +78,28 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON (Lambda refuses it)")
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """Where a run ran: invoke-local --json's "invocation", before the emulator's figures."""
+
+    runtime: str  # process | docker, with " (warm stack)" on the stack
+    bucket: str
+    s3_endpoint: str
+    model: dict  # the model that answered (name, version, sha256) and its layout when it is the one asked for
+    prefix: str | None = None  # the run's own prefix on a shared bucket
+
+    def to_json(self) -> dict:
+        return {name: value for name, value in vars(self).items() if value is not None or name != "prefix"}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunInfo:
+        return cls(data["runtime"], data["bucket"], data["s3_endpoint"], data["model"], data.get("prefix"))
+
+
 @dataclass
 class LocalRun:
     response: dict
-    info: dict
+    info: RunInfo
     invocations: list[Invocation]
     seconds: float
 
@@ -117,9 +135,8 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
     if running is not None:
         report.status(f"using the warm local stack ({running.state['runtime']}, {running.state['config']['instances']} instances)")
         answer = warm.run_on_stack(running, uploads, event, options.concurrency, options.batch_size)
-        info = {"runtime": f"{running.state['runtime']} (warm stack)", "bucket": running.state["bucket"],
-                "s3_endpoint": running.state["s3_endpoint"], "model": _answered_by(answer["response"], manifest),
-                "prefix": answer["prefix"]}
+        info = RunInfo(f"{running.state['runtime']} (warm stack)", running.state["bucket"], running.state["s3_endpoint"],
+                       _answered_by(answer["response"], manifest), answer["prefix"])
         return LocalRun(answer["response"], info, answer["invocations"], answer["seconds"])
     return _run_here(options, uploads, event, manifest, model_dir, report)
 
@@ -157,10 +174,7 @@ def _run_here(options: Options, uploads: list[Upload], event: dict | None, manif
         stack.callback(pool.stop)
         outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, options.concurrency,
                                 options.batch_size, report)
-        info = {"runtime": launcher.runtime, "bucket": bucket, "s3_endpoint": endpoint,
-                "model": _answered_by(outcome.response, manifest)}
-        if prefix:
-            info["prefix"] = prefix
+        info = RunInfo(launcher.runtime, bucket, endpoint, _answered_by(outcome.response, manifest), prefix or None)
         return LocalRun(outcome.response, info, outcome.invocations, outcome.seconds)
 
 

@@ -102,6 +102,30 @@ class StackConfig:
         return cls(function=FunctionSpec.from_json(data), **own)
 
 
+@dataclass(frozen=True)
+class StackState:
+    """The state file of a running stack: where it answers, what it runs, and what it owns."""
+
+    pid: int
+    endpoint: str  # the Invoke API
+    s3_endpoint: str
+    bucket: str
+    config: StackConfig  # as started, with the runtime that runs (never "auto")
+    runtime: str
+    started_at: float
+    owner: str  # the owner token of everything it started (reaper)
+    rie_path: str
+    model: dict  # the model it runs: name, version, sha256
+    instance_pids: list[int]
+
+    def to_json(self) -> dict:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "config": self.config.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> StackState:
+        return cls(**{**{f.name: data.get(f.name) for f in fields(cls)}, "config": StackConfig.from_json(data["config"])})
+
+
 class RemoteStack:
     """A client of a running stack: ``invoke`` has the same shape as a sandbox's."""
 
