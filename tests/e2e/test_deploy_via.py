@@ -12,19 +12,22 @@ import pytest
 from rcyc_cli.cloud import functions
 from rcyc_cli.exit_status import ExitStatus
 from tests.conftest import MODELS
-from tests.e2e.test_cloud import aws, bucket, function_image, moto_server, ok, registry, run  # noqa: F401 - fixtures
+from tests.cli import run
+from tests.e2e.cloud_checks import ok
+from tests.e2e.test_deploy import function_image, registry  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.e2e
 
 
-def role_statements(aws, function: str) -> dict[str, dict]:  # noqa: F811 - the fixture's value
+def role_statements(aws, function: str) -> dict[str, dict]:
     document = aws.client("iam").get_role_policy(RoleName=f"{function}-role", PolicyName=functions.ROLE_POLICY_NAME)["PolicyDocument"]
     document = json.loads(document) if isinstance(document, str) else document
     return {s.get("Sid"): s for s in document["Statement"]}
 
 
 @pytest.mark.slow  # a whole deploy cycle, five times
-def test_deploy_via_sqs_then_eventbridge_then_no_trigger(aws, bucket, registry, engine, function_image, monkeypatch):  # noqa: F811
+def test_deploy_via_sqs_then_eventbridge_then_no_trigger(aws_on_moto, bucket, registry, engine, function_image, monkeypatch):  # noqa: F811
+    aws = aws_on_moto
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
     function = f"fn-{bucket}"
