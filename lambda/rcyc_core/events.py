@@ -96,7 +96,7 @@ def read(event: object) -> Delivery:
     for record in records:
         source = _source(record)
         sources.add(source)
-        message_id = record.get("messageId") if source == "aws:sqs" and isinstance(record.get("messageId"), str) else None
+        message_id = _str(record.get("messageId")) if source == "aws:sqs" else None  # "" names no message
         if message_id is not None:
             messages.append(message_id)
         for inner in _unwrap(record, 0):

@@ -248,3 +248,35 @@ def test_the_queue_policy_audit_lets_only_this_bucket_send(statement, severity):
     from rcyc_cli.cloud.triggers.sqs import _policy_finding
 
     assert _policy_finding(json.dumps({"Statement": [statement]}), "bkt").severity == severity
+
+
+def _sqs_record(message_id, key, bucket="bkt"):
+    record = {"eventSource": "aws:sqs", "body": json.dumps(events.make("s3", bucket, [key]))}
+    return record if message_id is ... else {**record, "messageId": message_id}
+
+
+@pytest.mark.parametrize("unnamed", [
+    _sqs_record(..., "slow.jpg"), _sqs_record(5, "slow.jpg"), _sqs_record("", "slow.jpg"),
+    events.make("s3", "bkt", ["slow.jpg"])["Records"][0],  # a record of another shape in an SQS batch
+], ids=["no-messageId", "messageId-not-a-string", "empty-messageId", "mixed-shapes"])
+def test_a_retryable_error_no_message_id_names_retries_the_whole_batch_rather_than_being_lost(unnamed):
+    delivery = events.read({"Records": [unnamed, _sqs_record("m1", "ok.jpg")]})
+    slow = next(r for r in delivery.records if r.key == "slow.jpg")
+    response = empty_response(None)
+    response["errors"].append(error_entry(slow.index, "bkt", "slow.jpg", "S3Unreachable", "timed out"))
+    assert answers.answer(delivery, response)["batchItemFailures"] == [{"itemIdentifier": "m1"}]
+
+
+@pytest.mark.parametrize("bucket,key", [("Not_A..Bucket!", GOOD), (BUCKET, "images/\ud800.jpg")],
+                         ids=["invalid-bucket-name", "key-not-utf8"])
+def test_a_record_s3_refuses_before_any_request_fails_for_good_and_is_not_retried(s3, tmp_path, bucket, key):  # noqa: F811
+    put_model(s3)
+    put(s3, GOOD, IMAGES / "boxes" / "boxes_1.jpg")
+    hostile = {"source": "aws.s3", "detail-type": "Object Created",
+               "detail": {"bucket": {"name": bucket}, "object": {"key": key}}}
+    event = {"Records": [{"eventSource": "aws:sqs", "messageId": "m0", "body": json.dumps(hostile)},
+                         {"eventSource": "aws:sqs", "messageId": "m1", "body": json.dumps(events.make("s3", BUCKET, [GOOD]))}]}
+    response = make_function(s3, tmp_path).handle(event)
+    assert [r["key"] for r in response["results"]] == [GOOD]
+    assert [(e["error"], e["retryable"]) for e in response["errors"]] == [("InvalidRecord", False)]
+    assert response["batchItemFailures"] == []
