@@ -250,6 +250,13 @@ PINNED = {"ArnEquals": {"aws:SourceArn": BUCKET_ARN}}
     ({"Effect": "Allow", "NotPrincipal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage", "Condition": PINNED}, "high"),
     ({"Effect": "Allow", "Principal": {"Service": ["s3.amazonaws.com", "sns.amazonaws.com"]}, "Action": "sqs:SendMessage",
       "Condition": PINNED}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage", "Condition": "x"}, "high"),
+    ({"Effect": "allow", "Principal": "*", "Action": "sqs:*"}, "high"),  # not plainly a Deny: read as an Allow
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:*", "Condition": PINNED}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": ["sqs:SendMessage", "sqs:DeleteQueue"],
+      "Condition": PINNED}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+      "NotResource": "arn:aws:sqs:us-east-1:123456789012:other", "Condition": PINNED}, "high"),
 ])
 def test_the_queue_policy_audit_lets_only_this_bucket_send(statement, severity):
     from rcyc_cli.cloud.triggers.sqs import _policy_finding
