@@ -66,4 +66,14 @@ def read_result(s3, bucket: str, prefix: str, key: str) -> dict | None:
         document = json.loads(body)
     except ValueError:
         return None
-    return document if isinstance(document, dict) and document.get("key") == key else None
+    return document if _well_formed(document, key) else None
+
+
+def _well_formed(document: object, key: str) -> bool:
+    """Whether a stored object is a result of ``key`` as write_result writes it. Anyone with write access to
+    the results prefix can leave anything there: a malformed one is classified again, never trusted."""
+    if not isinstance(document, dict) or document.get("key") != key:
+        return False
+    model, obj = document.get("model"), document.get("object", {})
+    return (model is None or isinstance(model, dict)) and isinstance(obj, dict) and all(
+        isinstance(obj.get(field), (str, type(None))) for field in ("etag", "version_id"))

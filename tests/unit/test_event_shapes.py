@@ -294,3 +294,21 @@ def test_a_record_s3_refuses_before_any_request_fails_for_good_and_is_not_retrie
     assert [r["key"] for r in response["results"]] == [GOOD]
     assert [(e["error"], e["retryable"]) for e in response["errors"]] == [("InvalidRecord", False)]
     assert response["batchItemFailures"] == []
+
+
+@pytest.mark.parametrize("stored", [
+    {"key": GOOD, "model": "not an object"},
+    {"key": GOOD, "model": {"sha256": "SHA"}, "object": "not an object"},
+    {"key": GOOD, "model": {"sha256": "SHA"}, "object": {"etag": 5}},
+], ids=["model-a-string", "object-a-string", "etag-a-number"])
+def test_a_malformed_stored_result_is_classified_again_and_costs_no_other_record(s3, tmp_path, stored):  # noqa: F811
+    put_model(s3)
+    for key in (GOOD, BROKEN):
+        put(s3, key, IMAGES / "boxes" / "boxes_1.jpg")
+    function = make_function(s3, tmp_path, results_prefix="results/")
+    sha256 = function.store.current().manifest.sha256
+    s3.put_object(Bucket=BUCKET, Key=f"results/{GOOD}.json", Body=json.dumps(stored).replace("SHA", sha256))
+    response = function.handle(events.make("sqs", BUCKET, [GOOD, BROKEN]))
+    assert [r["key"] for r in response["results"]] == [GOOD, BROKEN]
+    assert response["errors"] == response["batchItemFailures"] == []
+    assert json.loads(s3.get_object(Bucket=BUCKET, Key=f"results/{GOOD}.json")["Body"].read())["label"] == "boxes"
