@@ -312,3 +312,12 @@ def test_a_malformed_stored_result_is_classified_again_and_costs_no_other_record
     assert [r["key"] for r in response["results"]] == [GOOD, BROKEN]
     assert response["errors"] == response["batchItemFailures"] == []
     assert json.loads(s3.get_object(Bucket=BUCKET, Key=f"results/{GOOD}.json")["Body"].read())["label"] == "boxes"
+
+
+@pytest.mark.parametrize("uri", ["s3://bkt/images/", "s3://bkt/images/sub/"])
+def test_classify_refuses_images_under_the_results_prefix_instead_of_finding_none(uri):
+    from rcyc_cli.classify.run import ClassifyOptions, classify
+    from rcyc_core.errors import InputError
+
+    with pytest.raises(InputError, match="under the results prefix"):
+        classify(ClassifyOptions(uri, results_prefix="images/"), target=None, s3=None)
