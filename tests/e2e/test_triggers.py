@@ -136,6 +136,10 @@ def test_eventbridge_is_made_whole_kept_replaced_and_removed_whole(aws):
         "rule: pattern": "ok", "rule: targets": "ok", "rule: invoke permission": "ok"}
     events.put_rule(Name=name, EventPattern=json.dumps({"source": ["aws.s3"]}), State="ENABLED")
     assert {f.check: f.severity for f in triggers.audit(aws, BUCKET, FUNCTION)}["rule: pattern"] == "high"
+    whole_bucket = {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"bucket": {"name": [BUCKET]}}}
+    for careless in (whole_bucket, {**whole_bucket, "detail": {**whole_bucket["detail"], "object": {"key": [{"prefix": ""}]}}}):
+        events.put_rule(Name=name, EventPattern=json.dumps(careless), State="ENABLED")  # also fires for the results
+        assert {f.check: f.severity for f in triggers.audit(aws, BUCKET, FUNCTION)}["rule: pattern"] == "high"
 
     switched = triggers.converge("sqs", aws, aws.function_arn, BUCKET, PREFIX, batch_size=10)
     assert [r["via"] for r in switched["replaced"]] == ["eventbridge"]
