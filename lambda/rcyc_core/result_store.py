@@ -20,24 +20,29 @@ def result_document(entry: dict, model: dict | None) -> dict:
 
 
 def write_result(s3, bucket: str, prefix: str, entry: dict, model: dict | None) -> str:
-    """Write one record's result; returns its key. S3 errors propagate (callers decide what a failed write costs)."""
+    """Write one record's result; returns the object's ETag (its content hash, which a listing shows too).
+    S3 errors propagate (callers decide what a failed write costs)."""
     key = result_key(prefix, entry["key"])
     metadata = {MODEL_METADATA: model["sha256"]} if model and model.get("sha256") else {}
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(result_document(entry, model)).encode(),
-                  ContentType="application/json", Metadata=metadata)
-    return key
+    reply = s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(result_document(entry, model)).encode(),
+                          ContentType="application/json", Metadata=metadata)
+    return reply.get("ETag", "")
 
 
-def read_result(s3, bucket: str, prefix: str, key: str) -> dict | None:
-    """The stored result of ``key``, or None when there is none (or it is not a result document)."""
+def read_result(s3, bucket: str, prefix: str, key: str, with_etag: bool = False):
+    """The stored result of ``key``, or None when there is none (or it is not a result document); with
+    ``with_etag``, (document, ETag)."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=result_key(prefix, key))["Body"].read()
+        obj = s3.get_object(Bucket=bucket, Key=result_key(prefix, key))
+        body = obj["Body"].read()
     except Exception as exc:
         if client_error_code(exc) in NOT_FOUND_CODES:
-            return None
+            return (None, "") if with_etag else None
         raise
     try:
         document = json.loads(body)
     except ValueError:
-        return None
-    return document if isinstance(document, dict) and document.get("key") == key else None
+        document = None
+    if not (isinstance(document, dict) and document.get("key") == key):
+        document = None
+    return (document, obj.get("ETag", "")) if with_etag else document

@@ -16,13 +16,14 @@ from pathlib import Path
 from rcyc_core import events
 from rcyc_core.errors import FunctionError, InputError
 from rcyc_core.labels import LABELS
-from rcyc_core.result_store import read_result, write_result
+from rcyc_core.result_store import write_result
 
 from ..cloud.aws import translate
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
 from ..reporting import SILENT, Reporter
 from . import cost
 from .listing import Counts, batches, iter_images, parse_uri
+from .resume import READ, Resume, read_checked
 from .target import Target, invoke
 
 # Record errors that say something about the image itself: stored as results (a rerun would only repeat
@@ -148,10 +149,11 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
                "not_image_examples": counted.not_images_examples, "results_prefix": results_prefix,
                "concurrency": concurrency, "batch_size": options.batch_size, "current_model": pointer,
                "memory_mb": target.memory_mb, "architecture": target.architecture}
+    resume = Resume(s3, bucket, results_prefix, prefix, current_sha).load() if current_sha else None
     if options.dry_run:
         todo = counted.images if options.force else sum(
             1 for key in iter_images(s3, bucket, prefix, results_prefix, Counts(), options.limit)
-            if not _done(s3, bucket, results_prefix, key, current_sha))
+            if _reusable(s3, bucket, results_prefix, key, resume) is None)
         summary.update(dry_run=True, to_classify=todo, done_before=counted.images - todo,
                        estimate=cost.estimate(todo, options.batch_size, concurrency, target.memory_mb, target.architecture))
         return summary
@@ -159,32 +161,38 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     report.expect(counted.images)
     tally = Tally()
     started = time.perf_counter()
+    writer = Writer(s3, bucket, results_prefix, max(2, concurrency), resume)
 
-    def work(keys: list[str]) -> list[tuple[dict, dict | None, bool]]:
+    def work(keys: list[str]) -> list[tuple[dict, dict | None, bool, Future | None]]:
         out, todo = [], []
         for key in keys:
-            stored = None if options.force else _stored(s3, bucket, results_prefix, key)
-            if _by_model(stored, current_sha):
-                out.append((stored, stored.get("model"), True))
+            stored = None if options.force else _reusable(s3, bucket, results_prefix, key, resume)
+            if stored is not None:
+                out.append((stored, stored.get("model"), True, None))
             else:
                 todo.append(key)
         if todo:
-            out += _classify_keys(target, s3, bucket, results_prefix, todo, tally)
+            out += _classify_keys(target, writer, bucket, todo, tally)
         return out
 
-    with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
-        pending: set[Future] = set()
-        keys = iter_images(s3, bucket, prefix, results_prefix, Counts(), options.limit)
-        try:
-            for batch in batches(keys, options.batch_size):
-                pending.add(pool.submit(work, batch))
-                if len(pending) >= 2 * concurrency:
-                    pending = _drain(pending, output, tally, report, FIRST_COMPLETED)
-            pending = _drain(pending, output, tally, report, ALL_COMPLETED)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+    try:
+        with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
+            pending: set[Future] = set()
+            keys = iter_images(s3, bucket, prefix, results_prefix, Counts(), options.limit)
+            try:
+                for batch in batches(keys, options.batch_size):
+                    pending.add(pool.submit(work, batch))
+                    if len(pending) >= 2 * concurrency:
+                        pending = _drain(pending, output, tally, report, FIRST_COMPLETED)
+                pending = _drain(pending, output, tally, report, ALL_COMPLETED)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+    finally:
+        writer.close()
+        if resume is not None:
+            _save_quietly(resume)
     seconds = time.perf_counter() - started
     summary.update(dry_run=False, classified=tally.classified, done_before=tally.done_before,
                    per_class={label: tally.labels[label] for label in LABELS}, errors=dict(tally.errors),
@@ -197,52 +205,86 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     return summary
 
 
+class Writer:
+    """Results written off the invoke path: a bounded pool of their own, so an invoking thread sends its next
+    event at once. At most ``8 * workers`` writes wait; beyond that the invoking threads wait for them."""
+
+    def __init__(self, s3, bucket: str, results_prefix: str, workers: int, resume: Resume | None):
+        self.s3, self.bucket, self.results_prefix, self.resume = s3, bucket, results_prefix, resume
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
+        self._slots = threading.BoundedSemaphore(8 * workers)
+
+    def submit(self, entry: dict, model: dict | None) -> Future:
+        self._slots.acquire()
+        future = self._pool.submit(self._write, entry, model)
+        future.add_done_callback(lambda _: self._slots.release())
+        return future
+
+    def _write(self, entry: dict, model: dict | None) -> None:
+        try:
+            etag = write_result(self.s3, self.bucket, self.results_prefix, entry, model)
+        except Exception as exc:
+            raise translate(f"write the result of {entry['key']}", exc) from None
+        if self.resume is not None:
+            self.resume.record(entry, model, etag)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter, until: str) -> set[Future]:
-    """Write out the batches that finished (all of them with ALL_COMPLETED); return the rest."""
+    """Write out the batches that finished (all of them with ALL_COMPLETED), once their results are stored;
+    return the rest."""
     done, rest = wait(pending, return_when=until)
     for future in done:
         entries = future.result()
-        for entry, model, reused in entries:
+        for entry, model, reused, written in entries:
+            if written is not None:
+                written.result()  # a failed write ends the run (as S3 being unreachable would)
             output.write(entry, model)
             tally.add(entry, model, reused)
         report.done(len(entries))
     return rest
 
 
-def _stored(s3, bucket: str, results_prefix: str, key: str) -> dict | None:
+def _reusable(s3, bucket: str, results_prefix: str, key: str, resume: Resume | None) -> dict | None:
+    """The stored entry of ``key`` when it was made by the current model (then it is not redone), else None."""
+    if resume is None:
+        return None
+    state, stored = resume.lookup(key)
+    if state == READ:
+        document, etag = read_checked(s3, bucket, results_prefix, key)
+        if document and (document.get("model") or {}).get("sha256") == resume.model_sha:
+            resume.record(document, document["model"], etag)
+            return document
+    return stored
+
+
+def _save_quietly(resume: Resume) -> None:
+    """The index is an optimisation: failing to write it must not turn a finished run into a failed one."""
     try:
-        return read_result(s3, bucket, results_prefix, key)
-    except Exception as exc:
-        raise translate(f"read the result of {key}", exc) from None
+        resume.save()
+    except Exception:
+        pass
 
 
-def _done(s3, bucket: str, results_prefix: str, key: str, current_sha: str | None) -> bool:
-    return _by_model(_stored(s3, bucket, results_prefix, key), current_sha)
-
-
-def _by_model(stored: dict | None, sha256: str | None) -> bool:
-    """Whether a stored result was made by the model ``sha256`` (the current one): then it is not redone."""
-    return bool(stored and sha256 and (stored.get("model") or {}).get("sha256") == sha256)
-
-
-def _classify_keys(target: Target, s3, bucket: str, results_prefix: str, keys: list[str], tally: Tally):
-    """Invoke one event for ``keys``; store every result (and lasting error) in S3; return the entries."""
+def _classify_keys(target: Target, writer: Writer, bucket: str, keys: list[str], tally: Tally):
+    """Invoke one event for ``keys``; hand every result (and lasting error) to the writer; return the entries."""
     try:
         answer = invoke(target, events.make_event(bucket, keys))
     except FunctionError as exc:
-        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": exc.message}, None, False) for key in keys]
+        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": exc.message}, None, False, None) for key in keys]
     tally.invoked(answer)
     response, model = answer.response, answer.response.get("model")
     out = []
     answered = {e.get("key") for e in response.get("results", []) + response.get("errors", []) + response.get("skipped", [])}
     for entry in response.get("results", []) + response.get("errors", []):
         entry = {k: v for k, v in entry.items() if k != "record"}
-        if "label" in entry or entry.get("error") in LASTING_ERRORS:
-            write_result(s3, bucket, results_prefix, entry, model)
-        out.append((entry, model, False))
+        storable = "label" in entry or entry.get("error") in LASTING_ERRORS
+        out.append((entry, model, False, writer.submit(entry, model) if storable else None))
     for entry in response.get("skipped", []):
-        out.append(({"key": entry.get("key"), "bucket": bucket, "error": "Skipped", "message": entry.get("reason")}, model, False))
+        out.append(({"key": entry.get("key"), "bucket": bucket, "error": "Skipped", "message": entry.get("reason")}, model, False, None))
     for key in keys:
         if key not in answered:
-            out.append(({"key": key, "bucket": bucket, "error": "NoAnswer", "message": "the function returned no entry"}, model, False))
+            out.append(({"key": key, "bucket": bucket, "error": "NoAnswer", "message": "the function returned no entry"}, model, False, None))
     return out
