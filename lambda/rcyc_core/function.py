@@ -13,15 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from . import events
 from .config import Config
 from .errors import RcycError
-from .inference import Item
+from .inference import CHUNK_RECORDS, Item
 from .log import log
 from .model_store import ModelStore
 from .result_store import write_result
 from .results import empty_response, error_entry, skipped_entry
 from .s3 import client_error_code, make_s3_client, object_read_error
-
-
-CHUNK_RECORDS = 32  # images fetched, decoded and predicted together; bounds the memory of any event
 
 
 class Function:
