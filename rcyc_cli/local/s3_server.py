@@ -1,5 +1,11 @@
-"""The embedded S3: moto's real HTTP server (its WSGI app, served by werkzeug) on a free 127.0.0.1 port,
-in a thread of this process."""
+"""The embedded S3: moto's S3 (its WSGI app for S3 alone, served by werkzeug) on a free 127.0.0.1 port, in
+a thread of this process.
+
+Only S3: moto's all-services dispatcher works out the service of every request by matching its host
+against hundreds of URL patterns (listing its own package folder on the way), under one lock for all
+request threads; nothing here asks the embedded S3 for another service (benchmarks/s3_server.py compares
+the two).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,12 @@ class EmbeddedS3:
     def __init__(self):
         import logging
 
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         # werkzeug logs every request to stderr by default; that is noise in a CLI (and in test output).
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True,
+        self._server = make_server("127.0.0.1", 0, create_backend_app("s3"), threaded=True,
                                    request_handler=MotoRequestHandler)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
