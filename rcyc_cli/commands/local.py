@@ -27,7 +27,7 @@ def local():
 @json_option
 def local_up(instances, runtime, model, bucket, rie, flavor, base_image, ca_bundle, as_json):
     """Start the stack (or show the one running); later invoke-local calls reuse it and return warm."""
-    from ..local import stack
+    from ..local.stack import client as stack
     from ..render import console, tables
 
     config = stack.StackConfig(instances=instances, runtime=runtime, model=str(model.resolve()) if model else None,
@@ -44,7 +44,7 @@ def local_up(instances, runtime, model, bucket, rie, flavor, base_image, ca_bund
 @click.pass_context
 def local_status(ctx, as_json):
     """Show the stack's instances: runtime, model version, invokes served, cold start."""
-    from ..local import stack
+    from ..local.stack import client as stack
     from ..render import console, tables
 
     running = stack.find()
@@ -61,7 +61,7 @@ def local_status(ctx, as_json):
 @json_option
 def local_down(as_json):
     """Stop the stack and everything it started."""
-    from ..local import stack
+    from ..local.stack import client as stack
     from ..render import console
 
     stopped = stack.down()

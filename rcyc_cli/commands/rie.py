@@ -17,7 +17,7 @@ def rie():
 @json_option
 def rie_install(force, as_json):
     """Fetch the pinned emulator (from the aws-sam-cli wheel), verify its sha256, keep it in the user cache."""
-    from ..local import rie as emulator
+    from ..local.emulator import rie as emulator
     from ..render import console
 
     with console.err.status("downloading the aws-sam-cli wheel (no dependencies) for its emulator"):
@@ -33,7 +33,7 @@ def rie_install(force, as_json):
 @json_option
 def rie_path(rie, as_json):
     """Print the emulator rcyc would use."""
-    from ..local import rie as emulator
+    from ..local.emulator import rie as emulator
     from ..render import console
 
     path = str(emulator.locate(rie))
