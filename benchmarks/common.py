@@ -15,7 +15,7 @@ DRAWINGS = sorted((ROOT / "fixtures" / "images").glob("*/*_[0-9].jpg"))
 def name_the_emulator() -> Path:
     """The emulator in the user's cache (where `rcyc rie install` keeps it; installed there when missing),
     named by RCYC_RIE for this process and what it starts: a private cache directory has none of its own."""
-    from rcyc_cli.local import rie
+    from rcyc_cli.local.emulator import rie
     from rcyc_core.errors import PrerequisiteError
 
     try:

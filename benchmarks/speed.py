@@ -149,7 +149,7 @@ def folder_rows(work: Path, images: int, rounds: int) -> dict:
 def classify_rows(work: Path, images: int, resume_keys: int, rounds: int) -> dict:
     from rcyc_cli.cloud.aws import s3_client
     from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
-    from rcyc_cli.local import stack
+    from rcyc_cli.local.stack import client as stack
 
     folder = work / "classify"
     paths = image_folder(folder, images)
@@ -204,7 +204,7 @@ def start_rows(rounds: int) -> dict:
 def memory_rows(work: Path, route: int) -> dict:
     """The stack process's RSS after 200 routed images and after ``route``, the images sent as invoke-local
     runs of 200 (uploaded into its S3, invoked in events of 16, removed again)."""
-    from rcyc_cli.local import stack
+    from rcyc_cli.local.stack import client as stack
 
     folder = work / "memory"
     image_folder(folder, 200)
