@@ -25,7 +25,9 @@ class EmbeddedS3:
 
         # werkzeug logs every request to stderr by default; that is noise in a CLI (and in test output).
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = make_server("127.0.0.1", 0, create_backend_app("s3"), threaded=True,
+        app = create_backend_app("s3")
+        _stop_tracking_instances()
+        self._server = make_server("127.0.0.1", 0, app, threaded=True,
                                    request_handler=MotoRequestHandler)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
@@ -47,8 +49,12 @@ class EmbeddedS3:
 
     def delete_prefix(self, bucket: str, prefix: str) -> None:
         backend = self._backend()
-        for key in [k for k in backend.get_bucket(bucket).keys.keys() if k.startswith(prefix)]:
-            backend.delete_object(bucket, key)
+        keys = backend.get_bucket(bucket).keys
+        for name in [k for k in keys.keys() if k.startswith(prefix)]:
+            gone = keys.getlist(name, [])
+            backend.delete_object(bucket, name)
+            for key in gone:
+                key.dispose()  # its body's buffer closed now, not when the collector finds it
 
     @staticmethod
     def _backend():
@@ -63,3 +69,16 @@ class EmbeddedS3:
             self._thread.join()
             self._thread = None
         self._server.server_close()
+
+
+def _stop_tracking_instances() -> None:
+    """moto keeps every model object it ever made (each object put, overwritten or deleted, with its ACL and
+    grants) in a list per class, for a dashboard the embedded S3 does not serve: a warm stack grew by every
+    image routed through it. A list that keeps nothing; what a bucket holds is unaffected."""
+    from collections import deque
+
+    from moto.core.model_instances import model_data
+
+    for models in model_data.values():
+        for model in models.values():
+            model.instances_tracked = deque(maxlen=0)
