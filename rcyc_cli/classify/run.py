@@ -29,6 +29,7 @@ from .target import Target, invoke
 # Record errors that say something about the image itself: stored as results (a rerun would only repeat
 # them). Anything else (S3 unreachable, throttled, the function crashed) is retried by the next run.
 LASTING_ERRORS = {"NotAnImage", "EmptyImage", "CorruptImage", "ImageTooLarge", "InvalidImage"}
+KEEP_LISTING = 100_000  # image keys kept from the counting listing (~10 MB); a larger prefix is listed again
 OUTPUT_COLUMNS = ["key", "label", "confidence", *LABELS, "model_version", "error", "message"]
 
 
@@ -140,8 +141,12 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
 
     report.status(f"listing s3://{bucket}/{prefix}")
     counted = Counts()
-    for _ in iter_images(s3, bucket, prefix, results_prefix, counted, options.limit):
-        pass
+    listed: list[str] | None = []  # kept for the run when small: one listing, not two (a listing is most of a resume)
+    for key in iter_images(s3, bucket, prefix, results_prefix, counted, options.limit):
+        if listed is not None:
+            listed.append(key)
+            if len(listed) > KEEP_LISTING:
+                listed = None
     report.status(f"{counted.images} images ({counted.not_images} other objects, never invoked); "
                   f"concurrency {concurrency}, events of up to {options.batch_size} records")
     summary = {"bucket": bucket, "prefix": prefix, "target": target.kind, "function": target.function,
@@ -152,7 +157,7 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     resume = Resume(s3, bucket, results_prefix, prefix, current_sha).load() if current_sha else None
     if options.dry_run:
         todo = counted.images if options.force else sum(
-            1 for key in iter_images(s3, bucket, prefix, results_prefix, Counts(), options.limit)
+            1 for key in _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
             if _reusable(s3, bucket, results_prefix, key, resume) is None)
         summary.update(dry_run=True, to_classify=todo, done_before=counted.images - todo,
                        estimate=cost.estimate(todo, options.batch_size, concurrency, target.memory_mb, target.architecture))
@@ -178,7 +183,7 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     try:
         with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
             pending: set[Future] = set()
-            keys = iter_images(s3, bucket, prefix, results_prefix, Counts(), options.limit)
+            keys = _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
             try:
                 for batch in batches(keys, options.batch_size):
                     pending.add(pool.submit(work, batch))
@@ -203,6 +208,11 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
         summary.update(billed_ms=round(tally.billed_ms), gb_seconds=round(cost.gb_seconds(tally.billed_ms, target.memory_mb), 3),
                        cost_usd=round(cost.cost(tally.billed_ms, tally.invocations, target.memory_mb, target.architecture), 6))
     return summary
+
+
+def _keys(listed: list[str] | None, s3, bucket: str, prefix: str, results_prefix: str, limit: int | None):
+    """The image keys again: the first listing's when it was kept, else a second listing."""
+    return iter(listed) if listed is not None else iter_images(s3, bucket, prefix, results_prefix, Counts(), limit)
 
 
 class Writer:
