@@ -19,13 +19,17 @@ def result_document(entry: dict, model: dict | None) -> dict:
     return {**entry, "model": model}
 
 
+def result_object(prefix: str, entry: dict, model: dict | None) -> tuple[str, bytes, dict[str, str]]:
+    """(key, body, user metadata) of one record's result object."""
+    metadata = {MODEL_METADATA: model["sha256"]} if model and model.get("sha256") else {}
+    return result_key(prefix, entry["key"]), json.dumps(result_document(entry, model)).encode(), metadata
+
+
 def write_result(s3, bucket: str, prefix: str, entry: dict, model: dict | None) -> str:
     """Write one record's result; returns the object's ETag (its content hash, which a listing shows too).
     S3 errors propagate (callers decide what a failed write costs)."""
-    key = result_key(prefix, entry["key"])
-    metadata = {MODEL_METADATA: model["sha256"]} if model and model.get("sha256") else {}
-    reply = s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(result_document(entry, model)).encode(),
-                          ContentType="application/json", Metadata=metadata)
+    key, body, metadata = result_object(prefix, entry, model)
+    reply = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", Metadata=metadata)
     return reply.get("ETag", "")
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rcyc_core import events
-from rcyc_core.errors import FunctionError, InputError
+from rcyc_core.errors import FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
-from rcyc_core.result_store import write_result
+from rcyc_core.result_store import result_object, write_result
 
 from ..cloud.aws import translate
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
@@ -24,7 +24,7 @@ from ..reporting import SILENT, Reporter
 from . import cost
 from .listing import Counts, batches, iter_images, parse_uri
 from .resume import READ, Resume, read_checked
-from .target import Target, invoke
+from .target import NoStoreRoute, Target, invoke
 
 # Record errors that say something about the image itself: stored as results (a rerun would only repeat
 # them). Anything else (S3 unreachable, throttled, the function crashed) is retried by the next run.
@@ -166,19 +166,20 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     report.expect(counted.images)
     tally = Tally()
     started = time.perf_counter()
-    writer = Writer(s3, bucket, results_prefix, max(2, concurrency), resume)
+    writer = Writer(s3, bucket, results_prefix, max(2, concurrency), resume, target.store)
 
-    def work(keys: list[str]) -> list[tuple[dict, dict | None, bool, Future | None]]:
-        out, todo = [], []
+    def work(keys: list[str]) -> tuple[list[tuple[dict, dict | None, bool]], list[Future]]:
+        out, todo, written = [], [], []
         for key in keys:
             stored = None if options.force else _reusable(s3, bucket, results_prefix, key, resume)
             if stored is not None:
-                out.append((stored, stored.get("model"), True, None))
+                out.append((stored, stored.get("model"), True))
             else:
                 todo.append(key)
         if todo:
-            out += _classify_keys(target, writer, bucket, todo, tally)
-        return out
+            entries, written = _classify_keys(target, writer, bucket, todo, tally)
+            out += entries
+        return out, written
 
     try:
         with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
@@ -217,26 +218,43 @@ def _keys(listed: list[str] | None, s3, bucket: str, prefix: str, results_prefix
 
 class Writer:
     """Results written off the invoke path: a bounded pool of their own, so an invoking thread sends its next
-    event at once. At most ``8 * workers`` writes wait; beyond that the invoking threads wait for them."""
+    event at once. At most ``8 * workers`` writes wait; beyond that the invoking threads wait for them. The
+    local stack takes an event's results in one request (``Target.store``); elsewhere each is one S3 PUT."""
 
-    def __init__(self, s3, bucket: str, results_prefix: str, workers: int, resume: Resume | None):
-        self.s3, self.bucket, self.results_prefix, self.resume = s3, bucket, results_prefix, resume
+    def __init__(self, s3, bucket: str, results_prefix: str, workers: int, resume: Resume | None, store=None):
+        self.s3, self.bucket, self.results_prefix, self.resume, self.store = s3, bucket, results_prefix, resume, store
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
         self._slots = threading.BoundedSemaphore(8 * workers)
 
-    def submit(self, entry: dict, model: dict | None) -> Future:
-        self._slots.acquire()
-        future = self._pool.submit(self._write, entry, model)
-        future.add_done_callback(lambda _: self._slots.release())
-        return future
+    def submit(self, entries: list[dict], model: dict | None) -> list[Future]:
+        groups = [entries] if self.store is not None else [[entry] for entry in entries]
+        futures = []
+        for group in groups:
+            self._slots.acquire()
+            future = self._pool.submit(self._write, group, model)
+            future.add_done_callback(lambda _: self._slots.release())
+            futures.append(future)
+        return futures
 
-    def _write(self, entry: dict, model: dict | None) -> None:
+    def _write(self, entries: list[dict], model: dict | None) -> None:
         try:
-            etag = write_result(self.s3, self.bucket, self.results_prefix, entry, model)
+            etags = self._store(entries, model) if self.store is not None else None
+            if etags is None:
+                etags = [write_result(self.s3, self.bucket, self.results_prefix, entry, model) for entry in entries]
+        except RcycError:
+            raise
         except Exception as exc:
-            raise translate(f"write the result of {entry['key']}", exc) from None
+            raise translate(f"write the result of {entries[0]['key']}", exc) from None
         if self.resume is not None:
-            self.resume.record(entry, model, etag)
+            for entry, etag in zip(entries, etags):
+                self.resume.record(entry, model, etag)
+
+    def _store(self, entries: list[dict], model: dict | None) -> list[str] | None:
+        try:
+            return self.store(self.bucket, [result_object(self.results_prefix, entry, model) for entry in entries])
+        except NoStoreRoute:  # a stack started by an earlier rcyc: through S3, like anywhere else
+            self.store = None
+            return None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -247,10 +265,10 @@ def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter,
     return the rest."""
     done, rest = wait(pending, return_when=until)
     for future in done:
-        entries = future.result()
-        for entry, model, reused, written in entries:
-            if written is not None:
-                written.result()  # a failed write ends the run (as S3 being unreachable would)
+        entries, written = future.result()
+        for write in written:
+            write.result()  # a failed write ends the run (as S3 being unreachable would)
+        for entry, model, reused in entries:
             output.write(entry, model)
             tally.add(entry, model, reused)
         report.done(len(entries))
@@ -279,22 +297,24 @@ def _save_quietly(resume: Resume) -> None:
 
 
 def _classify_keys(target: Target, writer: Writer, bucket: str, keys: list[str], tally: Tally):
-    """Invoke one event for ``keys``; hand every result (and lasting error) to the writer; return the entries."""
+    """Invoke one event for ``keys``; hand its results (and lasting errors) to the writer; return the entries
+    and the writes."""
     try:
         answer = invoke(target, events.make_event(bucket, keys))
     except FunctionError as exc:
-        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": exc.message}, None, False, None) for key in keys]
+        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": exc.message}, None, False) for key in keys], []
     tally.invoked(answer)
     response, model = answer.response, answer.response.get("model")
-    out = []
+    out, storable = [], []
     answered = {e.get("key") for e in response.get("results", []) + response.get("errors", []) + response.get("skipped", [])}
     for entry in response.get("results", []) + response.get("errors", []):
         entry = {k: v for k, v in entry.items() if k != "record"}
-        storable = "label" in entry or entry.get("error") in LASTING_ERRORS
-        out.append((entry, model, False, writer.submit(entry, model) if storable else None))
+        if "label" in entry or entry.get("error") in LASTING_ERRORS:
+            storable.append(entry)
+        out.append((entry, model, False))
     for entry in response.get("skipped", []):
-        out.append(({"key": entry.get("key"), "bucket": bucket, "error": "Skipped", "message": entry.get("reason")}, model, False, None))
+        out.append(({"key": entry.get("key"), "bucket": bucket, "error": "Skipped", "message": entry.get("reason")}, model, False))
     for key in keys:
         if key not in answered:
-            out.append(({"key": key, "bucket": bucket, "error": "NoAnswer", "message": "the function returned no entry"}, model, False, None))
-    return out
+            out.append(({"key": key, "bucket": bucket, "error": "NoAnswer", "message": "the function returned no entry"}, model, False))
+    return out, writer.submit(storable, model) if storable else []

@@ -93,6 +93,9 @@ def test_a_prefix_of_tricky_keys_is_classified_once_and_reruns_invoke_nothing(lo
     for key, label in truth.items():
         assert stored[f"results/{key}.json"]["label"] == label, key
     assert stored["results/photos/broken/not_an_image.jpg.json"]["error"] == "NotAnImage"
+    head = s3.head_object(Bucket=BUCKET, Key=f"results/{next(iter(truth))}.json")  # as an S3 PUT stores it
+    assert head["ContentType"] == "application/json"
+    assert head["Metadata"]["rcyc-model-sha256"] == stored[f"results/{next(iter(truth))}.json"]["model"]["sha256"]
     assert not any(k.endswith(("notes.txt.json", "table.csv.json", "empty.jpg.json")) for k in stored)
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert sorted(line["key"] for line in lines) == sorted([*truth, "photos/broken/not_an_image.jpg",

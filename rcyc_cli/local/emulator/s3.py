@@ -47,6 +47,17 @@ class EmbeddedS3:
         for key, body in items:
             backend.put_object(bucket, key, body)
 
+    def put_documents(self, bucket: str, items: list[tuple[str, bytes, dict[str, str]]]) -> list[str]:
+        """JSON objects with user metadata, as a PUT with ``Content-Type: application/json`` and
+        ``x-amz-meta-*`` headers stores them; returns their ETags."""
+        backend = self._backend()
+        etags = []
+        for key, body, metadata in items:
+            stored = backend.put_object(bucket, key, body)
+            stored.set_metadata({"Content-Type": "application/json", **{f"x-amz-meta-{k}": v for k, v in metadata.items()}})
+            etags.append(stored.etag)
+        return etags
+
     def delete_prefix(self, bucket: str, prefix: str) -> None:
         backend = self._backend()
         keys = backend.get_bucket(bucket).keys
