@@ -60,12 +60,14 @@ class EmbeddedS3:
 
     def delete_prefix(self, bucket: str, prefix: str) -> None:
         backend = self._backend()
+        # Every version: the stack's bucket is versioned, and a plain delete would only add a delete marker
+        # and keep each run's images (the stack grew by every image routed through it).
         keys = backend.get_bucket(bucket).keys
         for name in [k for k in keys.keys() if k.startswith(prefix)]:
-            gone = keys.getlist(name, [])
-            backend.delete_object(bucket, name)
-            for key in gone:
-                key.dispose()  # its body's buffer closed now, not when the collector finds it
+            for version in keys.getlist(name, []):
+                if hasattr(version, "dispose"):
+                    version.dispose()  # its body's buffer closed now, not when the collector finds it
+            keys.pop(name)
 
     @staticmethod
     def _backend():
