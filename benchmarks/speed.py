@@ -170,9 +170,9 @@ def classify_rows(work: Path, images: int, resume_keys: int, rounds: int) -> dic
     ratios = [a / b for a, b in zip(measured[names[0]], measured[names[1]])]
     wall_ms(rcyc("classify", f"s3://{BUCKET}/resume/", "--local", "-c", "2", "--json"))  # the run that makes the results
     resume = interleaved(rounds, {
-        f"classify --local, nothing to do, {resume_keys} keys (ms per 1,000 keys)": lambda: wall_ms(
+        f"classify --local, nothing to do, {resume_keys} keys, per 1,000 keys": lambda: wall_ms(
             rcyc("classify", f"s3://{BUCKET}/resume/", "--local", "-c", "2", "--json")) * 1000 / resume_keys,
-        'python -c "import boto3" (ms)': lambda: wall_ms([PYTHON, "-c", "import boto3"]),
+        'python -c "import boto3"': lambda: wall_ms([PYTHON, "-c", "import boto3"]),
     })
     rows = {name: {**figures(values), "unit": "images/s"} for name, values in measured.items()}
     rows.update({name: {**figures(values), "unit": "ms"} for name, values in resume.items()})
@@ -192,9 +192,9 @@ def start_rows(rounds: int) -> dict:
     wall_ms(rcyc("local", "up", "-n", "2"))
     warm = interleaved(rounds, {
         "invoke-local IMG --json, warm stack": lambda: wall_ms(rcyc("invoke-local", str(IMAGE), "--json")),
-        'python -c "import boto3" ': lambda: wall_ms([PYTHON, "-c", "import boto3"]),
+        'python -c "import boto3" (warm rounds)': lambda: wall_ms([PYTHON, "-c", "import boto3"]),
     })
-    boto3_first, boto3_warm = measured['python -c "import boto3"'], warm['python -c "import boto3" ']
+    boto3_first, boto3_warm = measured['python -c "import boto3"'], warm['python -c "import boto3" (warm rounds)']
     return {"rows": {**{n: {**figures(v), "unit": "ms"} for n, v in measured.items()},
                      **{n: {**figures(v), "unit": "ms"} for n, v in warm.items()}},
             "first / import boto3 (per round)": figures([a / b for a, b in zip(measured[list(measured)[0]], boto3_first)], 2),
