@@ -140,13 +140,7 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     current_sha = (pointer or {}).get("sha256")
 
     report.status(f"listing s3://{bucket}/{prefix}")
-    counted = Counts()
-    listed: list[str] | None = []  # kept for the run when small: one listing, not two (a listing is most of a resume)
-    for key in iter_images(s3, bucket, prefix, results_prefix, counted, options.limit):
-        if listed is not None:
-            listed.append(key)
-            if len(listed) > KEEP_LISTING:
-                listed = None
+    counted, listed = _count(s3, bucket, prefix, results_prefix, options.limit)
     report.status(f"{counted.images} images ({counted.not_images} other objects, never invoked); "
                   f"concurrency {concurrency}, events of up to {options.batch_size} records")
     summary = {"bucket": bucket, "prefix": prefix, "target": target.kind, "function": target.function,
@@ -209,6 +203,18 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
         summary.update(billed_ms=round(tally.billed_ms), gb_seconds=round(cost.gb_seconds(tally.billed_ms, target.memory_mb), 3),
                        cost_usd=round(cost.cost(tally.billed_ms, tally.invocations, target.memory_mb, target.architecture), 6))
     return summary
+
+
+def _count(s3, bucket: str, prefix: str, results_prefix: str, limit: int | None) -> tuple[Counts, list[str] | None]:
+    """What is under the prefix, and its image keys when there are few enough to keep for the run: one
+    listing, not two (a listing is most of a resume)."""
+    counted, listed = Counts(), []
+    for key in iter_images(s3, bucket, prefix, results_prefix, counted, limit):
+        if listed is not None:
+            listed.append(key)
+            if len(listed) > KEEP_LISTING:
+                listed = None
+    return counted, listed
 
 
 def _keys(listed: list[str] | None, s3, bucket: str, prefix: str, results_prefix: str, limit: int | None):
