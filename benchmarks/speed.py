@@ -285,7 +285,7 @@ def write_markdown(path: Path, result: dict, args) -> None:
             out.write("\n")
         out.write(f"Reproduce: `.venv/bin/python benchmarks/speed.py --rounds {args.rounds} --images {args.images} "
                   f"--classify-images {args.classify_images} --resume-keys {args.resume_keys} --route {args.route} "
-                  "--markdown docs/benchmarks.md`\n")
+                  f"--only {','.join(result['sections'])} --markdown docs/benchmarks.md`\n")
 
 
 if __name__ == "__main__":
