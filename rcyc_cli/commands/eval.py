@@ -48,6 +48,13 @@ def eval_command(ctx, data_dir, model, against, via, report_path, min_accuracy, 
 
             write_report(result, report_path)
             result["report"] = str(report_path)
-    console.print_json(result) if as_json else evaluation.render_evaluation(result)
+    if as_json:
+        from ..evaluate.evidence import warnings_for
+
+        console.print_json(result)
+        for line in warnings_for(result):
+            console.warning(line)
+    else:
+        evaluation.render_evaluation(result)
     if result["gate"]["failed"]:
         ctx.exit(ExitStatus.GATE_FAILED)
