@@ -57,11 +57,16 @@ def fingerprint(path: Path) -> tuple[str, str | None]:
     import hashlib
 
     data = Path(path).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(data).hexdigest(), _phash_or_none(data)
+
+
+def _phash_or_none(data: bytes) -> str | None:
+    from rcyc_core.errors import ImageError
+
     try:
-        return digest, phash(data)
-    except Exception:  # noqa: BLE001 - an undecodable file still has its sha256
-        return digest, None
+        return phash(data)
+    except ImageError:  # an undecodable file still has its sha256
+        return None
 
 
 def record(images: Iterable[tuple[Path, str, str | None]], data_dir: Path | str, seed: int, backbone: dict) -> dict:
@@ -69,8 +74,11 @@ def record(images: Iterable[tuple[Path, str, str | None]], data_dir: Path | str,
     ``held_out``). Only fingerprints are kept, never paths: a model can be shared without its folder's names."""
     entries = []
     for path, split, digest in images:
-        sha, hashed = fingerprint(path)
-        entries.append({"sha256": digest or sha, "phash": hashed, "split": split})
+        if digest is None:
+            digest, hashed = fingerprint(path)
+        else:
+            hashed = _phash_or_none(Path(path).read_bytes())
+        entries.append({"sha256": digest, "phash": hashed, "split": split})
     entries.sort(key=lambda e: (e["split"], e["sha256"]))
     return {"schema": SCHEMA, "data_dir": Path(data_dir).name, "seed": seed, "backbone": backbone,
             "hash": HASH, "near_bits": NEAR_BITS, "images": entries}
