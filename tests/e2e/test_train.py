@@ -178,6 +178,9 @@ def test_upload_promotes_only_on_enough_held_out_evidence(trained, monkeypatch, 
         listing = json.loads(run("models", "list", "--bucket", bucket, "--json").stdout)
         assert listing["current"]["name"] == "fixture-softmax"  # uploaded, not promoted
         assert upload["version"] in [m["version"] for m in listing["models"]]
+        # the provenance travels with the version: eval of it from the bucket knows what it trained on
+        remote = run("eval", FIXTURES / "eval", "--model", f"{upload['name']}/{upload['version']}", "--bucket", bucket, "--json")
+        assert json.loads(remote.stdout)["leakage"]["seen"] == summary["images"]["train"]
 
         # enough held-out images per class, and not worse than the current model: promoted
         enough = _draw(tmp_path / "enough", 20, seed=4)
