@@ -49,7 +49,8 @@ def headline(result: dict, seen: dict[str, dict] | None, checked: bool) -> None:
     result["confusion_matrix"] = metrics["confusion_matrix"]
     result["accuracy"] = metrics["accuracy"] if unseen else None
     result["accuracy_ci"] = metrics["accuracy_ci"]
-    result["misclassified"] = [m for m in result["misclassified"] if not seen.get(m["path"], {}).get("split") == "train"]
+    left_out = {t["path"] for t in trained}
+    result["misclassified"] = [m for m in result["misclassified"] if m["path"] not in left_out]
 
 
 def suspects(result: dict) -> None:

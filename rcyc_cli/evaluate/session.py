@@ -34,9 +34,8 @@ class EvalOptions:
 
 def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
     from ..config import eval_label_mapping
-    from ..dataset import load_dataset
+    from ..dataset import Dataset, load_dataset
     from ..cloud.fetch import local_or_bucket
-    from ..dataset import Dataset
     from . import provenance
 
     dataset = options.data_dir if isinstance(options.data_dir, Dataset) else load_dataset(options.data_dir, eval_label_mapping())
