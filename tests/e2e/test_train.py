@@ -11,20 +11,18 @@ import signal
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from rcyc_cli.exit_status import ExitStatus
-from rcyc_cli.main import cli
+from tests.cli import run
 from tests.conftest import FIXTURES, MODELS, drawings, need
 from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
 
 MISLABELLED = {"boxes/soda_cans_3.jpg", "glass_bottles/plastic_bottles_3.jpg", "plastic_bottles/boxes_3.jpg"}
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # slow: three trainings of the real backbone, about 90 s
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # slow: five trainings of the real backbone, a few minutes
 
 
 def _draw(root, per_label: int, seed: int):
@@ -41,8 +39,7 @@ def trained(tmp_path_factory):
     os.environ["RCYC_CACHE_HOME"] = str(root / "cache")  # backbone and features cached for the whole module
     try:
         data, test = _draw(root / "data", 16, seed=1), _draw(root / "test", 6, seed=2)
-        result = CliRunner().invoke(cli, ["train", str(data), "--out", str(root / "model"), "--seed", "1", "--epochs", "30",
-                                          "--report", str(root / "held-out.html"), "--json"], catch_exceptions=False)
+        result = run("train", data, "--out", root / "model", "--seed", "1", "--epochs", "30", "--report", root / "held-out.html", "--json")
         assert result.exit_code == 0, result.stderr
         yield root, json.loads(result.stdout), test
     finally:
@@ -51,9 +48,6 @@ def trained(tmp_path_factory):
         else:
             os.environ["RCYC_CACHE_HOME"] = saved
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_the_trained_model_is_a_packaged_softmax_model_that_eval_and_predict_take(trained):

@@ -11,22 +11,17 @@ import shutil
 import boto3
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from rcyc_core.manifest import Manifest
 from rcyc_cli.evaluate import evidence, provenance, suspects
 from rcyc_cli.evaluate.metrics import wilson_interval
 from rcyc_cli.exit_status import ExitStatus
-from rcyc_cli.main import cli
+from tests.cli import run
 from tests.conftest import FIXTURES, LABELS, MODELS
 
 EVAL_DIR = FIXTURES / "eval"
 MISLABELLED = {"boxes/soda_cans_3.jpg", "glass_bottles/plastic_bottles_3.jpg", "plastic_bottles/boxes_3.jpg"}
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 # Wilson intervals
