@@ -29,13 +29,14 @@ def headline(result: dict, seen: dict[str, dict] | None, checked: bool) -> None:
     for p in predictions:
         p["seen"] = seen.get(p["path"], {}).get("split") == "train"
     unseen = [p for p in predictions if not p["seen"]]
-    trained = [{"path": path, **info} for path, info in sorted(seen.items()) if info["split"] == "train"]
+    # Only answered images count: a broken file the model trained on changes no figure here.
+    trained = [{"path": p["path"], **seen[p["path"]]} for p in predictions if p["seen"]]
     result["leakage"] = {
         "checked": checked,
         "seen": len(trained),
         "exact": sum(1 for t in trained if t["match"] == "exact"),
         "near": sum(1 for t in trained if t["match"] == "near"),
-        "held_out": sum(1 for info in seen.values() if info["split"] == "held_out"),
+        "held_out": sum(1 for p in predictions if seen.get(p["path"], {}).get("split") == "held_out"),
         "unseen": len(unseen),
         "images": trained,
         "all_images": _figures(predictions),
@@ -75,6 +76,9 @@ def warnings_for(result: dict) -> list[str]:
         tail = (f"accuracy is on the {leakage['unseen']} unseen images only" if leakage["unseen"]
                 else "no image is unseen, so there is no honest accuracy here")
         lines.append(f"{leakage['seen']} of the evaluated images were in the model's training set ({kinds}); {tail}")
+    if leakage.get("invalid_records"):
+        lines.append(f"{leakage['invalid_records']} of the model's provenance records are malformed and were ignored: "
+                     "images it trained on may go unnoticed (was its manifest edited?)")
     found = result.get("suspects") or {}
     if not found.get("checked", True) and found.get("note"):
         lines.append(found["note"])

@@ -85,7 +85,9 @@ def record(images: Iterable[tuple[Path, str, str | None]], data_dir: Path | str,
 
 
 def load(model_dir: Path | None) -> dict | None:
-    """The provenance recorded in a model directory's manifest, or None (not trained by rcyc, or no manifest)."""
+    """The provenance recorded in a model directory's manifest, or None (not trained by rcyc, or no manifest).
+    A manifest is only as trustworthy as whoever wrote it: the records are checked one by one (:func:`clean`),
+    and those that are not fingerprints are dropped and counted in ``invalid``, never trusted or crashed on."""
     from rcyc_core.manifest import MANIFEST_NAME, Manifest
 
     if model_dir is None or not (Path(model_dir) / MANIFEST_NAME).is_file():
@@ -94,7 +96,34 @@ def load(model_dir: Path | None) -> dict | None:
         provenance = Manifest.load(Path(model_dir)).provenance
     except Exception:  # noqa: BLE001 - the model's own loader reports a bad manifest with its hint
         return None
-    return provenance if isinstance(provenance, dict) and provenance.get("schema") == SCHEMA else None
+    return clean(provenance)
+
+
+_SPLITS = ("train", "held_out")
+
+
+def _fingerprint_ok(entry: object) -> bool:
+    if not isinstance(entry, dict) or entry.get("split") not in _SPLITS:
+        return False
+    digest, hashed = entry.get("sha256"), entry.get("phash")
+    return (isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)
+            and (hashed is None or (isinstance(hashed, str) and len(hashed) == 16 and _is_hex(hashed))))
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text.lower())
+
+
+def clean(provenance: object) -> dict | None:
+    """``provenance`` (as read from a manifest) with only well-formed image records, plus ``invalid``: how many
+    were dropped (a malformed ``images`` counts as one). None when it is not this schema's provenance at all."""
+    if not isinstance(provenance, dict) or provenance.get("schema") != SCHEMA:
+        return None
+    raw = provenance.get("images")
+    if not isinstance(raw, list):
+        return {**provenance, "images": [], "invalid": 1}
+    kept = [{"sha256": e["sha256"].lower(), "phash": e.get("phash"), "split": e["split"]} for e in raw if _fingerprint_ok(e)]
+    return {**provenance, "images": kept, "invalid": len(raw) - len(kept)}
 
 
 def _as_int(value: str | None) -> int | None:
@@ -108,7 +137,7 @@ def match(provenances: Iterable[dict | None], images: Iterable[tuple[str, Path]]
     """Which of ``(name, path)`` images a model saw: ``{name: {"match": "exact" | "near", "split":
     "train" | "held_out", "distance": bits}}`` for the matched ones only. A training match wins over a
     held-out one, an exact one over a near one."""
-    records = [e for p in provenances if p for e in p.get("images", []) if isinstance(e, dict)]
+    records = [e for p in map(clean, provenances) if p for e in p["images"]]
     if not records:
         return {}
     by_sha = {}

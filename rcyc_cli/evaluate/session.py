@@ -57,6 +57,7 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
         result = evaluate(dataset, classifier(model_dir), options.model or "default", report.done,
                           against=classifier(against_dir) if options.against else None,
                           against_name=options.against or "", seen=seen, provenance_checked=any(recorded))
+    result["leakage"]["invalid_records"] = sum(p["invalid"] for p in recorded if p)
     reasons = gate(Metrics.from_dict(result["metrics"]), options.min_accuracy,
                    no_worse_than=Metrics.from_dict(result["against"]["metrics"]) if options.gate_against else None,
                    comparison=result["against"]["comparison"] if options.gate_against else None)
