@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import bucket_option, json_option, region_option
+from .options import bucket_option, ca_bundle_option, json_option, region_option
 
 
 @click.command()
@@ -25,12 +25,35 @@ from .options import bucket_option, json_option, region_option
 @bucket_option
 @region_option
 @click.option("--self-check", is_flag=True, help="Check the backbone against its golden logits and exit.")
+@click.option("--local-mode", is_flag=True,
+              help="Train in the training image through the local Docker engine, as SageMaker runs it (/opt/ml layout).")
+@click.option("--sagemaker", "data_uri", metavar="DATA_S3_URI",
+              help="Train as a SageMaker training job on s3://BUCKET/PREFIX/<label>/<photo> (DATA_DIR not needed).")
+@click.option("--role", help="--sagemaker: the job's execution role (ARN or name).")
+@click.option("--create-role", is_flag=True, help="--sagemaker: create (or converge) --role NAME with least privilege.")
+@click.option("--instance-type", default="ml.m5.xlarge", show_default=True, help="--sagemaker: the training instance.")
+@click.option("--spot", is_flag=True, help="--sagemaker: managed spot training (resumes from the checkpoints).")
+@click.option("--max-runtime", default=3600, show_default=True, type=click.IntRange(60, 28 * 24 * 3600),
+              help="--sagemaker: seconds before SageMaker stops the job.")
+@click.option("--wait", is_flag=True, help="--sagemaker: follow the job to its end, then import its model as a candidate.")
+@click.option("--job-name", help="--sagemaker: the job's name (default: rcyc-train-<UTC time>-<random>).")
+@click.option("--dry-run", is_flag=True, help="--sagemaker: print the request and the estimated cost; call nothing.")
+@click.option("--image", "image", help="--local-mode/--sagemaker: use this training image instead of building one.")
+@click.option("--base-image", envvar="RCYC_TRAIN_BASE_IMAGE",
+              help="The training image's base (default: Python 3.12 slim from ECR Public). [env RCYC_TRAIN_BASE_IMAGE]")
+@ca_bundle_option
+@click.option("--checkpoint-dir", type=click.Path(path_type=Path),
+              help="--local-mode: the job's /opt/ml/checkpoints (default: rcyc's training cache).")
 @json_option
 @click.pass_context
 def train(ctx, data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,
-          self_check, as_json):
+          self_check, local_mode, data_uri, role, create_role, instance_type, spot, max_runtime, wait, job_name, dry_run, image,
+          base_image, ca_bundle, checkpoint_dir, as_json):
     """Train a five-class model on DATA_DIR/<label>/* (as rcyc eval reads it) and write it to --out, packaged
-    as predict, invoke-local, eval and upload-model take it. Needs the train extra: pip install 'rcyc[train]'."""
+    as predict, invoke-local, eval and upload-model take it. Needs the train extra: pip install 'rcyc[train]'.
+
+    --local-mode runs the same training in the training image through Docker; --sagemaker runs it as a
+    SageMaker training job (docs/train.md)."""
     from ..render import console
     from ..render.progress import rich_reporter
 
@@ -48,8 +71,19 @@ def train(ctx, data_dir, out, name, version, epochs, fine_tune, val_split, seed,
         if not result["ok"]:
             ctx.exit(ExitStatus.MISSING_PREREQ)
         return
+    hyperparameters = {"epochs": epochs, "seed": seed, "val_split": val_split, "fine_tune": fine_tune, "name": name,
+                       "version": version}
+    if data_uri is not None:
+        from .train_jobs import sagemaker_job
+
+        return sagemaker_job(ctx, data_uri, role, create_role, bucket, region, instance_type, spot, max_runtime, wait, dry_run,
+                             image, base_image, ca_bundle, hyperparameters, job_name, as_json)
     if data_dir is None or out is None:
-        raise click.UsageError("give DATA_DIR and --out (or --self-check)")
+        raise click.UsageError("give DATA_DIR and --out (or --self-check, or --sagemaker DATA_S3_URI)")
+    if local_mode:
+        from .train_jobs import local_mode_job
+
+        return local_mode_job(data_dir, out, image, base_image, ca_bundle, checkpoint_dir, hyperparameters, as_json)
     from ..train.session import TrainOptions, run_training
 
     options = TrainOptions(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region)

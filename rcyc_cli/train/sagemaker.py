@@ -38,6 +38,7 @@ from rcyc_core.errors import InputError, RcycError
 DEFAULT_ROOT = "/opt/ml"
 ROOT_ENV = "RCYC_SAGEMAKER_ROOT"
 DEFAULT_CHANNEL = "training"
+CHECKPOINTS_LOCAL = "/opt/ml/checkpoints"  # CheckpointConfig.LocalPath: SageMaker syncs it with S3
 METRIC_PREFIX = "rcyc-metric"
 
 # For CreateTrainingJob's AlgorithmSpecification.MetricDefinitions: read from the lines metric_line() prints.
@@ -203,7 +204,7 @@ def _progress(out):
     def progress(stage: str, done: int, total: int, info: dict) -> None:
         if stage in ("head", "fine_tune") and done:
             print(metric_line(stage, done, total, info), file=out, flush=True)
-        elif stage != last.get("stage") or done == total or done % 100 == 0:
+        elif stage != last.get("stage") or done == total or done % 10 == 0:
             print(f"rcyc {stage} {done}/{total}", file=out, flush=True)
         last["stage"] = stage
 
