@@ -29,6 +29,9 @@ def _unpack(archive: Path, into: Path) -> None:
             if sum(m.size for m in members) > MAX_ARCHIVE_BYTES:
                 raise InputError(f"{archive} unpacks to more than {MAX_ARCHIVE_BYTES // 1024**3} GB")
             for member in members:
+                if member.name.startswith("/") or ".." in Path(member.name).parts:
+                    raise InputError(f"{archive} holds {member.name!r}, a path outside its folder", kind="UnsafeArchive",
+                                     hint="Only import archives a training job wrote.")
                 if not (member.isfile() or member.isdir()):
                     raise InputError(f"{archive} holds {member.name!r}, which is not a regular file or folder",
                                      hint="A model archive holds the model's files only.")
@@ -41,10 +44,13 @@ def _unpack(archive: Path, into: Path) -> None:
 
 
 def _model_in(folder: Path) -> Path:
-    """The model inside an unpacked archive: the folder itself, or its one sub-folder, holding manifest.json
-    (or .h5 files)."""
-    if (folder / MANIFEST_NAME).is_file() or any(folder.glob("*.h5")):
+    """The model inside an unpacked archive: a manifest directory, its one .h5/.keras file, or a folder of
+    Portland State files; at the top or in its one sub-folder."""
+    keras_files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".h5", ".keras"))
+    if (folder / MANIFEST_NAME).is_file() or len(keras_files) > 1:
         return folder
+    if len(keras_files) == 1:
+        return keras_files[0]
     subfolders = [p for p in folder.iterdir() if p.is_dir()]
     if len(subfolders) == 1:
         return _model_in(subfolders[0])
@@ -69,20 +75,28 @@ def _download(uri: str, into: Path, region: str | None, report: Reporter) -> Pat
     return target
 
 
-def _check_parity(directory: Path, report: Reporter) -> None:
-    """A packaged model from elsewhere: its .tflite must answer as its .h5 does (the packager's own check)."""
+def _check_parity(directory: Path, report: Reporter) -> str:
+    """A packaged model from elsewhere: its .tflite must answer as its .h5 does (the packager's own check).
+    Without TensorFlow the .h5 cannot run: the check is skipped and the result says so."""
+    import importlib.util
+
     from rcyc_core.manifest import Manifest
     from rcyc_core.packaging import parity
 
     from ..model_source import parity_samples
 
     manifest = Manifest.load(directory)
-    if manifest.has("h5") and manifest.has("tflite"):
-        report.status("checking that the .tflite answers as the .h5 does (parity)")
-        result = parity(manifest, directory, parity_samples())
-        if not result.ok:
-            raise ModelError(f"the imported model's .tflite does not match its .h5: {result.describe()}",
-                             hint="Train it again; rcyc's packager refuses such a pair.")
+    if not (manifest.has("h5") and manifest.has("tflite")):
+        return "not applicable (one format)"
+    if importlib.util.find_spec("tensorflow") is None:
+        report.notice("the .h5/.tflite parity is not re-checked: TensorFlow is not installed (pip install 'rcyc[keras]')")
+        return "skipped (no TensorFlow)"
+    report.status("checking that the .tflite answers as the .h5 does (parity)")
+    result = parity(manifest, directory, parity_samples())
+    if not result.ok:
+        raise ModelError(f"the imported model's .tflite does not match its .h5: {result.describe()}",
+                         hint="Train it again; rcyc's packager refuses such a pair.")
+    return result.describe()
 
 
 def import_model(source: str, bucket: str, name: str, version: str | None = None, eval_dir: Path | None = None,
@@ -106,10 +120,9 @@ def import_model(source: str, bucket: str, name: str, version: str | None = None
             report.status(f"unpacking {path.name}")
             _unpack(path, unpacked)
             path = _model_in(unpacked)
-        if path.is_dir() and (path / MANIFEST_NAME).is_file():
-            _check_parity(path, report)
+        parity = "checked by the packager" if not (path.is_dir() and (path / MANIFEST_NAME).is_file()) else _check_parity(path, report)
         uploaded = models.upload_model(path, bucket, name, version, promote=False, region=region, report=report)
-    result = {**uploaded, "source": source, "promoted": False, "gate": None}
+    result = {**uploaded, "source": source, "parity": parity, "promoted": False, "gate": None}
     if eval_dir is not None:
         from ..evaluate.session import promotion_gate
 

@@ -177,6 +177,8 @@ def _validate(options: JobOptions) -> None:
     buckets.validate_bucket_name(options.bucket)
     if not options.data_uri.endswith("/"):
         options.data_uri += "/"
+    if options.job_name is not None and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", options.job_name):
+        raise InputError(f"--job-name {options.job_name!r} is not a SageMaker job name", hint="Letters, digits and '-' (at most 63).")
     if not 60 <= options.max_runtime <= 28 * 24 * 3600:
         raise InputError(f"--max-runtime {options.max_runtime} is out of range (60 s to 28 days)")
     if not re.fullmatch(r"ml\.[a-z0-9]+\.[a-z0-9]+", options.instance_type):
