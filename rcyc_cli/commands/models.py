@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import bucket_option, json_option, region_option
+from .options import bucket_option, region_option
+from .output import emit, json_option, progress
 
 
 @click.group()
@@ -20,13 +21,12 @@ def models():
 @bucket_option
 @region_option
 @json_option
-def models_list(bucket, region, as_json):
+def models_list(bucket, region):
     """List uploaded model versions; mark the current one."""
     from ..cloud import models as store
-    from ..render import console, tables
+    from ..render import tables
 
-    listing = store.list_models(bucket, region)
-    console.print_json(listing) if as_json else tables.render_models(listing)
+    emit(store.list_models(bucket, region), tables.render_models)
 
 
 @models.command("promote")
@@ -38,38 +38,39 @@ def models_list(bucket, region, as_json):
               help="First evaluate it and the current model on these labelled photos; refuse (exit 9) if it is worse.")
 @click.option("--force", is_flag=True, help="With --eval: promote even if the gate fails.")
 @json_option
-@click.pass_context
-def models_promote(ctx, name, version, bucket, region, eval_dir, force, as_json):
+def models_promote(name, version, bucket, region, eval_dir, force):
     """Make NAME VERSION the current model (also a rollback): one write of the pointer."""
     from ..cloud import models as store
-    from ..render import console
-    from ..render.progress import rich_reporter
-
-    with rich_reporter(quiet=as_json) as report:
+    with progress() as report:
         gate = None
         if eval_dir is not None:
             from ..evaluate.session import promotion_gate
 
             gate = promotion_gate(bucket, f"{name}/{version}", eval_dir, region, report)
             if gate["failed"] and not force:
-                if as_json:
-                    console.print_json({"promoted": False, "gate": gate})
-                else:
-                    for reason in gate["reasons"]:
-                        console.error(f"not promoted: {reason}", "Improve the model, or pass --force to promote it anyway.")
-                ctx.exit(ExitStatus.GATE_FAILED)
+                emit({"promoted": False, "gate": gate}, _render_refusal, ExitStatus.GATE_FAILED)
         result = store.promote_model(bucket, name, version, region, report)
     if gate is not None:
         result["gate"] = gate
-    if as_json:
-        console.print_json(result)
-    else:
-        before = result["previous"]
-        was = f" (was {before.get('name')} {before.get('version')})" if before else ""
-        if gate is not None and gate["images"]:
-            console.out.print(f"eval on {gate['images']} images: accuracy {gate['accuracy']:.1%} "
-                              f"(current {gate['current_accuracy']:.1%}), McNemar p = {gate['p_value']:.3g}")
-        console.out.print(f"current model: {name} {version}{was}")
+    emit(result, lambda promoted: _render_promotion(promoted, name, version))
+
+
+def _render_refusal(payload: dict) -> None:
+    from ..render import console
+
+    for reason in payload["gate"]["reasons"]:
+        console.error(f"not promoted: {reason}", "Improve the model, or pass --force to promote it anyway.")
+
+
+def _render_promotion(result: dict, name: str, version: str) -> None:
+    from ..render import console
+
+    before, gate = result["previous"], result.get("gate")
+    was = f" (was {before.get('name')} {before.get('version')})" if before else ""
+    if gate is not None and gate["images"]:
+        console.out.print(f"eval on {gate['images']} images: accuracy {gate['accuracy']:.1%} "
+                          f"(current {gate['current_accuracy']:.1%}), McNemar p = {gate['p_value']:.3g}")
+    console.out.print(f"current model: {name} {version}{was}")
 
 
 @models.command("import")
@@ -82,34 +83,33 @@ def models_promote(ctx, name, version, bucket, region, eval_dir, force, as_json)
 @click.option("--eval", "eval_dir", type=click.Path(path_type=Path),
               help="With --promote: labelled photos to compare it with the current model on; worse: exit 9, not promoted.")
 @json_option
-@click.pass_context
-def models_import(ctx, source, name, version, bucket, region, promote, eval_dir, as_json):
+def models_import(source, name, version, bucket, region, promote, eval_dir):
     """Bring a trained model in as a new version, without moving the pointer: SOURCE is a training job's
     s3://…/model.tar.gz (or a local .tar.gz), a manifest directory or a .h5. It is unpacked safely,
     checked by behaviour and parity, and uploaded as models/NAME/VERSION/."""
     from ..cloud.imports import import_model
-    from ..render import console
-    from ..render.progress import rich_reporter
 
     if promote != (eval_dir is not None):
         raise click.UsageError("--promote and --eval go together: a trained model becomes current only through the gate")
-    with rich_reporter(quiet=as_json) as report:
+    with progress() as report:
         result = import_model(source, bucket, name, version, eval_dir, region, report)
+    failed = result["gate"] is not None and result["gate"]["failed"]
+    emit(result, lambda imported: _render_import(imported, bucket), ExitStatus.GATE_FAILED if failed else ExitStatus.OK)
+
+
+def _render_import(result: dict, bucket: str) -> None:
+    from ..render import console
+
     gate = result["gate"]
-    if as_json:
-        console.print_json(result)
+    console.out.print(f"imported {result['name']} {result['version']} to s3://{bucket}/{result['manifest'].rsplit('/', 1)[0]}/"
+                      + ("" if result["uploaded"] else " (already there with this very content)"))
+    if gate is not None and gate["images"]:
+        console.out.print(f"eval on {gate['images']} images: accuracy {gate['accuracy']:.1%} "
+                          f"(current {gate['current_accuracy']:.1%}), McNemar p = {gate['p_value']:.3g}")
+    if result["promoted"]:
+        console.out.print(f"current model: {result['name']} {result['version']}")
+    elif gate is None:
+        console.out.print(f"[dim]next: rcyc models promote {result['name']} {result['version']} --eval DATA_DIR[/dim]")
     else:
-        console.out.print(f"imported {result['name']} {result['version']} to s3://{bucket}/{result['manifest'].rsplit('/', 1)[0]}/"
-                          + ("" if result["uploaded"] else " (already there with this very content)"))
-        if gate is not None and gate["images"]:
-            console.out.print(f"eval on {gate['images']} images: accuracy {gate['accuracy']:.1%} "
-                              f"(current {gate['current_accuracy']:.1%}), McNemar p = {gate['p_value']:.3g}")
-        if result["promoted"]:
-            console.out.print(f"current model: {result['name']} {result['version']}")
-        elif gate is None:
-            console.out.print(f"[dim]next: rcyc models promote {result['name']} {result['version']} --eval DATA_DIR[/dim]")
-    if gate is not None and gate["failed"]:
-        if not as_json:
-            for reason in gate["reasons"]:
-                console.error(f"not promoted: {reason}", "Improve the model; it stays uploaded, and the current model stays live.")
-        ctx.exit(ExitStatus.GATE_FAILED)
+        for reason in gate["reasons"]:
+            console.error(f"not promoted: {reason}", "Improve the model; it stays uploaded, and the current model stays live.")

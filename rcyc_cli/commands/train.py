@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import bucket_option, ca_bundle_option, json_option, region_option
+from .options import bucket_option, ca_bundle_option, region_option
+from .output import emit, json_option, progress
 
 
 @click.command()
@@ -45,17 +46,15 @@ from .options import bucket_option, ca_bundle_option, json_option, region_option
 @click.option("--checkpoint-dir", type=click.Path(path_type=Path),
               help="--local-mode: the job's /opt/ml/checkpoints (default: rcyc's training cache).")
 @json_option
-@click.pass_context
-def train(ctx, data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,
+def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,
           self_check, local_mode, data_uri, role, create_role, instance_type, spot, max_runtime, wait, job_name, dry_run, image,
-          base_image, ca_bundle, checkpoint_dir, as_json):
+          base_image, ca_bundle, checkpoint_dir):
     """Train a five-class model on DATA_DIR/<label>/* (as rcyc eval reads it) and write it to --out, packaged
     as predict, invoke-local, eval and upload-model take it. Needs the train extra: pip install 'rcyc[train]'.
 
     --local-mode runs the same training in the training image through Docker; --sagemaker runs it as a
     SageMaker training job (docs/train.md)."""
     from ..render import console
-    from ..render.progress import rich_reporter
 
     if self_check:
         from ..train import require, self_check as check
@@ -63,35 +62,39 @@ def train(ctx, data_dir, out, name, version, epochs, fine_tune, val_split, seed,
         require()
         with console.err.status("running the backbone on the reference photos"):
             result = check()
-        if as_json:
-            console.print_json(result)
-        else:
-            console.out.print(f"backbone {'ok' if result['ok'] else 'WRONG'}: max |delta| {result['max_abs_delta']:.2e} "
-                              f"against the golden logits (limit {result['tolerance']:.0e})")
-        if not result["ok"]:
-            ctx.exit(ExitStatus.MISSING_PREREQ)
+        emit(result, _render_self_check, ExitStatus.OK if result["ok"] else ExitStatus.MISSING_PREREQ)
         return
     hyperparameters = {"epochs": epochs, "seed": seed, "val_split": val_split, "fine_tune": fine_tune, "name": name,
                        "version": version}
     if data_uri is not None:
         from .train_jobs import sagemaker_job
 
-        return sagemaker_job(ctx, data_uri, role, create_role, bucket, region, instance_type, spot, max_runtime, wait, dry_run,
-                             image, base_image, ca_bundle, hyperparameters, job_name, as_json)
+        return sagemaker_job(data_uri, role, create_role, bucket, region, instance_type, spot, max_runtime, wait, dry_run,
+                             image, base_image, ca_bundle, hyperparameters, job_name)
     if data_dir is None or out is None:
         raise click.UsageError("give DATA_DIR and --out (or --self-check, or --sagemaker DATA_S3_URI)")
     if local_mode:
         from .train_jobs import local_mode_job
 
-        return local_mode_job(data_dir, out, image, base_image, ca_bundle, checkpoint_dir, hyperparameters, as_json)
+        return local_mode_job(data_dir, out, image, base_image, ca_bundle, checkpoint_dir, hyperparameters)
     from ..train.session import TrainOptions, run_training
 
     options = TrainOptions(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region)
-    with rich_reporter(quiet=as_json, transient=True) as report:
+    with progress(transient=True) as report:
         summary = run_training(options, report)
-    if as_json:
-        console.print_json(summary)
-        return
+    emit(summary, _render_training)
+
+
+def _render_self_check(result: dict) -> None:
+    from ..render import console
+
+    console.out.print(f"backbone {'ok' if result['ok'] else 'WRONG'}: max |delta| {result['max_abs_delta']:.2e} "
+                      f"against the golden logits (limit {result['tolerance']:.0e})")
+
+
+def _render_training(summary: dict) -> None:
+    from ..render import console
+
     manifest = summary["manifest"]
     console.out.print(f"trained {manifest['name']} {manifest['version']} → {summary['out']}"
                       + (" (interrupted: the best epoch so far)" if summary.get("interrupted") else ""))

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import click
 
-from ..exit_status import ExitStatus
+from .output import emit, progress
 
 
-def local_mode_job(data_dir, out, image, base_image, ca_bundle, checkpoint_dir, hyperparameters, as_json) -> None:
-    from ..render import console
-    from ..render.progress import rich_reporter
+def local_mode_job(data_dir, out, image, base_image, ca_bundle, checkpoint_dir, hyperparameters) -> None:
     from ..train.container import local_mode
 
-    with rich_reporter(quiet=as_json, transient=True) as report:
+    with progress(transient=True) as report:
         summary = local_mode(data_dir, out, hyperparameters, image, base_image, ca_bundle, checkpoint_dir, report)
-    if as_json:
-        console.print_json(summary)
-        return
+    emit(summary, _render_local)
+
+
+def _render_local(summary: dict) -> None:
+    from ..render import console
+
     manifest, features = summary["manifest"], summary["features"]
     console.out.print(f"trained {manifest['name']} {manifest['version']} in the training image → {summary['out']} "
                       f"(features: {features['computed']} computed, {features['cached']} from the checkpoints)")
@@ -25,26 +26,18 @@ def local_mode_job(data_dir, out, image, base_image, ca_bundle, checkpoint_dir, 
     console.out.print(f"[dim]next: rcyc eval DATA_DIR --model {summary['out']}[/dim]")
 
 
-def sagemaker_job(ctx, data_uri, role, create_role, bucket, region, instance_type, spot, max_runtime, wait, dry_run, image,
-                  base_image, ca_bundle, hyperparameters, job_name, as_json) -> None:
+def sagemaker_job(data_uri, role, create_role, bucket, region, instance_type, spot, max_runtime, wait, dry_run, image,
+                  base_image, ca_bundle, hyperparameters, job_name) -> None:
     from ..cloud.training import JobOptions, submit
-    from ..render import console
-    from ..render.progress import rich_reporter
 
     if not role:
         raise click.UsageError("--sagemaker needs --role (an execution role ARN, or a NAME with --create-role)")
     options = JobOptions(data_uri, role, bucket, region, instance_type, spot, max_runtime, wait, dry_run, create_role, image,
                          base_image=base_image, ca_bundle=ca_bundle, name=hyperparameters["name"],
                          hyperparameters={k: v for k, v in hyperparameters.items() if k != "name"}, job_name=job_name)
-    with rich_reporter(quiet=as_json, transient=True) as report:
+    with progress(transient=True) as report:
         summary = submit(options, report)
-    if as_json:
-        console.print_json(summary)
-    else:
-        _render(summary)
-    candidate = summary.get("candidate")
-    if candidate is not None and (candidate.get("gate") or {}).get("failed"):
-        ctx.exit(ExitStatus.GATE_FAILED)
+    emit(summary, _render)
 
 
 def _render(summary: dict) -> None:
