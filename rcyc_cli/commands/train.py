@@ -66,7 +66,12 @@ def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, repo
         return
     hyperparameters = {"epochs": epochs, "seed": seed, "val_split": val_split, "fine_tune": fine_tune, "name": name,
                        "version": version}
+    if (local_mode or data_uri) and (upload or report_path):
+        raise click.UsageError("--upload and --report go with a local run; after --local-mode use rcyc eval / upload-model "
+                               "on --out, after --sagemaker rcyc models import --promote --eval")
     if data_uri is not None:
+        if data_dir is not None or out is not None or local_mode:
+            raise click.UsageError("--sagemaker trains on the photos in S3: drop DATA_DIR, --out and --local-mode")
         from .train_jobs import sagemaker_job
 
         return sagemaker_job(data_uri, role, create_role, bucket, region, instance_type, spot, max_runtime, wait, dry_run,
