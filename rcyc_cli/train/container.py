@@ -129,10 +129,17 @@ def stage(data_dir: Path, hyperparameters: dict, checkpoints: Path) -> Staging:
 
 
 def start(client, image: str, staging: Staging):
-    """The job's container, started (``docker run IMAGE train``) and not waited for."""
+    """The job's container, started (``docker run IMAGE train``) and not waited for. It carries the owner labels
+    of rcyc's other containers, so one left by a ``kill -9`` of this process is removed by the next sweep."""
+    from ..local.emulator import reaper
+    from ..local.emulator.sandbox import owner_identity
+
+    reaper.sweep_orphan_containers(client)
+    labels = {"rcyc.role": "local-mode-training", "rcyc.owner": reaper.new_owner("train"),
+              **{f"rcyc.{k.lower()}": v for k, v in owner_identity().items()}}
     return client.containers.run(
         image, ["train"], detach=True, network_mode="none", volumes=staging.volumes(),
-        user=f"{os.getuid()}:{os.getgid()}", environment={"HOME": "/tmp"}, labels={"rcyc.role": "local-mode-training"},
+        user=f"{os.getuid()}:{os.getgid()}", environment={"HOME": "/tmp"}, labels=labels,
     )
 
 
