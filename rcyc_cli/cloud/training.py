@@ -308,16 +308,23 @@ def follow(aws, name: str, options: JobOptions, report: Reporter = SILENT) -> di
     sm, logs = aws.client("sagemaker"), aws.client("logs")
     tokens: dict[str, str | None] = {}
     last = None
-    while True:
-        job = aws_call(f"read the training job {name}", sm.describe_training_job, TrainingJobName=name)
-        status = (job["TrainingJobStatus"], job.get("SecondaryStatus"))
-        if status != last:
-            report.status(f"{name}: {status[0]} ({status[1]})")
-            last = status
-        _read_logs(logs, name, tokens, report)
-        if job["TrainingJobStatus"] in TERMINAL:
-            break
-        time.sleep(options.poll_seconds)
+    try:
+        while True:
+            job = aws_call(f"read the training job {name}", sm.describe_training_job, TrainingJobName=name)
+            status = (job["TrainingJobStatus"], job.get("SecondaryStatus"))
+            if status != last:
+                report.status(f"{name}: {status[0]} ({status[1]})")
+                last = status
+            _read_logs(logs, name, tokens, report)
+            if job["TrainingJobStatus"] in TERMINAL:
+                break
+            time.sleep(options.poll_seconds)
+    except KeyboardInterrupt:
+        # rcyc stops following; the job is SageMaker's and goes on (and is billed) until it ends or is stopped.
+        report.notice(f"the training job {name} keeps running in SageMaker; stop it with: aws sagemaker "
+                      f"stop-training-job --training-job-name {name}; import its model when it completes with: rcyc models "
+                      f"import s3://{options.bucket}/{JOBS_PREFIX}{name}/output/model.tar.gz --name {options.name}")
+        raise
     billed = job.get("BillableTimeInSeconds")
     price = PRICES_PER_HOUR.get(options.instance_type)
     result = {"status": job["TrainingJobStatus"], "billable_seconds": billed,

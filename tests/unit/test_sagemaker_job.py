@@ -90,3 +90,20 @@ def test_options_that_do_not_go_together_are_one_error_line(args, message, monke
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     result = CliRunner().invoke(cli, args)
     assert result.exit_code in (2, 3) and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_while_following_says_the_job_keeps_running_and_how_to_stop_it():
+    from rcyc_cli.reporting import Reporter
+
+    class Interrupting(_Stub):
+        def describe_training_job(self, **kwargs):
+            raise KeyboardInterrupt
+
+    aws = _Aws([])
+    aws.stub = Interrupting([])
+    notices = []
+    options = training.JobOptions("s3://data/x/", "arn:aws:iam::123456789012:role/r", bucket="models-bucket", poll_seconds=0)
+    with pytest.raises(KeyboardInterrupt):
+        training.follow(aws, "job-7", options, Reporter(notice=notices.append))
+    assert "keeps running" in notices[0] and "stop-training-job --training-job-name job-7" in notices[0]
+    assert "s3://models-bucket/training/jobs/job-7/output/model.tar.gz" in notices[0]
