@@ -6,6 +6,7 @@ job writes it) is imported as a candidate, promoted through the eval gate when i
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import socket
@@ -13,10 +14,9 @@ import tarfile
 
 import boto3
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.exit_status import ExitStatus
-from rcyc_cli.main import cli
+from tests.cli import run
 from tests.conftest import MODELS, drawings, need
 from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
 
@@ -35,10 +35,6 @@ def aws(monkeypatch, tmp_path):
         yield server
     finally:
         server.stop()
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def client(service: str):
@@ -141,7 +137,7 @@ def test_create_role_makes_a_role_only_sagemaker_assumes_with_least_privilege(aw
 @pytest.mark.keras
 @pytest.mark.slow  # TensorFlow: parity of the imported model, a bad model built and converted
 def test_import_promotes_a_model_that_is_not_worse_and_refuses_a_worse_one(aws, tmp_path, isolated_cache):
-    need(__import__("importlib").util.find_spec("tensorflow") is not None, "TensorFlow")
+    need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
     from tests.e2e.test_promote_eval import always_boxes
 
     photos = tmp_path / "photos"

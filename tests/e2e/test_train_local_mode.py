@@ -9,26 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
-from rcyc_cli.main import cli
+from tests.cli import run
 from tests.conftest import CA_BUNDLE, TEST_BASE_IMAGE, drawings, need
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # builds a ~1.9 GB image once (cached after), trains three times
 EPOCHS = 7
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def image_args() -> list[str]:
-    import os
-
-    return ["--base-image", TEST_BASE_IMAGE] + (["--ca-bundle", CA_BUNDLE] if os.path.isfile(CA_BUNDLE) else [])
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +26,7 @@ def training_image(engine):
     from rcyc_cli.train import container
 
     result = container.build(engine, "rcyc-train:test", base_image=TEST_BASE_IMAGE,
-                             ca_bundle=CA_BUNDLE if __import__("os").path.isfile(CA_BUNDLE) else None)
+                             ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None)
     return result.image_id
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import tarfile
 
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.cloud import training
-from rcyc_cli.main import cli
+from tests.cli import run
 
 
 def test_the_training_context_holds_the_core_and_its_reference_photos_only():
@@ -88,7 +87,7 @@ def test_following_a_failed_job_raises_its_failure_reason():
 ])
 def test_options_that_do_not_go_together_are_one_error_line(args, message, monkeypatch):
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    result = CliRunner().invoke(cli, args)
+    result = run(*args)
     assert result.exit_code in (2, 3) and message in result.stderr and "Traceback" not in result.stderr
 
 
