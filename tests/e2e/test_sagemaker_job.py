@@ -18,23 +18,13 @@ import pytest
 from rcyc_cli.exit_status import ExitStatus
 from tests.cli import run
 from tests.conftest import MODELS, drawings, need
-from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
+from tests.e2e.cloud_fixtures import point_aws_at
 
 pytestmark = [pytest.mark.e2e]
 BUCKET = "rcyc-sagemaker-models"
 DATA_BUCKET = "rcyc-sagemaker-data"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/rcyc-train@sha256:" + "ab" * 32
 ROLE = "arn:aws:iam::123456789012:role/rcyc-training-role"
-
-
-@pytest.fixture
-def aws(monkeypatch, tmp_path):
-    server = MotoServer().start()
-    try:
-        point_aws_at(monkeypatch, server.endpoint_url, tmp_path)
-        yield server
-    finally:
-        server.stop()
 
 
 def client(service: str):
@@ -85,14 +75,14 @@ def test_dry_run_makes_no_call_and_prints_a_valid_request_with_its_cost(monkeypa
 
 
 @pytest.mark.keras  # the imported model's parity (.h5 against .tflite)
-def test_the_job_request_is_sagemakers_and_its_model_comes_in_as_a_candidate(aws, tmp_path, isolated_cache):
+def test_the_job_request_is_sagemakers_and_its_model_comes_in_as_a_candidate(aws_on_moto, bucket, tmp_path, isolated_cache):
     data = put_photos(tmp_path)
     job = "rcyc-train-moto-1"
     s3 = client("s3")
-    s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket=bucket)
     # moto completes a job at once and writes nothing: the model goes where SageMaker would put it.
-    s3.put_object(Bucket=BUCKET, Key=f"training/jobs/{job}/output/model.tar.gz", Body=tarball(MODELS["softmax"]))
-    result = run("train", "--sagemaker", data, "--role", ROLE, "--image", IMAGE, "--bucket", BUCKET, "--job-name", job,
+    s3.put_object(Bucket=bucket, Key=f"training/jobs/{job}/output/model.tar.gz", Body=tarball(MODELS["softmax"]))
+    result = run("train", "--sagemaker", data, "--role", ROLE, "--image", IMAGE, "--bucket", bucket, "--job-name", job,
                  "--epochs", "3", "--fine-tune", "--instance-type", "ml.c5.xlarge", "--wait", "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -101,21 +91,21 @@ def test_the_job_request_is_sagemakers_and_its_model_comes_in_as_a_candidate(aws
     assert described["HyperParameters"] == {"epochs": "3", "fine_tune": "true", "name": "rcyc-efficientnet-lite0",
                                             "seed": "0", "val_split": "0.2"}
     assert described["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == data
-    assert described["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/training/jobs/"
+    assert described["OutputDataConfig"]["S3OutputPath"] == f"s3://{bucket}/training/jobs/"
     assert described["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
     assert summary["estimate"]["images"] == 10 and summary["status"] == "Completed"
     candidate = summary["candidate"]
     assert candidate["promoted"] is False and candidate["gate"] is None
     assert (candidate["version"], candidate["layout"]) == ("1", "softmax") and "max |keras - litert|" in candidate["parity"]
-    listing = json.loads(run("models", "list", "--bucket", BUCKET, "--json").stdout)
+    listing = json.loads(run("models", "list", "--bucket", bucket, "--json").stdout)
     assert listing["current"] is None and [m["name"] for m in listing["models"]] == ["rcyc-efficientnet-lite0"]
 
 
-def test_create_role_makes_a_role_only_sagemaker_assumes_with_least_privilege(aws, tmp_path):
+def test_create_role_makes_a_role_only_sagemaker_assumes_with_least_privilege(aws_on_moto, bucket, tmp_path):
     data = put_photos(tmp_path, 1)
-    client("s3").create_bucket(Bucket=BUCKET)
+    client("s3").create_bucket(Bucket=bucket)
     result = run("train", "--sagemaker", data, "--role", "rcyc-training-role", "--create-role", "--image", IMAGE,
-                 "--bucket", BUCKET, "--json")
+                 "--bucket", bucket, "--json")
     assert result.exit_code == 0, result.stderr
     iam = client("iam")
     role = iam.get_role(RoleName="rcyc-training-role")["Role"]
@@ -126,7 +116,7 @@ def test_create_role_makes_a_role_only_sagemaker_assumes_with_least_privilege(aw
     policy = json.loads(policy) if isinstance(policy, str) else policy
     resources = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
     assert resources["ReadTrainingData"] == f"arn:aws:s3:::{DATA_BUCKET}/datasets/drawn/*"
-    assert resources["WriteOutputAndCheckpoints"] == f"arn:aws:s3:::{BUCKET}/training/*"
+    assert resources["WriteOutputAndCheckpoints"] == f"arn:aws:s3:::{bucket}/training/*"
     assert resources["PullTrainingImage"] == "arn:aws:ecr:us-east-1:123456789012:repository/rcyc-train"
     assert not any("Delete" in a or a.startswith("iam:") for s in policy["Statement"]
                    for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
@@ -136,44 +126,43 @@ def test_create_role_makes_a_role_only_sagemaker_assumes_with_least_privilege(aw
 
 @pytest.mark.keras
 @pytest.mark.slow  # TensorFlow: parity of the imported model, a bad model built and converted
-def test_import_promotes_a_model_that_is_not_worse_and_refuses_a_worse_one(aws, tmp_path, isolated_cache):
+def test_import_promotes_a_model_that_is_not_worse_and_refuses_a_worse_one(aws_on_moto, bucket, tmp_path, isolated_cache):
     need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
     from tests.e2e.test_promote_eval import always_boxes
 
     photos = tmp_path / "photos"
     drawings().write_folder(photos, 12, 7)
-    assert run("upload-model", MODELS["one-vs-rest"], "--bucket", BUCKET, "--name", "live", "--version", "1", "--json").exit_code == 0
+    assert run("upload-model", MODELS["one-vs-rest"], "--bucket", bucket, "--name", "live", "--version", "1", "--json").exit_code == 0
     s3 = client("s3")
     good_key, bad_key = "training/jobs/good/output/model.tar.gz", "training/jobs/bad/output/model.tar.gz"
-    s3.put_object(Bucket=BUCKET, Key=good_key, Body=tarball(MODELS["softmax"]))
+    s3.put_object(Bucket=bucket, Key=good_key, Body=tarball(MODELS["softmax"]))
     bad_dir = tmp_path / "bad"
     bad_dir.mkdir()
     always_boxes(bad_dir / "boxes.h5")
-    s3.put_object(Bucket=BUCKET, Key=bad_key, Body=tarball(bad_dir))
+    s3.put_object(Bucket=bucket, Key=bad_key, Body=tarball(bad_dir))
 
-    refused = run("models", "import", f"s3://{BUCKET}/{bad_key}", "--name", "trained-bad", "--bucket", BUCKET,
+    refused = run("models", "import", f"s3://{bucket}/{bad_key}", "--name", "trained-bad", "--bucket", bucket,
                   "--promote", "--eval", photos, "--json")
     assert refused.exit_code == ExitStatus.GATE_FAILED, refused.stderr
     verdict = json.loads(refused.stdout)
     assert verdict["promoted"] is False and verdict["gate"]["accuracy"] < verdict["gate"]["current_accuracy"]
-    listing = json.loads(run("models", "list", "--bucket", BUCKET, "--json").stdout)
+    listing = json.loads(run("models", "list", "--bucket", bucket, "--json").stdout)
     assert listing["current"]["name"] == "live"  # the pointer stayed
     assert "trained-bad" in {m["name"] for m in listing["models"]}  # but the version is uploaded, immutable
 
-    accepted = run("models", "import", f"s3://{BUCKET}/{good_key}", "--name", "trained", "--bucket", BUCKET,
+    accepted = run("models", "import", f"s3://{bucket}/{good_key}", "--name", "trained", "--bucket", bucket,
                    "--promote", "--eval", photos, "--json")
     assert accepted.exit_code == 0, accepted.stderr
     assert json.loads(accepted.stdout)["promoted"] is True
-    assert json.loads(run("models", "list", "--bucket", BUCKET, "--json").stdout)["current"]["name"] == "trained"
+    assert json.loads(run("models", "list", "--bucket", bucket, "--json").stdout)["current"]["name"] == "trained"
 
-    human = run("models", "import", f"s3://{BUCKET}/{bad_key}", "--name", "trained-bad", "--bucket", BUCKET,
+    human = run("models", "import", f"s3://{bucket}/{bad_key}", "--name", "trained-bad", "--bucket", bucket,
                 "--promote", "--eval", photos)
     assert human.exit_code == ExitStatus.GATE_FAILED and "not promoted" in human.stderr and "hint:" in human.stderr
 
 
 @pytest.mark.parametrize("member", ["../escaped.txt", "/abs.txt", "link"])
-def test_a_hostile_archive_is_refused_before_anything_is_written(aws, tmp_path, member):
-    bucket = "rcyc-hostile-" + str(abs(hash(member)) % 10**6)  # moto's state outlives one server: a bucket of its own
+def test_a_hostile_archive_is_refused_before_anything_is_written(aws_on_moto, tmp_path, member, bucket):
     client("s3").create_bucket(Bucket=bucket)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -194,7 +183,7 @@ def test_a_hostile_archive_is_refused_before_anything_is_written(aws, tmp_path, 
     assert "outside" in result.stderr or "not a regular file" in result.stderr
 
 
-def test_promote_needs_the_gate_and_a_bad_source_is_one_error_line(aws, tmp_path):
+def test_promote_needs_the_gate_and_a_bad_source_is_one_error_line(aws_on_moto, tmp_path):
     usage = run("models", "import", MODELS["softmax"], "--name", "x", "--bucket", BUCKET, "--promote")
     assert usage.exit_code == 2 and "--promote and --eval go together" in usage.stderr
     missing = run("models", "import", tmp_path / "nope.tar.gz", "--name", "x", "--bucket", BUCKET)
