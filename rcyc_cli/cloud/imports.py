@@ -12,6 +12,7 @@ from pathlib import Path
 from rcyc_core.errors import InputError, ModelError
 from rcyc_core.manifest import MANIFEST_NAME
 
+from ..defaults import MIN_PER_CLASS
 from ..reporting import SILENT, Reporter
 
 MAX_ARCHIVE_BYTES = 4 * 1024**3  # unpacked; a packaged model is ~30 MB
@@ -100,7 +101,7 @@ def _check_parity(directory: Path, report: Reporter) -> str:
 
 
 def import_model(source: str, bucket: str, name: str, version: str | None = None, eval_dir: Path | None = None,
-                 region: str | None = None, report: Reporter = SILENT) -> dict:
+                 region: str | None = None, report: Reporter = SILENT, min_per_class: int = MIN_PER_CLASS) -> dict:
     """Unpack, validate by behaviour, upload as models/<name>/<version>/ (never moving the pointer), then with
     ``eval_dir`` run the promotion gate and promote only if the model is not worse. The result says
     ``promoted`` and carries the gate (``gate["failed"]``: the caller exits 9)."""
@@ -126,7 +127,7 @@ def import_model(source: str, bucket: str, name: str, version: str | None = None
     if eval_dir is not None:
         from ..evaluate.session import promotion_gate
 
-        gate = promotion_gate(bucket, f"{uploaded['name']}/{uploaded['version']}", Path(eval_dir), region, report)
+        gate = promotion_gate(bucket, f"{uploaded['name']}/{uploaded['version']}", Path(eval_dir), region, report, min_per_class)
         result["gate"] = gate
         if not gate["failed"]:
             result["current"] = models.promote_model(bucket, uploaded["name"], uploaded["version"], region, report)["current"]

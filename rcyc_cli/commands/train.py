@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import bucket_option, ca_bundle_option, region_option
+from .options import bucket_option, ca_bundle_option, min_per_class_option, region_option
 from .output import emit, json_option, progress
 
 
@@ -24,8 +24,7 @@ from .output import emit, json_option, progress
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="The held-out evaluation as an HTML report.")
 @click.option("--upload", is_flag=True, help="Upload it; promoted only with enough held-out images per class and if not "
               "significantly worse than the current model (else exit 9).")
-@click.option("--min-per-class", type=click.IntRange(1), default=None,
-              help="With --upload: held-out images per class needed to promote [default: 20].")
+@min_per_class_option
 @click.option("--exclude-suspects", is_flag=True, help="Leave the suspected label errors out (needs the eval extra).")
 @bucket_option
 @region_option

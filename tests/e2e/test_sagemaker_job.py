@@ -142,7 +142,7 @@ def test_import_promotes_a_model_that_is_not_worse_and_refuses_a_worse_one(aws_o
     s3.put_object(Bucket=bucket, Key=bad_key, Body=tarball(bad_dir))
 
     refused = run("models", "import", f"s3://{bucket}/{bad_key}", "--name", "trained-bad", "--bucket", bucket,
-                  "--promote", "--eval", photos, "--json")
+                  "--promote", "--eval", photos, "--min-per-class", "7", "--json")
     assert refused.exit_code == ExitStatus.GATE_FAILED, refused.stderr
     verdict = json.loads(refused.stdout)
     assert verdict["promoted"] is False and verdict["gate"]["accuracy"] < verdict["gate"]["current_accuracy"]
@@ -151,7 +151,7 @@ def test_import_promotes_a_model_that_is_not_worse_and_refuses_a_worse_one(aws_o
     assert "trained-bad" in {m["name"] for m in listing["models"]}  # but the version is uploaded, immutable
 
     accepted = run("models", "import", f"s3://{bucket}/{good_key}", "--name", "trained", "--bucket", bucket,
-                   "--promote", "--eval", photos, "--json")
+                   "--promote", "--eval", photos, "--min-per-class", "7", "--json")
     assert accepted.exit_code == 0, accepted.stderr
     assert json.loads(accepted.stdout)["promoted"] is True
     assert json.loads(run("models", "list", "--bucket", bucket, "--json").stdout)["current"]["name"] == "trained"
