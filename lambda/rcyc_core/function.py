@@ -10,21 +10,17 @@ from __future__ import annotations
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-
 from dataclasses import dataclass
 
 from . import answers, events
 from .config import Config
 from .errors import RcycError
-from .inference import Item
+from .inference import CHUNK_RECORDS, Item
 from .log import log
 from .model_store import ModelStore
 from .result_store import read_result, reusable, stored_entry, write_result
 from .results import empty_response, error_entry, skipped_entry
 from .s3 import NOT_MODIFIED_CODES, client_error_code, make_s3_client, object_read_error
-
-
-CHUNK_RECORDS = 32  # images fetched, decoded and predicted together; bounds the memory of any event
 
 
 @dataclass

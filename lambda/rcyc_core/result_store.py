@@ -26,14 +26,20 @@ def result_document(entry: dict, model: dict | None, obj: dict | None = None) ->
     return {**document, "model": model}
 
 
-def write_result(s3, bucket: str, prefix: str, entry: dict, model: dict | None, obj: dict | None = None) -> str:
-    """Write one record's result (``obj``: the ETag and version id of the bytes classified); returns its key.
-    S3 errors propagate (callers decide what a failed write costs)."""
-    key = result_key(prefix, entry["key"])
+def result_object(prefix: str, entry: dict, model: dict | None, obj: dict | None = None) -> tuple[str, bytes, dict[str, str]]:
+    """(key, body, user metadata) of one record's result object (``obj``: the ETag and version id of the bytes
+    classified). Keys sorted, so a repeat delivery writes the same bytes."""
     metadata = {MODEL_METADATA: model["sha256"]} if model and model.get("sha256") else {}
     body = json.dumps(result_document(entry, model, obj), sort_keys=True).encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", Metadata=metadata)
-    return key
+    return result_key(prefix, entry["key"]), body, metadata
+
+
+def write_result(s3, bucket: str, prefix: str, entry: dict, model: dict | None, obj: dict | None = None) -> str:
+    """Write one record's result; returns the object's ETag (its content hash, which a listing shows too).
+    S3 errors propagate (callers decide what a failed write costs)."""
+    key, body, metadata = result_object(prefix, entry, model, obj)
+    reply = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", Metadata=metadata)
+    return reply.get("ETag", "")
 
 
 def reusable(document: dict | None, sha256: str, etag: str | None, version_id: str | None) -> bool | None:
@@ -54,19 +60,23 @@ def stored_entry(document: dict, record: int) -> dict:
     return {"record": record, **{k: v for k, v in document.items() if k not in ("record", "model", "object")}}
 
 
-def read_result(s3, bucket: str, prefix: str, key: str) -> dict | None:
-    """The stored result of ``key``, or None when there is none (or it is not a result document)."""
+def read_result(s3, bucket: str, prefix: str, key: str, with_etag: bool = False):
+    """The stored result of ``key``, or None when there is none (or it is not a result document); with
+    ``with_etag``, (document, ETag)."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=result_key(prefix, key))["Body"].read()
+        obj = s3.get_object(Bucket=bucket, Key=result_key(prefix, key))
+        body = obj["Body"].read()
     except Exception as exc:
         if client_error_code(exc) in NOT_FOUND_CODES:
-            return None
+            return (None, "") if with_etag else None
         raise
     try:
         document = json.loads(body)
     except ValueError:
-        return None
-    return document if _well_formed(document, key) else None
+        document = None
+    if not _well_formed(document, key):
+        document = None
+    return (document, obj.get("ETag", "")) if with_etag else document
 
 
 def _well_formed(document: object, key: str) -> bool:
