@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, IN_CI, MODELS, ROOT, TEST_BASE_IMAGE, need
+from tests.conftest import CA_BUNDLE, FIXTURES, MODELS, ROOT, TEST_BASE_IMAGE, need
 from tests.docs_blocks import all_blocks
 from tests.e2e.cloud_fixtures import REGISTRY_BINARY, MotoServer, free_port
 
@@ -110,15 +110,19 @@ def sessions(tmp_path_factory, rie_path):
         workdir = tmp / "work"
         workdir.mkdir()
         (workdir / "fixtures").symlink_to(FIXTURES)
-        env = _base_env(tmp)
+        env = {**_base_env(tmp), "PHOTOS": str(FIXTURES / "eval")}
         if doc == "README.md":
             moto = MotoServer().start()
             servers.append(moto)
             env.update(AWS_ENDPOINT_URL=moto.endpoint_url, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local",
-                       AWS_DEFAULT_REGION="us-east-1", PHOTOS=str(FIXTURES / "eval"), MODEL=str(MODELS["softmax"]))
+                       AWS_DEFAULT_REGION="us-east-1", MODEL=str(MODELS["softmax"]))
+            # The bucket's current model, which the README's eval examples compare with.
+            subprocess.run(["rcyc", "upload-model", str(MODELS["one-vs-rest"]), "--json"], env=env, cwd=workdir,
+                           check=True, capture_output=True, timeout=300)
         elif doc == "docs/cloud.md":
             env.update(MOTO_PORT=str(free_port()), REGISTRY_PORT=str(free_port()), PASSWORD=secrets.token_urlsafe(12),
-                       REGISTRY_DIR=str(tmp / "registry"), BASE_IMAGE=TEST_BASE_IMAGE)
+                       REGISTRY_DIR=str(tmp / "registry"), BASE_IMAGE=TEST_BASE_IMAGE,
+                       **({"RCYC_CA_BUNDLE": CA_BUNDLE} if os.path.isfile(CA_BUNDLE) else {}))
         made[doc] = Session(doc, workdir, env)
         return made[doc]
 
@@ -168,6 +172,4 @@ def test_doc_block(block, sessions):
 def test_not_run_blocks_are_few_and_say_why():
     not_run = [(b.name, b.not_run_reason) for b in BLOCKS if b.kind in ("sh", "python") and b.not_run_reason]
     print("\n".join(f"{name}: {why}" for name, why in not_run))
-    assert len(not_run) <= 3, not_run
-    if IN_CI:
-        assert all(len(why) > 10 for _, why in not_run)
+    assert len(not_run) <= 2, not_run
