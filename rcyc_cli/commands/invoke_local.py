@@ -83,6 +83,6 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
     else:
         from ..render import results  # rich: only for people (the --json path never imports it)
 
-        results.render_response(local.response)
+        results.render_response(local.response, local.files)
         results.render_report(info)
     exit_for_record_errors(ctx, local.response)

@@ -29,7 +29,7 @@ from ..invocation import Invocation
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
 from . import warm
-from .session import RUNS_PREFIX, Upload
+from .session import RUNS_PREFIX, Upload, image_key
 from .spec import FunctionSpec
 
 
@@ -76,6 +76,7 @@ class LocalRun:
     info: dict
     invocations: list[Invocation]
     seconds: float
+    files: dict[str, str] = field(default_factory=dict)  # key -> the image's path as the user gave it (for titles)
 
     def figures(self) -> dict:
         """The emulator's figures: the report of a single invocation, or a summary over many."""
@@ -106,12 +107,17 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
     running = warm.find_or_start(options, manifest, report)
     if running is not None:
         report.status(f"using the warm local stack ({running.state['runtime']}, {running.state['config']['instances']} instances)")
-        answer = warm.run_on_stack(running, uploads, event, options.concurrency, options.batch_size)
+        answer = warm.run_on_stack_in_parts(running, uploads, event, options.concurrency, options.batch_size, report)
         info = {"runtime": f"{running.state['runtime']} (warm stack)", "bucket": running.state["bucket"],
                 "s3_endpoint": running.state["s3_endpoint"], "model": _answered_by(answer["response"], manifest),
                 "prefix": answer["prefix"]}
-        return LocalRun(answer["response"], info, answer["invocations"], answer["seconds"])
-    return _run_here(options, uploads, event, manifest, model_dir, report)
+        local = LocalRun(answer["response"], info, answer["invocations"], answer["seconds"])
+        keys = answer["keys"]
+    else:
+        local = _run_here(options, uploads, event, manifest, model_dir, report)
+        keys = [image_key(local.info.get("prefix") or "", upload) for upload in uploads]
+    local.files = {key: str(path) for key, path in zip(keys, images)}
+    return local
 
 
 def _run_here(options: Options, uploads: list[Upload], event: dict | None, manifest, model_dir: Path,

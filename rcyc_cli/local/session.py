@@ -99,5 +99,6 @@ def invoke_images(invoke: Callable[[dict], Invocation], bucket: str, keys: list[
 
     batch = len(keys) if concurrency <= 1 else min(batch_size, -(-len(keys) // concurrency))
     report.status(f"invoking the function: {len(keys)} image(s), {-(-len(keys) // batch)} event(s), concurrency {concurrency}")
+    report.expect(len(keys))
     done = run_keys(invoke, bucket, keys, batch_size=batch, concurrency=concurrency, on_done=report.done)
     return Outcome(done.response, done.invocations, time.perf_counter() - started)

@@ -30,6 +30,17 @@ def _text(*parts):
     return Text.assemble(*parts)
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """"1 image", "2 images" (``nouns`` for irregular plurals)."""
+    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+def title(text: str, style: str = "bold") -> None:
+    """A heading on a line of its own, never wrapped: a table's own title wraps at the table's width, which cuts
+    a long path or URI mid-word even in a wide terminal."""
+    _console(False).print(_text((text, style)), soft_wrap=True)
+
+
 def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
     sys.stdout.flush()

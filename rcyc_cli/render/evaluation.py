@@ -7,7 +7,7 @@ from rich.text import Text
 
 from rcyc_core.labels import LABELS
 
-from .console import out, warning
+from .console import out, plural, warning
 
 SHORT = {"boxes": "box", "glass_bottles": "glass", "soda_cans": "can", "crushed_soda_cans": "crushed", "plastic_bottles": "plastic"}
 
@@ -21,7 +21,7 @@ def render_evaluation(result: dict) -> None:
     rate = result.get("images_per_second")
     out.print(Text.assemble(("accuracy ", "bold"), (f"{result['accuracy']:.1%}", "bold green"),
                             f"  macro F1 {metrics['macro']['f1']:.3f}  ECE {metrics['ece'] or 0:.3f}  "
-                            f"{result['evaluated']} of {result['images']} images  "
+                            f"{result['evaluated']} of {plural(result['images'], 'image')}  "
                             f"model {_model(result['model'])}  via {result.get('via', 'predict')}"
                             + (f"  {rate:.1f} images/s" if rate else "")))
     table = Table(show_edge=False, title="per class", title_justify="left")

@@ -9,12 +9,20 @@ from rich.text import Text
 
 from rcyc_core.labels import LABELS
 
-from .console import log_lines, out
+from .console import log_lines, out, plural, title
+
+
+def where(entry: dict, files: dict[str, str] | None = None) -> str:
+    """What to call a result: the user's own file when the key is one this run uploaded (``files``: key ->
+    the path as given), else its S3 URI (or the key, for rcyc predict)."""
+    key = str(entry.get("key"))
+    if files and key in files:
+        return files[key]
+    return f"s3://{entry['bucket']}/{key}" if entry.get("bucket") else key
 
 
 def prediction_table(entry: dict) -> Table:
-    where = f"s3://{entry['bucket']}/{entry['key']}" if entry.get("bucket") else str(entry.get("key"))
-    table = Table(title=Text(where, style="bold"), title_justify="left", show_edge=False, pad_edge=False)
+    table = Table(show_edge=False, pad_edge=False)
     table.add_column("class")
     table.add_column("score", justify="right")
     table.add_column("", min_width=24)
@@ -30,15 +38,18 @@ def prediction_table(entry: dict) -> Table:
 TABLES_UP_TO = 8  # more results than this: a per-class summary instead of a table each
 
 
-def render_response(response: dict) -> None:
-    """The five-way prediction of every record (or a per-class summary of many), then each error and skip."""
+def render_response(response: dict, files: dict[str, str] | None = None) -> None:
+    """The five-way prediction of every record (or a per-class summary of many), then each error and skip.
+    ``files`` (key -> the user's path) names results after the files they came from."""
     results = response.get("results", [])
     if len(results) <= TABLES_UP_TO:
         for entry in results:
+            title(where(entry, files))
             out.print(prediction_table(entry))
             out.print()
     else:
-        summary = Table(title=f"{len(results)} images", title_justify="left", show_edge=False)
+        title(plural(len(results), "image"))
+        summary = Table(show_edge=False)
         summary.add_column("class")
         summary.add_column("images", justify="right")
         summary.add_column("mean confidence", justify="right")
@@ -47,10 +58,10 @@ def render_response(response: dict) -> None:
             summary.add_row(label, str(len(mine)), f"{sum(mine) / len(mine):.3f}" if mine else "-")
         out.print(summary)
     for entry in response.get("errors", []):
-        where = entry.get("key") or "(event)"
-        out.print(Text.assemble(("✗ ", "bold red"), (str(where), "bold"), f"  {entry['error']}: {entry['message']}"))
+        name = where(entry, files) if entry.get("key") else "(event)"
+        out.print(Text.assemble(("✗ ", "bold red"), (name, "bold"), f"  {entry['error']}: {entry['message']}"), soft_wrap=True)
     for entry in response.get("skipped", []):
-        out.print(Text.assemble(("– ", "yellow"), (str(entry.get("key")), "bold"), f"  skipped: {entry['reason']}"))
+        out.print(Text.assemble(("– ", "yellow"), (where(entry, files), "bold"), f"  skipped: {entry['reason']}"), soft_wrap=True)
     model = response.get("model")
     if model:
         out.print(Text(f"model {model['name']} {model['version']} (sha256 {model['sha256'][:12]}…)", style="dim"))
@@ -59,7 +70,7 @@ def render_response(response: dict) -> None:
 def render_report(invocation_info: dict) -> None:
     if "report" not in invocation_info:
         out.print(Text(
-            f"emulator ({invocation_info['runtime']}): {invocation_info['invocations']} invocations, "
+            f"emulator ({invocation_info['runtime']}): {plural(invocation_info['invocations'], 'invocation')}, "
             f"{invocation_info['cold_starts']} cold, {invocation_info['seconds']:.2f} s, "
             f"{invocation_info['images_per_second']} images/s, duration p50 {invocation_info['duration_ms_p50']} ms",
             style="cyan"))
