@@ -103,7 +103,8 @@ def aws_target(function: str, region: str | None, concurrency: int) -> tuple[Tar
 def local_target(function: str, concurrency: int, report) -> tuple[Target, object]:
     """The warm local stack (started if none runs) through its Lambda Invoke API, and its S3."""
     from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
-    from ..local import rie, stack
+    from ..local.emulator import rie
+    from ..local.stack import client as stack
 
     running, s3 = stack.find_or_up(report)
     config = running.state["config"]

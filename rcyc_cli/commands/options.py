@@ -7,9 +7,7 @@ from pathlib import Path
 import click
 
 from ..defaults import DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY, DEFAULT_TIMEOUT, FLAVORS
-from ..exit_status import ExitStatus
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only (on stdout).")
 bucket_option = click.option("--bucket", default=DEFAULT_BUCKET, show_default=True, envvar="RCYC_BUCKET",
                              help="The bucket for models and images. [env RCYC_BUCKET]")
 model_option = click.option(
@@ -82,8 +80,3 @@ s3_endpoint_option = _endpoint_option(
     "--s3-endpoint-url", "Use the S3 at this URL instead of the local stack's (or the embedded one).",
     envvar=["RCYC_LOCAL_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3"])
 
-
-def exit_for_record_errors(ctx: click.Context, response: dict) -> None:
-    """Exit 7 when the command finished but some records or images are in ``errors``."""
-    if response.get("errors"):
-        ctx.exit(ExitStatus.RECORD_ERRORS)
