@@ -19,7 +19,7 @@ from . import buckets, store
 from .aws import Aws, aws_call, get_or_none
 from .functions import add_trigger, current_trigger, ensure_function, ensure_role, remove_trigger, role_policy
 from .invoke import invoke
-from .registry import Registry, ecr_login, push, remote_image
+from .registry import Registry, RegistryError, ecr_login, push, remote_image
 
 
 @dataclass
@@ -94,6 +94,11 @@ def _registry(options: DeployOptions, ecr) -> Registry:
     host, token_user, token_password = ecr_login(ecr)
     if override and override.lower().split(":")[0] != host.lower().split(":")[0]:
         return Registry(override, source="none", note=f"not this account's ECR ({host}): no login sent")
+    if not override and not buckets.is_aws_endpoint(ecr):
+        # A local ECR API (moto) answers with a registry host that exists nowhere: say so before any build.
+        raise InputError(f"the ECR API at {ecr.meta.endpoint_url} is a local endpoint; the registry it names ({host}) "
+                         "does not exist, so the image has nowhere to go",
+                         hint="Pass --registry HOST:PORT (a local registry, as in docs/cloud.md), or deploy to AWS.")
     return Registry(host, token_user, token_password, source="ecr")
 
 

@@ -1147,3 +1147,14 @@ def test_a_function_instance_refuses_a_model_whose_outputs_break_its_layout(aws,
     assert result.exit_code == ExitStatus.RECORD_ERRORS, result.stderr
     [error] = json.loads(result.stdout)["errors"]
     assert error["error"] == "InvalidModelOutput" and "softmax needs (5,)" in error["message"]
+
+
+def test_deploy_against_a_local_ecr_without_registry_says_to_pass_one(aws, bucket):
+    """moto's ECR names a registry host that exists nowhere: deploy (even --dry-run) says so before any build,
+    with the option that fixes it, instead of failing to resolve that host."""
+    ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
+    for extra in (["--dry-run"], []):
+        result = run("deploy", "--tag", "v3", "--bucket", bucket, "--function", f"fn-{bucket}", *extra)
+        assert result.exit_code == ExitStatus.BAD_INPUT, result.output
+        assert "local endpoint" in result.stderr and "--registry HOST:PORT" in result.stderr
+        assert "Traceback" not in result.stderr
