@@ -172,4 +172,4 @@ def test_doc_block(block, sessions):
 def test_not_run_blocks_are_few_and_say_why():
     not_run = [(b.name, b.not_run_reason) for b in BLOCKS if b.kind in ("sh", "python") and b.not_run_reason]
     print("\n".join(f"{name}: {why}" for name, why in not_run))
-    assert len(not_run) <= 2, not_run
+    assert len(not_run) <= 1, not_run  # the quick start: make test is this suite
