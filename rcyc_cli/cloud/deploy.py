@@ -14,7 +14,7 @@ from rcyc_core.s3 import NOT_FOUND_CODES
 from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY,
                         DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, DEFAULT_TIMEOUT, MODELS_PREFIX,
                         POINTER_KEY)
-from ..reporting import SILENT, Reporter
+from ..reporting import SILENT, Reporter, plural
 from . import buckets, store
 from .aws import Aws, aws_call, get_or_none
 from .functions import add_trigger, current_trigger, ensure_function, ensure_role, remove_trigger, role_policy
@@ -264,7 +264,7 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
         removed = remove_trigger(lam, s3, options.function, options.bucket, dry) if existing_config else None
         summary["trigger"] = removed or {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
     if options.smoke and not dry:
-        report.status(f"smoke test: invoking {options.function} with {len(options.smoke)} key(s)")
+        report.status(f"smoke test: invoking {options.function} with {plural(len(options.smoke), 'key')}")
         try:
             summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
         except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ..reporting import plural  # noqa: F401 - the renderers' one plural
+
 _consoles: dict[bool, object] = {}
 
 
@@ -34,11 +36,6 @@ def _text(*parts):
     from rich.text import Text
 
     return Text.assemble(*parts)
-
-
-def plural(n: int, noun: str, nouns: str | None = None) -> str:
-    """"1 image", "2 images" (``nouns`` for irregular plurals)."""
-    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
 
 
 def title(text: str, style: str = "bold") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from . import console
 from .console import out, warning
 from .results import render_invocation
 
@@ -38,8 +39,8 @@ def next_invoke(summary: dict) -> str:
 
 def render_stack(status: dict) -> None:
     """rcyc local up / status: the stack's instances (status as ``stack.describe`` returns it)."""
-    table = Table(title=f"local stack at {status['endpoint']} (S3 {status['s3_endpoint']}, bucket {status['bucket']})",
-                  title_justify="left", show_edge=False)
+    console.title(f"local stack at {status['endpoint']} (S3 {status['s3_endpoint']}, bucket {status['bucket']})", style="")
+    table = Table(show_edge=False)
     for column in ("instance", "runtime", "model", "invokes", "cold start", "restarts"):
         table.add_column(column)
     for instance in status["instances"]:
