@@ -112,9 +112,17 @@ def rie_path(session_cache_home) -> Path:
 
 @pytest.fixture(scope="session")
 def tensorflow_available() -> None:
+    need(installed("tensorflow"), "TensorFlow")
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (without importing it)."""
     import importlib.util
 
-    need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @pytest.fixture

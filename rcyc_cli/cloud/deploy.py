@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rcyc_core.config import function_environment
 from rcyc_core.errors import AwsError, InputError
 from rcyc_core.s3 import NOT_FOUND_CODES
 
-from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY,
-                        DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, DEFAULT_TIMEOUT, MODELS_PREFIX,
-                        POINTER_KEY)
+from ..defaults import (ARCHITECTURES, DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_REFRESH_SECONDS,
+                        DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, MODELS_PREFIX, POINTER_KEY)
+from ..function_spec import FunctionSpec
 from ..reporting import SILENT, Reporter, plural
 from . import buckets, store
 from .aws import Aws, aws_call, get_or_none
@@ -31,12 +30,7 @@ class DeployOptions:
     role_name: str | None = None
     region: str | None = None
     image: str | None = None  # deploy this local image instead of building one
-    flavor: str = DEFAULT_FLAVOR
-    base_image: str | None = None
-    platform: str | None = None
-    ca_bundle: Path | None = None
-    memory: int = DEFAULT_MEMORY
-    timeout: int = DEFAULT_TIMEOUT
+    spec: FunctionSpec = field(default_factory=FunctionSpec)  # the image and limits of the function
     refresh_seconds: int = DEFAULT_REFRESH_SECONDS
     registry: str | None = None
     registry_username: str | None = field(default=None, repr=False)
@@ -48,12 +42,18 @@ class DeployOptions:
     dry_run: bool = False
     smoke: list[str] = field(default_factory=list)
 
+    # The function's settings, read from its one spec.
+    flavor = property(lambda self: self.spec.flavor)
+    base_image = property(lambda self: self.spec.base_image)
+    ca_bundle = property(lambda self: self.spec.ca_bundle)
+    memory = property(lambda self: self.spec.memory)
+    timeout = property(lambda self: self.spec.timeout)
+    architecture = property(lambda self: self.spec.architecture)  # None: take the image's
+
     @property
-    def architecture(self) -> str | None:
-        """Lambda's name for --platform's architecture (None: take the image's)."""
-        if not self.platform:
-            return None
-        return "arm64" if "arm64" in self.platform else "x86_64"
+    def platform(self) -> str | None:
+        """--platform as docker names it (the build's target)."""
+        return next((name for name, arch in ARCHITECTURES.items() if arch == self.architecture), None)
 
 
 LAMBDA_ARCHITECTURES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}

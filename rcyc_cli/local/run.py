@@ -23,14 +23,16 @@ from rcyc_core.config import Config
 from rcyc_core.errors import EventError, InputError
 
 from ..cloud import store
-from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, LAMBDA_MAX_PAYLOAD
+from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, DEFAULT_CONCURRENCY, DEFAULT_KEEP_WARM, DEFAULT_STACK_INSTANCES,
+                        LAMBDA_MAX_PAYLOAD)
 from ..files import IMAGE_SUFFIXES, expand_images, read_regular
+from ..function_spec import FunctionSpec
 from ..invocation import Invocation
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
-from .stack import warm
 from .session import RUNS_PREFIX, Upload, image_key
-from .spec import FunctionSpec
+from .stack import warm
+from .stack.client import StackConfig
 
 
 
@@ -42,10 +44,15 @@ class Options:
     bucket: str = DEFAULT_BUCKET
     endpoint_url: str | None = None
     function: FunctionSpec = field(default_factory=FunctionSpec)
-    concurrency: int = 1
+    concurrency: int = DEFAULT_CONCURRENCY
     batch_size: int = DEFAULT_BATCH_SIZE
     use_stack: bool = True  # reuse a warm `rcyc local up` stack when one runs
-    keep_warm: bool = False  # with none running, start one this run and later ones use (it stops when idle)
+    keep_warm: bool = DEFAULT_KEEP_WARM  # with none running, start one this run and later ones use (it stops when idle)
+
+    def wanted_stack(self) -> StackConfig:
+        """The warm stack this run can use, or leaves behind: this function, bucket and model."""
+        return StackConfig(function=self.function, instances=max(DEFAULT_STACK_INSTANCES, min(self.concurrency, 8)),
+                           model=str(self.model.resolve()) if self.model else None, bucket=self.bucket)
 
 
 def load_event(path: Path) -> dict:
@@ -104,7 +111,9 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
     uploads = [Upload(path.name, read_regular(path, limit, what="image"),
                       mimetypes.guess_type(path.name)[0] or "application/octet-stream") for path in images]
     manifest, model_dir = resolve_model(options.model, report.status)
-    running = warm.find_or_start(options, manifest, report)
+    running = None
+    if options.use_stack and options.endpoint_url is None:  # a bucket of the caller's own is never the stack's
+        running = warm.find_or_start(options.wanted_stack(), manifest, options.keep_warm, report)
     if running is not None:
         report.status(f"using the warm local stack ({running.state['runtime']}, {running.state['config']['instances']} instances)")
         answer = warm.run_on_stack_in_parts(running, uploads, event, options.concurrency, options.batch_size, report)

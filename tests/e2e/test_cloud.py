@@ -14,15 +14,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.cloud import aws as cloud_aws, buckets, functions, registry as cloud_registry, store
 from rcyc_cli.reporting import Reporter
 from rcyc_core.errors import AwsError
 from rcyc_cli.local.emulator.sandbox import ProcessSandbox
-from rcyc_cli.main import cli
 from rcyc_cli.exit_status import ExitStatus, for_error
 from rcyc_core.manifest import Manifest
+from tests.cli import run
 from tests.e2e.cloud_fixtures import REGISTRY_BINARY, LocalRegistry, MotoServer, point_aws_at
 from tests.conftest import IMAGES, MODELS, bad_images, build_args, need
 
@@ -30,9 +29,6 @@ pytestmark = pytest.mark.e2e
 SODA = IMAGES / "soda_cans" / "soda_cans_0.jpg"
 BOX = IMAGES / "boxes" / "boxes_0.jpg"
 
-
-def run(*args, env=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, env=env)
 
 
 def ok(result) -> dict:

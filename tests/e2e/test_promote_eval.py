@@ -7,12 +7,11 @@ import importlib.util
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.exit_status import ExitStatus
-from rcyc_cli.main import cli
 from tests.conftest import MODELS, drawings, need
 from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
+from tests.cli import run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.keras]
 BUCKET = "rcyc-promote-eval"
@@ -27,9 +26,6 @@ def aws(monkeypatch, tmp_path):
     finally:
         server.stop()
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def always_boxes(path) -> None:

@@ -5,12 +5,11 @@ import json
 
 import boto3
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.cloud.functions import role_policy
 from rcyc_cli.cloud import buckets
-from rcyc_cli.main import cli
 from rcyc_cli.exit_status import ExitStatus
+from tests.cli import run
 
 FAKE_KEY = "AKIARCYCFAKEKEY00042"
 
@@ -22,7 +21,7 @@ def aws(moto_in_process, monkeypatch):
 
 
 def audit(target):
-    result = CliRunner().invoke(cli, ["doctor", "--security", target, "--json"], catch_exceptions=False)
+    result = run("doctor", "--security", target, "--json")
     return result.exit_code, {f["check"]: f for f in json.loads(result.stdout)["findings"]}, result
 
 
@@ -87,7 +86,7 @@ def test_audit_without_credentials_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    result = CliRunner().invoke(cli, ["doctor", "--security", "some-bucket/some-fn"], catch_exceptions=False)
+    result = run("doctor", "--security", "some-bucket/some-fn")
     assert result.exit_code == 5 and "no AWS credentials" in result.stderr and "Traceback" not in result.stderr
 
 
