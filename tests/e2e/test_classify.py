@@ -171,8 +171,7 @@ def test_upload_image_local_then_classify_local_classify_the_images_just_uploade
     for label, path in class_images():
         (folder / f"new-{path.name}").write_bytes(path.read_bytes())
         truth[f"fresh/new-{path.name}"] = label
-    uploaded = CliRunner().invoke(cli, ["upload-image", "--local", "--bucket", BUCKET, "--prefix", "fresh/", str(folder), "--json"],
-                                  catch_exceptions=False)
+    uploaded = run_cli("upload-image", "--local", "--bucket", BUCKET, "--prefix", "fresh/", folder, "--json")
     assert uploaded.exit_code == 0, uploaded.output
     assert sorted(entry["key"] for entry in json.loads(uploaded.stdout)["images"]) == sorted(truth)
     result = run(f"s3://{BUCKET}/fresh/", "--local", "--json")

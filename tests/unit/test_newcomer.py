@@ -9,13 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.invocation import with_measured_peak
-from rcyc_cli.main import cli
 from rcyc_cli.render.console import plural
 from rcyc_cli.render.results import where
 from rcyc_cli.render.tables import next_invoke
+from tests.cli import run
 from tests.conftest import ROOT
 from tests.docs_blocks import blocks
 
@@ -94,14 +93,13 @@ def test_builds_next_step_keeps_the_base_image_and_ca_bundle():
 
 
 def test_endpoint_options_name_their_service_and_the_old_spelling_still_works():
-    runner = CliRunner()
-    bad = runner.invoke(cli, ["invoke-local", "--s3-endpoint-url", "nope"])
+    bad = run("invoke-local", "--s3-endpoint-url", "nope")
     assert bad.exit_code == 2 and "not an http(s) URL" in bad.output
-    old = runner.invoke(cli, ["invoke-local", "--endpoint-url", "nope"])
+    old = run("invoke-local", "--endpoint-url", "nope")
     assert old.exit_code == 2 and "--endpoint-url" in old.output
-    assert "--lambda-endpoint-url" in runner.invoke(cli, ["invoke", "--help"]).output
-    assert "--s3-endpoint-url" in runner.invoke(cli, ["invoke-local", "--help"]).output
-    assert "--endpoint-url " not in runner.invoke(cli, ["invoke", "--help"]).output  # the alias is hidden
+    assert "--lambda-endpoint-url" in run("invoke", "--help").output
+    assert "--s3-endpoint-url" in run("invoke-local", "--help").output
+    assert "--endpoint-url " not in run("invoke", "--help").output  # the alias is hidden
 
 
 def test_the_old_lambda_spelling_warns_and_is_used(monkeypatch):
@@ -112,7 +110,7 @@ def test_the_old_lambda_spelling_warns_and_is_used(monkeypatch):
         return {"response": {"results": [], "errors": [], "skipped": []}, "invocation": {}, "log_tail": []}
 
     monkeypatch.setattr("rcyc_cli.cloud.invoke.invoke", fake_invoke)
-    result = CliRunner().invoke(cli, ["invoke", "k.jpg", "--endpoint-url", "http://127.0.0.1:9", "--json"])
+    result = run("invoke", "k.jpg", "--endpoint-url", "http://127.0.0.1:9", "--json")
     assert result.exit_code == 0, result.output
     assert seen["endpoint"] == "http://127.0.0.1:9"
     assert "deprecated" in result.stderr and "--lambda-endpoint-url" in result.stderr
