@@ -141,3 +141,31 @@ def test_every_doc_block_is_labelled():
     unknown = [b.name for b in all_blocks() if b.kind == "unknown"]
     assert not unknown
     assert Path(ROOT / "README.md") in {b.doc for b in all_blocks()}
+
+
+def test_a_large_warm_run_reports_a_total_then_progress_and_numbers_records_across_parts(monkeypatch):
+    """1,000 images on a warm stack, -c 2: expect(1000) first (the bar's total), then done() per part; the
+    merged answer reads as one run (records numbered 0..999, each upload's own key)."""
+    from rcyc_cli.local.session import Upload
+    from rcyc_cli.local.stack import warm
+    from rcyc_cli.reporting import Reporter
+
+    calls = []
+
+    def fake_run_on_stack(running, uploads, event, concurrency, batch_size):
+        prefix = f"runs/part{len(calls)}/"
+        calls.append(len(uploads))
+        results = [{"record": i, "bucket": "b", "key": f"{prefix}images/{u.name}", "label": "boxes"} for i, u in enumerate(uploads)]
+        return {"response": {"results": results, "errors": [], "skipped": [], "model": {"name": "m"}},
+                "invocations": [], "seconds": 0.5, "prefix": prefix}
+
+    monkeypatch.setattr(warm, "run_on_stack", fake_run_on_stack)
+    events = []
+    report = Reporter(expect=lambda n: events.append(("expect", n)), done=lambda n: events.append(("done", n)))
+    uploads = [Upload(f"img_{i:04d}.jpg", b"x", "image/jpeg") for i in range(1000)]
+    answer = warm.run_on_stack_in_parts(None, uploads, None, 2, 16, report)
+    assert events[0] == ("expect", 1000) and sum(n for kind, n in events if kind == "done") == 1000
+    assert len(calls) > 1 and sum(calls) == 1000
+    assert [r["record"] for r in answer["response"]["results"]] == list(range(1000))
+    assert answer["keys"] == [r["key"] for r in answer["response"]["results"]]
+    assert answer["response"]["model"] == {"name": "m"}
