@@ -39,7 +39,7 @@ def main() -> None:
     from rcyc_cli.function_spec import FunctionSpec
     from rcyc_cli.local.stack import client as stack
     from rcyc_cli.reporting import SILENT
-    from tests.conftest import class_images
+    from fixtures.catalog import class_images
 
     drawings = class_images()
     stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=2))

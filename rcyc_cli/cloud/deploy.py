@@ -206,21 +206,7 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     summary["image"] = image
     image_uri = None
     if dry:
-        remote = remote_image(registry, options.repository, options.tag)
-        if remote is None:
-            image["action"] = "push"
-        elif not remote.lambda_ready:
-            image.update(action=f"refuse: the tag names a {remote.media_type or 'manifest of unknown type'}, not a single-platform image",
-                         digest=remote.digest)
-        elif image_id and remote.config_digest == image_id:
-            image.update(action="nothing (already pushed)", digest=remote.digest)
-        elif image_id is None:
-            image.update(action="unknown (no engine to compare with the pushed image)", digest=remote.digest)
-        else:
-            image.update(action="refuse: the tag names another image" if not options.force_tag else "push (--force-tag moves the tag)",
-                         digest=remote.digest)
-        if remote is not None and summary["repository"]["uri"] and image["action"].startswith("nothing"):
-            image_uri = f"{summary['repository']['uri']}@{remote.digest}"
+        image_uri = _plan_push(image, registry, options, image_id, summary["repository"]["uri"])
     else:
         result = push(client, image_id, registry, options.repository, options.tag, options.force_tag, report)
         image.update(action="pushed" if result.pushed else "already pushed", digest=result.digest,
@@ -232,18 +218,10 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
                                   ("ResourceNotFoundException",), FunctionName=options.function)
     existing_trigger = current_trigger(s3, options.bucket, options.function) if existing_config else None
-    trigger_prefix, results_prefix, trigger_plan = None, None, None
-    if options.trigger is not None:
-        trigger_prefix, results_prefix, trigger_plan = options.trigger, options.results_prefix, "set"
-    elif not options.no_trigger and existing_trigger is not None:
-        old_env = (existing_config.get("Environment") or {}).get("Variables", {})
-        trigger_prefix = existing_trigger["prefix"]
-        results_prefix = old_env.get("RCYC_RESULTS_PREFIX") or options.results_prefix
-        trigger_plan = "keep"
+    trigger_prefix, results_prefix, trigger_plan = _trigger_plan(options, existing_config, existing_trigger)
+    if trigger_plan == "keep":
         summary["warnings"].append(f"kept the S3 trigger on s3://{options.bucket}/{trigger_prefix} (results under "
                                    f"{results_prefix}); pass --no-trigger to remove it")
-    elif options.no_trigger:
-        trigger_plan = "remove"
 
     policy = role_policy(options.bucket, results_prefix, trigger_prefix)
     role_name = options.role_name or f"{options.function}-role"
@@ -273,6 +251,37 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
             raise
     return summary
 
+
+
+def _trigger_plan(options: DeployOptions, existing_config: dict | None, existing_trigger: dict | None):
+    """(trigger prefix, results prefix, plan): the trigger asked for ("set"), asked away ("remove"), or, with
+    neither, the existing one kept whole ("keep"; None: there is none)."""
+    if options.trigger is not None:
+        return options.trigger, options.results_prefix, "set"
+    if not options.no_trigger and existing_trigger is not None:
+        old_env = (existing_config.get("Environment") or {}).get("Variables", {})
+        return existing_trigger["prefix"], old_env.get("RCYC_RESULTS_PREFIX") or options.results_prefix, "keep"
+    return None, None, "remove" if options.no_trigger else None
+
+
+def _plan_push(image: dict, registry: Registry, options: DeployOptions, image_id: str | None, repository_uri: str | None) -> str | None:
+    """A dry run's plan for the image (``image["action"]``); the image URI when the registry already has it."""
+    remote = remote_image(registry, options.repository, options.tag)
+    if remote is None:
+        image["action"] = "push"
+    elif not remote.lambda_ready:
+        image.update(action=f"refuse: the tag names a {remote.media_type or 'manifest of unknown type'}, not a single-platform image",
+                     digest=remote.digest)
+    elif image_id and remote.config_digest == image_id:
+        image.update(action="nothing (already pushed)", digest=remote.digest)
+    elif image_id is None:
+        image.update(action="unknown (no engine to compare with the pushed image)", digest=remote.digest)
+    else:
+        image.update(action="refuse: the tag names another image" if not options.force_tag else "push (--force-tag moves the tag)",
+                     digest=remote.digest)
+    if remote is not None and repository_uri and image["action"].startswith("nothing"):
+        return f"{repository_uri}@{remote.digest}"
+    return None
 
 
 def _architecture(options: DeployOptions, image_arch: str | None, image_id: str | None) -> str:

@@ -53,7 +53,7 @@ def invoke_local(images, event_file, model, bucket, endpoint_url, spec, concurre
                       keep_warm)
     with progress(transient=True) as report:
         local = run(options, report)
-    info = {**local.info, **local.figures()}
+    info = {**local.info.to_json(), **local.figures()}
     peaks = [i.report.peak_mb for i in local.invocations if i.report.peak_mb is not None and i.report.memory_enforced is False]
     if peaks and max(peaks) > spec.memory:
         console.warning(f"the function peaked at {max(peaks):.0f} MB, above --memory {spec.memory} MB: Lambda would have stopped it "

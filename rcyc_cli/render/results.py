@@ -8,27 +8,28 @@ from rich.table import Table
 from rich.text import Text
 
 from rcyc_core.labels import LABELS
+from rcyc_core.results import Response, Result
 
 from .console import log_lines, out, plural, title
 
 
-def where(entry: dict, files: dict[str, str] | None = None) -> str:
-    """What to call a result: the user's own file when the key is one this run uploaded (``files``: key ->
-    the path as given), else its S3 URI (or the key, for rcyc predict)."""
-    key = str(entry.get("key"))
+def where(entry, files: dict[str, str] | None = None) -> str:
+    """What to call a result, an error or a skip: the user's own file when the key is one this run uploaded
+    (``files``: key -> the path as given), else its S3 URI (or the key, for rcyc predict)."""
+    key = str(entry.key)
     if files and key in files:
         return files[key]
-    return f"s3://{entry['bucket']}/{key}" if entry.get("bucket") else key
+    return f"s3://{entry.bucket}/{key}" if entry.bucket else key
 
 
-def prediction_table(entry: dict) -> Table:
+def prediction_table(entry: Result) -> Table:
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("class")
     table.add_column("score", justify="right")
     table.add_column("", min_width=24)
     for label in LABELS:
-        score = entry["scores"][label]
-        top = label == entry["label"]
+        score = entry.scores[label]
+        top = label == entry.label
         style = "bold green" if top else ""
         bar = ProgressBar(total=1.0, completed=score, width=30, complete_style="green" if top else "bar.complete")
         table.add_row(Text(("▶ " if top else "  ") + label, style=style), Text(f"{score:.4f}", style=style), bar)
@@ -41,7 +42,8 @@ TABLES_UP_TO = 8  # more results than this: a per-class summary instead of a tab
 def render_response(response: dict, files: dict[str, str] | None = None) -> None:
     """The five-way prediction of every record (or a per-class summary of many), then each error and skip.
     ``files`` (key -> the user's path) names results after the files they came from."""
-    results = response.get("results", [])
+    typed = Response.from_json(response)
+    results = typed.results
     if len(results) <= TABLES_UP_TO:
         for entry in results:
             title(where(entry, files))
@@ -54,17 +56,16 @@ def render_response(response: dict, files: dict[str, str] | None = None) -> None
         summary.add_column("images", justify="right")
         summary.add_column("mean confidence", justify="right")
         for label in LABELS:
-            mine = [r["confidence"] for r in results if r["label"] == label]
+            mine = [r.confidence for r in results if r.label == label]
             summary.add_row(label, str(len(mine)), f"{sum(mine) / len(mine):.3f}" if mine else "-")
         out.print(summary)
-    for entry in response.get("errors", []):
-        name = where(entry, files) if entry.get("key") else "(event)"
-        out.print(Text.assemble(("✗ ", "bold red"), (name, "bold"), f"  {entry['error']}: {entry['message']}"), soft_wrap=True)
-    for entry in response.get("skipped", []):
-        out.print(Text.assemble(("– ", "yellow"), (where(entry, files), "bold"), f"  skipped: {entry['reason']}"), soft_wrap=True)
-    model = response.get("model")
-    if model:
-        out.print(Text(f"model {model['name']} {model['version']} (sha256 {model['sha256'][:12]}…)", style="dim"))
+    for error in typed.errors:
+        name = where(error, files) if error.key else "(event)"
+        out.print(Text.assemble(("✗ ", "bold red"), (name, "bold"), f"  {error.error}: {error.message}"), soft_wrap=True)
+    for skipped in typed.skipped:
+        out.print(Text.assemble(("– ", "yellow"), (where(skipped, files), "bold"), f"  skipped: {skipped.reason}"), soft_wrap=True)
+    if typed.model:
+        out.print(Text(f"model {typed.model.name} {typed.model.version} (sha256 {typed.model.sha256[:12]}…)", style="dim"))
 
 
 def render_report(invocation_info: dict) -> None:

@@ -28,7 +28,7 @@ from ..emulator.launcher import FunctionLauncher
 from ..emulator.s3 import EmbeddedS3
 from ..session import RUNS_PREFIX, Upload, image_key, invoke_images
 from .admission import Admission, EventQueue, FaultSwitch
-from .client import StackConfig, state_file
+from .client import StackConfig, StackState, state_file
 from .errors import invalid_content
 from .invoke_api import Api, StackHTTPServer
 from .protocol import EMULATOR_ALIAS, EXECUTED_VERSION
@@ -66,15 +66,15 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if config.idle_seconds:
             threading.Thread(target=_stop_when_idle, args=(server.api, config.idle_seconds, stopping), daemon=True).start()
-        state = {"pid": os.getpid(), "endpoint": f"http://127.0.0.1:{server.server_address[1]}",
-                 "s3_endpoint": s3_server.endpoint_url, "bucket": config.bucket, "config": config.to_json(),
-                 "runtime": pool.instances[0].sandbox.runtime, "started_at": time.time(),
-                 "owner": owner, "rie_path": str(Path(launcher.rie_path).resolve()), "model": manifest.summary(),
-                 "instance_pids": [i.sandbox.process.pid for i in pool.instances if getattr(i.sandbox, "process", None)]}
+        state = StackState(pid=os.getpid(), endpoint=f"http://127.0.0.1:{server.server_address[1]}",
+                           s3_endpoint=s3_server.endpoint_url, bucket=config.bucket, config=config,
+                           runtime=pool.instances[0].sandbox.runtime, started_at=time.time(), owner=owner,
+                           rie_path=str(Path(launcher.rie_path).resolve()), model=manifest.summary(),
+                           instance_pids=[i.sandbox.process.pid for i in pool.instances if getattr(i.sandbox, "process", None)])
         partial = state_file().with_name(f"state.{os.getpid()}.part")
-        partial.write_text(json.dumps(state, indent=2))
+        partial.write_text(json.dumps(state.to_json(), indent=2))
         os.replace(partial, state_file())  # readers never see half a state file
-        print(f"ready: {state['endpoint']}", flush=True)
+        print(f"ready: {state.endpoint}", flush=True)
         while not signalled and not stopping.wait(0.2):
             pass
     except RcycError as exc:
