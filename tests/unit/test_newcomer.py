@@ -57,10 +57,12 @@ def test_plural(n, text):
 
 
 def test_results_are_titled_with_the_users_path_when_the_key_is_one_the_run_uploaded():
-    entry = {"bucket": "b", "key": "runs/0bb1ed5f1990/images/soda_cans_0.jpg"}
+    from rcyc_core.results import RecordError
+
+    entry = RecordError(0, "b", "runs/0bb1ed5f1990/images/soda_cans_0.jpg", "NoSuchKey", "gone")
     assert where(entry, {"runs/0bb1ed5f1990/images/soda_cans_0.jpg": "photos/soda_cans_0.jpg"}) == "photos/soda_cans_0.jpg"
     assert where(entry, {}) == "s3://b/runs/0bb1ed5f1990/images/soda_cans_0.jpg"
-    assert where({"key": "x.jpg"}) == "x.jpg"
+    assert where(RecordError(0, None, "x.jpg", "NotFound", "gone")) == "x.jpg"
 
 
 def test_a_long_title_is_not_wrapped_mid_word_at_80_columns(monkeypatch):
