@@ -62,7 +62,7 @@ fixtures: setup-dev
 # (uv prefers the output file's versions), so this changes only what a dependency edit asks for. The runtime
 # lock is constrained by the dev lock, so `make test`'s second install never changes a runtime package.
 lock: $(UV)
-	$(LOCK) pyproject.toml --extra keras --extra train --extra dev -o requirements-dev-lock.txt
+	$(LOCK) pyproject.toml --extra keras --extra eval --extra train --extra dev -o requirements-dev-lock.txt
 	$(LOCK) pyproject.toml -c requirements-dev-lock.txt -o requirements-lock.txt
 	echo "uv==$(UV_VERSION)" | $(LOCK) - -o requirements-uv-lock.txt
 

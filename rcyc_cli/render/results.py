@@ -63,7 +63,12 @@ def render_response(response: dict, files: dict[str, str] | None = None) -> None
         name = where(error, files) if error.key else "(event)"
         out.print(Text.assemble(("✗ ", "bold red"), (name, "bold"), f"  {error.error}: {error.message}"), soft_wrap=True)
     for skipped in typed.skipped:
-        out.print(Text.assemble(("– ", "yellow"), (where(skipped, files), "bold"), f"  skipped: {skipped.reason}"), soft_wrap=True)
+        out.print(Text.assemble(("– ", "yellow"), (where(skipped, files) if skipped.key else "(event)", "bold"),
+                                f"  skipped: {skipped.reason}"), soft_wrap=True)
+    if "batchItemFailures" in response:  # an SQS batch: what Lambda would do with each message
+        retry = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+        out.print(Text(f"SQS answer: retry {len(retry)} message(s){': ' + ', '.join(retry) if retry else ''}; "
+                       "the others are deleted from the queue", style="bold"))
     if typed.model:
         out.print(Text(f"model {typed.model.name} {typed.model.version} (sha256 {typed.model.sha256[:12]}…)", style="dim"))
 
