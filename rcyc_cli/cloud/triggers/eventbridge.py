@@ -141,7 +141,7 @@ def _remove_permission(lam, function: str, statement_id: str) -> None:
 
 
 def audit(aws, bucket: str, function: str) -> list:
-    from ..audit import Finding
+    from ..findings import Finding
 
     events = aws.client("events")
     if not _statements(aws.client("lambda"), function):  # EventBridge may not invoke it: not wired this way

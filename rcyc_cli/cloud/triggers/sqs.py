@@ -169,7 +169,7 @@ def remove(aws, function: str, bucket: str, dry_run: bool = False, thorough: boo
 
 
 def audit(aws, bucket: str, function: str) -> list:
-    from ..audit import Finding
+    from ..findings import Finding
 
     sqs = aws.client("sqs")
     queue, _ = names(function)
@@ -196,7 +196,7 @@ def audit(aws, bucket: str, function: str) -> list:
 
 def _policy_finding(policy: str | None, bucket: str):
     """Only S3, and only for this bucket, may send: every Allow must name the S3 service and pin the source ARN."""
-    from ..audit import Finding
+    from ..findings import Finding
     from ..buckets import as_list
 
     try:
