@@ -217,4 +217,4 @@ def build_tagged(tags: list[str], flavor: str = DEFAULT_FLAVOR, base_image: str 
         image.tag(*parse_repository_tag(tag))
     total, own = image_layers(client, result.image_id, base)
     return {**result.to_dict(), "tags": client.images.get(result.image_id).tags, "size": total, "own_layers_size": own,
-            "flavor": flavor, "base_image": base}
+            "flavor": flavor, "base_image": base, "ca_bundle": str(ca_bundle) if ca_bundle else None}

@@ -60,6 +60,16 @@ class Invocation:
 
 
 REPORT_RE = re.compile(r"REPORT RequestId: (?P<id>\S+)(?P<rest>.*)")
+MAX_MEMORY_RE = re.compile(r"(Max Memory Used: )\d+( MB)")
+
+
+def with_measured_peak(lines: list[str], peak_mb: float | None) -> list[str]:
+    """The emulator's REPORT line gives the memory size as "Max Memory Used" (it measures nothing); where rcyc
+    measured the function's real peak, the line says that instead."""
+    if peak_mb is None:
+        return lines
+    return [MAX_MEMORY_RE.sub(rf"\g<1>{max(1, round(peak_mb))}\g<2>", line) if line.startswith("REPORT") else line
+            for line in lines]
 
 
 INIT_RE = re.compile(r"INIT REPORT\(durationMs: (?P<ms>[\d.]+)\)")

@@ -104,6 +104,10 @@ def _defaults_for(command: click.Command, settings: dict) -> dict:
     return defaults
 
 
+# The commands that load TensorFlow or LiteRT in this process, whose C++ logs rcyc_cli.quiet filters.
+LOADS_NATIVE_LOGGERS = {"predict", "eval", "train", "doctor", "upload-model", "models"}
+
+
 @click.group(cls=RcycGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rcyc")
 @click.option("--verbose", is_flag=True, envvar="RCYC_VERBOSE", help="Let TensorFlow and the libraries log as they like. [env RCYC_VERBOSE]")
@@ -119,6 +123,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     """
     if verbose:
         os.environ["RCYC_VERBOSE"] = "1"  # read where TensorFlow is imported (rcyc_core.backends.import_keras)
+    elif ctx.invoked_subcommand in LOADS_NATIVE_LOGGERS:
+        from .quiet import native_noise_filtered
+
+        ctx.with_resource(native_noise_filtered())
     keep_loopback_off_proxies()
     load_config(ctx)
 

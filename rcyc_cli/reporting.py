@@ -26,3 +26,8 @@ class Reporter:
 
 
 SILENT = Reporter()
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """"1 image", "2 images" (``nouns`` for irregular plurals): for status lines and results alike."""
+    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"

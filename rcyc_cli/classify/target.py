@@ -106,21 +106,16 @@ def aws_target(function: str, region: str | None, concurrency: int) -> tuple[Tar
 
 def local_target(function: str, concurrency: int, report) -> tuple[Target, object]:
     """The warm local stack (started if none runs) through its Lambda Invoke API, and its S3."""
-    from ..cloud.aws import s3_client
     from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
     from ..local.emulator import rie
-    from ..function_spec import FunctionSpec
     from ..local.stack import client as stack
 
-    running = stack.find()
-    if running is None:
-        report.status("starting the local stack (rcyc local down stops it)")
-        running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process")))
+    running, s3 = stack.find_or_up(report)
     config = running.state["config"]
     lam = lambda_client(running.endpoint_url, LOCAL_REGION, config["timeout"], concurrency, credentials=LOCAL_CREDENTIALS)
     target = Target("local", lam, function, running.endpoint_url, config["memory"], rie.arch(),
                     config["timeout"], config["instances"], config["bucket"], store=stack_store(running.endpoint_url))
-    return target, s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
+    return target, s3
 
 
 class NoStoreRoute(Exception):

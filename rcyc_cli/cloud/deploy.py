@@ -13,13 +13,13 @@ from rcyc_core.s3 import NOT_FOUND_CODES
 from ..defaults import (ARCHITECTURES, DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_REFRESH_SECONDS,
                         DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, MODELS_PREFIX, POINTER_KEY)
 from ..function_spec import FunctionSpec
-from ..reporting import SILENT, Reporter
+from ..reporting import SILENT, Reporter, plural
 from . import buckets, store
 from .aws import Aws, aws_call, get_or_none
 from . import triggers
 from .functions import ensure_function, ensure_role, role_policy
 from .invoke import invoke
-from .registry import Registry, ecr_login, push, remote_image
+from .registry import Registry, RegistryError, ecr_login, push, remote_image
 
 
 @dataclass
@@ -99,6 +99,11 @@ def _registry(options: DeployOptions, ecr) -> Registry:
     host, token_user, token_password = ecr_login(ecr)
     if override and override.lower().split(":")[0] != host.lower().split(":")[0]:
         return Registry(override, source="none", note=f"not this account's ECR ({host}): no login sent")
+    if not override and not buckets.is_aws_endpoint(ecr):
+        # A local ECR API (moto) answers with a registry host that exists nowhere: say so before any build.
+        raise InputError(f"the ECR API at {ecr.meta.endpoint_url} is a local endpoint; the registry it names ({host}) "
+                         "does not exist, so the image has nowhere to go",
+                         hint="Pass --registry HOST:PORT (a local registry, as in docs/cloud.md), or deploy to AWS.")
     return Registry(host, token_user, token_password, source="ecr")
 
 
@@ -244,7 +249,7 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
         removed = triggers.remove(aws, options.function, options.bucket, dry) if existing_config else None
         summary["trigger"] = removed or {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
     if options.smoke and not dry:
-        report.status(f"smoke test: invoking {options.function} with {len(options.smoke)} key(s)")
+        report.status(f"smoke test: invoking {options.function} with {plural(len(options.smoke), 'key')}")
         try:
             summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
         except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke

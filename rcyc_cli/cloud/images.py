@@ -40,7 +40,9 @@ def check_image(path: Path) -> str:
 
 
 def upload_images(paths: list[Path], bucket: str, prefix: str = IMAGES_PREFIX, region: str | None = None,
-                  report: Reporter = SILENT) -> dict:
+                  report: Reporter = SILENT, s3=None) -> dict:
+    """Upload to ``bucket`` on AWS (or the endpoint boto3 is pointed at), or through the client ``s3``
+    (the local stack's S3)."""
     buckets.validate_bucket_name(bucket)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
@@ -51,10 +53,11 @@ def upload_images(paths: list[Path], bucket: str, prefix: str = IMAGES_PREFIX, r
         raise InputError("no image files were found in what was given", hint="Give image files, a directory of them, or a quoted glob pattern.")
     types = {p: check_image(p) for p in paths}  # refuse before uploading anything
     pairs = store.image_keys(paths, prefix)
-    aws = Aws(region)
-    s3 = aws.client("s3")
+    if s3 is None:
+        aws = Aws(region)
+        s3, region = aws.client("s3"), aws.region
     report.status(f"checking bucket {bucket}")
-    created = buckets.ensure_private_bucket(s3, bucket, aws.region)
+    created = buckets.ensure_private_bucket(s3, bucket, region)
     store.put_images(s3, bucket, pairs, types, progress=report.upload)
     return {"bucket": bucket, "bucket_created": created,
             "images": [{"file": str(p), "key": key, "content_type": types[p], "bytes": p.stat().st_size} for p, key in pairs]}

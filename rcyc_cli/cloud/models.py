@@ -12,7 +12,7 @@ from rcyc_core.manifest import MANIFEST_NAME
 from rcyc_core.s3 import NOT_FOUND_CODES
 
 from ..defaults import MODELS_PREFIX, POINTER_KEY
-from ..reporting import SILENT, Reporter
+from ..reporting import SILENT, Reporter, plural
 from . import buckets, store
 from .aws import Aws, aws_call, get_or_none
 
@@ -55,7 +55,7 @@ def upload_model(path: Path, bucket: str, name: str | None = None, version: str 
     created = buckets.ensure_private_bucket(s3, bucket, aws.region)
     previous = store.read_pointer(s3, bucket)
     files = store.model_files(manifest, directory)
-    report.status(f"uploading {len(files)} model file(s) to s3://{bucket}/{store.model_prefix(manifest)}")
+    report.status(f"uploading {plural(len(files), 'model file')} to s3://{bucket}/{store.model_prefix(manifest)}")
     manifest_key, uploaded = store.publish_model(s3, bucket, manifest, directory, promote=promote, progress=report.upload)
     return {
         "bucket": bucket,

@@ -7,25 +7,8 @@ from pathlib import Path
 import click
 
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_KEEP_WARM
-from .options import bucket_option, function_spec_options, model_option
+from .options import bucket_option, function_spec_options, model_option, s3_endpoint_option
 from .output import emit, json_option, progress, record_status
-
-
-def endpoint_url(ctx, param, value):
-    """An http(s) URL with a host, or a usage error naming the value (never a traceback from botocore)."""
-    if value is None:
-        return None
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        ok = False
-    if not ok:
-        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:5000")
-    return value
 
 
 @click.command("invoke-local")
@@ -33,8 +16,7 @@ def endpoint_url(ctx, param, value):
 @click.option("--event", "event_file", type=click.Path(path_type=Path), help="Post this S3 event JSON instead of one made for IMAGES.")
 @model_option
 @bucket_option
-@click.option("--endpoint-url", envvar="RCYC_LOCAL_S3_ENDPOINT", callback=endpoint_url,
-              help="Use this S3 endpoint instead of the embedded one. [env RCYC_LOCAL_S3_ENDPOINT]")
+@s3_endpoint_option
 @function_spec_options(local=True)
 @click.option("--concurrency", "-c", default=DEFAULT_CONCURRENCY, show_default=True, type=click.IntRange(1, 64),
               help="Function instances to spread the images over (events of up to --batch-size records).")
@@ -80,11 +62,11 @@ def invoke_local(images, event_file, model, bucket, endpoint_url, spec, concurre
     if logs:
         for invocation in local.invocations:
             console.log_lines(invocation.logs)
-    emit({**local.response, "invocation": info}, lambda _payload: _render(local.response, info), record_status(local.response))
+    emit({**local.response, "invocation": info}, lambda _payload: _render(local.response, info, local.files), record_status(local.response))
 
 
-def _render(response: dict, info: dict) -> None:
+def _render(response: dict, info: dict, files: dict[str, str]) -> None:
     from ..render import results  # rich: only for people (the --json path never imports it)
 
-    results.render_response(response)
+    results.render_response(response, files)
     results.render_report(info)

@@ -35,7 +35,7 @@ min_per_class_option = click.option(
     help="Images per class the gate needs before it promotes (held-out for train --upload, --eval's otherwise).")
 region_option = click.option("--region", envvar="AWS_REGION", help="AWS region. [env AWS_REGION, or the profile's]")
 function_option = click.option("--function", "function", envvar="RCYC_FUNCTION",
-                               help=f"The Lambda function (default {DEFAULT_FUNCTION}; 'function' with --endpoint-url). "
+                               help=f"The Lambda function (default {DEFAULT_FUNCTION}; 'function' with --lambda-endpoint-url). "
                                "[env RCYC_FUNCTION]")
 runtime_option = click.option(
     "--runtime", type=click.Choice(RUNTIMES), default=DEFAULT_RUNTIME, show_default=True, envvar="RCYC_RUNTIME",
@@ -43,8 +43,55 @@ runtime_option = click.option(
     "engine answers and has the base image. [env RCYC_RUNTIME]")
 platform_option = click.option("--platform", type=click.Choice(sorted(ARCHITECTURES)),
                                help="Target platform (sets the function's architecture).")
-endpoint_option = click.option("--endpoint-url",
-                               help="Invoke an emulator at this URL (e.g. rcyc's local sandbox) instead of AWS Lambda.")
+
+
+def check_url(value: str | None) -> str | None:
+    """An http(s) URL with a host, or a usage error naming the value (never a traceback from botocore)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:5000")
+    return value
+
+
+def _endpoint_option(flag: str, help: str, envvar: list[str] | None = None):
+    """--s3-endpoint-url or --lambda-endpoint-url (one name per service across commands), plus the old
+    --endpoint-url with this command's old meaning, kept as a deprecated alias. Both fill ``endpoint_url``."""
+    key = "rcyc.deprecated_endpoint_url"
+
+    def deprecated(ctx, param, value):
+        # Processed before the new option when given on the command line (click handles given options first).
+        if value is not None:
+            ctx.meta[key] = check_url(value)
+            click.echo(f"warning: --endpoint-url is deprecated here; it means {flag} (use that).", err=True)
+
+    def current(ctx, param, value):
+        return ctx.meta.get(key) or check_url(value)
+
+    env = f" [env {', '.join(envvar)}]" if envvar else ""
+
+    def decorate(f):
+        f = click.option("--endpoint-url", "deprecated_endpoint_url", hidden=True, expose_value=False,
+                         callback=deprecated)(f)
+        return click.option(flag, "endpoint_url", envvar=envvar, callback=current, help=help + env)(f)
+
+    return decorate
+
+
+# S3 endpoints are --s3-endpoint-url, Lambda endpoints --lambda-endpoint-url, in every command.
+endpoint_option = _endpoint_option(
+    "--lambda-endpoint-url", "Invoke an emulator at this URL (e.g. the local stack's `endpoint`) instead of AWS Lambda.")
+s3_endpoint_option = _endpoint_option(
+    "--s3-endpoint-url", "Use the S3 at this URL instead of the local stack's (or the embedded one).",
+    envvar=["RCYC_LOCAL_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3"])
 
 
 def function_spec_options(local: bool):

@@ -54,19 +54,29 @@ def _render_upload(summary: dict, bucket: str, promote: bool) -> None:
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--prefix", default=IMAGES_PREFIX, show_default=True, help="Key prefix (the function's role reads images/ only).")
 @bucket_option
-@click.option("--invoke", "then_invoke", is_flag=True, help="Then classify them with the function (deployed, or --endpoint-url).")
+@click.option("--local", is_flag=True,
+              help="Into the local stack's S3 (started if none runs), where invoke-local and classify --local read.")
+@click.option("--invoke", "then_invoke", is_flag=True,
+              help="Then classify them with the function (deployed, the local stack's with --local, or --lambda-endpoint-url).")
 @function_option
 @endpoint_option
 @region_option
 @json_option
-def upload_image(images, prefix, bucket, then_invoke, function, endpoint_url, region):
+def upload_image(images, prefix, bucket, local, then_invoke, function, endpoint_url, region):
     """Upload IMAGES to the bucket (each must decode as an image); print their keys.
 
     IMAGES are files, directories (their image files, recursively) or quoted glob patterns, as for invoke-local."""
     from ..cloud import images as cloud_images, invoke
 
+    s3 = None
     with progress() as report:
-        summary = cloud_images.upload_images(list(images), bucket, prefix, region, report)
+        if local:
+            from ..defaults import LOCAL_REGION
+            from ..local.stack import client as stack
+
+            running, s3 = stack.find_or_up(report)
+            region, endpoint_url = LOCAL_REGION, endpoint_url or running.endpoint_url
+        summary = cloud_images.upload_images(list(images), bucket, prefix, region, report, s3=s3)
     keys = [entry["key"] for entry in summary["images"]]
     if then_invoke:
         summary["invoke"] = invoke.invoke(keys, bucket, function, endpoint_url, region)

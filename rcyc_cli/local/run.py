@@ -30,7 +30,7 @@ from ..function_spec import FunctionSpec
 from ..invocation import Invocation
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
-from .session import RUNS_PREFIX, Upload
+from .session import RUNS_PREFIX, Upload, image_key
 from .stack import warm
 from .stack.client import StackConfig
 
@@ -102,6 +102,7 @@ class LocalRun:
     info: RunInfo
     invocations: list[Invocation]
     seconds: float
+    files: dict[str, str] = field(default_factory=dict)  # key -> the image's path as the user gave it (for titles)
 
     def figures(self) -> dict:
         """The emulator's figures: the report of a single invocation, or a summary over many."""
@@ -134,12 +135,17 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
         running = warm.find_or_start(options.wanted_stack(), manifest, options.keep_warm, report)
     if running is not None:
         report.status(f"using the warm local stack ({running.state['runtime']}, {running.state['config']['instances']} instances)")
-        answer = warm.run_on_stack(running, uploads, event, options.concurrency, options.batch_size)
+        answer = warm.run_on_stack_in_parts(running, uploads, event, options.concurrency, options.batch_size, report)
         info = RunInfo(f"{running.state['runtime']} (warm stack)", running.state["bucket"], running.state["s3_endpoint"],
                        _answered_by(answer["response"], manifest), answer["prefix"])
-        return LocalRun(answer["response"], info, answer["invocations"], answer["seconds"])
-    return _run_here(options.function, options.bucket, options.endpoint_url, uploads, event, manifest, model_dir, report,
-                     concurrency=options.concurrency, batch_size=options.batch_size)
+        local = LocalRun(answer["response"], info, answer["invocations"], answer["seconds"])
+        keys = answer["keys"]
+    else:
+        local = _run_here(options.function, options.bucket, options.endpoint_url, uploads, event, manifest, model_dir, report,
+                          concurrency=options.concurrency, batch_size=options.batch_size)
+        keys = [image_key(local.info.prefix or "", upload) for upload in uploads]
+    local.files = {key: str(path) for key, path in zip(keys, images)}
+    return local
 
 
 def _run_here(spec: FunctionSpec, bucket: str, endpoint_url: str | None, uploads: list[Upload], event: dict | None,

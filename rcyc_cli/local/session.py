@@ -13,7 +13,7 @@ from rcyc_core import events
 from ..cloud import aws
 from ..defaults import IMAGES_PREFIX
 from ..invocation import Invocation
-from ..reporting import SILENT, Reporter
+from ..reporting import SILENT, Reporter, plural
 
 RUNS_PREFIX = "runs/"  # on a bucket other runs can reach, each run keeps to runs/<run id>/
 UPLOAD_WORKERS = 8  # S3 puts in flight at once: one at a time cost 1.7 s of a 4.2 s run of 200 images
@@ -83,13 +83,15 @@ def invoke_images(invoke: Callable[[dict], Invocation], bucket: str, keys: list[
     if event is not None:
         event, count = events.rebase(event, run_copies(keys))
         if count:
-            report.status(f"{count} record(s) of the event point at this run's own copies of the images")
+            report.status(f"{plural(count, 'record')} of the event point at this run's own copies of the images")
         report.status("invoking the function with the event")
         answer = invoke(event)
         return Outcome(answer.response, [answer], time.perf_counter() - started)
     from .emulator.pool import run_keys
 
     batch = len(keys) if concurrency <= 1 else min(batch_size, -(-len(keys) // concurrency))
-    report.status(f"invoking the function: {len(keys)} image(s), {-(-len(keys) // batch)} event(s), concurrency {concurrency}")
+    report.status(f"invoking the function: {plural(len(keys), 'image')}, {plural(-(-len(keys) // batch), 'event')}, "
+                  f"concurrency {concurrency}")
+    report.expect(len(keys))
     done = run_keys(invoke, bucket, keys, batch_size=batch, concurrency=concurrency, on_done=report.done)
     return Outcome(done.response, done.invocations, time.perf_counter() - started)

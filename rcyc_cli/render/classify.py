@@ -7,7 +7,7 @@ from rich.text import Text
 
 from rcyc_core.labels import LABELS
 
-from .console import out
+from .console import out, plural, title
 
 
 def render_summary(summary: dict) -> None:
@@ -15,22 +15,23 @@ def render_summary(summary: dict) -> None:
     if summary["dry_run"]:
         estimate = summary["estimate"]
         out.print(Text.assemble(("plan (dry run: nothing invoked) ", "bold"), where))
-        out.print(f"{summary['images']} images ({summary['not_images']} other objects), {summary['done_before']} already "
+        out.print(f"{plural(summary['images'], 'image')} ({summary['not_images']} other objects), {summary['done_before']} already "
                   f"classified by the current model, {summary['to_classify']} to classify")
-        out.print(f"{estimate['invocations']} invocations of {summary['function']} ({summary['endpoint']}), "
+        out.print(f"{plural(estimate['invocations'], 'invocation')} of {summary['function']} ({summary['endpoint']}), "
                   f"about {estimate['seconds']} s at concurrency {summary['concurrency']}, "
                   f"{estimate['gb_seconds']} GB-s ≈ ${estimate['cost_usd']:.4f} at {summary['memory_mb']} MB "
                   f"{summary['architecture']}")
         out.print(Text(f"estimated from {estimate['basis']}", style="dim"))
         return
-    table = Table(title=Text(f"{where} → {summary['results_prefix']}", style="bold"), title_justify="left", show_edge=False)
+    title(f"{where} → {summary['results_prefix']}")
+    table = Table(show_edge=False)
     table.add_column("class")
     table.add_column("images", justify="right")
     for label in LABELS:
         table.add_row(label, str(summary["per_class"][label]))
     out.print(table)
     out.print(f"{summary['classified']} classified now, {summary['done_before']} already done, "
-              f"{summary['not_images']} other objects untouched; {summary['invocations']} invocations "
+              f"{summary['not_images']} other objects untouched; {plural(summary['invocations'], 'invocation')} "
               f"({summary['retries']} retried), {summary['seconds']:.1f} s"
               + (f", {summary['images_per_second']} images/s" if summary.get("images_per_second") else ""))
     for kind, count in sorted(summary["errors"].items()):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ..reporting import plural  # noqa: F401 - the renderers' one plural
+
 _consoles: dict[bool, object] = {}
 
 
@@ -34,6 +36,12 @@ def _text(*parts):
     from rich.text import Text
 
     return Text.assemble(*parts)
+
+
+def title(text: str, style: str = "bold") -> None:
+    """A heading on a line of its own, never wrapped: a table's own title wraps at the table's width, which cuts
+    a long path or URI mid-word even in a wide terminal."""
+    _console(False).print(_text((text, style)), soft_wrap=True)
 
 
 def print_json(data: object) -> None:

@@ -7,7 +7,7 @@ from rich.text import Text
 
 from rcyc_core.labels import LABELS
 
-from .console import out, warning
+from .console import out, plural, warning
 
 SHORT = {"boxes": "box", "glass_bottles": "glass", "soda_cans": "can", "crushed_soda_cans": "crushed", "plastic_bottles": "plastic"}
 
@@ -33,7 +33,7 @@ def render_evaluation(result: dict) -> None:
         headline = Text.assemble(("accuracy ", "bold"), (percent_ci(result["accuracy"], result.get("accuracy_ci")), "bold green"),
                                  f" on {metrics['support']}" + (" unseen" if leakage.get("seen") else "") + " images")
     out.print(Text.assemble(headline, f"  macro F1 {metrics['macro']['f1']:.3f}  ECE {metrics['ece'] or 0:.3f}  "
-                            f"{result['evaluated']} of {result['images']} images answered  "
+                            f"{result['evaluated']} of {plural(result['images'], 'image')} answered  "
                             f"model {_model(result['model'])}  via {result.get('via', 'predict')}"
                             + (f"  {rate:.1f} images/s" if rate else "")))
     if leakage.get("seen"):

@@ -10,12 +10,20 @@ from rich.text import Text
 from rcyc_core.labels import LABELS
 from rcyc_core.results import Response, Result
 
-from .console import log_lines, out
+from .console import log_lines, out, plural, title
+
+
+def where(entry, files: dict[str, str] | None = None) -> str:
+    """What to call a result, an error or a skip: the user's own file when the key is one this run uploaded
+    (``files``: key -> the path as given), else its S3 URI (or the key, for rcyc predict)."""
+    key = str(entry.key)
+    if files and key in files:
+        return files[key]
+    return f"s3://{entry.bucket}/{key}" if entry.bucket else key
 
 
 def prediction_table(entry: Result) -> Table:
-    where = f"s3://{entry.bucket}/{entry.key}" if entry.bucket else str(entry.key)
-    table = Table(title=Text(where, style="bold"), title_justify="left", show_edge=False, pad_edge=False)
+    table = Table(show_edge=False, pad_edge=False)
     table.add_column("class")
     table.add_column("score", justify="right")
     table.add_column("", min_width=24)
@@ -31,16 +39,19 @@ def prediction_table(entry: Result) -> Table:
 TABLES_UP_TO = 8  # more results than this: a per-class summary instead of a table each
 
 
-def render_response(response: dict) -> None:
-    """The five-way prediction of every record (or a per-class summary of many), then each error and skip."""
+def render_response(response: dict, files: dict[str, str] | None = None) -> None:
+    """The five-way prediction of every record (or a per-class summary of many), then each error and skip.
+    ``files`` (key -> the user's path) names results after the files they came from."""
     typed = Response.from_json(response)
     results = typed.results
     if len(results) <= TABLES_UP_TO:
         for entry in results:
+            title(where(entry, files))
             out.print(prediction_table(entry))
             out.print()
     else:
-        summary = Table(title=f"{len(results)} images", title_justify="left", show_edge=False)
+        title(plural(len(results), "image"))
+        summary = Table(show_edge=False)
         summary.add_column("class")
         summary.add_column("images", justify="right")
         summary.add_column("mean confidence", justify="right")
@@ -49,9 +60,11 @@ def render_response(response: dict) -> None:
             summary.add_row(label, str(len(mine)), f"{sum(mine) / len(mine):.3f}" if mine else "-")
         out.print(summary)
     for error in typed.errors:
-        out.print(Text.assemble(("✗ ", "bold red"), (str(error.key or "(event)"), "bold"), f"  {error.error}: {error.message}"))
+        name = where(error, files) if error.key else "(event)"
+        out.print(Text.assemble(("✗ ", "bold red"), (name, "bold"), f"  {error.error}: {error.message}"), soft_wrap=True)
     for skipped in typed.skipped:
-        out.print(Text.assemble(("– ", "yellow"), (str(skipped.key or "(event)"), "bold"), f"  skipped: {skipped.reason}"))
+        out.print(Text.assemble(("– ", "yellow"), (where(skipped, files) if skipped.key else "(event)", "bold"),
+                                f"  skipped: {skipped.reason}"), soft_wrap=True)
     if "batchItemFailures" in response:  # an SQS batch: what Lambda would do with each message
         retry = [f["itemIdentifier"] for f in response["batchItemFailures"]]
         out.print(Text(f"SQS answer: retry {len(retry)} message(s){': ' + ', '.join(retry) if retry else ''}; "
@@ -63,7 +76,7 @@ def render_response(response: dict) -> None:
 def render_report(invocation_info: dict) -> None:
     if "report" not in invocation_info:
         out.print(Text(
-            f"emulator ({invocation_info['runtime']}): {invocation_info['invocations']} invocations, "
+            f"emulator ({invocation_info['runtime']}): {plural(invocation_info['invocations'], 'invocation')}, "
             f"{invocation_info['cold_starts']} cold, {invocation_info['seconds']:.2f} s, "
             f"{invocation_info['images_per_second']} images/s, duration p50 {invocation_info['duration_ms_p50']} ms",
             style="cyan"))

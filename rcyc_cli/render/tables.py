@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from . import console
 from .console import out, warning
 from .results import render_invocation
 
@@ -18,13 +19,28 @@ def render_build(summary: dict) -> None:
     out.print(Text.assemble(("image ", "bold"), summary["image_id"][7:19], f"  ({state})"))
     out.print(f"tags:  {', '.join(summary['tags']) or '(none)'}")
     out.print(f"size:  {_size(summary['size'])} in all, {_size(summary['own_layers_size'])} of it the function's own layers")
-    out.print(Text(f"next: rcyc invoke-local --runtime docker --flavor {summary['flavor']}", style="dim"))
+    out.print(Text(f"next: {next_invoke(summary)}", style="dim"), soft_wrap=True)
+
+
+def next_invoke(summary: dict) -> str:
+    """The invoke-local that runs the image just built: the same flavor, base image and CA bundle (without them
+    it would build, or look for, another image)."""
+    import shlex
+
+    from ..defaults import DEFAULT_BASE_IMAGE
+
+    args = ["rcyc", "invoke-local", "--runtime", "docker", "--flavor", summary["flavor"]]
+    if summary.get("base_image") and summary["base_image"] != DEFAULT_BASE_IMAGE:
+        args += ["--base-image", summary["base_image"]]
+    if summary.get("ca_bundle"):
+        args += ["--ca-bundle", summary["ca_bundle"]]
+    return shlex.join(args)
 
 
 def render_stack(status: dict) -> None:
     """rcyc local up / status: the stack's instances (status as ``stack.describe`` returns it)."""
-    table = Table(title=f"local stack at {status['endpoint']} (S3 {status['s3_endpoint']}, bucket {status['bucket']})",
-                  title_justify="left", show_edge=False)
+    console.title(f"local stack at {status['endpoint']} (S3 {status['s3_endpoint']}, bucket {status['bucket']})", style="")
+    table = Table(show_edge=False)
     for column in ("instance", "runtime", "model", "invokes", "cold start", "restarts"):
         table.add_column(column)
     for instance in status["instances"]:
@@ -78,12 +94,15 @@ def render_checks(rows: list[tuple[str, str, str, str]]) -> None:
     """rcyc doctor: (check, status, detail, fix) per row, the status coloured."""
     styles = {"ok": "green", "missing": "red", "high": "bold red", "medium": "yellow", "skipped": "dim",
               "not applicable": "dim"}
-    table = Table(show_edge=False)
-    for column in ("check", "status", "detail", "fix"):
-        table.add_column(column)
+    # One line per check and one per fix, never cut or folded inside a word: a path or a command is only
+    # useful whole (a four-column table at 80 columns cut them with "…" or split them mid-word).
+    width = max(len(name) for name, *_ in rows) if rows else 0
+    state_width = max(len(state) for _, state, *_ in rows) if rows else 0
     for name, state, detail, fix in rows:
-        table.add_row(name, f"[{styles.get(state, '')}]{state}[/]", detail, fix)
-    out.print(table)
+        out.print(Text.assemble((f"{state:<{state_width}}  ", styles.get(state, "")), (f"{name:<{width}}  ", "bold"), detail),
+                  soft_wrap=True)
+        if fix:
+            out.print(Text.assemble(" " * (state_width + 2), ("fix: ", "yellow"), fix), soft_wrap=True)
 
 
 def render_models(listing: dict) -> None:

@@ -174,3 +174,24 @@ def test_throttling_from_the_invoke_api_is_retried_to_completion(local_stack):
     with urllib.request.urlopen(running.endpoint_url + "/rcyc/faults", timeout=10) as reply:
         faults = json.loads(reply.read())
     assert faults["next"] == 0 and faults["injected"] >= 4  # every 429 was answered, and retried through
+
+
+def test_upload_image_local_then_classify_local_classify_the_images_just_uploaded(local_stack, tmp_path):
+    """One S3 for local work: what `upload-image --local` puts is what `classify --local` classifies."""
+    _, s3 = local_stack
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    truth = {}
+    for label, path in class_images():
+        (folder / f"new-{path.name}").write_bytes(path.read_bytes())
+        truth[f"fresh/new-{path.name}"] = label
+    uploaded = run_cli("upload-image", "--local", "--bucket", BUCKET, "--prefix", "fresh/", folder, "--json")
+    assert uploaded.exit_code == 0, uploaded.output
+    assert sorted(entry["key"] for entry in json.loads(uploaded.stdout)["images"]) == sorted(truth)
+    result = run(f"s3://{BUCKET}/fresh/", "--local", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["classified"] == len(truth), summary
+    answers = results(s3, "results/fresh/")
+    assert {key.removeprefix("results/").removesuffix(".json") for key in answers} == set(truth)
+    assert sum(answers[f"results/{key}.json"]["label"] == label for key, label in truth.items()) >= len(truth) - 1

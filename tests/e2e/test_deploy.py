@@ -543,3 +543,14 @@ def test_a_tag_naming_a_multi_platform_index_is_not_deployed(aws_on_moto, bucket
     assert cloud_registry.remote_image(login, repository, "single").lambda_ready
     plan = ok(run("deploy", "--json", "--dry-run", "--tag", "multi", "--image", function_image, *common))
     assert plan["image"]["action"].startswith("refuse") and "index" in plan["image"]["action"]
+
+
+def test_deploy_against_a_local_ecr_without_registry_says_to_pass_one(aws_on_moto, bucket):
+    """moto's ECR names a registry host that exists nowhere: deploy (even --dry-run) says so before any build,
+    with the option that fixes it, instead of failing to resolve that host."""
+    ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
+    for extra in (["--dry-run"], []):
+        result = run("deploy", "--tag", "v3", "--bucket", bucket, "--function", f"fn-{bucket}", *extra)
+        assert result.exit_code == ExitStatus.BAD_INPUT, result.output
+        assert "local endpoint" in result.stderr and "--registry HOST:PORT" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -18,7 +18,7 @@ def ruff() -> list[str]:
     if (here := Path(sys.executable).with_name("ruff")).exists():
         return [str(here)]
     found = shutil.which("ruff")
-    need(found is not None, "ruff (the test extra: pip install 'rcyc[test]')")
+    need(found is not None, "ruff (the dev extra: make setup-dev)")
     return [found]
 
 

@@ -15,7 +15,7 @@ from rcyc_core.errors import PrerequisiteError
 from rcyc_core.manifest import Manifest
 
 from ...defaults import (DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_REGION, POINTER_KEY)
-from ...reporting import SILENT, Reporter
+from ...reporting import SILENT, Reporter, plural
 from ...function_spec import FunctionSpec
 from . import rie as rie_finder
 from .pool import Pool
@@ -83,7 +83,7 @@ class FunctionLauncher:
         env = {**function_environment(bucket, refresh_seconds, results_prefix, pointer_key=pointer_key),
                "AWS_ENDPOINT_URL_S3": s3.meta.endpoint_url, reaper.OWNER_VARIABLE: self.owner}
         factory = self.sandbox_factory(env)
-        self.report.status(f"starting {instances} Lambda emulator instance(s)")
+        self.report.status(f"starting {plural(instances, 'Lambda emulator instance')}")
         pool = Pool(factory, instances)
         try:
             return pool.start(warm=warm)

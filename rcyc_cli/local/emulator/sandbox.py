@@ -21,7 +21,7 @@ from pathlib import Path
 from rcyc_core.errors import EventError, FunctionError, PrerequisiteError
 
 from ...defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LAMBDA_MAX_PAYLOAD, LOCAL_CREDENTIALS, LOCAL_REGION
-from ...invocation import LOG_ABOVE, Invocation, decode_reply, parse_report
+from ...invocation import LOG_ABOVE, Invocation, decode_reply, parse_report, with_measured_peak
 from ...paths import FUNCTION_DIR, require_checkout
 from .ports import free_port, wait_for_port
 
@@ -256,6 +256,7 @@ class ProcessSandbox(Sandbox):
         answer = super().invoke(event)
         peak = _peak_mb(self.runtime_pid or pid)
         answer.report.peak_mb, answer.report.memory_enforced = peak, False
+        answer.logs = with_measured_peak(answer.logs, peak)
         return answer
 
     _log_read = 0  # bytes of the log file already read

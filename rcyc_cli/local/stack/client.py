@@ -242,6 +242,20 @@ def clean_stale(state: dict) -> None:
         state_file().unlink(missing_ok=True)
 
 
+def find_or_up(report=None) -> tuple[RemoteStack, object]:
+    """The running stack, else one started with the defaults (as `rcyc local up`), and a client of its S3:
+    the one S3 every local command (invoke-local, upload-image --local, classify --local) works on."""
+    from ...cloud.aws import s3_client
+    from ...defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+
+    running = find()
+    if running is None:
+        if report is not None:
+            report.status("starting the local stack (rcyc local down stops it)")
+        running = up(StackConfig(function=FunctionSpec(runtime="process")))
+    return running, s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
+
+
 def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:
     """Start the stack in the background and wait until every instance is warm. Under the stack's lock:
     a concurrent ``up`` waits, then finds this stack. A running stack started otherwise is refused."""

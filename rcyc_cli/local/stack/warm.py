@@ -17,7 +17,7 @@ from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
 from ...defaults import DEFAULT_BASE_IMAGE, DEFAULT_STACK_IDLE_SECONDS
 from ...invocation import Invocation, Report
 from ...reporting import SILENT, Reporter
-from ..session import Upload
+from ..session import Upload, image_key
 from . import client as stack_module
 from .client import RemoteStack, StackConfig
 from .protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
@@ -105,3 +105,36 @@ def stack_conflict(wanted: StackConfig, state: dict, manifest) -> str | None:
         if running.get(name) != value:
             return f"it runs with {name} {running.get(name)}, this call asks for {value} (rcyc local down, or --no-stack)"
     return None
+
+
+# A warm run answers only when it is done, so a large one is posted in parts (one per round of events over
+# the pool, a few times over) to show its progress; a part costs one request, a few ms on a run of seconds.
+PART_ROUNDS = 4
+
+
+def run_on_stack_in_parts(running, uploads: list[Upload], event: dict | None, concurrency: int, batch_size: int,
+                          report: Reporter = SILENT) -> dict:
+    """run_on_stack, in parts when there are many images, with report.expect/done for a progress bar; the
+    answer is one run's (records numbered across parts) plus ``keys``: each upload's key, in order."""
+    part = max(1, concurrency) * max(1, batch_size) * PART_ROUNDS
+    if event is not None or len(uploads) <= part:
+        answer = run_on_stack(running, uploads, event, concurrency, batch_size)
+        answer["keys"] = [image_key(answer["prefix"], upload) for upload in uploads]
+        return answer
+    report.expect(len(uploads))
+    merged = {"response": {"results": [], "errors": [], "skipped": []}, "invocations": [], "seconds": 0.0, "keys": []}
+    for start in range(0, len(uploads), part):
+        chunk = uploads[start:start + part]
+        answer = run_on_stack(running, chunk, None, concurrency, batch_size)
+        response = answer["response"]
+        for name in ("results", "errors", "skipped"):
+            merged["response"][name] += [{**entry, "record": entry["record"] + start} if isinstance(entry.get("record"), int) else entry
+                                         for entry in response.get(name, [])]
+        for name in set(response) - {"results", "errors", "skipped"}:
+            merged["response"][name] = response[name]  # the model: the same for every part
+        merged["invocations"] += answer["invocations"]
+        merged["seconds"] += answer["seconds"]
+        merged["keys"] += [image_key(answer["prefix"], upload) for upload in chunk]
+        merged.setdefault("prefix", answer["prefix"])
+        report.done(len(chunk))
+    return merged
