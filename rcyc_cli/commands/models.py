@@ -42,6 +42,8 @@ def models_list(bucket, region):
 @json_option
 def models_promote(name, version, bucket, region, eval_dir, min_per_class, force):
     """Make NAME VERSION the current model (also a rollback): one write of the pointer."""
+    if min_per_class is not None and eval_dir is None:
+        raise click.UsageError("--min-per-class is the promotion gate's floor: it needs --eval")
     from ..cloud import models as store
     with progress() as report:
         gate = None

@@ -47,6 +47,8 @@ def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, repo
         return
     if data_dir is None or out is None:
         raise click.UsageError("give DATA_DIR and --out (or --self-check)")
+    if min_per_class is not None and not upload:
+        raise click.UsageError("--min-per-class is the promotion gate's floor: it needs --upload")
     from ..train.session import TrainOptions, run_training
 
     options = TrainOptions(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,

@@ -78,16 +78,28 @@ def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = N
     - the candidate is significantly worse than the current model on the same images (exact McNemar, the
       eval gate).
 
+    A current model that cannot be read (the pointer names a missing or broken version) is no current model:
+    the floor still holds, and ``note`` says why nothing was compared.
+
     Returns the decision with its figures: ``failed``, ``reasons``, ``min_per_class``, ``per_class`` (images
     per class), ``images``, ``accuracy`` / ``accuracy_ci`` and ``current_accuracy`` / ``current_accuracy_ci``
     (95% Wilson intervals, on the images both answered), ``p_value``, ``more_images_needed``, ``note``."""
+    from rcyc_core.errors import ModelError
+
     from ..cloud import store
     from ..cloud.aws import Aws
+    from ..cloud.fetch import fetch_model
 
     if min_per_class < 1:
         raise ValueError("min_per_class must be at least 1")
-    has_current = store.read_pointer(Aws(region).client("s3"), bucket) is not None
-    result = run_eval(EvalOptions(data_dir, candidate, "current" if has_current else None, "predict", bucket, region,
+    current, unreadable = None, None
+    if store.read_pointer(Aws(region).client("s3"), bucket) is not None:
+        try:
+            current = fetch_model("current", bucket, region, report)
+        except ModelError as exc:  # a pointer to a missing or broken version: there is nothing to be worse than
+            unreadable = f"the current model cannot be read ({exc}), so there is nothing to compare with"
+    has_current = current is not None
+    result = run_eval(EvalOptions(data_dir, candidate, str(current) if has_current else None, "predict", bucket, region,
                                   gate_against=has_current), report)
     per_class = {label: figures["support"] for label, figures in result["metrics"]["per_class"].items()}
     reasons = list(result["gate"]["reasons"])
@@ -106,7 +118,7 @@ def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = N
     else:
         decision.update(images=result["metrics"]["support"], accuracy=result["accuracy"], accuracy_ci=result["accuracy_ci"],
                         current_accuracy=None, current_accuracy_ci=None, p_value=None, more_images_needed=None,
-                        note="no current model to compare with")
+                        note=unreadable or "no current model to compare with")
     return decision
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from rcyc_cli.evaluate import evidence, provenance
 from tests.cli import run
-from tests.unit.test_eval_evidence import EVAL_DIR, model_trained_on
+from tests.unit.test_eval_evidence import EVAL_DIR, bucket, model_trained_on  # noqa: F401 - bucket is a fixture
 
 TRAIN = ["boxes/boxes_0.jpg", "soda_cans/soda_cans_0.jpg", "glass_bottles/glass_bottles_0.jpg"]
 
@@ -65,3 +65,61 @@ def test_a_broken_file_the_model_trained_on_is_not_counted_as_an_evaluated_seen_
     seen = {"broken.jpg": {"match": "exact", "split": "train", "distance": 0}}  # no prediction: it did not decode
     evidence.headline(result, seen, checked=True)
     assert result["leakage"]["seen"] == 0 and result["leakage"]["unseen"] == 1 and result["accuracy_ci"] == [0.2, 1.0]
+
+
+# The promotion gate when the current model cannot be read, and options that need another one
+
+
+def test_a_pointer_to_a_broken_version_is_no_current_model_and_the_floor_still_holds(bucket):
+    import boto3
+
+    from rcyc_cli.evaluate.session import gate_figures, promotion_gate
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for key, body in [("models/ghost/9/manifest.json", None), ("models/broken/1/manifest.json", b"{}")]:
+        if body is not None:
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+        s3.put_object(Bucket=bucket, Key="models/current.json",
+                      Body=json.dumps({"manifest": key, "name": "x", "version": "1", "sha256": "0" * 64}).encode())
+        thin = promotion_gate(bucket, "candidate/1", EVAL_DIR)  # raised ModelError (exit 3) before
+        assert thin["failed"] and thin["reasons"][0].startswith("too little held-out evidence")
+        assert thin["current_accuracy"] is None and "the current model cannot be read" in thin["note"]
+        assert any("cannot be read" in line for line in gate_figures(thin))
+        assert not promotion_gate(bucket, "candidate/1", EVAL_DIR, min_per_class=4)["failed"]
+
+
+def test_models_promote_over_a_broken_current_model_with_enough_evidence(bucket):
+    import boto3
+
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket=bucket, Key="models/current.json",
+        Body=json.dumps({"manifest": "models/gone/1/manifest.json", "name": "gone", "version": "1", "sha256": "0" * 64}).encode())
+    promoted = run("models", "promote", "candidate", "1", "--bucket", bucket, "--eval", EVAL_DIR, "--min-per-class", "4", "--json")
+    assert promoted.exit_code == 0, promoted.stderr
+    assert json.loads(promoted.stdout)["current"]["name"] == "candidate"
+
+
+@pytest.mark.parametrize("args", [["models", "promote", "candidate", "1", "--bucket", "b", "--min-per-class", "5"],
+                                  ["train", str(EVAL_DIR), "--out", "unused", "--min-per-class", "5"]],
+                         ids=["promote without --eval", "train without --upload"])
+def test_min_per_class_without_its_gate_is_a_usage_error_not_silently_ignored(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    assert result.exit_code == 2 and "--min-per-class" in result.stderr and "needs" in result.stderr
+    assert not (tmp_path / "unused").exists()
+
+
+def test_exclude_suspects_without_cleanlab_fails_before_any_feature_is_extracted(tmp_path, monkeypatch):
+    import importlib.util
+
+    from tests.conftest import need
+
+    need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
+    from rcyc_cli.evaluate import suspects
+    from rcyc_cli.train import pipeline
+
+    monkeypatch.setattr(suspects, "available", lambda: False)
+    monkeypatch.setattr(pipeline, "backbone_tflite", lambda *a: pytest.fail("the backbone was prepared first"))
+    result = run("train", EVAL_DIR, "--out", tmp_path / "m", "--exclude-suspects")
+    assert result.exit_code != 0 and "cleanlab is not installed" in result.stderr and "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
