@@ -69,8 +69,8 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
 
 def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = None, report: Reporter = SILENT,
                    min_per_class: int = MIN_PER_CLASS) -> dict:
-    """The one gate before the pointer moves (``models promote --eval``, ``train --upload``, ``models import
-    --promote``): the candidate (NAME/VERSION in the bucket, or a local model directory) on held-out labelled
+    """The one gate before the pointer moves (``models promote --eval``, ``train --upload``; ``upload-model``
+    has none): the candidate (NAME/VERSION in the bucket, or a local model directory) on held-out labelled
     photos (a folder, or a loaded Dataset), against the current model when there is one. It fails when
 
     - the evidence is thin: fewer than ``min_per_class`` evaluated images the candidate never trained on in
