@@ -79,6 +79,10 @@ def warnings_for(result: dict) -> list[str]:
     if leakage.get("invalid_records"):
         lines.append(f"{leakage['invalid_records']} of the model's provenance records are malformed and were ignored: "
                      "images it trained on may go unnoticed (was its manifest edited?)")
+    copies = (result.get("duplicates") or {}).get("copies")
+    if copies:
+        lines.append(f"{copies} evaluated image(s) are byte-identical copies of others here: each copy counts again "
+                     "in every figure, so the intervals are narrower than the evidence")
     found = result.get("suspects") or {}
     if not found.get("checked", True) and found.get("note"):
         lines.append(found["note"])

@@ -174,3 +174,23 @@ def match(provenances: Iterable[dict | None], images: Iterable[tuple[str, Path]]
         elif near is not None:
             found[name] = near
     return found
+
+
+def copies(images: Iterable[tuple[str, Path]]) -> dict[str, str]:
+    """``{name: the first name with the same bytes}`` for every ``(name, path)`` image that repeats an earlier
+    one: copies count twice in every figure and would pad the promotion gate's floor."""
+    import hashlib
+
+    first: dict[str, str] = {}
+    repeated = {}
+    for name, path in images:
+        try:
+            with open(path, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        except OSError:
+            continue
+        if digest in first:
+            repeated[name] = first[digest]
+        else:
+            first[digest] = name
+    return repeated

@@ -58,6 +58,9 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
                           against=classifier(against_dir) if options.against else None,
                           against_name=options.against or "", seen=seen, provenance_checked=any(recorded))
     result["leakage"]["invalid_records"] = sum(p["invalid"] for p in recorded if p)
+    answered = {p["path"] for p in result["predictions"]}
+    repeated = provenance.copies((name, i.path) for i in dataset.images if (name := dataset.relative(i.path)) in answered)
+    result["duplicates"] = {"copies": len(repeated), "images": [{"path": k, "same_as": v} for k, v in repeated.items()]}
     reasons = gate(Metrics.from_dict(result["metrics"]), options.min_accuracy,
                    no_worse_than=Metrics.from_dict(result["against"]["metrics"]) if options.gate_against else None,
                    comparison=result["against"]["comparison"] if options.gate_against else None)
@@ -101,14 +104,17 @@ def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = N
     has_current = current is not None
     result = run_eval(EvalOptions(data_dir, candidate, str(current) if has_current else None, "predict", bucket, region,
                                   gate_against=has_current), report)
-    per_class = {label: figures["support"] for label, figures in result["metrics"]["per_class"].items()}
+    # The floor counts distinct photos the candidate never trained on: copies of one photo are not more evidence.
+    copies = {d["path"] for d in result["duplicates"]["images"]}
+    per_class = {label: sum(1 for p in result["predictions"] if p["true"] == label and not p.get("seen")
+                            and p["path"] not in copies) for label in result["metrics"]["per_class"]}
     reasons = list(result["gate"]["reasons"])
     thin = [f"{label} {n}" for label, n in per_class.items() if n < min_per_class]
     if thin:
         reasons.insert(0, f"too little held-out evidence: {', '.join(thin)} image(s), at least {min_per_class} per "
                           f"class needed")
     decision = {"failed": bool(reasons), "reasons": reasons, "min_per_class": min_per_class, "per_class": per_class,
-                "seen_left_out": result["leakage"]["seen"]}
+                "seen_left_out": result["leakage"]["seen"], "copies_left_out": len(copies)}
     if has_current:
         comparison = result["against"]["comparison"]
         decision.update(images=comparison["images"], accuracy=comparison["accuracy_a"],

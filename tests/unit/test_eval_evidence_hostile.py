@@ -123,3 +123,36 @@ def test_exclude_suspects_without_cleanlab_fails_before_any_feature_is_extracted
     result = run("train", EVAL_DIR, "--out", tmp_path / "m", "--exclude-suspects")
     assert result.exit_code != 0 and "cleanlab is not installed" in result.stderr and "hint:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Copies of one photo are not more evidence
+
+
+def padded_folder(root, copies: int):
+    """The fixture's correctly filed drawings, each photo ``copies`` times (a hostile way to reach the floor)."""
+    import shutil
+
+    for photo in EVAL_DIR.glob("*/*_[0-2].jpg"):
+        (root / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        for n in range(copies):
+            shutil.copy(photo, root / photo.parent.name / f"{photo.stem}_copy{n}.jpg")
+    return root
+
+
+def test_eval_warns_that_byte_identical_copies_narrow_the_intervals(tmp_path):
+    data = padded_folder(tmp_path / "data", 2)
+    result = run("eval", data, "--json")
+    evaluation = json.loads(result.stdout)
+    assert evaluation["duplicates"]["copies"] == evaluation["evaluated"] // 2
+    assert "byte-identical copies" in result.stderr
+    plain = json.loads(run("eval", EVAL_DIR, "--json").stdout)
+    assert plain["duplicates"] == {"copies": 0, "images": []}
+
+
+def test_copies_do_not_pad_the_promotion_gates_floor(bucket, tmp_path):
+    from rcyc_cli.evaluate.session import promotion_gate
+
+    data = padded_folder(tmp_path / "data", 7)  # 3 photos x 7 copies = 21 "images" per class
+    decision = promotion_gate(bucket, "candidate/1", data)
+    assert decision["failed"] and decision["reasons"][0].startswith("too little held-out evidence")
+    assert max(decision["per_class"].values()) == 3 and decision["copies_left_out"] > 0
