@@ -43,6 +43,8 @@ def headline(result: dict, seen: dict[str, dict] | None, checked: bool) -> None:
     }
     if not trained:
         result["accuracy_ci"] = result["metrics"]["accuracy_ci"]
+        if not predictions:  # every image broken: no accuracy, not 0%
+            result["accuracy"] = None
         return
     metrics = compute_metrics([p["true"] for p in unseen], [p["predicted"] for p in unseen],
                               [min(1.0, max(0.0, p["confidence"])) for p in unseen]).to_dict()

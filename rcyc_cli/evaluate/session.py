@@ -64,6 +64,11 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
     reasons = gate(Metrics.from_dict(result["metrics"]), options.min_accuracy,
                    no_worse_than=Metrics.from_dict(result["against"]["metrics"]) if options.gate_against else None,
                    comparison=result["against"]["comparison"] if options.gate_against else None)
+    leakage = result["leakage"]
+    if leakage["seen"] and not leakage["unseen"]:  # images were evaluated, but none the model had not trained on
+        reasons = [r if r != "no image could be evaluated" else
+                   f"every one of the {leakage['seen']} evaluated images was in the model's training set: no unseen "
+                   "image to measure" for r in reasons]
     result["via"] = options.via
     result["gate"] = {"min_accuracy": options.min_accuracy, "no_worse_than": options.against if options.gate_against else None,
                       "failed": bool(reasons), "reasons": reasons}

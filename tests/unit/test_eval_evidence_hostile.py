@@ -156,3 +156,24 @@ def test_copies_do_not_pad_the_promotion_gates_floor(bucket, tmp_path):
     decision = promotion_gate(bucket, "candidate/1", data)
     assert decision["failed"] and decision["reasons"][0].startswith("too little held-out evidence")
     assert max(decision["per_class"].values()) == 3 and decision["copies_left_out"] > 0
+
+
+# No figure where there is nothing to measure
+
+
+def test_the_accuracy_gate_on_a_folder_the_model_trained_on_says_so(tmp_path):
+    every = sorted(str(p.relative_to(EVAL_DIR)) for p in EVAL_DIR.rglob("*") if p.suffix in (".jpg", ".png"))
+    model, _ = model_trained_on(tmp_path, every, [])
+    result = run("eval", EVAL_DIR, "--model", model, "--min-accuracy", "0.5", "--json")
+    assert result.exit_code == 9
+    reasons = json.loads(result.stdout)["gate"]["reasons"]
+    assert reasons and "in the model's training set" in reasons[0] and "could be evaluated" not in reasons[0]
+
+
+def test_a_folder_of_broken_files_has_no_accuracy_rather_than_zero(tmp_path):
+    for label in ("boxes", "soda_cans"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "x.jpg").write_bytes(b"not an image")
+    evaluation = json.loads(run("eval", tmp_path, "--json").stdout)
+    assert evaluation["evaluated"] == 0 and evaluation["accuracy"] is None and evaluation["accuracy_ci"] is None
+    assert "accuracy n/a on 0 images" in " ".join(run("eval", tmp_path).stdout.split())
