@@ -177,3 +177,26 @@ def test_a_folder_of_broken_files_has_no_accuracy_rather_than_zero(tmp_path):
     evaluation = json.loads(run("eval", tmp_path, "--json").stdout)
     assert evaluation["evaluated"] == 0 and evaluation["accuracy"] is None and evaluation["accuracy_ci"] is None
     assert "accuracy n/a on 0 images" in " ".join(run("eval", tmp_path).stdout.split())
+
+
+def test_trains_held_out_figures_leave_out_copies_of_training_images(tmp_path, monkeypatch):
+    """A folder holding a photo twice (once re-encoded) can put one copy in training and one in the held-out
+    set: train's held-out accuracy must not count it, as eval would not (the training itself is faked)."""
+    from rcyc_cli.train import pipeline
+    from rcyc_cli.train.session import TrainOptions, run_training
+    from tests.unit.test_eval_evidence import reencoded
+
+    data = tmp_path / "data"
+    for label in ("boxes", "soda_cans"):
+        (data / label).mkdir(parents=True)
+    (data / "boxes" / "copy.jpg").write_bytes(reencoded(EVAL_DIR / "boxes" / "boxes_0.jpg", 0.5))
+    (data / "soda_cans" / "other.jpg").write_bytes((EVAL_DIR / "glass_bottles" / "glass_bottles_1.jpg").read_bytes())
+
+    def fake_train(images, out, **options):
+        model, _ = model_trained_on(tmp_path, ["boxes/boxes_0.jpg"], [])
+        model.rename(out)
+        return {"held_out_images": [(str(i.path), i.label) for i in images]}
+
+    monkeypatch.setattr(pipeline, "train", fake_train)
+    summary = run_training(TrainOptions(data, tmp_path / "out"))
+    assert summary["eval"]["copies_of_training_images"] == 1 and summary["eval"]["evaluated"] == 1
