@@ -122,7 +122,9 @@ def clean(provenance: object) -> dict | None:
     raw = provenance.get("images")
     if not isinstance(raw, list):
         return {**provenance, "images": [], "invalid": 1}
-    kept = [{"sha256": e["sha256"].lower(), "phash": e.get("phash"), "split": e["split"]} for e in raw if _fingerprint_ok(e)]
+    same_hash = provenance.get("hash") == HASH  # another perceptual hash's values mean nothing to this one's
+    kept = [{"sha256": e["sha256"].lower(), "phash": e.get("phash") if same_hash else None, "split": e["split"]}
+            for e in raw if _fingerprint_ok(e)]
     return {**provenance, "images": kept, "invalid": len(raw) - len(kept)}
 
 

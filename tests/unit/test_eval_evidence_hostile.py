@@ -200,3 +200,16 @@ def test_trains_held_out_figures_leave_out_copies_of_training_images(tmp_path, m
     monkeypatch.setattr(pipeline, "train", fake_train)
     summary = run_training(TrainOptions(data, tmp_path / "out"))
     assert summary["eval"]["copies_of_training_images"] == 1 and summary["eval"]["evaluated"] == 1
+
+
+def test_perceptual_hashes_of_another_algorithm_are_not_compared_but_sha256_still_is(tmp_path):
+    from tests.unit.test_eval_evidence import reencoded
+
+    original = EVAL_DIR / TRAIN[0]
+    copy_path = tmp_path / "copy.jpg"
+    copy_path.write_bytes(reencoded(original, 0.5))
+    record = provenance.record([(original, "train", None)], EVAL_DIR, 0, {})
+    images = [("same", original), ("copy", copy_path)]
+    assert {k: v["match"] for k, v in provenance.match([record], images).items()} == {"same": "exact", "copy": "near"}
+    foreign = {**record, "hash": "some-other-phash"}  # its 16 hex digits would be compared as if they were ours
+    assert {k: v["match"] for k, v in provenance.match([foreign], images).items()} == {"same": "exact"}
