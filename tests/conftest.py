@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.catalog import FIXTURES, IMAGES, LABELS, MODELS, bad_images, class_images, edge_images  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
-IMAGES = FIXTURES / "images"
-MODELS = {"softmax": FIXTURES / "models" / "fixture-softmax", "one-vs-rest": FIXTURES / "models" / "fixture-psu"}
-LABELS = ("boxes", "glass_bottles", "soda_cans", "crushed_soda_cans", "plastic_bottles")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Hypothesis: a fast profile by default (make test in about two minutes on two cores), the full one under
@@ -77,18 +75,6 @@ def drawings():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def class_images() -> list[tuple[str, Path]]:
-    return [(label, path) for label in LABELS for path in sorted((IMAGES / label).glob("*.jpg"))]
-
-
-def edge_images() -> list[Path]:
-    return sorted((IMAGES / "edge").iterdir())
-
-
-def bad_images() -> list[Path]:
-    return sorted((IMAGES / "bad").iterdir())
 
 
 def need(condition: bool, what: str) -> None:

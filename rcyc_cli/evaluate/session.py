@@ -7,6 +7,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..defaults import MIN_PER_CLASS
 from ..reporting import SILENT, Reporter
 from . import targets
 from .compare import gate
@@ -14,7 +15,6 @@ from .metrics import Metrics
 from .run import evaluate
 
 
-MIN_PER_CLASS = 20
 """The promotion gate's floor of evidence: held-out (unseen) images per class below which no model is promoted.
 With 20 images one mistake moves a class's recall by 5 points; the 95% interval of a 90% accuracy on 100
 images is still about 83-94%."""
@@ -77,8 +77,8 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
 
 def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = None, report: Reporter = SILENT,
                    min_per_class: int = MIN_PER_CLASS) -> dict:
-    """The one gate before the pointer moves (``models promote --eval``, ``train --upload``; ``upload-model``
-    has none): the candidate (NAME/VERSION in the bucket, or a local model directory) on held-out labelled
+    """The one gate before the pointer moves (``models promote --eval``, ``train --upload``, ``models import
+    --promote``; ``upload-model`` has none): the candidate (NAME/VERSION in the bucket, or a local model directory) on held-out labelled
     photos (a folder, or a loaded Dataset), against the current model when there is one. It fails when
 
     - the evidence is thin: fewer than ``min_per_class`` evaluated images the candidate never trained on in

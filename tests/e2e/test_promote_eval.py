@@ -18,7 +18,8 @@ BUCKET = "rcyc-promote-eval"
 
 
 @pytest.fixture
-def aws(monkeypatch, tmp_path):
+def private_moto(monkeypatch, tmp_path):
+    """A moto server of this test's own, with AWS (credentials, endpoint, region) pointed at it."""
     server = MotoServer().start()
     try:
         point_aws_at(monkeypatch, server.endpoint_url, tmp_path)
@@ -46,7 +47,7 @@ def labelled_drawings(root, per_label: int = 20):  # the gate's floor: 20 images
 
 
 @pytest.mark.slow  # TensorFlow: a model is built and converted
-def test_promote_eval_refuses_a_worse_model_and_promotes_one_that_is_not(aws, tmp_path, isolated_cache):
+def test_promote_eval_refuses_a_worse_model_and_promotes_one_that_is_not(private_moto, tmp_path, isolated_cache):
     need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
     data = labelled_drawings(tmp_path / "photos")
     assert run("upload-model", MODELS["one-vs-rest"], "--bucket", BUCKET, "--name", "good", "--version", "1", "--json").exit_code == 0

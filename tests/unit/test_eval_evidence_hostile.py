@@ -100,8 +100,9 @@ def test_models_promote_over_a_broken_current_model_with_enough_evidence(bucket)
 
 
 @pytest.mark.parametrize("args", [["models", "promote", "candidate", "1", "--bucket", "b", "--min-per-class", "5"],
-                                  ["train", str(EVAL_DIR), "--out", "unused", "--min-per-class", "5"]],
-                         ids=["promote without --eval", "train without --upload"])
+                                  ["train", str(EVAL_DIR), "--out", "unused", "--min-per-class", "5"],
+                                  ["models", "import", "unused.tar.gz", "--name", "n", "--bucket", "b", "--min-per-class", "5"]],
+                         ids=["promote without --eval", "train without --upload", "import without --promote"])
 def test_min_per_class_without_its_gate_is_a_usage_error_not_silently_ignored(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run(*args)

@@ -102,6 +102,30 @@ class StackConfig:
         return cls(function=FunctionSpec.from_json(data), **own)
 
 
+@dataclass(frozen=True)
+class StackState:
+    """The state file of a running stack: where it answers, what it runs, and what it owns."""
+
+    pid: int
+    endpoint: str  # the Invoke API
+    s3_endpoint: str
+    bucket: str
+    config: StackConfig  # as started, with the runtime that runs (never "auto")
+    runtime: str
+    started_at: float
+    owner: str  # the owner token of everything it started (reaper)
+    rie_path: str
+    model: dict  # the model it runs: name, version, sha256
+    instance_pids: list[int]
+
+    def to_json(self) -> dict:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "config": self.config.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> StackState:
+        return cls(**{**{f.name: data.get(f.name) for f in fields(cls)}, "config": StackConfig.from_json(data["config"])})
+
+
 class RemoteStack:
     """A client of a running stack: ``invoke`` has the same shape as a sandbox's."""
 
@@ -170,7 +194,9 @@ def _refusal(error: urllib.error.HTTPError) -> str:
 def is_stack(pid: int) -> bool:
     """Whether ``pid`` is a running rcyc stack (not a stale pid that now belongs to something else)."""
     try:
-        return running(pid) and b"rcyc_cli.local.stack.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        # Also a stack an rcyc from before the local/ split started (its module was local.stack_server).
+        return running(pid) and (b"rcyc_cli.local.stack.server" in cmdline or b"rcyc_cli.local.stack_server" in cmdline)
     except OSError:
         return False
 
