@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import bucket_option, min_per_class_option, region_option
+from .options import bucket_option, min_per_class_needs, min_per_class_option, region_option
 from .output import emit, json_option, progress
 
 
@@ -41,6 +41,7 @@ def models_list(bucket, region):
 @json_option
 def models_promote(name, version, bucket, region, eval_dir, min_per_class, force):
     """Make NAME VERSION the current model (also a rollback): one write of the pointer."""
+    min_per_class_needs("--eval", eval_dir is not None)
     from ..cloud import models as store
     with progress() as report:
         gate = None
@@ -96,6 +97,7 @@ def models_import(source, name, version, bucket, region, promote, eval_dir, min_
 
     if promote != (eval_dir is not None):
         raise click.UsageError("--promote and --eval go together: a trained model becomes current only through the gate")
+    min_per_class_needs("--promote --eval", promote)
     with progress() as report:
         result = import_model(source, bucket, name, version, eval_dir, region, report, min_per_class)
     failed = result["gate"] is not None and result["gate"]["failed"]

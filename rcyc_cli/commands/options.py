@@ -33,6 +33,17 @@ memory_option = click.option("--memory", default=DEFAULT_MEMORY, show_default=Tr
 min_per_class_option = click.option(
     "--min-per-class", type=click.IntRange(1), default=MIN_PER_CLASS, show_default=True,
     help="Images per class the gate needs before it promotes (held-out for train --upload, --eval's otherwise).")
+
+
+def min_per_class_needs(flag: str, present: bool) -> None:
+    """--min-per-class is the gate's floor: given without the option that runs the gate, it would be silently
+    ignored, so it is a usage error instead."""
+    from click.core import ParameterSource
+
+    if not present and click.get_current_context().get_parameter_source("min_per_class") is not ParameterSource.DEFAULT:
+        raise click.UsageError(f"--min-per-class is the promotion gate's floor: it needs {flag}")
+
+
 region_option = click.option("--region", envvar="AWS_REGION", help="AWS region. [env AWS_REGION, or the profile's]")
 function_option = click.option("--function", "function", envvar="RCYC_FUNCTION",
                                help=f"The Lambda function (default {DEFAULT_FUNCTION}; 'function' with --lambda-endpoint-url). "

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import bucket_option, ca_bundle_option, min_per_class_option, region_option
+from .options import bucket_option, ca_bundle_option, min_per_class_needs, min_per_class_option, region_option
 from .output import emit, json_option, progress
 
 
@@ -81,6 +81,7 @@ def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, repo
                              image, base_image, ca_bundle, hyperparameters, job_name)
     if data_dir is None or out is None:
         raise click.UsageError("give DATA_DIR and --out (or --self-check, or --sagemaker DATA_S3_URI)")
+    min_per_class_needs("--upload", upload)
     if local_mode:
         from .train_jobs import local_mode_job
 

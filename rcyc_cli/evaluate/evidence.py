@@ -43,6 +43,8 @@ def headline(result: dict, seen: dict[str, dict] | None, checked: bool) -> None:
     }
     if not trained:
         result["accuracy_ci"] = result["metrics"]["accuracy_ci"]
+        if not predictions:  # every image broken: no accuracy, not 0%
+            result["accuracy"] = None
         return
     metrics = compute_metrics([p["true"] for p in unseen], [p["predicted"] for p in unseen],
                               [min(1.0, max(0.0, p["confidence"])) for p in unseen]).to_dict()
@@ -79,6 +81,10 @@ def warnings_for(result: dict) -> list[str]:
     if leakage.get("invalid_records"):
         lines.append(f"{leakage['invalid_records']} of the model's provenance records are malformed and were ignored: "
                      "images it trained on may go unnoticed (was its manifest edited?)")
+    copies = (result.get("duplicates") or {}).get("copies")
+    if copies:
+        lines.append(f"{copies} evaluated image(s) are byte-identical copies of others here: each copy counts again "
+                     "in every figure, so the intervals are narrower than the evidence")
     found = result.get("suspects") or {}
     if not found.get("checked", True) and found.get("note"):
         lines.append(found["note"])

@@ -122,7 +122,9 @@ def clean(provenance: object) -> dict | None:
     raw = provenance.get("images")
     if not isinstance(raw, list):
         return {**provenance, "images": [], "invalid": 1}
-    kept = [{"sha256": e["sha256"].lower(), "phash": e.get("phash"), "split": e["split"]} for e in raw if _fingerprint_ok(e)]
+    same_hash = provenance.get("hash") == HASH  # another perceptual hash's values mean nothing to this one's
+    kept = [{"sha256": e["sha256"].lower(), "phash": e.get("phash") if same_hash else None, "split": e["split"]}
+            for e in raw if _fingerprint_ok(e)]
     return {**provenance, "images": kept, "invalid": len(raw) - len(kept)}
 
 
@@ -174,3 +176,23 @@ def match(provenances: Iterable[dict | None], images: Iterable[tuple[str, Path]]
         elif near is not None:
             found[name] = near
     return found
+
+
+def copies(images: Iterable[tuple[str, Path]]) -> dict[str, str]:
+    """``{name: the first name with the same bytes}`` for every ``(name, path)`` image that repeats an earlier
+    one: copies count twice in every figure and would pad the promotion gate's floor."""
+    import hashlib
+
+    first: dict[str, str] = {}
+    repeated = {}
+    for name, path in images:
+        try:
+            with open(path, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        except OSError:
+            continue
+        if digest in first:
+            repeated[name] = first[digest]
+        else:
+            first[digest] = name
+    return repeated

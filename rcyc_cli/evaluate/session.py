@@ -58,9 +58,17 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
                           against=classifier(against_dir) if options.against else None,
                           against_name=options.against or "", seen=seen, provenance_checked=any(recorded))
     result["leakage"]["invalid_records"] = sum(p["invalid"] for p in recorded if p)
+    answered = {p["path"] for p in result["predictions"]}
+    repeated = provenance.copies((name, i.path) for i in dataset.images if (name := dataset.relative(i.path)) in answered)
+    result["duplicates"] = {"copies": len(repeated), "images": [{"path": k, "same_as": v} for k, v in repeated.items()]}
     reasons = gate(Metrics.from_dict(result["metrics"]), options.min_accuracy,
                    no_worse_than=Metrics.from_dict(result["against"]["metrics"]) if options.gate_against else None,
                    comparison=result["against"]["comparison"] if options.gate_against else None)
+    leakage = result["leakage"]
+    if leakage["seen"] and not leakage["unseen"]:  # images were evaluated, but none the model had not trained on
+        reasons = [r if r != "no image could be evaluated" else
+                   f"every one of the {leakage['seen']} evaluated images was in the model's training set: no unseen "
+                   "image to measure" for r in reasons]
     result["via"] = options.via
     result["gate"] = {"min_accuracy": options.min_accuracy, "no_worse_than": options.against if options.gate_against else None,
                       "failed": bool(reasons), "reasons": reasons}
@@ -70,7 +78,7 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
 def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = None, report: Reporter = SILENT,
                    min_per_class: int = MIN_PER_CLASS) -> dict:
     """The one gate before the pointer moves (``models promote --eval``, ``train --upload``, ``models import
-    --promote``): the candidate (NAME/VERSION in the bucket, or a local model directory) on held-out labelled
+    --promote``; ``upload-model`` has none): the candidate (NAME/VERSION in the bucket, or a local model directory) on held-out labelled
     photos (a folder, or a loaded Dataset), against the current model when there is one. It fails when
 
     - the evidence is thin: fewer than ``min_per_class`` evaluated images the candidate never trained on in
@@ -78,25 +86,40 @@ def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = N
     - the candidate is significantly worse than the current model on the same images (exact McNemar, the
       eval gate).
 
+    A current model that cannot be read (the pointer names a missing or broken version) is no current model:
+    the floor still holds, and ``note`` says why nothing was compared.
+
     Returns the decision with its figures: ``failed``, ``reasons``, ``min_per_class``, ``per_class`` (images
     per class), ``images``, ``accuracy`` / ``accuracy_ci`` and ``current_accuracy`` / ``current_accuracy_ci``
     (95% Wilson intervals, on the images both answered), ``p_value``, ``more_images_needed``, ``note``."""
+    from rcyc_core.errors import ModelError
+
     from ..cloud import store
     from ..cloud.aws import Aws
+    from ..cloud.fetch import fetch_model
 
     if min_per_class < 1:
         raise ValueError("min_per_class must be at least 1")
-    has_current = store.read_pointer(Aws(region).client("s3"), bucket) is not None
-    result = run_eval(EvalOptions(data_dir, candidate, "current" if has_current else None, "predict", bucket, region,
+    current, unreadable = None, None
+    if store.read_pointer(Aws(region).client("s3"), bucket) is not None:
+        try:
+            current = fetch_model("current", bucket, region, report)
+        except ModelError as exc:  # a pointer to a missing or broken version: there is nothing to be worse than
+            unreadable = f"the current model cannot be read ({exc}), so there is nothing to compare with"
+    has_current = current is not None
+    result = run_eval(EvalOptions(data_dir, candidate, str(current) if has_current else None, "predict", bucket, region,
                                   gate_against=has_current), report)
-    per_class = {label: figures["support"] for label, figures in result["metrics"]["per_class"].items()}
+    # The floor counts distinct photos the candidate never trained on: copies of one photo are not more evidence.
+    copies = {d["path"] for d in result["duplicates"]["images"]}
+    per_class = {label: sum(1 for p in result["predictions"] if p["true"] == label and not p.get("seen")
+                            and p["path"] not in copies) for label in result["metrics"]["per_class"]}
     reasons = list(result["gate"]["reasons"])
     thin = [f"{label} {n}" for label, n in per_class.items() if n < min_per_class]
     if thin:
         reasons.insert(0, f"too little held-out evidence: {', '.join(thin)} image(s), at least {min_per_class} per "
                           f"class needed")
     decision = {"failed": bool(reasons), "reasons": reasons, "min_per_class": min_per_class, "per_class": per_class,
-                "seen_left_out": result["leakage"]["seen"]}
+                "seen_left_out": result["leakage"]["seen"], "copies_left_out": len(copies)}
     if has_current:
         comparison = result["against"]["comparison"]
         decision.update(images=comparison["images"], accuracy=comparison["accuracy_a"],
@@ -106,7 +129,7 @@ def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = N
     else:
         decision.update(images=result["metrics"]["support"], accuracy=result["accuracy"], accuracy_ci=result["accuracy_ci"],
                         current_accuracy=None, current_accuracy_ci=None, p_value=None, more_images_needed=None,
-                        note="no current model to compare with")
+                        note=unreadable or "no current model to compare with")
     return decision
 
 

@@ -104,6 +104,9 @@ def render_training(summary: dict) -> None:
         held = summary["eval"]
         out.print(f"held-out accuracy {percent_ci(held['accuracy'], held.get('accuracy_ci'))} on {held['evaluated']} images, "
                   f"macro F1 {held['macro_f1']:.3f}")
+        if held.get("copies_of_training_images"):
+            out.print(f"[yellow]{held['copies_of_training_images']} held-out image(s) are copies of training images "
+                      "(re-encoded or resized): left out of these figures[/yellow]")
     found = summary.get("suspects") or {}
     if found.get("checked"):
         render_suspects(found)

@@ -44,6 +44,7 @@ from rcyc_core.errors import InputError, PrerequisiteError
 from rcyc_core.labels import LABELS
 
 from ..evaluate import provenance
+from ..evaluate import suspects as label_check
 from . import backbone, require, weights
 
 from .features import backbone_tflite, extract_features
@@ -123,6 +124,8 @@ def train(
     if epochs < 1 or (fine_tune and fine_tune_epochs < 1):
         raise InputError(f"epochs must be >= 1 (got {epochs}, fine-tune {fine_tune_epochs})")
     require()
+    if exclude_suspects and not label_check.available():  # say so before minutes of feature extraction
+        raise PrerequisiteError(label_check.MISSING_NOTE, hint=label_check.INSTALL_HINT)
     _check_target(out_dir)
     _remove_stale_partials(out_dir)
     cache_root = Path(cache_root) if cache_root is not None else default_cache_root()

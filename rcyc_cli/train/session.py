@@ -32,7 +32,7 @@ class TrainOptions:
 def run_training(options: TrainOptions, report: Reporter = SILENT) -> dict:
     from ..config import eval_label_mapping
     from ..dataset import Dataset, LabelledImage, load_dataset
-    from ..evaluate import evaluate, write_report
+    from ..evaluate import evaluate, provenance, write_report
     from ..evaluate.targets import in_process
     from .pipeline import train
 
@@ -45,8 +45,14 @@ def run_training(options: TrainOptions, report: Reporter = SILENT) -> dict:
     held_out = Dataset(dataset.root, [LabelledImage(Path(path), label) for path, label in summary["held_out_images"]])
     if held_out.images:
         report.status(f"evaluating the new model on the {len(held_out.images)} held-out images")
-        evaluation = evaluate(held_out, in_process(options.out, report), str(options.out))
+        # A held-out photo that is a re-encoded copy of a training photo is not held out: eval's leakage rule.
+        recorded = provenance.load(Path(options.out))
+        seen = provenance.match([recorded], ((held_out.relative(i.path), i.path) for i in held_out.images))
+        evaluation = evaluate(held_out, in_process(options.out, report), str(options.out), seen=seen,
+                              provenance_checked=recorded is not None)
         summary["eval"] = {key: evaluation[key] for key in ("accuracy", "accuracy_ci", "confusion_matrix", "evaluated", "broken")}
+        summary["eval"]["evaluated"] = evaluation["leakage"]["unseen"]
+        summary["eval"]["copies_of_training_images"] = evaluation["leakage"]["seen"]
         summary["eval"]["macro_f1"] = evaluation["metrics"]["macro"]["f1"]
         if options.report_path:
             write_report(evaluation, options.report_path)
