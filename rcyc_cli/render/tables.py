@@ -77,7 +77,7 @@ def render_deploy(summary: dict) -> None:
 def render_checks(rows: list[tuple[str, str, str, str]]) -> None:
     """rcyc doctor: (check, status, detail, fix) per row, the status coloured."""
     styles = {"ok": "green", "missing": "red", "high": "bold red", "medium": "yellow", "skipped": "dim",
-              "not applicable": "dim"}
+              "not applicable": "dim", "low": "cyan"}
     table = Table(show_edge=False)
     for column in ("check", "status", "detail", "fix"):
         table.add_column(column)
