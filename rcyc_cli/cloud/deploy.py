@@ -8,16 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rcyc_core.config import function_environment
-from rcyc_core.errors import AwsError, InputError
+from rcyc_core.errors import AwsError, FunctionError, InputError
 from rcyc_core.s3 import NOT_FOUND_CODES
 
 from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY,
                         DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, DEFAULT_TIMEOUT, MODELS_PREFIX,
                         POINTER_KEY)
 from ..reporting import SILENT, Reporter
-from . import buckets, store
+from . import buckets, roles, store
 from .aws import Aws, aws_call, get_or_none
-from .functions import add_trigger, current_trigger, ensure_function, ensure_role, remove_trigger, role_policy
+from .functions import (add_trigger, check_trigger_free, current_trigger, ensure_function, ensure_role, remove_trigger,
+                        role_policy)
 from .invoke import invoke
 from .registry import Registry, ecr_login, push, remote_image
 
@@ -47,6 +48,7 @@ class DeployOptions:
     results_prefix: str = DEFAULT_RESULTS_PREFIX
     dry_run: bool = False
     smoke: list[str] = field(default_factory=list)
+    adopt_role: bool = False  # narrow an existing role that grants more than rcyc's policy (else: refused)
 
     @property
     def architecture(self) -> str | None:
@@ -190,6 +192,23 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
         summary["warnings"].append(f"s3://{options.bucket}/{POINTER_KEY} does not exist yet: run rcyc upload-model "
                                    "before invoking the function")
 
+    # Everything that can refuse is read before anything is written (a Zip function, a prefix another
+    # function's trigger owns, a role granting more than rcyc's policy).
+    existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
+                                  ("ResourceNotFoundException",), FunctionName=options.function)
+    if existing_config and existing_config.get("PackageType", "Image") != "Image":
+        raise AwsError(f"the function {options.function} is a {existing_config.get('PackageType')} function; rcyc deploys "
+                       "image functions", kind="WrongPackageType", hint="Pass another --function name (rcyc creates it).")
+    if options.trigger is not None:
+        check_trigger_free(s3, options.bucket, options.trigger, options.function)
+    existing_trigger = current_trigger(s3, options.bucket, options.function) if existing_config else None
+    trigger_prefix, results_prefix, trigger_plan = _trigger_plan(options, existing_config, existing_trigger, summary)
+    policy = role_policy(options.bucket, results_prefix, trigger_prefix)
+    role_name = options.role_name or f"{options.function}-role"
+    extras = roles.extra_grants(iam, role_name, policy)
+    if extras and not options.adopt_role:
+        raise roles.refusal(role_name, extras)
+
     summary["repository"] = ensure_repository(ecr, options.repository, dry)
     registry = _registry(options, ecr)
     summary["registry"] = registry.describe()
@@ -223,27 +242,11 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
         image_uri = f"{summary['repository']['uri']}@{result.digest}"
     image["uri"] = image_uri
 
-    # The trigger: asked for, asked away, or (neither) kept whole as it is.
-    existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
-                                  ("ResourceNotFoundException",), FunctionName=options.function)
-    existing_trigger = current_trigger(s3, options.bucket, options.function) if existing_config else None
-    trigger_prefix, results_prefix, trigger_plan = None, None, None
-    if options.trigger is not None:
-        trigger_prefix, results_prefix, trigger_plan = options.trigger, options.results_prefix, "set"
-    elif not options.no_trigger and existing_trigger is not None:
-        old_env = (existing_config.get("Environment") or {}).get("Variables", {})
-        trigger_prefix = existing_trigger["prefix"]
-        results_prefix = old_env.get("RCYC_RESULTS_PREFIX") or options.results_prefix
-        trigger_plan = "keep"
-        summary["warnings"].append(f"kept the S3 trigger on s3://{options.bucket}/{trigger_prefix} (results under "
-                                   f"{results_prefix}); pass --no-trigger to remove it")
-    elif options.no_trigger:
-        trigger_plan = "remove"
-
-    policy = role_policy(options.bucket, results_prefix, trigger_prefix)
-    role_name = options.role_name or f"{options.function}-role"
     report.status(f"role {role_name}")
     summary["role"] = {**ensure_role(iam, role_name, policy, dry), "policy": policy}
+    if extras:  # --adopt-role: narrowed to rcyc's policy and Lambda's trust
+        summary["role"]["narrowed"], summary["role"]["left"] = roles.narrow(iam, role_name, extras, dry)
+        summary["warnings"] += [f"role {role_name}: {item}" for item in summary["role"]["narrowed"] + summary["role"]["left"]]
     env = function_environment(options.bucket, options.refresh_seconds, results_prefix)
     report.status(f"function {options.function}")
     summary["function"] = ensure_function(lam, options.function, image_uri, summary["role"]["arn"], options.memory,
@@ -255,18 +258,50 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
             {"bucket": options.bucket, "prefix": trigger_prefix, "action": "configure"}
         if trigger_plan == "keep":
             summary["trigger"]["action"] = "keep" if dry else "kept"
+    elif existing_config:  # --no-trigger, or no trigger left to keep: nothing of one stays (a stale invoke permission)
+        removed = remove_trigger(lam, s3, options.function, options.bucket, dry)
+        if trigger_plan == "remove" or removed:
+            summary["trigger"] = removed or {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
+        if removed and trigger_plan != "remove":
+            summary["warnings"].append("removed the S3 invoke permission of a trigger whose notification is gone")
     elif trigger_plan == "remove":
-        removed = remove_trigger(lam, s3, options.function, options.bucket, dry) if existing_config else None
-        summary["trigger"] = removed or {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
+        summary["trigger"] = {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
     if options.smoke and not dry:
         report.status(f"smoke test: invoking {options.function} with {len(options.smoke)} key(s)")
         try:
             summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
+            errors = summary["smoke"]["response"].get("errors") or []
+            if errors:  # a record the function could not classify is a failed smoke test, not a pass
+                raise FunctionError(f"the smoke test failed: {errors[0].get('key')}: {errors[0].get('error')}: "
+                                    f"{errors[0].get('message')}", kind="SmokeTestFailed",
+                                    hint="The deployed function answered with an error for the smoke key: check the key and the model.")
         except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke
             summary["smoke"] = {"error": {"kind": exc.kind, "message": exc.message}, "log_tail": getattr(exc, "logs", [])}
             exc.summary = summary
             raise
+    refused = [f"{part}: {summary[part]['action']}" for part in ("image", "function", "trigger")
+               if str((summary.get(part) or {}).get("action", "")).startswith("refuse")]
+    if refused:  # a plan that refuses fails like the deploy it plans would
+        error = InputError("the deploy would be refused: " + "; ".join(refused), kind="PlanRefused",
+                           hint="Fix what the plan refuses (or pass --force-tag to move the tag), then deploy.")
+        error.summary = summary
+        raise error
     return summary
+
+
+def _trigger_plan(options: DeployOptions, existing_config: dict | None, existing_trigger: dict | None,
+                  summary: dict) -> tuple[str | None, str | None, str | None]:
+    """(trigger prefix, results prefix, "set" | "keep" | "remove" | None): asked for, asked away, or
+    (neither) kept whole as it is."""
+    if options.trigger is not None:
+        return options.trigger, options.results_prefix, "set"
+    if not options.no_trigger and existing_trigger is not None:
+        old_env = (existing_config.get("Environment") or {}).get("Variables", {})
+        results_prefix = old_env.get("RCYC_RESULTS_PREFIX") or options.results_prefix
+        summary["warnings"].append(f"kept the S3 trigger on s3://{options.bucket}/{existing_trigger['prefix']} (results "
+                                   f"under {results_prefix}); pass --no-trigger to remove it")
+        return existing_trigger["prefix"], results_prefix, "keep"
+    return None, None, "remove" if options.no_trigger else None
 
 
 

@@ -39,10 +39,12 @@ from .options import base_image_option, bucket_option, ca_bundle_option, flavor_
 @click.option("--results-prefix", default=DEFAULT_RESULTS_PREFIX, show_default=True, help="With --trigger: where results are written.")
 @click.option("--smoke", "smoke", metavar="KEY", multiple=True, help="After deploying, invoke once with this image key.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--adopt-role", is_flag=True, help="Use an existing role that grants more than rcyc's policy, narrowed to it "
+              "(other policies deleted or detached, the trust reset to Lambda's); without it such a role is refused.")
 @json_option
 def deploy(tag, bucket, function, repository, role_name, region, image, flavor, base_image, platform, ca_bundle, memory,
            timeout, refresh_seconds, registry, registry_username, force_tag, trigger, no_trigger, results_prefix,
-           smoke, dry_run, as_json):
+           smoke, dry_run, adopt_role, as_json):
     """Build the image, push it to ECR (never twice, never moving a tag silently), and point the function at
     it by digest: created if missing (image package, least-privilege role), else updated, then waited for."""
     from ..cloud import deploy as cloud_deploy
@@ -56,7 +58,7 @@ def deploy(tag, bucket, function, repository, role_name, region, image, flavor, 
         refresh_seconds=refresh_seconds, registry=registry, registry_username=registry_username,
         registry_password=os.environ.get("RCYC_REGISTRY_PASSWORD"), force_tag=force_tag, trigger=trigger, no_trigger=no_trigger,
         results_prefix=results_prefix,
-        dry_run=dry_run, smoke=list(smoke))
+        dry_run=dry_run, smoke=list(smoke), adopt_role=adopt_role)
     from rcyc_core.errors import RcycError
 
     try:
