@@ -55,6 +55,12 @@ class FaultEndpoint:
         self.rules.append((service, operation, fault))
         return self
 
+    def route(self, upstream: str, service: str, operation: str = "") -> "FaultEndpoint":
+        """Send the matching requests to another upstream (the real emulator, for invokes moto cannot run: its
+        one function is called "function", so an invoke's function name is rewritten to it)."""
+        self.rules.append((service, operation, upstream))
+        return self
+
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
@@ -77,10 +83,10 @@ class FaultEndpoint:
                 with endpoint._lock:
                     endpoint.requests[(service, operation)] += 1
                     fault = next((f for s, op, f in endpoint.rules if s in ("*", service) and re.search(op, operation)), None)
-                    if fault:
+                    if fault and not fault.startswith("http://"):
                         endpoint.faulted[(service, operation)] += 1
-                if fault is None:
-                    return self._forward(body)
+                if fault is None or fault.startswith("http://"):
+                    return self._forward(body, urlsplit(fault) if fault else endpoint.upstream)
                 if fault == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
@@ -115,11 +121,14 @@ class FaultEndpoint:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
-            def _forward(self, body: bytes):
-                connection = http.client.HTTPConnection(endpoint.upstream.hostname, endpoint.upstream.port, timeout=60)
+            def _forward(self, body: bytes, upstream):
+                connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=120)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                    connection.request(self.command, self.path, body=body or None, headers=headers)
+                    path = self.path
+                    if upstream is not endpoint.upstream:
+                        path = re.sub(r"/functions/[^/]+/invocations", "/functions/function/invocations", path)
+                    connection.request(self.command, path, body=body or None, headers=headers)
                     response = connection.getresponse()
                     data = response.read()
                     self.send_response(response.status)
