@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rcyc_core.errors import FunctionError
 
-from ..defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT
-from ..invocation import Invocation
+from ...defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT
+from ...invocation import Invocation
 from .ports import free_port, wait_for_port
 from .sandbox import Sandbox, function_environment, owner_identity
 
@@ -42,7 +42,7 @@ class ContainerSandbox(Sandbox):
             "/usr/local/bin/rcyc-entry",
         ]
         env = function_environment(self.name, self.timeout, self.memory, self.extra_env)
-        from ..image import engine_gone
+        from ...image import engine_gone
 
         try:
             self.container = self.client.containers.run(
@@ -111,7 +111,7 @@ class ContainerSandbox(Sandbox):
             return b""
 
     def invoke(self, event: object) -> Invocation:
-        from ..image import answers, engine_gone
+        from ...image import answers, engine_gone
 
         try:
             answer = super().invoke(event)

@@ -23,13 +23,13 @@ from pathlib import Path
 
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
 
-from ..defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
-from ..invocation import Invocation, Report, decode_reply, log_tail_lines
-from ..paths import cache_dir
-from .sandbox import payload
-from . import reaper
+from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
+from ...invocation import Invocation, Report, decode_reply, log_tail_lines
+from ...paths import cache_dir
+from ..emulator import reaper
+from ..emulator.sandbox import payload
+from .protocol import STATUS_PATH
 
-STATUS_PATH = "/rcyc/status"
 
 
 def state_dir() -> Path:
@@ -164,7 +164,7 @@ def _refusal(error: urllib.error.HTTPError) -> str:
 def is_stack(pid: int) -> bool:
     """Whether ``pid`` is a running rcyc stack (not a stale pid that now belongs to something else)."""
     try:
-        return running(pid) and b"rcyc_cli.local.stack_server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return running(pid) and b"rcyc_cli.local.stack.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
@@ -238,7 +238,7 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
     log_path = directory / "stack.log"
     owner = reaper.new_owner("stack")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack_server", json.dumps(asdict(config)), owner],
+        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack.server", json.dumps(asdict(config)), owner],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + wait_seconds
