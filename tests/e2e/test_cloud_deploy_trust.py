@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from rcyc_cli.cloud import aws as cloud_aws
 from rcyc_cli.cloud.functions import LAMBDA_TRUST_POLICY, ROLE_POLICY_NAME
 from rcyc_cli.exit_status import ExitStatus
-from rcyc_cli.local.sandbox import ProcessSandbox
+from rcyc_cli.local.emulator.sandbox import ProcessSandbox
 from rcyc_cli.main import cli
 from tests.conftest import IMAGES, MODELS, build_args, need
 from tests.e2e.cloud_fixtures import REGISTRY_BINARY, LocalRegistry, MotoServer, point_aws_at
