@@ -188,9 +188,15 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
                            hint="rcyc upload-model creates it (private) and puts the model in it; then deploy.") from None
         raise
     buckets.refuse_if_public(s3, options.bucket)
-    if store.read_pointer(s3, options.bucket) is None:
+    pointer = store.read_pointer(s3, options.bucket)
+    if pointer is None:
         summary["warnings"].append(f"s3://{options.bucket}/{POINTER_KEY} does not exist yet: run rcyc upload-model "
                                    "before invoking the function")
+    elif get_or_none(f"check s3://{options.bucket}/{pointer['manifest']}", s3.head_object, NOT_FOUND_CODES,
+                     Bucket=options.bucket, Key=pointer["manifest"]) is None:
+        from .models import pointer_problem
+
+        summary["warnings"].append(pointer_problem(options.bucket, pointer))
 
     # Everything that can refuse is read before anything is written (a Zip function, a prefix another
     # function's trigger owns, a role granting more than rcyc's policy).

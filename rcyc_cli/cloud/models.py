@@ -89,7 +89,16 @@ def list_models(bucket: str, region: str | None = None) -> dict:
                 models.append({"name": parts[1], "version": parts[2], "manifest": obj["Key"],
                                "uploaded": obj["LastModified"].isoformat(), "current": bool(current and current["manifest"] == obj["Key"])})
     models.sort(key=lambda m: (m["name"], m["uploaded"]))
-    return {"bucket": bucket, "current": current, "models": models}
+    listing = {"bucket": bucket, "current": current, "models": models, "warnings": []}
+    if current and not any(m["current"] for m in models):
+        # The function cannot load what the pointer names: new instances fail, warm ones serve an older model.
+        listing["warnings"].append(pointer_problem(bucket, current))
+    return listing
+
+
+def pointer_problem(bucket: str, pointer: dict) -> str:
+    return (f"the pointer names s3://{bucket}/{pointer['manifest']}, which does not exist: new function instances "
+            "cannot load a model (rcyc models promote NAME VERSION points it at a published version)")
 
 
 

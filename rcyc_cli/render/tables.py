@@ -95,3 +95,5 @@ def render_models(listing: dict) -> None:
     out.print(table)
     if listing["current"] is None:
         out.print("no current model: rcyc upload-model PATH")
+    for warning in listing.get("warnings", []):
+        out.print(f"! {warning}", style="bold yellow")

@@ -257,3 +257,27 @@ def test_every_published_file_carries_s3s_sha256_checksum(aws, bucket):
         assert base64.b64decode(head["ChecksumSHA256"]).hex() == ref.sha256
     assert sorted(f["key"] for f in summary["files"]) == sorted(
         "models/m/1/" + manifest.object_path(ref) for ref in manifest.files("tflite") + manifest.files("h5"))
+
+
+def test_a_pointer_whose_manifest_is_gone_is_marked_by_models_list_and_the_deploy_plan(aws, bucket, monkeypatch):
+    import os
+
+    from tests.conftest import need
+    from tests.e2e.cloud_fixtures import REGISTRY_BINARY, LocalRegistry
+
+    ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
+    assert ok(run("models", "list", "--json", "--bucket", bucket))["warnings"] == []
+    aws.client("s3").delete_object(Bucket=bucket, Key="models/m/1/manifest.json")
+    listing = ok(run("models", "list", "--json", "--bucket", bucket))
+    assert len(listing["warnings"]) == 1 and "models/m/1/manifest.json, which does not exist" in listing["warnings"][0]
+    assert "does not exist" in run("models", "list", "--bucket", bucket).stdout
+    need(os.path.exists(REGISTRY_BINARY), "the docker-registry binary (.ci/docker-up.sh installs it)")
+    registry = LocalRegistry().start()
+    try:
+        monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{bucket}-no-engine.sock")  # the plan needs no engine
+        plan = ok(run("deploy", "--json", "--dry-run", "--tag", "t", "--bucket", bucket, "--function", f"fn-{bucket}",
+                      "--registry", registry.host, "--registry-username", registry.username))
+        assert any("which does not exist" in w for w in plan["warnings"]), plan["warnings"]
+    finally:
+        registry.stop()
