@@ -23,8 +23,10 @@ from .aws import aws_call, get_or_none, translate
 Progress = Callable[[str, int, int], None]
 
 
-def model_prefix(manifest: Manifest) -> str:
-    return f"{MODELS_PREFIX}{manifest.name}/{manifest.version}/"
+def model_prefix(manifest: Manifest, root: str = "") -> str:
+    """Where a version lives: models/<name>/<version>/ (under ``root``, a run's own prefix, for a one-off run
+    on a shared bucket)."""
+    return f"{root}{MODELS_PREFIX}{manifest.name}/{manifest.version}/"
 
 
 def pointer_body(manifest: Manifest, manifest_key: str) -> bytes:
@@ -55,10 +57,10 @@ def _put_verified(s3, bucket: str, key: str, body, sha256: str, **extra) -> str 
     return response.get("VersionId")
 
 
-def model_files(manifest: Manifest, directory: Path) -> list[tuple[Path, str]]:
+def model_files(manifest: Manifest, directory: Path, root: str = "") -> list[tuple[Path, str]]:
     """(local file, S3 key) of every file the manifest names, each checked against its sha256 (the local
     files sit beside the manifest; in the bucket, under its ``files_prefix``)."""
-    prefix = model_prefix(manifest) + manifest.files_prefix
+    prefix = model_prefix(manifest, root) + manifest.files_prefix
     local = dataclasses.replace(manifest, files_prefix="")
     return [(path, prefix + path.relative_to(directory).as_posix())
             for fmt in ("h5", "tflite") if local.has(fmt) for path in local.verify_local(directory, fmt)]
@@ -107,7 +109,7 @@ class Published(NamedTuple):
 
 
 def publish_model(s3, bucket: str, manifest: Manifest, directory: Path, promote: bool = True,
-                  pointer_key: str = POINTER_KEY, progress: Progress | None = None) -> Published:
+                  pointer_key: str = POINTER_KEY, progress: Progress | None = None, root: str = "") -> Published:
     """(manifest key, whether anything was uploaded, the published manifest). A name/version, once taken, never changes: the same
     content again sends nothing (after checking every published file against the manifest); other
     content is refused (InputError, VersionExists), also when the version's manifest was deleted.
@@ -116,7 +118,7 @@ def publish_model(s3, bucket: str, manifest: Manifest, directory: Path, promote:
     can overwrite them), each with S3's ChecksumSHA256; then the manifest with a conditional write (one
     winner); a loser removes every object version it wrote. The pointer moves last, and only to a version
     whose every file matches its manifest, so an interrupted upload leaves it on the previous version."""
-    prefix = model_prefix(manifest)
+    prefix = model_prefix(manifest, root)
     manifest_key = prefix + MANIFEST_NAME
     try:
         existing = read_manifest(s3, bucket, manifest_key)
@@ -127,7 +129,7 @@ def publish_model(s3, bucket: str, manifest: Manifest, directory: Path, promote:
         if _version_taken(s3, bucket, prefix):
             raise version_taken_error(bucket, manifest)
         staged = dataclasses.replace(manifest, files_prefix=f"u{secrets.token_hex(8)}/")
-        existing, uploaded = _upload_staged(s3, bucket, staged, directory, manifest_key, progress)
+        existing, uploaded = _upload_staged(s3, bucket, staged, directory, manifest_key, progress, root)
     elif existing.sha256 != manifest.sha256:
         raise version_exists_error(bucket, manifest, existing.sha256)
     if not uploaded:
@@ -138,13 +140,13 @@ def publish_model(s3, bucket: str, manifest: Manifest, directory: Path, promote:
 
 
 def _upload_staged(s3, bucket: str, staged: Manifest, directory: Path, manifest_key: str,
-                   progress: Progress | None) -> tuple[Manifest, bool]:
+                   progress: Progress | None, root: str = "") -> tuple[Manifest, bool]:
     """(the published manifest, whether this upload published it). Whatever this upload wrote is removed
     unless it won: a refused manifest write, an error or Ctrl-C leaves nothing behind."""
     written: list[tuple[str, str | None]] = []
     won = False
     try:
-        for path, key in model_files(staged, directory):
+        for path, key in model_files(staged, directory, root):
             written.append((key, None))
             label = key.rsplit("/", 1)[-1]
             size = path.stat().st_size
@@ -224,9 +226,9 @@ def _sha256_of_object(s3, bucket: str, key: str) -> str:
 
 
 def put_model(s3, bucket: str, manifest: Manifest, directory: Path, promote: bool = True,
-              pointer_key: str = POINTER_KEY, progress: Progress | None = None) -> str:
+              pointer_key: str = POINTER_KEY, progress: Progress | None = None, root: str = "") -> str:
     """``publish_model``, returning the manifest key."""
-    return publish_model(s3, bucket, manifest, directory, promote, pointer_key, progress)[0]
+    return publish_model(s3, bucket, manifest, directory, promote, pointer_key, progress, root)[0]
 
 
 def read_pointer(s3, bucket: str, pointer_key: str = POINTER_KEY) -> dict | None:

@@ -281,3 +281,35 @@ def test_a_pointer_whose_manifest_is_gone_is_marked_by_models_list_and_the_deplo
         assert any("which does not exist" in w for w in plan["warnings"]), plan["warnings"]
     finally:
         registry.stop()
+
+
+def all_versions(aws, bucket: str) -> list[tuple[str, str]]:
+    listing = aws.client("s3").list_object_versions(Bucket=bucket)
+    return sorted((v["Key"], v["VersionId"]) for v in listing.get("Versions", []) + listing.get("DeleteMarkers", []))
+
+
+def test_invoke_local_on_a_real_bucket_uses_its_pointer_and_writes_only_under_its_run_prefix(aws, bucket, moto_server, rie_path):
+    from tests.conftest import IMAGES
+
+    ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
+    before = all_versions(aws, bucket)
+    for model in ([], ["--model", MODELS["one-vs-rest"]]):
+        result = run("invoke-local", "--json", "--no-stack", "--runtime", "process", "--rie", rie_path, "--endpoint-url",
+                     moto_server.endpoint_url, "--bucket", bucket, *model, IMAGES / "soda_cans" / "soda_cans_0.jpg")
+        output = ok(result)
+        prefix = output["invocation"]["prefix"]
+        assert output["model"]["name"] == ("m" if not model else "fixture-psu")  # the bucket's own pointer, or --model
+        after = all_versions(aws, bucket)
+        assert after == before  # nothing outside the run's prefix, and every version under it purged
+        assert pointer(aws, bucket)["version"] == "1"
+        assert aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)["KeyCount"] == 0
+
+
+def test_invoke_local_on_a_bucket_without_a_model_asks_for_one(aws, bucket, moto_server, rie_path):
+    from tests.conftest import IMAGES
+
+    aws.client("s3").create_bucket(Bucket=bucket)
+    result = run("invoke-local", "--no-stack", "--runtime", "process", "--rie", rie_path, "--endpoint-url",
+                 moto_server.endpoint_url, "--bucket", bucket, IMAGES / "soda_cans" / "soda_cans_0.jpg")
+    assert result.exit_code == ExitStatus.BAD_INPUT and "no current model" in result.stderr and "--model" in result.stderr
+    assert aws.client("s3").list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
