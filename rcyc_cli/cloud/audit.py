@@ -170,6 +170,9 @@ SECRET_PLUGINS = ("AWSKeyDetector", "ArtifactoryDetector", "AzureStorageKeyDetec
                   "SlackDetector", "SoftlayerDetector", "SquareOAuthDetector", "StripeDetector",
                   "TelegramBotTokenDetector", "TwilioKeyDetector")
 HIGH_ENTROPY = re.compile(r"[A-Za-z0-9+/=_-]{20,}")
+HEX = re.compile(r"[0-9a-fA-F]{32,}")
+# Names that say "secret" whatever the value's shape (detect-secrets' keyword plugin reads code, not names)
+SECRET_NAME = re.compile(r"(SECRET|PASSW(OR)?D|TOKEN|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
 
 
 def secrets_in(env: dict) -> dict[str, str]:
@@ -177,10 +180,10 @@ def secrets_in(env: dict) -> dict[str, str]:
     ``NAME="value"``, and its high-entropy measure on a bare token of 20+ characters). No plugin verifies
     anything over the network."""
     from detect_secrets.core.scan import scan_line
-    from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
+    from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString, HexHighEntropyString
     from detect_secrets.settings import transient_settings
 
-    entropy = Base64HighEntropyString(limit=4.5)
+    entropy, hex_entropy = Base64HighEntropyString(limit=4.5), HexHighEntropyString(limit=3.0)
     found = {}
     with transient_settings({"plugins_used": [{"name": name} for name in SECRET_PLUGINS], "filters_used": []}):
         for name, value in sorted(env.items()):
@@ -188,6 +191,10 @@ def secrets_in(env: dict) -> dict[str, str]:
             kinds = sorted({secret.type for secret in scan_line(f'{name}="{value}"')})
             if not kinds and HIGH_ENTROPY.fullmatch(value) and entropy.calculate_shannon_entropy(value) >= entropy.entropy_limit:
                 kinds = ["High Entropy String"]
+            if not kinds and HEX.fullmatch(value) and hex_entropy.calculate_shannon_entropy(value) >= hex_entropy.entropy_limit:
+                kinds = ["Hex High Entropy String"]
+            if not kinds and value and SECRET_NAME.search(name) and not name.startswith("RCYC_"):
+                kinds = ["a secret's name"]
             if kinds:
                 found[name] = ", ".join(kinds)
     return found

@@ -125,6 +125,8 @@ def principals(statement: dict) -> list[tuple[str, str]]:
         return [("*", "*")]
     if isinstance(principal, dict):
         return [(kind, str(value)) for kind, values in principal.items() for value in as_list(values)]
+    if isinstance(principal, str) and principal:  # an account id or ARN written without {"AWS": ...}
+        return [("Service" if principal.endswith(".amazonaws.com") else "AWS", principal)]
     return []
 
 

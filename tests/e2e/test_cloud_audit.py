@@ -108,6 +108,9 @@ SECRETS = {
     "DATABASE_URL": "postgres://app:s3cretpw@db.internal.example:5432/app",
     "THING": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",  # a 40-character secret access key, under a bland name
     "SLACK": "xoxb-" + "123456789012-1234567890123-abcdefghijklmnopqrstuvwx",
+    # found by the attack pass: a secret's name on a low-entropy value, and a 40-character hex token
+    "API_TOKEN": "abc123def456",
+    "WEBHOOK": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",
 }
 
 
@@ -128,6 +131,9 @@ def test_secrets_in_the_environment_in_their_common_shapes_are_named_never_shown
     ("*", {}, "anyone"),
     (f"arn:aws:iam::{OTHER}:root", {}, "another account"),
     ("s3.amazonaws.com", {}, "the service s3.amazonaws.com"),  # no SourceArn: any account's bucket could invoke it
+    # found by the attack pass: principals Lambda stores without {"AWS": ...}
+    (OTHER, {}, "another account"),
+    (f"arn:aws:iam::{OTHER}:role/x", {"SourceArn": "arn:aws:s3:::x"}, "another account"),
 ])
 def test_a_resource_policy_letting_others_invoke_is_a_finding(aws, setup, principal, extra, says):
     bucket, function = setup
