@@ -111,12 +111,13 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
     from ..cloud.aws import s3_client
     from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
     from ..local.emulator import rie
+    from ..function_spec import FunctionSpec
     from ..local.stack import client as stack
 
     running = stack.find()
     if running is None:
         report.status("starting the local stack (rcyc local down stops it)")
-        running = stack.up(stack.StackConfig(runtime="process"))
+        running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process")))
     config = running.state["config"]
     lam = lambda_client(running.endpoint_url, LOCAL_REGION, config["timeout"], concurrency, credentials=LOCAL_CREDENTIALS)
     target = Target("local", lam, function, running.endpoint_url, config["memory"], rie.arch(),

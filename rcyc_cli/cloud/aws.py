@@ -123,23 +123,8 @@ def translate(what: str, exc: BaseException) -> RcycError:
 
     if isinstance(exc, RcycError):
         return exc
-    if isinstance(exc, RuntimeError) and REFRESH_EXPIRED in str(exc):
-        # botocore's refreshable credentials (credential_process, SSO, assume-role) that come back expired
-        return AwsError(f"{what}: the AWS credentials were refreshed but are still expired", kind="ExpiredCredentials",
-                        hint="Log in again (aws sso login), or fix the profile's credential_process so it returns fresh credentials.")
-    if isinstance(exc, (bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.SSOError)) or (
-            isinstance(exc, bx.TokenRetrievalError)):
-        return AwsError(f"{what}: the AWS SSO token is expired or missing", kind="SsoLoginNeeded", hint=SSO_HINT)
-    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
-        return AwsError(f"{what}: no AWS credentials", kind="NoCredentials", hint=CREDENTIALS_HINT)
-    if isinstance(exc, bx.CredentialRetrievalError):
-        return AwsError(f"{what}: cannot get AWS credentials: {one_line(exc)}", kind="CredentialRetrievalError",
-                        hint="The profile's credential source failed (credential_process, SSO, assume-role): run it by hand "
-                        "to see why, or log in again (aws sso login).")
-    if isinstance(exc, bx.NoRegionError):
-        return AwsError(f"{what}: no AWS region", kind="NoRegion", hint="Pass --region or set AWS_REGION (or a profile region).")
-    if isinstance(exc, bx.ProfileNotFound):
-        return AwsError(f"{what}: {exc}", kind="BadConfig", hint="Check AWS_PROFILE and ~/.aws/config.")
+    if (error := _configuration_error(what, exc)) is not None:
+        return error
     if isinstance(exc, bx.ParamValidationError):
         detail = " ".join(str(exc).split())
         return InputError(f"{what}: AWS would refuse the request: {detail}", kind="InvalidParameter",
@@ -182,6 +167,29 @@ def is_aws_failure(exc: BaseException) -> bool:
     module = type(exc).__module__ or ""
     return module.split(".")[0] in ("botocore", "boto3", "s3transfer") or (
         isinstance(exc, RuntimeError) and REFRESH_EXPIRED in str(exc))
+
+
+def _configuration_error(what: str, exc: BaseException) -> AwsError | None:
+    """The failures of this machine's AWS setup (credentials, SSO, region, profile), before any request."""
+    from botocore import exceptions as bx
+
+    if isinstance(exc, RuntimeError) and REFRESH_EXPIRED in str(exc):
+        # botocore's refreshable credentials (credential_process, SSO, assume-role) that come back expired
+        return AwsError(f"{what}: the AWS credentials were refreshed but are still expired", kind="ExpiredCredentials",
+                        hint="Log in again (aws sso login), or fix the profile's credential_process so it returns fresh credentials.")
+    if isinstance(exc, (bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.SSOError, bx.TokenRetrievalError)):
+        return AwsError(f"{what}: the AWS SSO token is expired or missing", kind="SsoLoginNeeded", hint=SSO_HINT)
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return AwsError(f"{what}: no AWS credentials", kind="NoCredentials", hint=CREDENTIALS_HINT)
+    if isinstance(exc, bx.CredentialRetrievalError):
+        return AwsError(f"{what}: cannot get AWS credentials: {one_line(exc)}", kind="CredentialRetrievalError",
+                        hint="The profile's credential source failed (credential_process, SSO, assume-role): run it by hand "
+                        "to see why, or log in again (aws sso login).")
+    if isinstance(exc, bx.NoRegionError):
+        return AwsError(f"{what}: no AWS region", kind="NoRegion", hint="Pass --region or set AWS_REGION (or a profile region).")
+    if isinstance(exc, bx.ProfileNotFound):
+        return AwsError(f"{what}: {exc}", kind="BadConfig", hint="Check AWS_PROFILE and ~/.aws/config.")
+    return None
 
 
 def aws_call(what: str, call: Callable, *args, **kwargs):
