@@ -161,7 +161,7 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     whole when neither --trigger nor --no-trigger is given, set to --trigger's prefix, or removed whole with
     --no-trigger; the architecture is --platform's (or the image's) and must match the image's.
     A failed --smoke raises its error with the summary attached (``exc.summary``): the function was updated."""
-    from rcyc_core.errors import PrerequisiteError, RcycError
+    from rcyc_core.errors import PrerequisiteError
 
     from .. import image as images
 
@@ -180,43 +180,10 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
         summary["warnings"].append("no Docker engine answers: the plan cannot tell whether the image differs from the pushed one")
 
     report.status(f"checking bucket {options.bucket}")
-    try:
-        aws_call(f"find bucket {options.bucket}", s3.head_bucket, Bucket=options.bucket)
-    except AwsError as exc:
-        if exc.kind in NOT_FOUND_CODES:
-            raise AwsError(f"the bucket {options.bucket} does not exist", kind="NoSuchBucket",
-                           hint="rcyc upload-model creates it (private) and puts the model in it; then deploy.") from None
-        raise
-    buckets.refuse_if_public(s3, options.bucket)
-    pointer = store.read_pointer(s3, options.bucket)
-    if pointer is None:
-        summary["warnings"].append(f"s3://{options.bucket}/{POINTER_KEY} does not exist yet: run rcyc upload-model "
-                                   "before invoking the function")
-    elif get_or_none(f"check s3://{options.bucket}/{pointer['manifest']}", s3.head_object, NOT_FOUND_CODES,
-                     Bucket=options.bucket, Key=pointer["manifest"]) is None:
-        from .models import pointer_problem
+    _check_bucket(s3, options.bucket, summary)
 
-        summary["warnings"].append(pointer_problem(options.bucket, pointer))
-
-    # Everything that can refuse is read before anything is written (a Zip function, a prefix another
-    # function's trigger owns, a role granting more than rcyc's policy).
-    existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
-                                  ("ResourceNotFoundException",), FunctionName=options.function)
-    if existing_config and existing_config.get("PackageType", "Image") != "Image":
-        raise AwsError(f"the function {options.function} is a {existing_config.get('PackageType')} function; rcyc deploys "
-                       "image functions", kind="WrongPackageType", hint="Pass another --function name (rcyc creates it).")
-    if options.trigger is not None:
-        check_trigger_free(s3, options.bucket, options.trigger, options.function)
-    existing_trigger = current_trigger(s3, options.bucket, options.function) if existing_config else None
-    trigger_prefix, results_prefix, trigger_plan = _trigger_plan(options, existing_config, existing_trigger)
-    if trigger_plan == "keep":
-        summary["warnings"].append(f"kept the S3 trigger on s3://{options.bucket}/{trigger_prefix} (results under "
-                                   f"{results_prefix}); pass --no-trigger to remove it")
-    policy = role_policy(options.bucket, results_prefix, trigger_prefix)
-    role_name = options.role_name or f"{options.function}-role"
-    extras = roles.extra_grants(iam, role_name, policy)
-    if extras and not options.adopt_role:
-        raise roles.refusal(role_name, extras)
+    read = _read_and_refuse(options, lam, iam, s3, summary)
+    role_name, policy, results_prefix = read.role_name, read.policy, read.results_prefix
 
     summary["repository"] = ensure_repository(ecr, options.repository, dry)
     registry = _registry(options, ecr)
@@ -239,49 +206,127 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
 
     report.status(f"role {role_name}")
     summary["role"] = {**ensure_role(iam, role_name, policy, dry), "policy": policy}
-    if extras:  # --adopt-role: narrowed to rcyc's policy and Lambda's trust
-        summary["role"]["narrowed"], summary["role"]["left"] = roles.narrow(iam, role_name, extras, dry)
+    if read.extras:  # --adopt-role: narrowed to rcyc's policy and Lambda's trust
+        summary["role"]["narrowed"], summary["role"]["left"] = roles.narrow(iam, role_name, read.extras, dry)
         summary["warnings"] += [f"role {role_name}: {item}" for item in summary["role"]["narrowed"] + summary["role"]["left"]]
     env = function_environment(options.bucket, options.refresh_seconds, results_prefix)
     report.status(f"function {options.function}")
     summary["function"] = ensure_function(lam, options.function, image_uri, summary["role"]["arn"], options.memory,
                                           options.timeout, env, architecture, dry)
     summary["function"]["environment"] = env
+    summary["trigger"] = _converge_trigger(options, lam, s3, aws, summary, read)
+    if summary["trigger"] is None:
+        del summary["trigger"]
+    if options.smoke and not dry:
+        _smoke(options, aws, summary, report)
+    _refuse_if_the_plan_refuses(summary)
+    return summary
+
+
+def _check_bucket(s3, bucket: str, summary: dict) -> None:
+    """The bucket exists and is not public; a warning when its pointer is missing or names a manifest that is gone."""
+    try:
+        aws_call(f"find bucket {bucket}", s3.head_bucket, Bucket=bucket)
+    except AwsError as exc:
+        if exc.kind in NOT_FOUND_CODES:
+            raise AwsError(f"the bucket {bucket} does not exist", kind="NoSuchBucket",
+                           hint="rcyc upload-model creates it (private) and puts the model in it; then deploy.") from None
+        raise
+    buckets.refuse_if_public(s3, bucket)
+    pointer = store.read_pointer(s3, bucket)
+    if pointer is None:
+        summary["warnings"].append(f"s3://{bucket}/{POINTER_KEY} does not exist yet: run rcyc upload-model "
+                                   "before invoking the function")
+    elif get_or_none(f"check s3://{bucket}/{pointer['manifest']}", s3.head_object, NOT_FOUND_CODES,
+                     Bucket=bucket, Key=pointer["manifest"]) is None:
+        from .models import pointer_problem
+
+        summary["warnings"].append(pointer_problem(bucket, pointer))
+
+
+@dataclass
+class _Read:
+    """What a deploy read before writing anything."""
+
+    existing_config: dict | None
+    trigger_plan: str | None  # "set" | "keep" | "remove" | None
+    trigger_prefix: str | None
+    results_prefix: str | None
+    role_name: str
+    policy: dict
+    extras: list[dict]  # what an existing role grants beyond ``policy``
+
+
+def _read_and_refuse(options: DeployOptions, lam, iam, s3, summary: dict) -> _Read:
+    """Everything that can refuse is read before anything is written: a Zip function, a prefix another
+    target's notification owns, a role granting more than rcyc's policy (unless --adopt-role)."""
+    existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
+                                  ("ResourceNotFoundException",), FunctionName=options.function)
+    if existing_config and existing_config.get("PackageType", "Image") != "Image":
+        raise AwsError(f"the function {options.function} is a {existing_config.get('PackageType')} function; rcyc deploys "
+                       "image functions", kind="WrongPackageType", hint="Pass another --function name (rcyc creates it).")
+    if options.trigger is not None:
+        check_trigger_free(s3, options.bucket, options.trigger, options.function)
+    existing_trigger = current_trigger(s3, options.bucket, options.function) if existing_config else None
+    trigger_prefix, results_prefix, trigger_plan = _trigger_plan(options, existing_config, existing_trigger)
+    if trigger_plan == "keep":
+        summary["warnings"].append(f"kept the S3 trigger on s3://{options.bucket}/{trigger_prefix} (results under "
+                                   f"{results_prefix}); pass --no-trigger to remove it")
+    policy = role_policy(options.bucket, results_prefix, trigger_prefix)
+    role_name = options.role_name or f"{options.function}-role"
+    extras = roles.extra_grants(iam, role_name, policy)
+    if extras and not options.adopt_role:
+        raise roles.refusal(role_name, extras)
+    return _Read(existing_config, trigger_plan, trigger_prefix, results_prefix, role_name, policy, extras)
+
+
+def _converge_trigger(options: DeployOptions, lam, s3, aws, summary: dict, read: _Read) -> dict | None:
+    """All four parts of the trigger or none: set, kept, removed (also a stale invoke permission left
+    when the notification is gone)."""
+    dry, trigger_plan, trigger_prefix = options.dry_run, read.trigger_plan, read.trigger_prefix
     if trigger_plan in ("set", "keep"):
         arn = summary["function"].get("arn")
-        summary["trigger"] = add_trigger(lam, s3, arn, options.bucket, trigger_prefix, aws.account, dry) if arn else \
+        trigger = add_trigger(lam, s3, arn, options.bucket, trigger_prefix, aws.account, dry) if arn else \
             {"bucket": options.bucket, "prefix": trigger_prefix, "action": "configure"}
         if trigger_plan == "keep":
-            summary["trigger"]["action"] = "keep" if dry else "kept"
-    elif existing_config:  # --no-trigger, or no trigger left to keep: nothing of one stays (a stale invoke permission)
-        removed = remove_trigger(lam, s3, options.function, options.bucket, dry)
-        if trigger_plan == "remove" or removed:
-            summary["trigger"] = removed or {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
-        if removed and trigger_plan != "remove":
-            summary["warnings"].append("removed the S3 invoke permission of a trigger whose notification is gone")
-    elif trigger_plan == "remove":
-        summary["trigger"] = {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
-    if options.smoke and not dry:
-        report.status(f"smoke test: invoking {options.function} with {len(options.smoke)} key(s)")
-        try:
-            summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
-            errors = summary["smoke"]["response"].get("errors") or []
-            if errors:  # a record the function could not classify is a failed smoke test, not a pass
-                raise FunctionError(f"the smoke test failed: {errors[0].get('key')}: {errors[0].get('error')}: "
-                                    f"{errors[0].get('message')}", kind="SmokeTestFailed",
-                                    hint="The deployed function answered with an error for the smoke key: check the key and the model.")
-        except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke
-            summary["smoke"] = {"error": {"kind": exc.kind, "message": exc.message}, "log_tail": getattr(exc, "logs", [])}
-            exc.summary = summary
-            raise
+            trigger["action"] = "keep" if dry else "kept"
+        return trigger
+    none = {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
+    if not read.existing_config:
+        return none if trigger_plan == "remove" else None
+    removed = remove_trigger(lam, s3, options.function, options.bucket, dry)
+    if removed and trigger_plan != "remove":
+        summary["warnings"].append("removed the S3 invoke permission of a trigger whose notification is gone")
+    return removed or (none if trigger_plan == "remove" else None)
+
+
+def _smoke(options: DeployOptions, aws, summary: dict, report: Reporter) -> None:
+    """Invoke once with the smoke keys; a failure, or a key in the response's errors, raises with the summary."""
+    from rcyc_core.errors import RcycError
+
+    report.status(f"smoke test: invoking {options.function} with {len(options.smoke)} key(s)")
+    try:
+        summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
+        errors = summary["smoke"]["response"].get("errors") or []
+        if errors:  # a record the function could not classify is a failed smoke test, not a pass
+            raise FunctionError(f"the smoke test failed: {errors[0].get('key')}: {errors[0].get('error')}: "
+                                f"{errors[0].get('message')}", kind="SmokeTestFailed",
+                                hint="The deployed function answered with an error for the smoke key: check the key and the model.")
+    except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke
+        summary["smoke"] = {"error": {"kind": exc.kind, "message": exc.message}, "log_tail": getattr(exc, "logs", [])}
+        exc.summary = summary
+        raise
+
+
+def _refuse_if_the_plan_refuses(summary: dict) -> None:
+    """A plan that refuses fails like the deploy it plans would (with the plan attached)."""
     refused = [f"{part}: {summary[part]['action']}" for part in ("image", "function", "trigger")
                if str((summary.get(part) or {}).get("action", "")).startswith("refuse")]
-    if refused:  # a plan that refuses fails like the deploy it plans would
+    if refused:
         error = InputError("the deploy would be refused: " + "; ".join(refused), kind="PlanRefused",
                            hint="Fix what the plan refuses (or pass --force-tag to move the tag), then deploy.")
         error.summary = summary
         raise error
-    return summary
 
 
 def _trigger_plan(options: DeployOptions, existing_config: dict | None, existing_trigger: dict | None):

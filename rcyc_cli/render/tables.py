@@ -95,5 +95,5 @@ def render_models(listing: dict) -> None:
     out.print(table)
     if listing["current"] is None:
         out.print("no current model: rcyc upload-model PATH")
-    for warning in listing.get("warnings", []):
-        out.print(f"! {warning}", style="bold yellow")
+    for message in listing.get("warnings", []):
+        out.print(f"! {message}", style="bold yellow")
