@@ -137,12 +137,14 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
         info = RunInfo(f"{running.state['runtime']} (warm stack)", running.state["bucket"], running.state["s3_endpoint"],
                        _answered_by(answer["response"], manifest), answer["prefix"])
         return LocalRun(answer["response"], info, answer["invocations"], answer["seconds"])
-    return _run_here(options, uploads, event, manifest, model_dir, report)
+    return _run_here(options.function, options.bucket, options.endpoint_url, uploads, event, manifest, model_dir, report,
+                     concurrency=options.concurrency, batch_size=options.batch_size, model_given=options.model is not None)
 
 
-def _run_here(options: Options, uploads: list[Upload], event: dict | None, manifest, model_dir: Path,
-              report: Reporter) -> LocalRun:
-    """The one-shot run: the embedded S3 (or --endpoint-url's) and instances of its own."""
+def _run_here(spec: FunctionSpec, bucket: str, endpoint_url: str | None, uploads: list[Upload], event: dict | None,
+              manifest, model_dir: Path, report: Reporter, *, concurrency: int, batch_size: int,
+              model_given: bool = True) -> LocalRun:
+    """The one-shot run: the embedded S3 (or ``endpoint_url``'s) and instances of its own."""
     import uuid
 
     from ..cloud import aws
@@ -151,11 +153,11 @@ def _run_here(options: Options, uploads: list[Upload], event: dict | None, manif
     from .emulator.s3 import EmbeddedS3
     from .session import invoke_images, put_images, remove_prefix
 
-    launcher = FunctionLauncher(options.function, report)  # a missing emulator or engine fails before anything starts
-    shared = options.endpoint_url is not None
+    launcher = FunctionLauncher(spec, report)  # a missing emulator or engine fails before anything starts
+    shared = endpoint_url is not None
     prefix = f"{RUNS_PREFIX}{uuid.uuid4().hex[:12]}/" if shared else ""
     with contextlib.ExitStack() as stack:
-        endpoint, bucket = options.endpoint_url, options.bucket
+        endpoint = endpoint_url
         if endpoint is None:
             report.status("starting the embedded S3 (moto) on 127.0.0.1")
             s3_server = EmbeddedS3().start()
@@ -165,30 +167,29 @@ def _run_here(options: Options, uploads: list[Upload], event: dict | None, manif
         if shared:
             stack.callback(remove_prefix, s3, bucket, prefix)  # registered first, so it runs after the instances stop
         if shared:  # nothing is written outside this run's prefix (which is removed after the run)
-            manifest, pointer = _shared_model(s3, bucket, options, manifest, model_dir, prefix)
+            manifest, pointer = _shared_model(s3, bucket, endpoint, model_given, manifest, model_dir, prefix)
         else:
             pointer = POINTER_KEY
             seed_bucket(s3, bucket, manifest, model_dir, pointer)
         keys = put_images(s3, bucket, prefix, uploads)  # before any instance starts: they idle as briefly as possible
-        size = 1 if event is not None else max(1, min(options.concurrency, len(keys)))
+        size = 1 if event is not None else max(1, min(concurrency, len(keys)))
         pool = launcher.start(s3, bucket, manifest, model_dir, size, pointer_key=pointer, seed=False)
         stack.callback(pool.stop)
-        outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, options.concurrency,
-                                options.batch_size, report)
+        outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, concurrency, batch_size, report)
         info = RunInfo(launcher.runtime, bucket, endpoint, _answered_by(outcome.response, manifest), prefix or None)
         return LocalRun(outcome.response, info, outcome.invocations, outcome.seconds)
 
 
-def _shared_model(s3, bucket: str, options: Options, manifest, model_dir: Path, prefix: str):
+def _shared_model(s3, bucket: str, endpoint_url: str, model_given: bool, manifest, model_dir: Path, prefix: str):
     """(manifest, pointer key) for a run on a bucket of --endpoint-url's: without --model, the bucket's own
     current model (read, never written); with --model, that model published under the run's prefix only."""
     from ..cloud import buckets, models
     from ..defaults import LOCAL_REGION, POINTER_KEY
 
-    if options.model is None:
+    if not model_given:
         current = store.read_pointer(s3, bucket)
         if current is None:
-            raise ModelError(f"s3://{bucket} at {options.endpoint_url} has no current model ({POINTER_KEY})",
+            raise ModelError(f"s3://{bucket} at {endpoint_url} has no current model ({POINTER_KEY})",
                              kind="ModelUnavailable",
                              hint="Give --model PATH (used for this run only), or publish one: rcyc upload-model.")
         published = store.read_manifest(s3, bucket, current["manifest"])

@@ -194,7 +194,9 @@ def _refusal(error: urllib.error.HTTPError) -> str:
 def is_stack(pid: int) -> bool:
     """Whether ``pid`` is a running rcyc stack (not a stale pid that now belongs to something else)."""
     try:
-        return running(pid) and b"rcyc_cli.local.stack.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        # Also a stack an rcyc from before the local/ split started (its module was local.stack_server).
+        return running(pid) and (b"rcyc_cli.local.stack.server" in cmdline or b"rcyc_cli.local.stack_server" in cmdline)
     except OSError:
         return False
 
