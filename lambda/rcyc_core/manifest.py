@@ -64,6 +64,9 @@ class Manifest:
     input: InputSpec
     members: tuple[Member, ...]
     labels: tuple[str, ...] = LABELS
+    # What a model trained by rcyc saw (fingerprints of its images, data folder name, seed, backbone):
+    # for rcyc eval's leakage check; the function ignores it. Part of the identity (the sha256) like the rest.
+    provenance: dict | None = field(default=None, hash=False)
     # Where the files sit relative to the manifest, as published: "<upload id>/" in a bucket (each upload
     # writes its files under keys of its own), "" locally. Not part of the model's identity (sha256).
     files_prefix: str = ""
@@ -107,6 +110,7 @@ class Manifest:
             "layout": self.layout,
             "input": self.input.to_dict(),
             "members": [m.to_dict() for m in self.members],
+            **({"provenance": self.provenance} if self.provenance is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -153,6 +157,7 @@ class Manifest:
                 input=InputSpec.from_dict(data["input"]),
                 members=tuple(members),
                 labels=labels,
+                provenance=data["provenance"] if isinstance(data.get("provenance"), dict) else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(

@@ -20,22 +20,12 @@ from rcyc_core.s3 import NOT_FOUND_CODES
 
 from . import buckets, policies
 from .aws import Aws, get_or_none
+from .findings import Finding
 
 SEVERITIES = ("high", "medium", "low", "ok", "not applicable")  # high and medium fail the audit (exit 8)
 FUNCTION_NAME = re.compile(r"^([A-Za-z0-9_-]{1,64}|arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9_$-]{1,128})?)$")
 # Modules that add checks of their own (imported when the audit runs).
 PLUGINS: list[str] = []
-
-
-@dataclass
-class Finding:
-    severity: str  # one of SEVERITIES
-    check: str
-    detail: str
-    fix: str = ""
-
-    def to_dict(self) -> dict:
-        return self.__dict__.copy()
 
 
 @dataclass
@@ -277,7 +267,11 @@ def role_privilege(t: Target) -> list[Finding]:
     documents, managed = role_documents(t.iam, t.role_name)
     from .functions import role_policy
 
+    from . import triggers
+
     reference = role_policy(t.bucket)  # and reads/writes under any named prefix (the trigger's, the results')
+    via = (triggers.current(t.aws, t.bucket, t.function) or {}).get("via")
+    reference["Statement"] += triggers.role_statements(via, t.aws, t.function)  # sqs: its own queue
     extra = [grant for where, doc in documents
              for grant in policies.extra_grants(where, doc, reference, _named_prefix(t.bucket))]
     return [Finding("high", "role: managed policies", ", ".join(managed),
@@ -287,6 +281,14 @@ def role_privilege(t: Target) -> list[Finding]:
                     "Limit the role to s3:GetObject on models/* and images/*, s3:PutObject on the results prefix and "
                     "the log writes (rcyc deploy --adopt-role narrows it).")
             if extra else Finding("ok", "role: least privilege", f"{t.role_name} stays within {t.bucket}'s prefixes and the logs")]
+
+
+@check("function")
+def trigger_parts(t: Target) -> list[Finding]:
+    """The queue (its policy, dead-letter queue, mapping) and the EventBridge rule, where rcyc set them up."""
+    from . import triggers
+
+    return triggers.audit(t.aws, t.bucket, t.function)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from ..function_spec import FunctionSpec
 from ..reporting import SILENT, Reporter
 from . import buckets, roles, store
 from .aws import Aws, aws_call, get_or_none
-from .functions import (add_trigger, check_trigger_free, current_trigger, ensure_function, ensure_role, remove_trigger,
-                        role_policy)
+from . import triggers
+from .functions import check_trigger_free, ensure_function, ensure_role, remove_trigger, role_policy
 from .invoke import invoke
 from .registry import Registry, ecr_login, push, remote_image
 
@@ -38,6 +38,8 @@ class DeployOptions:
     registry_password: str | None = field(default=None, repr=False)
     force_tag: bool = False
     trigger: str | None = None
+    via: str | None = None  # how uploads reach the function (triggers.VIAS; default s3, or the existing trigger's)
+    batch_size: int = 10  # --via sqs: messages per invocation
     no_trigger: bool = False  # remove the function's S3 trigger whole (without either, an existing one is kept)
     results_prefix: str = DEFAULT_RESULTS_PREFIX
     dry_run: bool = False
@@ -73,6 +75,8 @@ def _validate(options: DeployOptions) -> None:
         raise InputError(f"--function {options.function!r} is not a valid function name", hint="Use letters, digits, '-' and '_' (at most 64).")
     if options.trigger is not None and options.no_trigger:
         raise InputError("--trigger and --no-trigger contradict each other", hint="Pass one of them.")
+    if options.via is not None and options.trigger is None:
+        raise InputError(f"--via {options.via} needs --trigger PREFIX", hint="e.g. --trigger incoming/ --via sqs")
     if options.trigger is not None:
         trigger, results = options.trigger, options.results_prefix
         if not results or results.startswith(trigger) or trigger.startswith(results):
@@ -182,7 +186,7 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     report.status(f"checking bucket {options.bucket}")
     _check_bucket(s3, options.bucket, summary)
 
-    read = _read_and_refuse(options, lam, iam, s3, summary)
+    read = _read_and_refuse(options, aws, lam, iam, s3, summary)
     role_name, policy, results_prefix = read.role_name, read.policy, read.results_prefix
 
     summary["repository"] = ensure_repository(ecr, options.repository, dry)
@@ -255,9 +259,10 @@ class _Read:
     role_name: str
     policy: dict
     extras: list[dict]  # what an existing role grants beyond ``policy``
+    via: str | None = None  # how uploads reach the function (triggers.VIAS)
 
 
-def _read_and_refuse(options: DeployOptions, lam, iam, s3, summary: dict) -> _Read:
+def _read_and_refuse(options: DeployOptions, aws, lam, iam, s3, summary: dict) -> _Read:
     """Everything that can refuse is read before anything is written: a Zip function, a prefix another
     target's notification owns, a role granting more than rcyc's policy (unless --adopt-role)."""
     existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
@@ -267,17 +272,19 @@ def _read_and_refuse(options: DeployOptions, lam, iam, s3, summary: dict) -> _Re
                        "image functions", kind="WrongPackageType", hint="Pass another --function name (rcyc creates it).")
     if options.trigger is not None:
         check_trigger_free(s3, options.bucket, options.trigger, options.function)
-    existing_trigger = current_trigger(s3, options.bucket, options.function) if existing_config else None
+    existing_trigger = triggers.current(aws, options.bucket, options.function) if existing_config else None
     trigger_prefix, results_prefix, trigger_plan = _trigger_plan(options, existing_config, existing_trigger)
+    via = (options.via or "s3") if trigger_plan == "set" else existing_trigger["via"] if trigger_plan == "keep" else None
     if trigger_plan == "keep":
-        summary["warnings"].append(f"kept the S3 trigger on s3://{options.bucket}/{trigger_prefix} (results under "
+        summary["warnings"].append(f"kept the trigger on s3://{options.bucket}/{trigger_prefix} (via {via}, results under "
                                    f"{results_prefix}); pass --no-trigger to remove it")
     policy = role_policy(options.bucket, results_prefix, trigger_prefix)
+    policy["Statement"] += triggers.role_statements(via, aws, options.function)
     role_name = options.role_name or f"{options.function}-role"
     extras = roles.extra_grants(iam, role_name, policy)
     if extras and not options.adopt_role:
         raise roles.refusal(role_name, extras)
-    return _Read(existing_config, trigger_plan, trigger_prefix, results_prefix, role_name, policy, extras)
+    return _Read(existing_config, trigger_plan, trigger_prefix, results_prefix, role_name, policy, extras, via)
 
 
 def _converge_trigger(options: DeployOptions, lam, s3, aws, summary: dict, read: _Read) -> dict | None:
@@ -286,18 +293,21 @@ def _converge_trigger(options: DeployOptions, lam, s3, aws, summary: dict, read:
     dry, trigger_plan, trigger_prefix = options.dry_run, read.trigger_plan, read.trigger_prefix
     if trigger_plan in ("set", "keep"):
         arn = summary["function"].get("arn")
-        trigger = add_trigger(lam, s3, arn, options.bucket, trigger_prefix, aws.account, dry) if arn else \
-            {"bucket": options.bucket, "prefix": trigger_prefix, "action": "configure"}
+        trigger = triggers.converge(read.via, aws, arn, options.bucket, trigger_prefix, options.batch_size, dry) if arn \
+            else {"bucket": options.bucket, "prefix": trigger_prefix, "action": "configure", "via": read.via}
         if trigger_plan == "keep":
             trigger["action"] = "keep" if dry else "kept"
         return trigger
     none = {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
     if not read.existing_config:
         return none if trigger_plan == "remove" else None
+    if trigger_plan == "remove":  # every way rcyc wired uploads to the function
+        return triggers.remove(aws, options.function, options.bucket, dry) or none
+    # No trigger kept: an S3 invoke permission left behind (its notification gone) is removed too.
     removed = remove_trigger(lam, s3, options.function, options.bucket, dry)
-    if removed and trigger_plan != "remove":
+    if removed:
         summary["warnings"].append("removed the S3 invoke permission of a trigger whose notification is gone")
-    return removed or (none if trigger_plan == "remove" else None)
+    return removed
 
 
 def _smoke(options: DeployOptions, aws, summary: dict, report: Reporter) -> None:

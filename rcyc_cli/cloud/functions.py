@@ -250,7 +250,8 @@ def check_trigger_free(s3, bucket: str, prefix: str, function: str) -> None:
                       ("TopicConfigurations", "TopicArn")):
         for rule in config.get(kind, []):
             target = rule.get(key, "")
-            if kind == "LambdaFunctionConfigurations" and _function_name(target) == function:
+            if (kind == "LambdaFunctionConfigurations" and _function_name(target) == function) or \
+                    target.endswith(f":{function}-uploads"):  # this function's own (its --via sqs queue)
                 continue
             other = _rule_prefix(rule) or ""
             if prefix.startswith(other) or other.startswith(prefix):

@@ -57,7 +57,8 @@ class Options:
 
 def load_event(path: Path) -> dict:
     """The event file, refused before anything starts if Lambda would refuse it: more than the 6 MB a
-    synchronous invoke carries, not UTF-8, not strict JSON (NaN, Infinity), nested too deep, no Records."""
+    synchronous invoke carries, not UTF-8, not strict JSON (NaN, Infinity), nested too deep, or no shape the
+    function reads (docs/events.md)."""
     data = read_regular(path, LAMBDA_MAX_PAYLOAD, what="event")
     try:
         text = data.decode("utf-8")

@@ -51,7 +51,11 @@ def render_response(response: dict) -> None:
     for error in typed.errors:
         out.print(Text.assemble(("✗ ", "bold red"), (str(error.key or "(event)"), "bold"), f"  {error.error}: {error.message}"))
     for skipped in typed.skipped:
-        out.print(Text.assemble(("– ", "yellow"), (str(skipped.key), "bold"), f"  skipped: {skipped.reason}"))
+        out.print(Text.assemble(("– ", "yellow"), (str(skipped.key or "(event)"), "bold"), f"  skipped: {skipped.reason}"))
+    if "batchItemFailures" in response:  # an SQS batch: what Lambda would do with each message
+        retry = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+        out.print(Text(f"SQS answer: retry {len(retry)} message(s){': ' + ', '.join(retry) if retry else ''}; "
+                       "the others are deleted from the queue", style="bold"))
     if typed.model:
         out.print(Text(f"model {typed.model.name} {typed.model.version} (sha256 {typed.model.sha256[:12]}…)", style="dim"))
 

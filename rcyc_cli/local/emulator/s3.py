@@ -1,5 +1,11 @@
-"""The embedded S3: moto's real HTTP server (its WSGI app, served by werkzeug) on a free 127.0.0.1 port,
-in a thread of this process."""
+"""The embedded S3: moto's S3 (its WSGI app for S3 alone, served by werkzeug) on a free 127.0.0.1 port, in
+a thread of this process.
+
+Only S3: moto's all-services dispatcher works out the service of every request by matching its host
+against hundreds of URL patterns (listing its own package folder on the way), under one lock for all
+request threads; nothing here asks the embedded S3 for another service (benchmarks/s3_server.py compares
+the two).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,14 @@ class EmbeddedS3:
     def __init__(self):
         import logging
 
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         # werkzeug logs every request to stderr by default; that is noise in a CLI (and in test output).
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True,
+        app = create_backend_app("s3")
+        _stop_tracking_instances()
+        self._server = make_server("127.0.0.1", 0, app, threaded=True,
                                    request_handler=MotoRequestHandler)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
@@ -39,10 +47,27 @@ class EmbeddedS3:
         for key, body in items:
             backend.put_object(bucket, key, body)
 
+    def put_documents(self, bucket: str, items: list[tuple[str, bytes, dict[str, str]]]) -> list[str]:
+        """JSON objects with user metadata, as a PUT with ``Content-Type: application/json`` and
+        ``x-amz-meta-*`` headers stores them; returns their ETags."""
+        backend = self._backend()
+        etags = []
+        for key, body, metadata in items:
+            stored = backend.put_object(bucket, key, body)
+            stored.set_metadata({"Content-Type": "application/json", **{f"x-amz-meta-{k}": v for k, v in metadata.items()}})
+            etags.append(stored.etag)
+        return etags
+
     def delete_prefix(self, bucket: str, prefix: str) -> None:
         backend = self._backend()
-        for key in [k for k in backend.get_bucket(bucket).keys.keys() if k.startswith(prefix)]:
-            backend.delete_object(bucket, key)
+        # Every version: the stack's bucket is versioned, and a plain delete would only add a delete marker
+        # and keep each run's images (the stack grew by every image routed through it).
+        keys = backend.get_bucket(bucket).keys
+        for name in [k for k in keys.keys() if k.startswith(prefix)]:
+            for version in keys.getlist(name, []):
+                if hasattr(version, "dispose"):
+                    version.dispose()  # its body's buffer closed now, not when the collector finds it
+            keys.pop(name)
 
     @staticmethod
     def _backend():
@@ -57,3 +82,16 @@ class EmbeddedS3:
             self._thread.join()
             self._thread = None
         self._server.server_close()
+
+
+def _stop_tracking_instances() -> None:
+    """moto keeps every model object it ever made (each object put, overwritten or deleted, with its ACL and
+    grants) in a list per class, for a dashboard the embedded S3 does not serve: a warm stack grew by every
+    image routed through it. A list that keeps nothing; what a bucket holds is unaffected."""
+    from collections import deque
+
+    from moto.core.model_instances import model_data
+
+    for models in model_data.values():
+        for model in models.values():
+            model.instances_tracked = deque(maxlen=0)
