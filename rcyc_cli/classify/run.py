@@ -137,9 +137,13 @@ class Tally:
 
 def validate(options: ClassifyOptions) -> None:
     """Everything about the options that needs no request: checked before the first one."""
-    parse_uri(options.uri)
-    if not options.results_prefix or not options.results_prefix.endswith("/"):
-        raise InputError(f"--results-prefix {options.results_prefix!r} must end in '/'", hint="e.g. --results-prefix results/")
+    bucket, prefix = parse_uri(options.uri)
+    results_prefix = options.results_prefix
+    if not results_prefix or not results_prefix.endswith("/"):
+        raise InputError(f"--results-prefix {results_prefix!r} must end in '/'", hint="e.g. --results-prefix results/")
+    if prefix.startswith(results_prefix):  # every key listed would be taken for a result: nothing would run
+        raise InputError(f"s3://{bucket}/{prefix} is under the results prefix {results_prefix!r}",
+                         hint="Pick a --results-prefix outside the images, e.g. results/.")
     Output.check(options.output)
 
 
