@@ -35,11 +35,15 @@ class RcycGroup(click.Group):
             console.error(exc.format_message(), f"See: {command} --help")
             ctx.exit(exc.exit_code)
         except RcycError as exc:
-            from .render import console
+            self._fail(ctx, exc)
+        except Exception as exc:
+            # A boto3/botocore failure no call site translated (the credential chain fails inside any call):
+            # the same one line as every AWS error. Anything else is a bug and keeps its traceback.
+            from .cloud.aws import is_aws_failure, translate
 
-            console.log_lines(getattr(exc, "logs", None) or [])
-            console.error(exc.message, exc.hint)
-            ctx.exit(for_error(exc))
+            if not is_aws_failure(exc):
+                raise
+            self._fail(ctx, translate("AWS", exc))
         except KeyboardInterrupt as exc:
             from .render import console
 
@@ -48,6 +52,14 @@ class RcycGroup(click.Group):
                 ctx.exit(128 + exc.signum)
             console.error("interrupted; everything rcyc started has been stopped")
             ctx.exit(ExitStatus.INTERRUPTED)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: RcycError):
+        from .render import console
+
+        console.log_lines(getattr(exc, "logs", None) or [])
+        console.error(exc.message, exc.hint)
+        ctx.exit(for_error(exc))
 
 
 class Terminated(KeyboardInterrupt):

@@ -24,6 +24,7 @@ SCHEMA = 1
 LAYOUTS = ("softmax", "one-vs-rest")
 FORMATS = ("h5", "tflite")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
+FILES_PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}/")
 PSU_NAMES = tuple(f"model_{i}_prime.h5" for i in range(len(LABELS)))
 
 
@@ -66,6 +67,9 @@ class Manifest:
     # What a model trained by rcyc saw (fingerprints of its images, data folder name, seed, backbone):
     # for rcyc eval's leakage check; the function ignores it. Part of the identity (the sha256) like the rest.
     provenance: dict | None = field(default=None, hash=False)
+    # Where the files sit relative to the manifest, as published: "<upload id>/" in a bucket (each upload
+    # writes its files under keys of its own), "" locally. Not part of the model's identity (sha256).
+    files_prefix: str = ""
 
     def files(self, fmt: str) -> list[FileRef]:
         """The files of one format, in member order; ModelError if any member lacks it."""
@@ -82,8 +86,17 @@ class Manifest:
 
     @property
     def sha256(self) -> str:
-        """Identity of the whole model: the hash of its canonical manifest text."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        """Identity of the whole model: the hash of its canonical manifest text (without ``files_prefix``:
+        the same model published by two uploads is the same model)."""
+        return hashlib.sha256(self._canonical(self.to_dict())).hexdigest()
+
+    @staticmethod
+    def _canonical(data: dict) -> bytes:
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+    def object_path(self, ref: FileRef) -> str:
+        """Where ``ref`` sits relative to the manifest's directory (or S3 prefix)."""
+        return self.files_prefix + ref.path
 
     def summary(self) -> dict:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
@@ -101,7 +114,10 @@ class Manifest:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        data = self.to_dict()
+        if self.files_prefix:
+            data["files_prefix"] = self.files_prefix
+        return self._canonical(data).decode()
 
     @classmethod
     def from_dict(cls, data: object, source: str = "manifest") -> "Manifest":
@@ -130,7 +146,11 @@ class Manifest:
                 raise ValueError(f"layout {layout} needs {expected} member(s), found {len(members)}")
             if layout == "one-vs-rest" and [m.label for m in members] != list(LABELS):
                 raise ValueError("one-vs-rest members must be in label order")
+            files_prefix = str(data.get("files_prefix") or "")
+            if files_prefix and not FILES_PREFIX_RE.fullmatch(files_prefix):
+                raise ValueError(f"files_prefix {files_prefix!r} is not one path segment ending in '/'")
             return cls(
+                files_prefix=files_prefix,
                 name=str(data["name"]),
                 version=str(data["version"]),
                 layout=layout,
@@ -167,7 +187,7 @@ class Manifest:
         """Paths of one format's files under ``directory``, each checked against its sha256."""
         paths = []
         for ref in self.files(fmt):
-            path = Path(directory) / ref.path
+            path = Path(directory) / self.object_path(ref)
             if not path.is_file():
                 raise ModelError(f"{path} is missing", hint="The manifest names a file that is not there.")
             actual = sha256_file(path)

@@ -100,7 +100,7 @@ class ModelStore:
         fmt = backends.FORMAT_OF.get(self.config.backend)
         if fmt is None:
             raise ModelError(f"RCYC_BACKEND={self.config.backend!r} is not one of {', '.join(backends.BACKENDS)}")
-        paths = [self._fetch_file(bucket, f"{prefix}/{ref.path}", ref.sha256, fmt) for ref in manifest.files(fmt)]
+        paths = [self._fetch_file(bucket, f"{prefix}/{manifest.object_path(ref)}", ref.sha256, fmt) for ref in manifest.files(fmt)]
         backend = backends.open_paths(self.config.backend, paths)
         backends.check_behaviour(manifest, backend)
         return Classifier(manifest, backend)

@@ -18,6 +18,9 @@ def parse_uri(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
         raise InputError(f"{uri!r} is not an s3://BUCKET/PREFIX address", hint="e.g. rcyc classify s3://my-bucket/photos/")
     bucket, _, prefix = uri[5:].partition("/")
+    from ..cloud.buckets import validate_bucket_name
+
+    validate_bucket_name(bucket)  # before any request: a name S3 would refuse is bad input, not an AWS error
     return bucket, prefix
 
 

@@ -56,9 +56,24 @@ class Output:
     def __init__(self, path: Path | None):
         self.path = path
         self.format = None if path is None else ("csv" if path.suffix.lower() == ".csv" else "jsonl")
-        if path is not None and path.suffix.lower() not in (".csv", ".jsonl", ".json"):
-            raise InputError(f"--output {path} must end in .jsonl or .csv", hint="e.g. --output results.jsonl")
+        self.check(path)
         self._file = self._csv = None
+
+    @staticmethod
+    def check(path: Path | None) -> None:
+        """InputError unless ``path`` can be written as asked: a .jsonl/.csv name in an existing directory,
+        not an existing directory, device or FIFO (checked before any request is made)."""
+        if path is None:
+            return
+        if path.suffix.lower() not in (".csv", ".jsonl", ".json"):
+            raise InputError(f"--output {path} must end in .jsonl or .csv", hint="e.g. --output results.jsonl")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise InputError(f"--output {path}: the directory {parent} does not exist", hint="Create it, or write elsewhere.")
+        if path.exists() and not path.is_file():
+            raise InputError(f"--output {path} exists and is not a regular file", hint="Give a file name to write.")
+        if not os.access(parent, os.W_OK):
+            raise InputError(f"--output {path}: the directory {parent} is not writable", hint="Write elsewhere.")
 
     def __enter__(self) -> "Output":
         if self.path is not None:
@@ -120,6 +135,18 @@ class Tally:
             self.models[model["sha256"]] = model
 
 
+def validate(options: ClassifyOptions) -> None:
+    """Everything about the options that needs no request: checked before the first one."""
+    bucket, prefix = parse_uri(options.uri)
+    results_prefix = options.results_prefix
+    if not results_prefix or not results_prefix.endswith("/"):
+        raise InputError(f"--results-prefix {results_prefix!r} must end in '/'", hint="e.g. --results-prefix results/")
+    if prefix.startswith(results_prefix):  # every key listed would be taken for a result: nothing would run
+        raise InputError(f"s3://{bucket}/{prefix} is under the results prefix {results_prefix!r}",
+                         hint="Pick a --results-prefix outside the images, e.g. results/.")
+    Output.check(options.output)
+
+
 def current_model(target: Target, s3, bucket: str) -> dict | None:
     """The pointer the function reads (its model bucket's), or None when it cannot be read."""
     from ..cloud import store
@@ -131,13 +158,9 @@ def current_model(target: Target, s3, bucket: str) -> dict | None:
 
 
 def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SILENT) -> dict:
+    validate(options)
     bucket, prefix = parse_uri(options.uri)
     results_prefix = options.results_prefix
-    if not results_prefix or not results_prefix.endswith("/"):
-        raise InputError(f"--results-prefix {results_prefix!r} must end in '/'", hint="e.g. --results-prefix results/")
-    if prefix.startswith(results_prefix):  # every key listed would be taken for a result: nothing would run
-        raise InputError(f"s3://{bucket}/{prefix} is under the results prefix {results_prefix!r}",
-                         hint="Pick a --results-prefix outside the images, e.g. results/.")
     concurrency = min(options.concurrency, target.concurrency_limit or options.concurrency)
     pointer = current_model(target, s3, bucket)
     current_sha = (pointer or {}).get("sha256")
@@ -201,11 +224,23 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
                    per_class={label: tally.labels[label] for label in LABELS}, errors=dict(tally.errors),
                    invocations=tally.invocations, retries=tally.retries, seconds=round(seconds, 3),
                    images_per_second=round(tally.classified / seconds, 2) if seconds and tally.classified else None,
-                   models=list(tally.models.values()), output=str(options.output) if options.output else None)
+                   models=list(tally.models.values()), output=str(options.output) if options.output else None,
+                   warnings=_stale_model_warnings(tally, pointer))
     if target.kind == "aws" or tally.billed_ms:
         summary.update(billed_ms=round(tally.billed_ms), gb_seconds=round(cost.gb_seconds(tally.billed_ms, target.memory_mb), 3),
                        cost_usd=round(cost.cost(tally.billed_ms, tally.invocations, target.memory_mb, target.architecture), 6))
     return summary
+
+
+def _stale_model_warnings(tally: Tally, pointer: dict | None) -> list[str]:
+    """A model that answered but is not the pointer's: warm instances still serve an older model (the
+    pointer's version may not load), so results are not by the model the pointer names."""
+    if not pointer or not pointer.get("sha256"):
+        return []
+    return [f"the function answered with {m.get('name')} {m.get('version')} (sha256 {str(m.get('sha256'))[:12]}…), not the "
+            f"pointer's {pointer.get('name')} {pointer.get('version')}: its instances could not load the pointer's model "
+            "(rcyc models promote --eval checks a version before it goes live)"
+            for sha, m in tally.models.items() if sha != pointer["sha256"]]
 
 
 def _count(s3, bucket: str, prefix: str, results_prefix: str, limit: int | None) -> tuple[Counts, list[str] | None]:

@@ -1,5 +1,6 @@
 """Where ``rcyc classify`` sends its events: AWS Lambda, or the local stack, through the same Lambda Invoke
-API and the same boto3 client (adaptive retries for throttling; per-event retries of transient failures)."""
+API and the same boto3 client. One retry policy: botocore makes one attempt per call, and ``invoke`` tries an
+event at most ``ATTEMPTS`` times in all (throttling and transient faults, with backoff)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from ..invocation import Report, decode_reply, log_tail_lines, parse_report
 # Whole-invocation failures worth another try: throttling left after boto3's own retries, Lambda's or the
 # emulator's transient faults, a timeout.
 TRANSIENT = {"TooManyRequestsException", "ServiceException", "EC2ThrottledException", "ResourceNotReadyException",
-             "Unreachable", "EmulatorError", "Timeout", "500", "502", "503", "504", "ThrottlingException"}
+             "Unreachable", "EmulatorError", "Timeout", "500", "502", "503", "504", "ThrottlingException",
+             "ConnectionFailed", "429"}
 
 
 @dataclass
@@ -44,17 +46,21 @@ class Answer:
     attempts: int
 
 
+ATTEMPTS = 3  # invocations of one event, in all
+
+
 def lambda_client(endpoint_url: str | None, region: str | None, timeout: int, pool: int, session=None, credentials=None):
     import boto3
-    from botocore.config import Config
 
-    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, read_timeout=timeout + 30, connect_timeout=5,
-                    max_pool_connections=max(10, pool))
+    from ..cloud.aws import client_config
+
+    # botocore's own retries off: ``invoke`` is the one place an event is tried again (not tries x retries).
+    config = client_config(read=timeout + 30, attempts=1, max_pool_connections=max(10, pool))
     return (session or boto3).client("lambda", endpoint_url=endpoint_url, region_name=region, config=config,
                                      **(credentials or {}))
 
 
-def invoke(target: Target, event: dict, attempts: int = 3, backoff: float = 1.0) -> Answer:
+def invoke(target: Target, event: dict, attempts: int = ATTEMPTS, backoff: float = 1.0) -> Answer:
     """One event, synchronously, with its log tail; FunctionError after ``attempts`` transient failures."""
     for attempt in range(1, attempts + 1):
         started = time.perf_counter()

@@ -41,6 +41,23 @@ HINTS = {
     "ThrottlingException": "AWS is throttling: wait a moment and run the command again.",
 }
 
+THROTTLED_HINT = "AWS is throttling: wait a moment and run the command again."
+EXPIRED_HINT = "The session token has expired: log in again (aws sso login, or new keys)."
+SERVER_HINT = ("The service failed on its side (or AWS_ENDPOINT_URL is not an AWS endpoint): run the command again in a "
+               "moment; if it persists, check AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>.")
+# Codes that come with the HTTP status only (a HEAD, an HTML page from a proxy or a wrong endpoint).
+STATUS_HINTS = {
+    "400": "S3 answers 400 without a reason when the session token has expired: log in again (aws sso login, or new "
+           "keys); otherwise the request names something AWS cannot parse (check the names given).",
+    "404": "Nothing of that name answers there: check the name, the region (--region / AWS_REGION) and any endpoint "
+           "override (AWS_ENDPOINT_URL).",
+    "429": THROTTLED_HINT,
+    "503": THROTTLED_HINT,
+    "SlowDown": THROTTLED_HINT,
+    "Throttling": THROTTLED_HINT,
+    "RequestLimitExceeded": THROTTLED_HINT,
+}
+REFRESH_EXPIRED = "refreshed credentials are still expired"
 CREDENTIALS_HINT = "Configure them (aws configure, AWS_PROFILE, aws sso login) or use a local endpoint (AWS_ENDPOINT_URL)."
 SSO_HINT = "The AWS SSO login has expired or is missing: log in again (aws sso login, with the same --profile / AWS_PROFILE)."
 NETWORK_HINT = "Check the network, the region (--region / AWS_REGION) and any endpoint override (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3)."
@@ -50,24 +67,48 @@ WRITE_DENIED_HINT = ("S3 refused the write: the credentials lack s3:PutObject on
 _CODE_IN_MESSAGE = re.compile(r"An error occurred \(([^)]+)\)(?: when calling the (\w+) operation)?: ?(.*)", re.S)
 
 
-def s3_client(endpoint_url: str | None = None, region: str | None = None, credentials: dict | None = None, session=None):
-    import boto3
+def read_timeout(default: float) -> float:
+    """Seconds to wait for an answer: RCYC_AWS_TIMEOUT when set (a slow link, or a test's fault endpoint)."""
+    value = os.environ.get("RCYC_AWS_TIMEOUT")
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise InputError(f"RCYC_AWS_TIMEOUT={value!r} is not a number of seconds", hint="Set it to e.g. 30, or unset it.") from None
+
+
+def client_config(read: float = 60, connect: float = 5, attempts: int = 3, **extra):
+    """The one botocore Config of rcyc's clients: standard retries (``attempts`` in total), timeouts."""
     from botocore.config import Config
 
+    return Config(retries={"total_max_attempts": attempts, "mode": "standard"}, connect_timeout=connect,
+                  read_timeout=read_timeout(read), **extra)
+
+
+def s3_client(endpoint_url: str | None = None, region: str | None = None, credentials: dict | None = None, session=None):
+    import boto3
+
     kwargs = dict(credentials or {})
-    return (session or boto3).client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=30),
-        **kwargs,
-    )
+    return (session or boto3).client("s3", endpoint_url=endpoint_url, region_name=region,
+                                     config=client_config(read=30, connect=3), **kwargs)
+
+
+def one_line(text: str, limit: int = 240) -> str:
+    """An error message as one short line: an HTML page (a proxy's, a wrong endpoint's) becomes its title."""
+    text = str(text or "")
+    if re.search(r"<(!doctype|html)", text, re.I):
+        title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+        text = f"an HTML page ({title.group(1).strip()})" if title else "an HTML page, not an AWS answer"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _client_error(what: str, code: str, message: str, operation: str | None = None) -> AwsError:
     if code == "403":  # S3 answers HEAD and some refusals with the status only
         code, message = "AccessDenied", message or "Forbidden"
-    hint = HINTS.get(code, "")
+    message = one_line(message)
+    hint = HINTS.get(code) or STATUS_HINTS.get(code) or (SERVER_HINT if code.startswith("5") else "")
+    if not hint:
+        hint = "AWS refused the request: the message above says why (docs/cloud.md lists the permissions per command)."
     if code in ("AccessDenied", "403") and operation in ("PutObject", "UploadPart", "CreateMultipartUpload", "CompleteMultipartUpload"):
         hint = WRITE_DENIED_HINT
     return AwsError(f"{what}: {code}: {message}".rstrip(": ").rstrip(), kind=code, hint=hint)
@@ -105,7 +146,10 @@ def translate(what: str, exc: BaseException) -> RcycError:
         where = getattr(exc, "kwargs", {}).get("endpoint_url") or "AWS"
         return AwsError(f"{what}: cannot reach {where}", kind="Unreachable", hint=NETWORK_HINT)
     if isinstance(exc, (bx.ReadTimeoutError, bx.ConnectionClosedError)):
-        return AwsError(f"{what}: the connection to AWS failed: {exc}", kind="ConnectionFailed",
+        if isinstance(exc, bx.ReadTimeoutError):
+            return AwsError(f"{what}: no answer in time: {one_line(exc)}", kind="Timeout",
+                            hint="Run the command again; on a slow link raise RCYC_AWS_TIMEOUT (seconds to wait for an answer).")
+        return AwsError(f"{what}: the connection to AWS failed: {one_line(exc)}", kind="ConnectionFailed",
                         hint="Run the command again; if it persists: " + NETWORK_HINT[0].lower() + NETWORK_HINT[1:])
     if isinstance(exc, bx.SSLError):
         return AwsError(f"{what}: TLS failed: {exc}", kind="TlsError",
@@ -113,20 +157,34 @@ def translate(what: str, exc: BaseException) -> RcycError:
     if isinstance(exc, bx.WaiterError):
         return AwsError(f"{what}: {exc}", kind="WaitFailed", hint="Look at the resource in the AWS console, then run the command again.")
     if isinstance(exc, (bx.BotoCoreError, Boto3Error)):
-        return AwsError(f"{what}: {exc}", kind=type(exc).__name__, hint=NETWORK_HINT)
+        return AwsError(f"{what}: {one_line(exc)}", kind=type(exc).__name__, hint=NETWORK_HINT)
     raise exc
+
+
+def is_aws_failure(exc: BaseException) -> bool:
+    """A failure of boto3/botocore/s3transfer (or of the credential chain) that no call site translated:
+    the CLI's boundary turns it into one line too."""
+    module = type(exc).__module__ or ""
+    return module.split(".")[0] in ("botocore", "boto3", "s3transfer") or (
+        isinstance(exc, RuntimeError) and REFRESH_EXPIRED in str(exc))
 
 
 def _configuration_error(what: str, exc: BaseException) -> AwsError | None:
     """The failures of this machine's AWS setup (credentials, SSO, region, profile), before any request."""
     from botocore import exceptions as bx
 
+    if isinstance(exc, RuntimeError) and REFRESH_EXPIRED in str(exc):
+        # botocore's refreshable credentials (credential_process, SSO, assume-role) that come back expired
+        return AwsError(f"{what}: the AWS credentials were refreshed but are still expired", kind="ExpiredCredentials",
+                        hint="Log in again (aws sso login), or fix the profile's credential_process so it returns fresh credentials.")
     if isinstance(exc, (bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.SSOError, bx.TokenRetrievalError)):
         return AwsError(f"{what}: the AWS SSO token is expired or missing", kind="SsoLoginNeeded", hint=SSO_HINT)
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
         return AwsError(f"{what}: no AWS credentials", kind="NoCredentials", hint=CREDENTIALS_HINT)
     if isinstance(exc, bx.CredentialRetrievalError):
-        return AwsError(f"{what}: cannot get AWS credentials: {exc}", kind="NoCredentials", hint=CREDENTIALS_HINT)
+        return AwsError(f"{what}: cannot get AWS credentials: {one_line(exc)}", kind="CredentialRetrievalError",
+                        hint="The profile's credential source failed (credential_process, SSO, assume-role): run it by hand "
+                        "to see why, or log in again (aws sso login).")
     if isinstance(exc, bx.NoRegionError):
         return AwsError(f"{what}: no AWS region", kind="NoRegion", hint="Pass --region or set AWS_REGION (or a profile region).")
     if isinstance(exc, bx.ProfileNotFound):
@@ -173,9 +231,7 @@ class Aws:
 
     def client(self, service: str):
         if service not in self._clients:
-            from botocore.config import Config
-
-            config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+            config = client_config()
             try:
                 if service == "s3":
                     self._clients[service] = s3_client(region=self.region, session=self.session)

@@ -115,10 +115,10 @@ def public_reasons(s3, bucket: str) -> list[str]:
             return call(Bucket=bucket)
         except Exception as exc:
             code = client_error_code(exc)
-            if code is None:
-                raise translate(f"check whether bucket {bucket} is public ({what})", exc) from None
             if code in missing:
                 return None
+            if code not in ("AccessDenied", "403"):  # a missing bucket, expired credentials, a fault: as they are
+                raise translate(f"check whether bucket {bucket} is public ({what})", exc) from None
             raise AwsError(f"cannot check whether bucket {bucket} is public ({what}): {code}", kind="AccessDenied",
                            hint="rcyc refuses to upload to a bucket it cannot check: allow s3:GetBucketPublicAccessBlock, "
                            "s3:GetBucketAcl and s3:GetBucketPolicy (docs/cloud.md).") from None

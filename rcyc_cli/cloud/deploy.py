@@ -7,17 +7,17 @@ import re
 from dataclasses import dataclass, field
 
 from rcyc_core.config import function_environment
-from rcyc_core.errors import AwsError, InputError
+from rcyc_core.errors import AwsError, FunctionError, InputError
 from rcyc_core.s3 import NOT_FOUND_CODES
 
 from ..defaults import (ARCHITECTURES, DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_REFRESH_SECONDS,
                         DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, MODELS_PREFIX, POINTER_KEY)
 from ..function_spec import FunctionSpec
 from ..reporting import SILENT, Reporter, plural
-from . import buckets, store
+from . import buckets, roles, store
 from .aws import Aws, aws_call, get_or_none
 from . import triggers
-from .functions import ensure_function, ensure_role, role_policy
+from .functions import check_trigger_free, ensure_function, ensure_role, remove_trigger, role_policy
 from .invoke import invoke
 from .registry import Registry, RegistryError, ecr_login, push, remote_image
 
@@ -44,6 +44,7 @@ class DeployOptions:
     results_prefix: str = DEFAULT_RESULTS_PREFIX
     dry_run: bool = False
     smoke: list[str] = field(default_factory=list)
+    adopt_role: bool = False  # narrow an existing role that grants more than rcyc's policy (else: refused)
 
     # The function's settings, read from its one spec.
     flavor = property(lambda self: self.spec.flavor)
@@ -169,7 +170,7 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     whole when neither --trigger nor --no-trigger is given, set to --trigger's prefix, or removed whole with
     --no-trigger; the architecture is --platform's (or the image's) and must match the image's.
     A failed --smoke raises its error with the summary attached (``exc.summary``): the function was updated."""
-    from rcyc_core.errors import PrerequisiteError, RcycError
+    from rcyc_core.errors import PrerequisiteError
 
     from .. import image as images
 
@@ -188,17 +189,10 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
         summary["warnings"].append("no Docker engine answers: the plan cannot tell whether the image differs from the pushed one")
 
     report.status(f"checking bucket {options.bucket}")
-    try:
-        aws_call(f"find bucket {options.bucket}", s3.head_bucket, Bucket=options.bucket)
-    except AwsError as exc:
-        if exc.kind in NOT_FOUND_CODES:
-            raise AwsError(f"the bucket {options.bucket} does not exist", kind="NoSuchBucket",
-                           hint="rcyc upload-model creates it (private) and puts the model in it; then deploy.") from None
-        raise
-    buckets.refuse_if_public(s3, options.bucket)
-    if store.read_pointer(s3, options.bucket) is None:
-        summary["warnings"].append(f"s3://{options.bucket}/{POINTER_KEY} does not exist yet: run rcyc upload-model "
-                                   "before invoking the function")
+    _check_bucket(s3, options.bucket, summary)
+
+    read = _read_and_refuse(options, aws, lam, iam, s3, summary)
+    role_name, policy, results_prefix = read.role_name, read.policy, read.results_prefix
 
     summary["repository"] = ensure_repository(ecr, options.repository, dry)
     registry = _registry(options, ecr)
@@ -219,45 +213,135 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
         image_uri = f"{summary['repository']['uri']}@{result.digest}"
     image["uri"] = image_uri
 
-    # The trigger: asked for, asked away, or (neither) kept whole as it is.
+    report.status(f"role {role_name}")
+    summary["role"] = {**ensure_role(iam, role_name, policy, dry), "policy": policy}
+    if read.extras:  # --adopt-role: narrowed to rcyc's policy and Lambda's trust
+        summary["role"]["narrowed"], summary["role"]["left"] = roles.narrow(iam, role_name, read.extras, dry)
+        summary["warnings"] += [f"role {role_name}: {item}" for item in summary["role"]["narrowed"] + summary["role"]["left"]]
+    env = function_environment(options.bucket, options.refresh_seconds, results_prefix)
+    report.status(f"function {options.function}")
+    summary["function"] = ensure_function(lam, options.function, image_uri, summary["role"]["arn"], options.memory,
+                                          options.timeout, env, architecture, dry)
+    summary["function"]["environment"] = env
+    summary["trigger"] = _converge_trigger(options, lam, s3, aws, summary, read)
+    if summary["trigger"] is None:
+        del summary["trigger"]
+    if options.smoke and not dry:
+        _smoke(options, aws, summary, report)
+    _refuse_if_the_plan_refuses(summary)
+    return summary
+
+
+def _check_bucket(s3, bucket: str, summary: dict) -> None:
+    """The bucket exists and is not public; a warning when its pointer is missing or names a manifest that is gone."""
+    try:
+        aws_call(f"find bucket {bucket}", s3.head_bucket, Bucket=bucket)
+    except AwsError as exc:
+        if exc.kind in NOT_FOUND_CODES:
+            raise AwsError(f"the bucket {bucket} does not exist", kind="NoSuchBucket",
+                           hint="rcyc upload-model creates it (private) and puts the model in it; then deploy.") from None
+        raise
+    buckets.refuse_if_public(s3, bucket)
+    pointer = store.read_pointer(s3, bucket)
+    if pointer is None:
+        summary["warnings"].append(f"s3://{bucket}/{POINTER_KEY} does not exist yet: run rcyc upload-model "
+                                   "before invoking the function")
+    elif get_or_none(f"check s3://{bucket}/{pointer['manifest']}", s3.head_object, NOT_FOUND_CODES,
+                     Bucket=bucket, Key=pointer["manifest"]) is None:
+        from .models import pointer_problem
+
+        summary["warnings"].append(pointer_problem(bucket, pointer))
+
+
+@dataclass
+class _Read:
+    """What a deploy read before writing anything."""
+
+    existing_config: dict | None
+    trigger_plan: str | None  # "set" | "keep" | "remove" | None
+    trigger_prefix: str | None
+    results_prefix: str | None
+    role_name: str
+    policy: dict
+    extras: list[dict]  # what an existing role grants beyond ``policy``
+    via: str | None = None  # how uploads reach the function (triggers.VIAS)
+
+
+def _read_and_refuse(options: DeployOptions, aws, lam, iam, s3, summary: dict) -> _Read:
+    """Everything that can refuse is read before anything is written: a Zip function, a prefix another
+    target's notification owns, a role granting more than rcyc's policy (unless --adopt-role)."""
     existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
                                   ("ResourceNotFoundException",), FunctionName=options.function)
+    if existing_config and existing_config.get("PackageType", "Image") != "Image":
+        raise AwsError(f"the function {options.function} is a {existing_config.get('PackageType')} function; rcyc deploys "
+                       "image functions", kind="WrongPackageType", hint="Pass another --function name (rcyc creates it).")
+    if options.trigger is not None:
+        check_trigger_free(s3, options.bucket, options.trigger, options.function)
     existing_trigger = triggers.current(aws, options.bucket, options.function) if existing_config else None
     trigger_prefix, results_prefix, trigger_plan = _trigger_plan(options, existing_config, existing_trigger)
     via = (options.via or "s3") if trigger_plan == "set" else existing_trigger["via"] if trigger_plan == "keep" else None
     if trigger_plan == "keep":
         summary["warnings"].append(f"kept the trigger on s3://{options.bucket}/{trigger_prefix} (via {via}, results under "
                                    f"{results_prefix}); pass --no-trigger to remove it")
-
     policy = role_policy(options.bucket, results_prefix, trigger_prefix)
     policy["Statement"] += triggers.role_statements(via, aws, options.function)
     role_name = options.role_name or f"{options.function}-role"
-    report.status(f"role {role_name}")
-    summary["role"] = {**ensure_role(iam, role_name, policy, dry), "policy": policy}
-    env = function_environment(options.bucket, options.refresh_seconds, results_prefix)
-    report.status(f"function {options.function}")
-    summary["function"] = ensure_function(lam, options.function, image_uri, summary["role"]["arn"], options.memory,
-                                          options.timeout, env, architecture, dry)
-    summary["function"]["environment"] = env
+    extras = roles.extra_grants(iam, role_name, policy)
+    if extras and not options.adopt_role:
+        raise roles.refusal(role_name, extras)
+    return _Read(existing_config, trigger_plan, trigger_prefix, results_prefix, role_name, policy, extras, via)
+
+
+def _converge_trigger(options: DeployOptions, lam, s3, aws, summary: dict, read: _Read) -> dict | None:
+    """All four parts of the trigger or none: set, kept, removed (also a stale invoke permission left
+    when the notification is gone)."""
+    dry, trigger_plan, trigger_prefix = options.dry_run, read.trigger_plan, read.trigger_prefix
     if trigger_plan in ("set", "keep"):
         arn = summary["function"].get("arn")
-        summary["trigger"] = triggers.converge(via, aws, arn, options.bucket, trigger_prefix, options.batch_size, dry) \
-            if arn else {"bucket": options.bucket, "prefix": trigger_prefix, "action": "configure", "via": via}
+        trigger = triggers.converge(read.via, aws, arn, options.bucket, trigger_prefix, options.batch_size, dry) if arn \
+            else {"bucket": options.bucket, "prefix": trigger_prefix, "action": "configure", "via": read.via}
         if trigger_plan == "keep":
-            summary["trigger"]["action"] = "keep" if dry else "kept"
-    elif trigger_plan == "remove":
-        removed = triggers.remove(aws, options.function, options.bucket, dry) if existing_config else None
-        summary["trigger"] = removed or {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
-    if options.smoke and not dry:
-        report.status(f"smoke test: invoking {options.function} with {plural(len(options.smoke), 'key')}")
-        try:
-            summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
-        except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke
-            summary["smoke"] = {"error": {"kind": exc.kind, "message": exc.message}, "log_tail": getattr(exc, "logs", [])}
-            exc.summary = summary
-            raise
-    return summary
+            trigger["action"] = "keep" if dry else "kept"
+        return trigger
+    none = {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
+    if not read.existing_config:
+        return none if trigger_plan == "remove" else None
+    if trigger_plan == "remove":  # every way rcyc wired uploads to the function
+        return triggers.remove(aws, options.function, options.bucket, dry) or none
+    # No trigger kept: an S3 invoke permission left behind (its notification gone) is removed too.
+    removed = remove_trigger(lam, s3, options.function, options.bucket, dry)
+    if removed:
+        summary["warnings"].append("removed the S3 invoke permission of a trigger whose notification is gone")
+    return removed
 
+
+def _smoke(options: DeployOptions, aws, summary: dict, report: Reporter) -> None:
+    """Invoke once with the smoke keys; a failure, or a key in the response's errors, raises with the summary."""
+    from rcyc_core.errors import RcycError
+
+    report.status(f"smoke test: invoking {options.function} with {plural(len(options.smoke), 'key')}")
+    try:
+        summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
+        errors = summary["smoke"]["response"].get("errors") or []
+        if errors:  # a record the function could not classify is a failed smoke test, not a pass
+            raise FunctionError(f"the smoke test failed: {errors[0].get('key')}: {errors[0].get('error')}: "
+                                f"{errors[0].get('message')}", kind="SmokeTestFailed",
+                                hint="The deployed function answered with an error for the smoke key: check the key and the model.")
+    except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke
+        summary["smoke"] = {"error": {"kind": exc.kind, "message": exc.message}, "log_tail": getattr(exc, "logs", [])}
+        exc.summary = summary
+        raise
+
+
+def _refuse_if_the_plan_refuses(summary: dict) -> None:
+    """A plan that refuses fails like the deploy it plans would (with the plan attached)."""
+    refused = [f"{part}: {summary[part]['action']}" for part in ("image", "function", "trigger")
+               if str((summary.get(part) or {}).get("action", "")).startswith("refuse")]
+    if refused:
+        error = InputError("the deploy would be refused: " + "; ".join(refused), kind="PlanRefused",
+                           hint="Fix what the plan refuses (or pass --force-tag to move the tag), then deploy.")
+        error.summary = summary
+        raise error
 
 
 def _trigger_plan(options: DeployOptions, existing_config: dict | None, existing_trigger: dict | None):

@@ -63,10 +63,11 @@ def fetch_model(ref: str, bucket: str, region: str | None = None, report: Report
         for fmt in ("h5", "tflite"):
             if manifest.has(fmt):
                 for ref_file in manifest.files(fmt):
-                    destination = partial / ref_file.path
+                    relative = manifest.object_path(ref_file)
+                    destination = partial / relative
                     destination.parent.mkdir(parents=True, exist_ok=True)
-                    aws_call(f"download s3://{bucket}/{prefix}/{ref_file.path}", s3.download_file, bucket,
-                             f"{prefix}/{ref_file.path}", str(destination))
+                    aws_call(f"download s3://{bucket}/{prefix}/{relative}", s3.download_file, bucket,
+                             f"{prefix}/{relative}", str(destination))
                 manifest.verify_local(partial, fmt)  # every file against its sha256
         (partial / MANIFEST_NAME).write_bytes(text)
         os.replace(partial, target)

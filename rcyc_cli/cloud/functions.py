@@ -8,7 +8,7 @@ import json
 import time
 import urllib.parse
 
-from rcyc_core.errors import AwsError
+from rcyc_core.errors import AwsError, InputError
 from rcyc_core.s3 import client_error_code
 
 from ..defaults import IMAGES_PREFIX, MODELS_PREFIX
@@ -245,10 +245,30 @@ def _trigger_statements(lam, function: str) -> list[str]:
     return [st.get("Sid", "") for st in statements if str(st.get("Sid", "")).startswith(TRIGGER_STATEMENT_PREFIX)]
 
 
+def check_trigger_free(s3, bucket: str, prefix: str, function: str) -> None:
+    """InputError (TriggerTaken) when another function's (or target's) notification on ``bucket`` already
+    covers a prefix overlapping ``prefix``: a deploy never takes a trigger over silently."""
+    config = _notifications(s3, bucket)
+    for kind, key in (("LambdaFunctionConfigurations", "LambdaFunctionArn"), ("QueueConfigurations", "QueueArn"),
+                      ("TopicConfigurations", "TopicArn")):
+        for rule in config.get(kind, []):
+            target = rule.get(key, "")
+            if (kind == "LambdaFunctionConfigurations" and _function_name(target) == function) or \
+                    target.endswith(f":{function}-uploads"):  # this function's own (its --via sqs queue)
+                continue
+            other = _rule_prefix(rule) or ""
+            if prefix.startswith(other) or other.startswith(prefix):
+                raise InputError(f"s3://{bucket}/{other} already sends its new objects to {target.rsplit(':', 1)[-1]}: "
+                                 f"a trigger on {prefix!r} would overlap it", kind="TriggerTaken",
+                                 hint="Remove that trigger first (rcyc deploy --function OTHER --no-trigger) or pick "
+                                 "another --trigger prefix.")
+
+
 def add_trigger(lam, s3, function_arn: str, bucket: str, prefix: str, account: str, dry_run: bool = False) -> dict:
     """S3 notifications for new objects under ``prefix`` invoke the function: exactly one rcyc rule for this
     function on the bucket and its invoke permission (a trigger on another prefix is replaced whole)."""
     function = _function_name(function_arn)
+    check_trigger_free(s3, bucket, prefix, function)
     statement_id = _statement_id(bucket, prefix)
     config = _notifications(s3, bucket)
     rule_id = f"{TRIGGER_RULE_PREFIX}{prefix.strip('/').replace('/', '-') or 'all'}"

@@ -18,15 +18,15 @@ def invoke(keys: list[str], bucket: str, function: str | None = None, endpoint_u
 
     Returns {"response", "invocation": {...}, "log_tail": [...]}; FunctionError if the function failed."""
     import boto3
-    from botocore.config import Config
 
     from rcyc_core import events
 
+    from .aws import client_config
     from .buckets import validate_bucket_name
 
     validate_bucket_name(bucket)
     event = events.make_event(bucket, list(keys))
-    config = Config(read_timeout=timeout + 30, connect_timeout=5, retries={"total_max_attempts": 1})
+    config = client_config(read=timeout + 30, attempts=1)
     if endpoint_url:
         # An emulator: never send the user's own credentials to it.
         lam = boto3.client("lambda", endpoint_url=endpoint_url, region_name=LOCAL_REGION, config=config, **LOCAL_CREDENTIALS)

@@ -9,12 +9,11 @@ from pathlib import Path
 
 from rcyc_core.errors import InputError, ModelError
 from rcyc_core.manifest import MANIFEST_NAME
-from rcyc_core.s3 import NOT_FOUND_CODES
 
 from ..defaults import MODELS_PREFIX, POINTER_KEY
-from ..reporting import SILENT, Reporter, plural
+from ..reporting import SILENT, Reporter
 from . import buckets, store
-from .aws import Aws, aws_call, get_or_none
+from .aws import Aws, aws_call
 
 
 SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -54,9 +53,10 @@ def upload_model(path: Path, bucket: str, name: str | None = None, version: str 
     report.status(f"checking bucket {bucket}")
     created = buckets.ensure_private_bucket(s3, bucket, aws.region)
     previous = store.read_pointer(s3, bucket)
-    files = store.model_files(manifest, directory)
-    report.status(f"uploading {plural(len(files), 'model file')} to s3://{bucket}/{store.model_prefix(manifest)}")
-    manifest_key, uploaded = store.publish_model(s3, bucket, manifest, directory, promote=promote, progress=report.upload)
+    report.status(f"uploading model {manifest.name} {manifest.version} to s3://{bucket}/{store.model_prefix(manifest)}")
+    manifest_key, uploaded, published = store.publish_model(s3, bucket, manifest, directory, promote=promote,
+                                                            progress=report.upload)
+    files = store.model_files(published, directory)
     return {
         "bucket": bucket,
         "bucket_created": created,
@@ -89,7 +89,16 @@ def list_models(bucket: str, region: str | None = None) -> dict:
                 models.append({"name": parts[1], "version": parts[2], "manifest": obj["Key"],
                                "uploaded": obj["LastModified"].isoformat(), "current": bool(current and current["manifest"] == obj["Key"])})
     models.sort(key=lambda m: (m["name"], m["uploaded"]))
-    return {"bucket": bucket, "current": current, "models": models}
+    listing = {"bucket": bucket, "current": current, "models": models, "warnings": []}
+    if current and not any(m["current"] for m in models):
+        # The function cannot load what the pointer names: new instances fail, warm ones serve an older model.
+        listing["warnings"].append(pointer_problem(bucket, current))
+    return listing
+
+
+def pointer_problem(bucket: str, pointer: dict) -> str:
+    return (f"the pointer names s3://{bucket}/{pointer['manifest']}, which does not exist: new function instances "
+            "cannot load a model (rcyc models promote NAME VERSION points it at a published version)")
 
 
 
@@ -105,14 +114,8 @@ def promote_model(bucket: str, name: str, version: str, region: str | None = Non
     if manifest is None:
         raise ModelError(f"s3://{bucket}/{manifest_key} does not exist", kind="ModelUnavailable",
                          hint="rcyc models list shows the uploaded versions.")
-    prefix = f"{MODELS_PREFIX}{name}/{version}/"
-    for fmt in ("h5", "tflite"):
-        if manifest.has(fmt):
-            for ref in manifest.files(fmt):
-                key = prefix + ref.path
-                if get_or_none(f"check s3://{bucket}/{key}", s3.head_object, NOT_FOUND_CODES, Bucket=bucket, Key=key) is None:
-                    raise ModelError(f"model {name} {version} is incomplete: s3://{bucket}/{key} is missing",
-                                     kind="ModelUnavailable", hint="Upload it again with rcyc upload-model.")
+    report.status(f"checking every file of {name} {version} against its manifest")
+    store.verify_published(s3, bucket, manifest, manifest_key)
     previous = store.read_pointer(s3, bucket)
     report.status(f"moving the pointer to {name} {version}")
     store.move_pointer(s3, bucket, manifest, manifest_key)

@@ -3,15 +3,19 @@ pointer, and images. Plain S3 operations on a client the caller made (AWS, or a 
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
 import json
 import mimetypes
 import os
+import secrets
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from rcyc_core.errors import InputError, ModelError
-from rcyc_core.manifest import MANIFEST_NAME, Manifest
-from rcyc_core.s3 import NOT_FOUND_CODES
+from rcyc_core.manifest import MANIFEST_NAME, Manifest, sha256_file
+from rcyc_core.s3 import NOT_FOUND_CODES, client_error_code
 
 from ..defaults import IMAGES_PREFIX, MODELS_PREFIX, POINTER_KEY
 from .aws import aws_call, get_or_none, translate
@@ -19,8 +23,10 @@ from .aws import aws_call, get_or_none, translate
 Progress = Callable[[str, int, int], None]
 
 
-def model_prefix(manifest: Manifest) -> str:
-    return f"{MODELS_PREFIX}{manifest.name}/{manifest.version}/"
+def model_prefix(manifest: Manifest, root: str = "") -> str:
+    """Where a version lives: models/<name>/<version>/ (under ``root``, a run's own prefix, for a one-off run
+    on a shared bucket)."""
+    return f"{root}{MODELS_PREFIX}{manifest.name}/{manifest.version}/"
 
 
 def pointer_body(manifest: Manifest, manifest_key: str) -> bytes:
@@ -38,11 +44,26 @@ def _upload_file(s3, path: Path, bucket: str, key: str, progress: Progress | Non
     aws_call(f"upload {path.name}", s3.upload_file, str(path), bucket, key, **kwargs)
 
 
-def model_files(manifest: Manifest, directory: Path) -> list[tuple[Path, str]]:
-    """(local file, S3 key) of every file the manifest names, each checked against its sha256."""
-    prefix = model_prefix(manifest)
+def checksum_sha256(hex_digest: str) -> str:
+    """S3's ChecksumSHA256 form of a sha256 (base64 of the digest)."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def _put_verified(s3, bucket: str, key: str, body, sha256: str, **extra) -> str | None:
+    """One PUT carrying ChecksumSHA256 (S3 refuses bytes that do not match it and keeps it with the
+    object); the new object's VersionId (None on an unversioned bucket)."""
+    response = s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256",
+                             ChecksumSHA256=checksum_sha256(sha256), **extra)
+    return response.get("VersionId")
+
+
+def model_files(manifest: Manifest, directory: Path, root: str = "") -> list[tuple[Path, str]]:
+    """(local file, S3 key) of every file the manifest names, each checked against its sha256 (the local
+    files sit beside the manifest; in the bucket, under its ``files_prefix``)."""
+    prefix = model_prefix(manifest, root) + manifest.files_prefix
+    local = dataclasses.replace(manifest, files_prefix="")
     return [(path, prefix + path.relative_to(directory).as_posix())
-            for fmt in ("h5", "tflite") if manifest.has(fmt) for path in manifest.verify_local(directory, fmt)]
+            for fmt in ("h5", "tflite") if local.has(fmt) for path in local.verify_local(directory, fmt)]
 
 
 def read_manifest(s3, bucket: str, manifest_key: str) -> Manifest | None:
@@ -61,59 +82,153 @@ def version_exists_error(bucket: str, manifest: Manifest, existing_sha256: str |
         kind="VersionExists", hint="Upload it under a new --version (or another --name).")
 
 
+def version_taken_error(bucket: str, manifest: Manifest) -> InputError:
+    return InputError(
+        f"s3://{bucket}/{model_prefix(manifest)} holds objects but no manifest (another upload of it is under way, or "
+        f"its manifest was deleted): model {manifest.name} version {manifest.version} stays taken",
+        kind="VersionExists", hint="Upload it under a new --version (or another --name).")
+
+
+def _version_taken(s3, bucket: str, prefix: str) -> bool:
+    """Anything under the version's prefix: an object, an old version or a delete marker (a version whose
+    manifest was deleted is not free again)."""
+    try:
+        listing = s3.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        return bool(listing.get("Versions") or listing.get("DeleteMarkers"))
+    except Exception as exc:
+        if client_error_code(exc) not in ("AccessDenied", "403", "NotImplemented"):
+            raise translate(f"list s3://{bucket}/{prefix}", exc) from None
+    listing = aws_call(f"list s3://{bucket}/{prefix}", s3.list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    return bool(listing.get("Contents"))
+
+
+class Published(NamedTuple):
+    manifest_key: str
+    uploaded: bool  # False: the same content was already published (and every file checked)
+    manifest: Manifest  # as published (its files_prefix says where its files are)
+
+
 def publish_model(s3, bucket: str, manifest: Manifest, directory: Path, promote: bool = True,
-                  pointer_key: str = POINTER_KEY, progress: Progress | None = None) -> tuple[str, bool]:
-    """(manifest key, whether anything was uploaded). A name/version, once its manifest is written, never
-    changes: the same content again sends nothing; other content is refused (InputError, VersionExists).
-    Files go first, then the manifest (a conditional write: a concurrent upload of the same version
-    cannot replace it), then (promote) the pointer in one write. The pointer moves last, so an
-    interrupted upload leaves it on the previous complete version."""
-    manifest_key = model_prefix(manifest) + MANIFEST_NAME
+                  pointer_key: str = POINTER_KEY, progress: Progress | None = None, root: str = "") -> Published:
+    """(manifest key, whether anything was uploaded, the published manifest). A name/version, once taken, never changes: the same
+    content again sends nothing (after checking every published file against the manifest); other
+    content is refused (InputError, VersionExists), also when the version's manifest was deleted.
+
+    Each upload writes its files under a prefix of its own (``<version>/<upload id>/``, so no other upload
+    can overwrite them), each with S3's ChecksumSHA256; then the manifest with a conditional write (one
+    winner); a loser removes every object version it wrote. The pointer moves last, and only to a version
+    whose every file matches its manifest, so an interrupted upload leaves it on the previous version."""
+    prefix = model_prefix(manifest, root)
+    manifest_key = prefix + MANIFEST_NAME
     try:
         existing = read_manifest(s3, bucket, manifest_key)
     except ModelError:
         raise version_exists_error(bucket, manifest, None) from None
     uploaded = False
     if existing is None:
-        files = model_files(manifest, directory)
-        _remove_strays(s3, bucket, model_prefix(manifest), {key for _, key in files})
-        for path, key in files:
-            _upload_file(s3, path, bucket, key, progress)
-        try:
-            s3.put_object(Bucket=bucket, Key=manifest_key, Body=manifest.to_json().encode(),
-                          ContentType="application/json", IfNoneMatch="*")
-        except Exception as exc:
-            from rcyc_core.s3 import client_error_code
-
-            if client_error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise translate("upload the manifest", exc) from None
-            existing = read_manifest(s3, bucket, manifest_key)  # another upload published it first
-            if existing is None or existing.sha256 != manifest.sha256:
-                raise version_exists_error(bucket, manifest, existing.sha256 if existing else None) from None
-        else:
-            uploaded = True
+        if _version_taken(s3, bucket, prefix):
+            raise version_taken_error(bucket, manifest)
+        staged = dataclasses.replace(manifest, files_prefix=f"u{secrets.token_hex(8)}/")
+        existing, uploaded = _upload_staged(s3, bucket, staged, directory, manifest_key, progress, root)
     elif existing.sha256 != manifest.sha256:
         raise version_exists_error(bucket, manifest, existing.sha256)
-    if promote and (read_pointer(s3, bucket, pointer_key) or {}).get("sha256") != manifest.sha256:
-        move_pointer(s3, bucket, manifest, manifest_key, pointer_key)
-    return manifest_key, uploaded
+    if not uploaded:
+        verify_published(s3, bucket, existing, manifest_key)
+    if promote and (read_pointer(s3, bucket, pointer_key) or {}).get("sha256") != existing.sha256:
+        move_pointer(s3, bucket, existing, manifest_key, pointer_key)
+    return Published(manifest_key, uploaded, existing)
+
+
+def _upload_staged(s3, bucket: str, staged: Manifest, directory: Path, manifest_key: str,
+                   progress: Progress | None, root: str = "") -> tuple[Manifest, bool]:
+    """(the published manifest, whether this upload published it). Whatever this upload wrote is removed
+    unless it won: a refused manifest write, an error or Ctrl-C leaves nothing behind."""
+    written: list[tuple[str, str | None]] = []
+    won = False
+    try:
+        for path, key in model_files(staged, directory, root):
+            written.append((key, None))
+            label = key.rsplit("/", 1)[-1]
+            size = path.stat().st_size
+            if progress is not None:
+                progress(label, 0, size)
+            with open(path, "rb") as body:
+                written[-1] = (key, aws_call(f"upload {path.name}", _put_verified, s3, bucket, key, body,
+                                             sha256_file(path)))
+            if progress is not None:
+                progress(label, size, size)
+        text = staged.to_json().encode()
+        try:
+            _put_verified(s3, bucket, manifest_key, text, hashlib.sha256(text).hexdigest(),
+                          ContentType="application/json", IfNoneMatch="*")
+        except Exception as exc:
+            if client_error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise translate("upload the manifest", exc) from None
+        else:
+            # Read back: the conditional write is S3's guarantee; the read confirms this upload's files are
+            # the ones the published manifest names before anything points at them.
+            published = read_manifest(s3, bucket, manifest_key)
+            won = published is not None and published.files_prefix == staged.files_prefix
+    finally:
+        if not won:
+            _purge(s3, bucket, written)
+    if won:
+        return staged, True
+    existing = read_manifest(s3, bucket, manifest_key)  # another upload published it first
+    if existing is None or existing.sha256 != staged.sha256:
+        raise version_exists_error(bucket, staged, existing.sha256 if existing else None)
+    return existing, False
+
+
+def _purge(s3, bucket: str, written: list[tuple[str, str | None]]) -> None:
+    """Remove what an upload wrote: by VersionId on a versioned bucket (a plain delete would only add a
+    marker and keep the bytes)."""
+    for key, version_id in written:
+        kwargs = {"VersionId": version_id} if version_id else {}
+        try:
+            s3.delete_object(Bucket=bucket, Key=key, **kwargs)
+        except Exception:  # best effort: the upload's own failure is what the user needs to see
+            pass
+
+
+def verify_published(s3, bucket: str, manifest: Manifest, manifest_key: str) -> None:
+    """Every file of a published version against the manifest's sha256 (ModelError naming the first that
+    is missing or differs): S3's stored ChecksumSHA256 where the object has one, else its bytes."""
+    prefix = manifest_key.rsplit("/", 1)[0] + "/"
+    where = f"model {manifest.name} {manifest.version}"
+    for fmt in ("h5", "tflite"):
+        if not manifest.has(fmt):
+            continue
+        for ref in manifest.files(fmt):
+            key = prefix + manifest.object_path(ref)
+            head = get_or_none(f"check s3://{bucket}/{key}", s3.head_object, NOT_FOUND_CODES, Bucket=bucket, Key=key,
+                               ChecksumMode="ENABLED")
+            if head is None:
+                raise ModelError(f"{where} is incomplete: s3://{bucket}/{key} is missing", kind="ModelUnavailable",
+                                 hint="A published version never changes: upload the model under a new --version.")
+            stored = head.get("ChecksumSHA256") or ""
+            if stored and "-" not in stored:  # a whole-object checksum S3 verified when the object was written
+                actual = base64.b64decode(stored).hex()
+            else:
+                actual = _sha256_of_object(s3, bucket, key)
+            if actual != ref.sha256:
+                raise ModelError(f"{where} is corrupt: s3://{bucket}/{key} has sha256 {actual[:12]}…, the manifest "
+                                 f"says {ref.sha256[:12]}… (changed after publishing)", kind="ModelIntegrityError",
+                                 hint="A published version never changes: upload the model under a new --version.")
+
+
+def _sha256_of_object(s3, bucket: str, key: str) -> str:
+    digest = hashlib.sha256()
+    body = aws_call(f"read s3://{bucket}/{key}", s3.get_object, Bucket=bucket, Key=key)["Body"]
+    for chunk in iter(lambda: body.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def put_model(s3, bucket: str, manifest: Manifest, directory: Path, promote: bool = True,
-              pointer_key: str = POINTER_KEY, progress: Progress | None = None) -> str:
+              pointer_key: str = POINTER_KEY, progress: Progress | None = None, root: str = "") -> str:
     """``publish_model``, returning the manifest key."""
-    return publish_model(s3, bucket, manifest, directory, promote, pointer_key, progress)[0]
-
-
-def _remove_strays(s3, bucket: str, prefix: str, keep: set[str]) -> None:
-    """Objects under an unpublished version's prefix that this upload does not write (left by an
-    interrupted upload of other content, another layout's files): removed, so the version holds exactly
-    what its manifest names."""
-    paginator = s3.get_paginator("list_objects_v2")
-    pages = aws_call(f"list s3://{bucket}/{prefix}", lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix)))
-    for key in [obj["Key"] for page in pages for obj in page.get("Contents", [])]:
-        if key not in keep:
-            aws_call(f"remove the leftover s3://{bucket}/{key}", s3.delete_object, Bucket=bucket, Key=key)
+    return publish_model(s3, bucket, manifest, directory, promote, pointer_key, progress, root)[0]
 
 
 def read_pointer(s3, bucket: str, pointer_key: str = POINTER_KEY) -> dict | None:

@@ -39,9 +39,11 @@ from .output import emit, json_option, progress
 @click.option("--results-prefix", default=DEFAULT_RESULTS_PREFIX, show_default=True, help="With --trigger: where results are written.")
 @click.option("--smoke", "smoke", metavar="KEY", multiple=True, help="After deploying, invoke once with this image key.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--adopt-role", is_flag=True, help="Use an existing role that grants more than rcyc's policy, narrowed to it "
+              "(other policies deleted or detached, the trust reset to Lambda's); without it such a role is refused.")
 @json_option
 def deploy(tag, bucket, function, repository, role_name, region, image, spec, refresh_seconds, registry, registry_username,
-           force_tag, trigger, via, batch_size, no_trigger, results_prefix, smoke, dry_run):
+           force_tag, trigger, via, batch_size, no_trigger, results_prefix, smoke, dry_run, adopt_role):
     """Build the image, push it to ECR (never twice, never moving a tag silently), and point the function at
     it by digest: created if missing (image package, least-privilege role), else updated, then waited for."""
     from ..cloud import deploy as cloud_deploy
@@ -53,7 +55,7 @@ def deploy(tag, bucket, function, repository, role_name, region, image, spec, re
         registry_password=os.environ.get("RCYC_REGISTRY_PASSWORD"), force_tag=force_tag, trigger=trigger, via=via,
         batch_size=batch_size, no_trigger=no_trigger,
         results_prefix=results_prefix,
-        dry_run=dry_run, smoke=list(smoke))
+        dry_run=dry_run, smoke=list(smoke), adopt_role=adopt_role)
     from rcyc_core.errors import RcycError
 
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rcyc_core import events
 from rcyc_core.config import Config
-from rcyc_core.errors import EventError, InputError
+from rcyc_core.errors import EventError, InputError, ModelError
 
 from ..cloud import store
 from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, DEFAULT_CONCURRENCY, DEFAULT_KEEP_WARM, DEFAULT_STACK_INSTANCES,
@@ -142,14 +142,15 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
         keys = answer["keys"]
     else:
         local = _run_here(options.function, options.bucket, options.endpoint_url, uploads, event, manifest, model_dir, report,
-                          concurrency=options.concurrency, batch_size=options.batch_size)
+                          concurrency=options.concurrency, batch_size=options.batch_size, model_given=options.model is not None)
         keys = [image_key(local.info.prefix or "", upload) for upload in uploads]
     local.files = {key: str(path) for key, path in zip(keys, images)}
     return local
 
 
 def _run_here(spec: FunctionSpec, bucket: str, endpoint_url: str | None, uploads: list[Upload], event: dict | None,
-              manifest, model_dir: Path, report: Reporter, *, concurrency: int, batch_size: int) -> LocalRun:
+              manifest, model_dir: Path, report: Reporter, *, concurrency: int, batch_size: int,
+              model_given: bool = True) -> LocalRun:
     """The one-shot run: the embedded S3 (or ``endpoint_url``'s) and instances of its own."""
     import uuid
 
@@ -172,16 +173,42 @@ def _run_here(spec: FunctionSpec, bucket: str, endpoint_url: str | None, uploads
         s3 = aws.s3_client(endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
         if shared:
             stack.callback(remove_prefix, s3, bucket, prefix)  # registered first, so it runs after the instances stop
-        # Our own instances read a pointer of their own on a shared bucket: another run's model never answers here.
-        pointer = f"{prefix}current.json" if shared else POINTER_KEY
-        seed_bucket(s3, bucket, manifest, model_dir, pointer)
+        if shared:  # nothing is written outside this run's prefix (which is removed after the run)
+            manifest, pointer = _shared_model(s3, bucket, endpoint, model_given, manifest, model_dir, prefix)
+        else:
+            pointer = POINTER_KEY
+            seed_bucket(s3, bucket, manifest, model_dir, pointer)
         keys = put_images(s3, bucket, prefix, uploads)  # before any instance starts: they idle as briefly as possible
         size = 1 if event is not None else max(1, min(concurrency, len(keys)))
-        pool = launcher.start(s3, bucket, manifest, model_dir, size, pointer_key=pointer)
+        pool = launcher.start(s3, bucket, manifest, model_dir, size, pointer_key=pointer, seed=False)
         stack.callback(pool.stop)
         outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, concurrency, batch_size, report)
         info = RunInfo(launcher.runtime, bucket, endpoint, _answered_by(outcome.response, manifest), prefix or None)
         return LocalRun(outcome.response, info, outcome.invocations, outcome.seconds)
+
+
+def _shared_model(s3, bucket: str, endpoint_url: str, model_given: bool, manifest, model_dir: Path, prefix: str):
+    """(manifest, pointer key) for a run on a bucket of --endpoint-url's: without --model, the bucket's own
+    current model (read, never written); with --model, that model published under the run's prefix only."""
+    from ..cloud import buckets, models
+    from ..defaults import LOCAL_REGION, POINTER_KEY
+
+    if not model_given:
+        current = store.read_pointer(s3, bucket)
+        if current is None:
+            raise ModelError(f"s3://{bucket} at {endpoint_url} has no current model ({POINTER_KEY})",
+                             kind="ModelUnavailable",
+                             hint="Give --model PATH (used for this run only), or publish one: rcyc upload-model.")
+        published = store.read_manifest(s3, bucket, current["manifest"])
+        if published is None:
+            raise ModelError(models.pointer_problem(bucket, current), kind="ModelUnavailable",
+                             hint="rcyc models promote NAME VERSION, or give --model PATH.")
+        buckets.refuse_if_public(s3, bucket)
+        return published, POINTER_KEY
+    buckets.ensure_private_bucket(s3, bucket, LOCAL_REGION)
+    pointer = f"{prefix}current.json"  # a pointer of the run's own: another run's model never answers here
+    store.put_model(s3, bucket, manifest, model_dir, pointer_key=pointer, root=prefix)
+    return manifest, pointer
 
 
 def _answered_by(response, manifest) -> dict:

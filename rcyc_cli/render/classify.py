@@ -19,8 +19,9 @@ def render_summary(summary: dict) -> None:
                   f"classified by the current model, {summary['to_classify']} to classify")
         out.print(f"{plural(estimate['invocations'], 'invocation')} of {summary['function']} ({summary['endpoint']}), "
                   f"about {estimate['seconds']} s at concurrency {summary['concurrency']}, "
-                  f"{estimate['gb_seconds']} GB-s ≈ ${estimate['cost_usd']:.4f} at {summary['memory_mb']} MB "
-                  f"{summary['architecture']}")
+                  f"{estimate['gb_seconds']} GB-s ({estimate['cold_starts']} cold starts) ≈ ${estimate['lambda_usd']:.4f} at "
+                  f"{summary['memory_mb']} MB {summary['architecture']}, + ${estimate['s3_usd']:.4f} of S3 requests "
+                  f"≈ ${estimate['cost_usd']:.4f} in all")
         out.print(Text(f"estimated from {estimate['basis']}", style="dim"))
         return
     title(f"{where} → {summary['results_prefix']}")
@@ -41,3 +42,5 @@ def render_summary(summary: dict) -> None:
                   f"({summary['memory_mb']} MB {summary['architecture']}, public on-demand price)")
     if summary.get("output"):
         out.print(Text(f"one line per key: {summary['output']}", style="dim"))
+    for warning in summary.get("warnings", []):
+        out.print(Text.assemble(("! ", "bold yellow"), warning))

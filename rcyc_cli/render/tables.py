@@ -93,7 +93,7 @@ def render_deploy(summary: dict) -> None:
 def render_checks(rows: list[tuple[str, str, str, str]]) -> None:
     """rcyc doctor: (check, status, detail, fix) per row, the status coloured."""
     styles = {"ok": "green", "missing": "red", "high": "bold red", "medium": "yellow", "skipped": "dim",
-              "not applicable": "dim"}
+              "not applicable": "dim", "low": "cyan"}
     # One line per check and one per fix, never cut or folded inside a word: a path or a command is only
     # useful whole (a four-column table at 80 columns cut them with "…" or split them mid-word).
     width = max(len(name) for name, *_ in rows) if rows else 0
@@ -114,3 +114,5 @@ def render_models(listing: dict) -> None:
     out.print(table)
     if listing["current"] is None:
         out.print("no current model: rcyc upload-model PATH")
+    for message in listing.get("warnings", []):
+        out.print(f"! {message}", style="bold yellow")

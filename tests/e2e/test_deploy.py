@@ -541,7 +541,9 @@ def test_a_tag_naming_a_multi_platform_index_is_not_deployed(aws_on_moto, bucket
         cloud_registry.require_lambda_manifest(remote, "multi")
     assert refused.value.kind == "UnsupportedManifest"
     assert cloud_registry.remote_image(login, repository, "single").lambda_ready
-    plan = ok(run("deploy", "--json", "--dry-run", "--tag", "multi", "--image", function_image, *common))
+    refused_plan = run("deploy", "--json", "--dry-run", "--tag", "multi", "--image", function_image, *common)
+    assert refused_plan.exit_code == ExitStatus.BAD_INPUT  # a plan that refuses fails as the deploy would (issue 21)
+    plan = json.loads(refused_plan.stdout)
     assert plan["image"]["action"].startswith("refuse") and "index" in plan["image"]["action"]
 
 

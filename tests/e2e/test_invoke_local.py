@@ -116,8 +116,9 @@ def test_instance_stays_warm_after_bad_records(stack):
 
 
 def test_endpoint_url_uses_an_existing_s3(s3_server, rie_path):
+    # --model: a bucket without a current model of its own (issue 21: its model is used for this run only)
     result = run("invoke-local", "--json", "--rie", rie_path, "--endpoint-url", s3_server.endpoint_url, "--bucket", "other-bucket",
-                 IMAGES / "plastic_bottles" / "plastic_bottles_1.jpg")
+                 "--model", MODELS["one-vs-rest"], IMAGES / "plastic_bottles" / "plastic_bottles_1.jpg")
     assert result.exit_code == 0, result.stderr
     output = json.loads(result.stdout)
     assert output["results"][0]["label"] == "plastic_bottles"
@@ -127,7 +128,7 @@ def test_endpoint_url_uses_an_existing_s3(s3_server, rie_path):
     assert prefix.startswith("runs/") and output["results"][0]["key"] == f"{prefix}images/plastic_bottles_1.jpg"
     s3 = cloud_aws.s3_client(s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
     assert s3.list_objects_v2(Bucket="other-bucket", Prefix="runs/")["KeyCount"] == 0
-    assert s3.list_objects_v2(Bucket="other-bucket", Prefix="models/current.json")["KeyCount"] == 0
+    assert s3.list_objects_v2(Bucket="other-bucket", Prefix="models/")["KeyCount"] == 0  # no model published
     block = s3.get_public_access_block(Bucket="other-bucket")["PublicAccessBlockConfiguration"]
     assert all(block.values()) and len(block) == 4
 

@@ -25,7 +25,7 @@ def check_uploaded(aws_on_moto, bucket: str, summary: dict) -> Manifest:
     prefix = summary["manifest"].rsplit("/", 1)[0] + "/"
     for fmt in ("h5", "tflite"):
         for ref in manifest.files(fmt):
-            assert hashlib.sha256(objects[prefix + ref.path]).hexdigest() == ref.sha256
+            assert hashlib.sha256(objects[prefix + manifest.object_path(ref)]).hexdigest() == ref.sha256
     assert manifest.sha256 == summary["sha256"]
     return manifest
 
@@ -73,7 +73,8 @@ def test_models_list_promote_rollback_and_no_promote(aws_on_moto, bucket):
 def test_promote_refuses_an_incomplete_version(aws_on_moto, bucket):
     ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
     ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "2", "--no-promote", MODELS["softmax"]))
-    aws_on_moto.client("s3").delete_object(Bucket=bucket, Key="models/m/2/model.tflite")
+    files_prefix = Manifest.from_json(s3_objects(aws_on_moto, bucket)["models/m/2/manifest.json"]).files_prefix
+    aws_on_moto.client("s3").delete_object(Bucket=bucket, Key=f"models/m/2/{files_prefix}model.tflite")
     result = run("models", "promote", "--bucket", bucket, "m", "2")
     assert result.exit_code == ExitStatus.BAD_INPUT and "incomplete" in result.stderr
     assert pointer(aws_on_moto, bucket)["version"] == "1"
@@ -81,15 +82,15 @@ def test_promote_refuses_an_incomplete_version(aws_on_moto, bucket):
 
 def test_an_interrupted_model_upload_leaves_the_pointer_on_the_previous_version(aws_on_moto, bucket, monkeypatch):
     ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
-    real, calls = store._upload_file, []
+    real, calls = store._put_verified, []
 
-    def flaky(s3, path, bucket_, key, progress, extra=None):
+    def flaky(s3, bucket_, key, body, sha256, **extra):
         calls.append(key)
         if len(calls) == 3:
             raise AwsError("upload model_2_prime.h5: connection reset", kind="S3Unreachable")
-        return real(s3, path, bucket_, key, progress, extra)
+        return real(s3, bucket_, key, body, sha256, **extra)
 
-    monkeypatch.setattr(store, "_upload_file", flaky)
+    monkeypatch.setattr(store, "_put_verified", flaky)
     result = run("upload-model", "--bucket", bucket, "--name", "m", "--version", "2", MODELS["one-vs-rest"])
     assert result.exit_code == ExitStatus.AWS and "connection reset" in result.stderr
     assert len(calls) == 3
@@ -179,14 +180,15 @@ def test_a_published_model_version_never_changes(aws_on_moto, bucket):
     assert run("upload-model", "--bucket", bucket, "--name", "m", MODELS["one-vs-rest"]).exit_code == ExitStatus.BAD_INPUT
 
 
-def test_an_unpublished_version_keeps_no_files_of_an_interrupted_upload_of_another_layout(aws_on_moto, bucket):
+def test_a_version_holding_objects_without_a_manifest_stays_taken(aws_on_moto, bucket):
+    """Objects under a version without its manifest (a deleted manifest, an upload under way): issue 21 keeps
+    such a version taken rather than publishing beside (or over) them."""
     s3 = aws_on_moto.client("s3")
     ok(run("upload-image", "--json", "--bucket", bucket, SODA))
     s3.put_object(Bucket=bucket, Key="models/m/1/model_3_prime.h5", Body=b"left by an interrupted upload")
-    summary = ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
-    assert sorted(k for k in s3_objects(aws_on_moto, bucket) if k.startswith("models/m/1/")) == \
-        ["models/m/1/manifest.json", "models/m/1/model.h5", "models/m/1/model.tflite"]
-    check_uploaded(aws_on_moto, bucket, summary)
+    refused = run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"])
+    assert refused.exit_code == ExitStatus.BAD_INPUT and "stays taken" in refused.stderr
+    assert sorted(k for k in s3_objects(aws_on_moto, bucket) if k.startswith("models/m/1/")) == ["models/m/1/model_3_prime.h5"]
 
 
 @pytest.mark.parametrize("layout, swap, found", [

@@ -46,7 +46,8 @@ def test_what_rcyc_creates_passes_the_audit(moto_session):
     make_function(moto_session, "rcyc-audit-good", "good-fn", role_policy("rcyc-audit-good", results_prefix="results/"))
     code, findings, result = audit("rcyc-audit-good/good-fn")
     assert code == 0, result.stdout
-    assert {f["severity"] for f in findings.values()} == {"ok"}
+    assert {f["severity"] for f in findings.values() if f["check"] != "models lock-protected"} == {"ok"}
+    assert findings["models lock-protected"]["severity"] == "low"  # a note (no Object Lock), not a failure
     assert set(findings) >= {"public access block", "default encryption", "versioning", "TLS only", "role: least privilege",
                              "secrets in environment", "role: managed policies"}
 

@@ -40,7 +40,7 @@ CASES = [
     (client_error("ExpiredToken", "GetObject", "The provided token has expired."), ExitStatus.AWS, "ExpiredToken", ["aws sso login"]),
     (bx.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), ExitStatus.AWS, "Unreachable", ["cannot reach", "network"]),
     (bx.ConnectTimeoutError(endpoint_url="http://127.0.0.1:9"), ExitStatus.AWS, "Unreachable", ["network"]),
-    (bx.ReadTimeoutError(endpoint_url="http://127.0.0.1:9"), ExitStatus.AWS, "ConnectionFailed", ["again"]),
+    (bx.ReadTimeoutError(endpoint_url="http://127.0.0.1:9"), ExitStatus.AWS, "Timeout", ["again", "RCYC_AWS_TIMEOUT"]),
     (bx.NoRegionError(), ExitStatus.AWS, "NoRegion", ["--region"]),
     (bx.ProfileNotFound(profile="nope"), ExitStatus.AWS, "BadConfig", ["AWS_PROFILE"]),
     (bx.ParamValidationError(report="Invalid bucket name \"Bad_Bucket!!\""), ExitStatus.BAD_INPUT, "InvalidParameter", ["Bad_Bucket"]),

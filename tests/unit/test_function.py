@@ -97,8 +97,8 @@ def test_tampered_model_is_refused_and_previous_keeps_serving(s3, tmp_path):
 
     # A fresh instance with a tampered model: clear error, no result.
     softmax = Manifest.load(MODELS["softmax"])
-    store.put_model(s3, BUCKET, softmax, MODELS["softmax"])
-    s3.put_object(Bucket=BUCKET, Key=store.model_prefix(softmax) + "model.tflite", Body=b"not the model")
+    published = store.publish_model(s3, BUCKET, softmax, MODELS["softmax"]).manifest
+    s3.put_object(Bucket=BUCKET, Key=store.model_prefix(softmax) + published.files_prefix + "model.tflite", Body=b"not the model")
     response = make_function(s3, tmp_path / "fresh").handle(event)
     assert response["results"] == [] and response["errors"][0]["error"] == "ModelIntegrityError"
 
@@ -179,7 +179,7 @@ def test_a_published_version_never_changes(s3, tmp_path):
     assert refused.value.kind == "VersionExists" and "--version" in refused.value.hint
     assert objects(s3) == before
     # The same content again: nothing is sent (no new object versions), and it says so.
-    assert store.publish_model(s3, BUCKET, Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"]) == \
+    assert store.publish_model(s3, BUCKET, Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"])[:2] == \
         (store.model_prefix(Manifest.load(MODELS["one-vs-rest"])) + "manifest.json", False)
     assert len(s3.list_object_versions(Bucket=BUCKET)["Versions"]) == versions
 

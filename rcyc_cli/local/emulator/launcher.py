@@ -71,14 +71,15 @@ class FunctionLauncher:
 
     def start(self, s3, bucket: str, manifest: Manifest, model_dir: Path, instances: int = 1, warm: bool = False,
               refresh_seconds: float | None = None, pointer_key: str = POINTER_KEY, owner: str | None = None,
-              results_prefix: str | None = None) -> Pool:
+              results_prefix: str | None = None, seed: bool = True) -> Pool:
         """Seed ``bucket`` (through the client ``s3``) with the model, then start ``instances`` sandboxes
         reading it (through ``pointer_key``). Every sandbox carries ``owner`` (a new token by default) so
         that whatever is left of it can be found and stopped (``reaper``). The caller stops the pool."""
         from . import reaper
 
-        self.report.status(f"preparing bucket {bucket}")
-        seed_bucket(s3, bucket, manifest, model_dir, pointer_key)
+        if seed:  # (a run on a shared bucket has put its model where it belongs already)
+            self.report.status(f"preparing bucket {bucket}")
+            seed_bucket(s3, bucket, manifest, model_dir, pointer_key)
         self.owner = owner or reaper.new_owner("run")
         env = {**function_environment(bucket, refresh_seconds, results_prefix, pointer_key=pointer_key),
                "AWS_ENDPOINT_URL_S3": s3.meta.endpoint_url, reaper.OWNER_VARIABLE: self.owner}
