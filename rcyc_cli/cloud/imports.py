@@ -44,6 +44,15 @@ def _unpack(archive: Path, into: Path) -> None:
         raise InputError(f"{archive} is not a readable tar archive ({exc})", hint="Give the job's model.tar.gz.") from None
 
 
+def _is_tar(path: Path) -> bool:
+    """tarfile.is_tarfile, with a truncated or corrupt compressed file (EOFError, zlib/lzma/bz2 errors) named
+    as such rather than escaping as an abort."""
+    try:
+        return tarfile.is_tarfile(path)
+    except Exception as exc:
+        raise InputError(f"{path} is a damaged archive ({exc})", hint="Download the job's model.tar.gz again.") from None
+
+
 def _model_in(folder: Path) -> Path:
     """The model inside an unpacked archive: a manifest directory, its one .h5/.keras file, or a folder of
     Portland State files; at the top or in its one sub-folder."""
@@ -60,14 +69,18 @@ def _model_in(folder: Path) -> Path:
 
 
 def _download(uri: str, into: Path, region: str | None, report: Reporter) -> Path:
-    from .aws import Aws, aws_call
+    from .aws import Aws, aws_call, get_or_none
     from .training import parse_s3_uri
 
-    bucket, key = parse_s3_uri(uri)
+    hint = "Give s3://BUCKET/KEY/model.tar.gz (a training job's: training/jobs/<job>/output/model.tar.gz)."
+    bucket, key = parse_s3_uri(uri, hint=hint)
     if not key or key.endswith("/"):
-        raise InputError(f"{uri} names no object", hint="Give s3://BUCKET/KEY/model.tar.gz.")
+        raise InputError(f"{uri} names no object", hint=hint)
     s3 = Aws(region).client("s3")
-    head = aws_call(f"read s3://{bucket}/{key}", s3.head_object, Bucket=bucket, Key=key)
+    # HEAD answers a bare 404 for a missing bucket and a missing key alike
+    head = get_or_none(f"read s3://{bucket}/{key}", s3.head_object, ("404", "NoSuchKey", "NoSuchBucket"), Bucket=bucket, Key=key)
+    if head is None:
+        raise InputError(f"{uri} does not exist (no such bucket or key)", hint=hint)
     if head.get("ContentLength", 0) > MAX_ARCHIVE_BYTES:
         raise InputError(f"{uri} is larger than {MAX_ARCHIVE_BYTES // 1024**3} GB; a packaged model is tens of MB")
     target = into / "model.tar.gz"
@@ -115,7 +128,7 @@ def import_model(source: str, bucket: str, name: str, version: str | None = None
             path = Path(source)
             if not path.exists():
                 raise InputError(f"{source} does not exist", hint="Give s3://…/model.tar.gz, a .tar.gz, a manifest directory or a .h5.")
-        if path.is_file() and tarfile.is_tarfile(path):
+        if path.is_file() and _is_tar(path):
             unpacked = tmp / "unpacked"
             unpacked.mkdir()
             report.status(f"unpacking {path.name}")

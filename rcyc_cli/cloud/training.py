@@ -71,12 +71,12 @@ class JobOptions:
     poll_seconds: float = 15.0
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
+def parse_s3_uri(uri: str, hint: str = "Give s3://BUCKET/PREFIX/ (the <label>/<photo> folders under it).") -> tuple[str, str]:
     from . import buckets
 
     match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri or "")
     if not match:
-        raise InputError(f"{uri!r} is not an s3:// URI", hint="Give s3://BUCKET/PREFIX/ (the <label>/<photo> folders under it).")
+        raise InputError(f"{uri!r} is not an s3:// URI", hint=hint)
     buckets.validate_bucket_name(match[1])
     return match[1], match[2]
 
