@@ -84,6 +84,16 @@ def test_following_a_failed_job_raises_its_failure_reason():
     (["train", "--sagemaker", "s3://data-bucket/p/"], "--sagemaker needs --role"),
     (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "r", "--job-name", "bad_name", "--dry-run"], "not a SageMaker job name"),
     (["train", "--sagemaker", "b/p", "--role", "r", "--dry-run"], "not an s3:// URI"),
+    # a dry run must refuse what the real run (or SageMaker) would refuse
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "r", "--instance-type", "ml.nope.huge", "--dry-run"],
+     "not a SageMaker training instance type"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "arn:nonsense", "--dry-run"], "not an IAM role ARN"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "arn:aws:iam::123:role/r", "--dry-run"], "not an IAM role ARN"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "bad role!", "--dry-run"], "not an IAM role name"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "arn:aws-cn:iam::123456789012:role/r", "--dry-run"],
+     "in the partition aws-cn"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "r", "--create-role", "--image", "registry.example/x:1",
+      "--dry-run"], "--create-role needs the training image in ECR"),
 ])
 def test_options_that_do_not_go_together_are_one_error_line(args, message, monkeypatch):
     monkeypatch.setenv("AWS_REGION", "us-east-1")
