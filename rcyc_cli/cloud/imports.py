@@ -9,7 +9,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from rcyc_core.errors import InputError, ModelError
+from rcyc_core.errors import InputError, ModelError, RcycError
 from rcyc_core.manifest import MANIFEST_NAME
 
 from ..defaults import MIN_PER_CLASS
@@ -118,24 +118,21 @@ def import_model(source: str, bucket: str, name: str, version: str | None = None
     """Unpack, validate by behaviour, upload as models/<name>/<version>/ (never moving the pointer), then with
     ``eval_dir`` run the promotion gate and promote only if the model is not worse. The result says
     ``promoted`` and carries the gate (``gate["failed"]``: the caller exits 9)."""
-    from . import models
+    from . import buckets, models
 
+    # checked before any download or unpacking, not after the model was packaged
+    buckets.validate_bucket_name(bucket)
+    for segment, what in ((name, "model name"), (version, "version")):
+        if segment is not None:
+            models._check_segment(segment, what)
     with tempfile.TemporaryDirectory(prefix="rcyc-import-") as tmp:
         tmp = Path(tmp)
-        if source.startswith("s3://"):
-            path = _download(source, tmp, region, report)
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise InputError(f"{source} does not exist", hint="Give s3://…/model.tar.gz, a .tar.gz, a manifest directory or a .h5.")
-        if path.is_file() and _is_tar(path):
-            unpacked = tmp / "unpacked"
-            unpacked.mkdir()
-            report.status(f"unpacking {path.name}")
-            _unpack(path, unpacked)
-            path = _model_in(unpacked)
-        parity = "checked by the packager" if not (path.is_dir() and (path / MANIFEST_NAME).is_file()) else _check_parity(path, report)
-        uploaded = models.upload_model(path, bucket, name, version, promote=False, region=region, report=report)
+        try:
+            parity, uploaded = _import(source, tmp, bucket, name, version, region, report)
+        except RcycError as exc:
+            # a file of the archive is named "SOURCE:member", not by the temporary folder it was unpacked into
+            exc.args = (str(exc).replace(f"{tmp / 'unpacked'}/", f"{source}:"),)
+            raise
     result = {**uploaded, "source": source, "parity": parity, "promoted": False, "gate": None}
     if eval_dir is not None:
         from ..evaluate.session import promotion_gate
@@ -146,3 +143,23 @@ def import_model(source: str, bucket: str, name: str, version: str | None = None
             result["current"] = models.promote_model(bucket, uploaded["name"], uploaded["version"], region, report)["current"]
             result["promoted"] = True
     return result
+
+
+def _import(source: str, tmp: Path, bucket: str, name: str, version: str | None, region: str | None,
+            report: Reporter) -> tuple[str, dict]:
+    from . import models
+
+    if source.startswith("s3://"):
+        path = _download(source, tmp, region, report)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{source} does not exist", hint="Give s3://…/model.tar.gz, a .tar.gz, a manifest directory or a .h5.")
+    if path.is_file() and _is_tar(path):
+        unpacked = tmp / "unpacked"
+        unpacked.mkdir()
+        report.status(f"unpacking {path.name}")
+        _unpack(path, unpacked)
+        path = _model_in(unpacked)
+    parity = "checked by the packager" if not (path.is_dir() and (path / MANIFEST_NAME).is_file()) else _check_parity(path, report)
+    return parity, models.upload_model(path, bucket, name, version, promote=False, region=region, report=report)

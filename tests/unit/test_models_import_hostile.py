@@ -40,3 +40,18 @@ def test_a_missing_s3_source_says_so_with_a_hint(moto_in_process, monkeypatch, w
     result = run("models", "import", uri, "--name", "n", "--bucket", "rcyc-import-models")
     assert result.exit_code == ExitStatus.BAD_INPUT, result.output
     assert "does not exist" in result.stderr and "hint: Give s3://BUCKET/KEY/model.tar.gz" in result.stderr
+
+
+def test_a_bad_file_in_the_archive_is_named_by_the_archive_not_a_vanished_temp_folder(tmp_path):
+    source = archive(tmp_path / "model.tar.gz", {"manifest.json": b"not json"})
+    result = run("models", "import", str(source), "--name", "n")
+    assert result.exit_code == ExitStatus.BAD_INPUT, result.output
+    assert f"{source}:manifest.json is not JSON" in result.stderr and "rcyc-import-" not in result.stderr
+
+
+def test_the_name_is_checked_before_the_archive_is_read(tmp_path):
+    damaged = tmp_path / "model.tar.gz"
+    damaged.write_bytes(b"\x1f\x8b" + b"\0" * 20)
+    result = run("models", "import", str(damaged), "--name", "../evil")
+    assert result.exit_code == ExitStatus.BAD_INPUT
+    assert "model name '../evil'" in result.stderr and "unpacking" not in result.output
