@@ -116,3 +116,27 @@ def test_ctrl_c_while_following_says_the_job_keeps_running_and_how_to_stop_it():
         training.follow(aws, "job-7", options, Reporter(notice=notices.append))
     assert "keeps running" in notices[0] and "stop-training-job --training-job-name job-7" in notices[0]
     assert "s3://models-bucket/training/jobs/job-7/output/model.tar.gz" in notices[0]
+
+
+@pytest.mark.parametrize("data", ["missing", "a file", "no photos"])
+def test_local_mode_refuses_unusable_photos_before_it_needs_the_engine(tmp_path, monkeypatch, data):
+    # no engine answers: before the fix this was "no Docker engine" (exit 4); with one, a build of minutes first
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    path = tmp_path / "photos"
+    if data == "a file":
+        path.write_bytes(b"x")
+    elif data == "no photos":
+        path.mkdir()
+    result = run("train", path, "--out", tmp_path / "model", "--local-mode")
+    assert result.exit_code == 3, result.output
+    assert "Docker" not in result.stderr
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_bad_input(tmp_path):
+    from rcyc_cli.train.container import stage
+    from rcyc_core.errors import InputError
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "ckpt").write_bytes(b"x")
+    with pytest.raises(InputError, match="checkpoint directory"):
+        stage(tmp_path / "photos", {}, tmp_path / "ckpt")
