@@ -189,6 +189,10 @@ def _validate(options: JobOptions) -> None:
             raise InputError(f"--role {options.role!r} is not an IAM role ARN", hint="arn:aws:iam::ACCOUNT:role/NAME, or a role NAME.")
     elif not re.fullmatch(r"[\w+=,.@-]{1,64}", options.role):
         raise InputError(f"--role {options.role!r} is not an IAM role name", hint="Letters, digits and +=,.@_- (at most 64), or a role ARN.")
+    # the job's hyperparameters as the container will read them: a value it would refuse fails here, not in a billed job
+    from ..train.sagemaker import parse_hyperparameters
+
+    parse_hyperparameters(hyperparameters_strings({"name": options.name, **(options.hyperparameters or {})}))
     if options.create_role and options.image and repository_arn(options.image) is None:
         raise InputError("--create-role needs the training image in ECR (the role may pull from that repository only)",
                          hint="Drop --image (rcyc pushes its image to ECR) or give an ECR image URI.")

@@ -94,6 +94,7 @@ def test_following_a_failed_job_raises_its_failure_reason():
      "in the partition aws-cn"),
     (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "r", "--create-role", "--image", "registry.example/x:1",
       "--dry-run"], "--create-role needs the training image in ECR"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "r", "--name", "../x", "--dry-run"], "hyperparameter name="),
 ])
 def test_options_that_do_not_go_together_are_one_error_line(args, message, monkeypatch):
     monkeypatch.setenv("AWS_REGION", "us-east-1")
