@@ -9,7 +9,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from rcyc_core.errors import InputError, ModelError
+from rcyc_core.errors import InputError, ModelError, RcycError
 from rcyc_core.manifest import MANIFEST_NAME
 
 from ..defaults import MIN_PER_CLASS
@@ -44,6 +44,15 @@ def _unpack(archive: Path, into: Path) -> None:
         raise InputError(f"{archive} is not a readable tar archive ({exc})", hint="Give the job's model.tar.gz.") from None
 
 
+def _is_tar(path: Path) -> bool:
+    """tarfile.is_tarfile, with a truncated or corrupt compressed file (EOFError, zlib/lzma/bz2 errors) named
+    as such rather than escaping as an abort."""
+    try:
+        return tarfile.is_tarfile(path)
+    except Exception as exc:
+        raise InputError(f"{path} is a damaged archive ({exc})", hint="Download the job's model.tar.gz again.") from None
+
+
 def _model_in(folder: Path) -> Path:
     """The model inside an unpacked archive: a manifest directory, its one .h5/.keras file, or a folder of
     Portland State files; at the top or in its one sub-folder."""
@@ -60,14 +69,18 @@ def _model_in(folder: Path) -> Path:
 
 
 def _download(uri: str, into: Path, region: str | None, report: Reporter) -> Path:
-    from .aws import Aws, aws_call
+    from .aws import Aws, aws_call, get_or_none
     from .training import parse_s3_uri
 
-    bucket, key = parse_s3_uri(uri)
+    hint = "Give s3://BUCKET/KEY/model.tar.gz (a training job's: training/jobs/<job>/output/model.tar.gz)."
+    bucket, key = parse_s3_uri(uri, hint=hint)
     if not key or key.endswith("/"):
-        raise InputError(f"{uri} names no object", hint="Give s3://BUCKET/KEY/model.tar.gz.")
+        raise InputError(f"{uri} names no object", hint=hint)
     s3 = Aws(region).client("s3")
-    head = aws_call(f"read s3://{bucket}/{key}", s3.head_object, Bucket=bucket, Key=key)
+    # HEAD answers a bare 404 for a missing bucket and a missing key alike
+    head = get_or_none(f"read s3://{bucket}/{key}", s3.head_object, ("404", "NoSuchKey", "NoSuchBucket"), Bucket=bucket, Key=key)
+    if head is None:
+        raise InputError(f"{uri} does not exist (no such bucket or key)", hint=hint)
     if head.get("ContentLength", 0) > MAX_ARCHIVE_BYTES:
         raise InputError(f"{uri} is larger than {MAX_ARCHIVE_BYTES // 1024**3} GB; a packaged model is tens of MB")
     target = into / "model.tar.gz"
@@ -105,24 +118,21 @@ def import_model(source: str, bucket: str, name: str, version: str | None = None
     """Unpack, validate by behaviour, upload as models/<name>/<version>/ (never moving the pointer), then with
     ``eval_dir`` run the promotion gate and promote only if the model is not worse. The result says
     ``promoted`` and carries the gate (``gate["failed"]``: the caller exits 9)."""
-    from . import models
+    from . import buckets, models
 
+    # checked before any download or unpacking, not after the model was packaged
+    buckets.validate_bucket_name(bucket)
+    for segment, what in ((name, "model name"), (version, "version")):
+        if segment is not None:
+            models._check_segment(segment, what)
     with tempfile.TemporaryDirectory(prefix="rcyc-import-") as tmp:
         tmp = Path(tmp)
-        if source.startswith("s3://"):
-            path = _download(source, tmp, region, report)
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise InputError(f"{source} does not exist", hint="Give s3://…/model.tar.gz, a .tar.gz, a manifest directory or a .h5.")
-        if path.is_file() and tarfile.is_tarfile(path):
-            unpacked = tmp / "unpacked"
-            unpacked.mkdir()
-            report.status(f"unpacking {path.name}")
-            _unpack(path, unpacked)
-            path = _model_in(unpacked)
-        parity = "checked by the packager" if not (path.is_dir() and (path / MANIFEST_NAME).is_file()) else _check_parity(path, report)
-        uploaded = models.upload_model(path, bucket, name, version, promote=False, region=region, report=report)
+        try:
+            parity, uploaded = _import(source, tmp, bucket, name, version, region, report)
+        except RcycError as exc:
+            # a file of the archive is named "SOURCE:member", not by the temporary folder it was unpacked into
+            exc.args = (str(exc).replace(f"{tmp / 'unpacked'}/", f"{source}:"),)
+            raise
     result = {**uploaded, "source": source, "parity": parity, "promoted": False, "gate": None}
     if eval_dir is not None:
         from ..evaluate.session import promotion_gate
@@ -133,3 +143,23 @@ def import_model(source: str, bucket: str, name: str, version: str | None = None
             result["current"] = models.promote_model(bucket, uploaded["name"], uploaded["version"], region, report)["current"]
             result["promoted"] = True
     return result
+
+
+def _import(source: str, tmp: Path, bucket: str, name: str, version: str | None, region: str | None,
+            report: Reporter) -> tuple[str, dict]:
+    from . import models
+
+    if source.startswith("s3://"):
+        path = _download(source, tmp, region, report)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{source} does not exist", hint="Give s3://…/model.tar.gz, a .tar.gz, a manifest directory or a .h5.")
+    if path.is_file() and _is_tar(path):
+        unpacked = tmp / "unpacked"
+        unpacked.mkdir()
+        report.status(f"unpacking {path.name}")
+        _unpack(path, unpacked)
+        path = _model_in(unpacked)
+    parity = "checked by the packager" if not (path.is_dir() and (path / MANIFEST_NAME).is_file()) else _check_parity(path, report)
+    return parity, models.upload_model(path, bucket, name, version, promote=False, region=region, report=report)

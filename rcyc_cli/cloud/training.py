@@ -71,12 +71,12 @@ class JobOptions:
     poll_seconds: float = 15.0
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
+def parse_s3_uri(uri: str, hint: str = "Give s3://BUCKET/PREFIX/ (the <label>/<photo> folders under it).") -> tuple[str, str]:
     from . import buckets
 
     match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri or "")
     if not match:
-        raise InputError(f"{uri!r} is not an s3:// URI", hint="Give s3://BUCKET/PREFIX/ (the <label>/<photo> folders under it).")
+        raise InputError(f"{uri!r} is not an s3:// URI", hint=hint)
     buckets.validate_bucket_name(match[1])
     return match[1], match[2]
 
@@ -181,8 +181,42 @@ def _validate(options: JobOptions) -> None:
         raise InputError(f"--job-name {options.job_name!r} is not a SageMaker job name", hint="Letters, digits and '-' (at most 63).")
     if not 60 <= options.max_runtime <= 28 * 24 * 3600:
         raise InputError(f"--max-runtime {options.max_runtime} is out of range (60 s to 28 days)")
-    if not re.fullmatch(r"ml\.[a-z0-9]+\.[a-z0-9]+", options.instance_type):
-        raise InputError(f"--instance-type {options.instance_type!r} is not a SageMaker instance type", hint="e.g. ml.m5.xlarge.")
+    if options.instance_type not in _instance_types():
+        raise InputError(f"--instance-type {options.instance_type!r} is not a SageMaker training instance type",
+                         hint="e.g. ml.m5.xlarge or ml.g4dn.xlarge (the types CreateTrainingJob accepts).")
+    if options.role.startswith("arn:"):
+        if not re.fullmatch(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", options.role):
+            raise InputError(f"--role {options.role!r} is not an IAM role ARN", hint="arn:aws:iam::ACCOUNT:role/NAME, or a role NAME.")
+    elif not re.fullmatch(r"[\w+=,.@-]{1,64}", options.role):
+        raise InputError(f"--role {options.role!r} is not an IAM role name", hint="Letters, digits and +=,.@_- (at most 64), or a role ARN.")
+    # the job's hyperparameters as the container will read them: a value it would refuse fails here, not in a billed job
+    from ..train.sagemaker import parse_hyperparameters
+
+    parse_hyperparameters(hyperparameters_strings({"name": options.name, **(options.hyperparameters or {})}))
+    if options.create_role and options.image and repository_arn(options.image) is None:
+        raise InputError("--create-role needs the training image in ECR (the role may pull from that repository only)",
+                         hint="Drop --image (rcyc pushes its image to ECR) or give an ECR image URI.")
+
+
+def _instance_types() -> list[str]:
+    """The instance types CreateTrainingJob accepts, from botocore's SageMaker model on disk (no call)."""
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+    return shape.members["ResourceConfig"].members["InstanceType"].enum
+
+
+def _check_partition(role: str, aws) -> None:
+    """A role ARN from another partition (aws-cn, aws-us-gov) than the region's cannot be passed to the job."""
+    if not role.startswith("arn:"):
+        return
+    try:
+        partition = aws.session.get_partition_for_region(aws.region)
+    except Exception:  # an unknown or unset region: SageMaker will say
+        return
+    if role.split(":")[1] != partition:
+        raise InputError(f"--role {role} is in the partition {role.split(':')[1]}, the region {aws.region} in {partition}",
+                         hint=f"Give a role of the region's partition (arn:{partition}:iam::ACCOUNT:role/NAME).")
 
 
 def repository_arn(image_uri: str) -> str | None:
@@ -261,6 +295,7 @@ def submit(options: JobOptions, report: Reporter = SILENT) -> dict:
     if str(hp.get("fine_tune", "")).lower() in ("true", "1"):
         fine_tune_epochs = int(hp.get("fine_tune_epochs", 3))
     aws = Aws(options.region)  # reads the configuration only; no call
+    _check_partition(options.role, aws)
     if options.dry_run:
         image_uri, image = _image(options, aws, report)
         role_arn, role = _role_arn(options, aws, None, report)

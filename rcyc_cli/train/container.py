@@ -115,7 +115,11 @@ def stage(data_dir: Path, hyperparameters: dict, checkpoints: Path) -> Staging:
     if not data_dir.is_dir():
         raise InputError(f"{data_dir} is not a directory", hint="Give a folder with one sub-folder per label.")
     checkpoints = Path(checkpoints)
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    try:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"the checkpoint directory {checkpoints} cannot be made ({exc.strerror or exc})",
+                         hint="Give --checkpoint-dir a folder (or a path where one can be made).") from None
     root = Path(tempfile.mkdtemp(prefix="rcyc-local-mode-"))
     config = root / "input" / "config"
     config.mkdir(parents=True)
@@ -196,7 +200,13 @@ def local_mode(data_dir: Path, out_dir: Path, hyperparameters: dict, image: str 
 
     from .pipeline import _check_target
 
-    _check_target(Path(out_dir))  # before the build: a taken --out is refused at once
+    from ..config import eval_label_mapping
+    from ..dataset import load_dataset
+
+    # before the engine and the build (minutes): a taken --out or unusable photos are refused at once,
+    # as the job itself would refuse them
+    _check_target(Path(out_dir))
+    load_dataset(Path(data_dir), eval_label_mapping())
     client = images.engine()
     if image is None:
         built = build(client, base_image=base_image, ca_bundle=ca_bundle, report=report)

@@ -95,19 +95,25 @@ class Hyperparameters:
     channel: str | None = None
 
 
+def _shown(value) -> str:
+    """A value for an error line: its repr, cut short (a hostile value may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _int(key: str, value, low: int, high: int) -> int:
     if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-        raise InputError(f"hyperparameter {key}={value!r} is not a whole number")
+        raise InputError(f"hyperparameter {key}={_shown(value)} is not a whole number")
     if not low <= int(value) <= high:
-        raise InputError(f"hyperparameter {key}={value!r} is out of range ({low}..{high})")
+        raise InputError(f"hyperparameter {key}={_shown(value)} is out of range ({low}..{high})")
     return int(value)
 
 
 def _float(key: str, value, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"hyperparameter {key}={value!r} is not a number")
+        raise InputError(f"hyperparameter {key}={_shown(value)} is not a number")
     if not low <= float(value) <= high:
-        raise InputError(f"hyperparameter {key}={value!r} is out of range ({low}..{high})")
+        raise InputError(f"hyperparameter {key}={_shown(value)} is out of range ({low}..{high})")
     return float(value)
 
 
@@ -118,7 +124,7 @@ def _bool(key: str, value) -> bool:
         return value.lower() in ("true", "yes")
     if value in (0, 1):
         return bool(value)
-    raise InputError(f"hyperparameter {key}={value!r} is not true or false")
+    raise InputError(f"hyperparameter {key}={_shown(value)} is not true or false")
 
 
 def _segment(key: str, value) -> str:
@@ -126,7 +132,7 @@ def _segment(key: str, value) -> str:
 
     text = value if isinstance(value, str) else json.dumps(value)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", text):
-        raise InputError(f"hyperparameter {key}={text!r} must be letters, digits, '.', '_' or '-' (at most 128)")
+        raise InputError(f"hyperparameter {key}={_shown(text)} must be letters, digits, '.', '_' or '-' (at most 128)")
     return text
 
 
@@ -137,10 +143,23 @@ _COERCE = {
     "val_split": lambda v: _float("val_split", v, 0.05, 0.5),
     "fine_tune": lambda v: _bool("fine_tune", v),
     "fine_tune_epochs": lambda v: _int("fine_tune_epochs", v, 1, 100),
-    "name": lambda v: _segment("name", v),
+    "name": lambda v: _segment("name", v),  # a text key: see _TEXT
     "version": lambda v: _segment("version", v),
     "channel": lambda v: _segment("channel", v),
 }
+
+
+# Keys whose values are text: a string is taken as written, never decoded as a number ("1.10" stays "1.10",
+# not 1.1; "1e3" stays "1e3", not 1000.0); only a JSON-quoted string (the SDK's encoding) is unquoted.
+_TEXT = ("name", "version", "channel")
+
+
+def _json(text: str, what: str):
+    """json.loads, with a nesting too deep for the parser (a hostile file) as bad input rather than a crash."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InputError(f"{what} is nested too deeply to be read") from None
 
 
 def parse_hyperparameters(raw: dict) -> Hyperparameters:
@@ -154,9 +173,9 @@ def parse_hyperparameters(raw: dict) -> Hyperparameters:
             continue
         if key not in _COERCE:
             raise InputError(f"unknown hyperparameter {key!r}", hint=f"Known: {', '.join(sorted(_COERCE))}.")
-        if isinstance(value, str):
+        if isinstance(value, str) and (key not in _TEXT or value.startswith('"')):
             try:
-                value = json.loads(value)
+                value = _json(value, f"hyperparameter {key}")
             except ValueError:
                 pass
         values[key] = _COERCE[key](value)
@@ -171,7 +190,7 @@ def read_hyperparameters(layout: Layout) -> Hyperparameters:
     except OSError as exc:
         raise InputError(f"cannot read {layout.hyperparameters}: {exc.strerror or exc}") from None
     try:
-        raw = json.loads(text)
+        raw = _json(text, str(layout.hyperparameters))
     except ValueError as exc:
         raise InputError(f"{layout.hyperparameters} is not JSON: {exc}") from None
     return parse_hyperparameters(raw)
@@ -252,7 +271,8 @@ def _fail(layout: Layout, reason: str, status: int) -> int:
     print(f"rcyc training failed: {reason}", file=sys.stderr, flush=True)
     try:
         layout.output.mkdir(parents=True, exist_ok=True)
-        layout.failure.write_text(reason[:1023] + "\n")  # SageMaker keeps the first 1024 characters
+        # SageMaker keeps the first 1024 bytes of the file (not characters): cut on a character boundary.
+        layout.failure.write_bytes((reason + "\n").encode()[:1024].decode(errors="ignore").encode())
     except OSError as exc:
         print(f"cannot write {layout.failure}: {exc}", file=sys.stderr)
     return status

@@ -39,6 +39,34 @@ def test_string_hyperparameters_are_decoded_coerced_and_checked():
             parse_hyperparameters(bad)
 
 
+
+def test_text_hyperparameters_are_taken_as_written_not_as_numbers():
+    # "1.10" decoded as JSON is the float 1.1: the version (an S3 key segment) would silently change
+    hp = parse_hyperparameters({"version": "1.10", "name": "1e3", "channel": "007"})
+    assert (hp.version, hp.name, hp.channel) == ("1.10", "1e3", "007")
+    assert parse_hyperparameters({"version": "\"1.10\""}).version == "1.10"  # the SDK's JSON-quoted form
+
+
+@pytest.mark.parametrize("hostile", ["value", "file"])
+def test_json_nested_too_deeply_is_bad_input_not_an_internal_error(tmp_path, hostile, capsys):
+    layout = tree(tmp_path, {})
+    deep = "[" * 100_000 + "]" * 100_000
+    layout.hyperparameters.write_text(json.dumps({"epochs": deep}) if hostile == "value" else deep)
+    assert main(["train", "--root", str(tmp_path)]) == 3
+    assert "nested too deeply" in layout.failure.read_text()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_failure_file_fits_sagemakers_1024_bytes_and_error_lines_stay_short(tmp_path, capsys):
+    layout = tree(tmp_path, {"\u00e9" * 3000: "1"})  # 2 bytes a character: 1024 characters would be 2 KB
+    assert main(["train", "--root", str(tmp_path)]) == 3
+    reason = layout.failure.read_bytes()
+    assert 0 < len(reason) <= 1024
+    reason.decode()  # cut on a character boundary
+    with pytest.raises(InputError) as caught:
+        parse_hyperparameters({"epochs": "9" * 100_000})
+    assert len(caught.value.message) < 200
+
 def test_the_channel_is_training_or_the_only_one(tmp_path):
     layout = tree(tmp_path / "a", channel="photos")
     assert sagemaker.channel_dir(layout, None).name == "photos"

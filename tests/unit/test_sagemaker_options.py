@@ -84,6 +84,17 @@ def test_following_a_failed_job_raises_its_failure_reason():
     (["train", "--sagemaker", "s3://data-bucket/p/"], "--sagemaker needs --role"),
     (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "r", "--job-name", "bad_name", "--dry-run"], "not a SageMaker job name"),
     (["train", "--sagemaker", "b/p", "--role", "r", "--dry-run"], "not an s3:// URI"),
+    # a dry run must refuse what the real run (or SageMaker) would refuse
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "r", "--instance-type", "ml.nope.huge", "--dry-run"],
+     "not a SageMaker training instance type"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "arn:nonsense", "--dry-run"], "not an IAM role ARN"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "arn:aws:iam::123:role/r", "--dry-run"], "not an IAM role ARN"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "bad role!", "--dry-run"], "not an IAM role name"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "arn:aws-cn:iam::123456789012:role/r", "--dry-run"],
+     "in the partition aws-cn"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "r", "--create-role", "--image", "registry.example/x:1",
+      "--dry-run"], "--create-role needs the training image in ECR"),
+    (["train", "--sagemaker", "s3://data-bucket/p/", "--role", "r", "--name", "../x", "--dry-run"], "hyperparameter name="),
 ])
 def test_options_that_do_not_go_together_are_one_error_line(args, message, monkeypatch):
     monkeypatch.setenv("AWS_REGION", "us-east-1")
@@ -106,3 +117,27 @@ def test_ctrl_c_while_following_says_the_job_keeps_running_and_how_to_stop_it():
         training.follow(aws, "job-7", options, Reporter(notice=notices.append))
     assert "keeps running" in notices[0] and "stop-training-job --training-job-name job-7" in notices[0]
     assert "s3://models-bucket/training/jobs/job-7/output/model.tar.gz" in notices[0]
+
+
+@pytest.mark.parametrize("data", ["missing", "a file", "no photos"])
+def test_local_mode_refuses_unusable_photos_before_it_needs_the_engine(tmp_path, monkeypatch, data):
+    # no engine answers: before the fix this was "no Docker engine" (exit 4); with one, a build of minutes first
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    path = tmp_path / "photos"
+    if data == "a file":
+        path.write_bytes(b"x")
+    elif data == "no photos":
+        path.mkdir()
+    result = run("train", path, "--out", tmp_path / "model", "--local-mode")
+    assert result.exit_code == 3, result.output
+    assert "Docker" not in result.stderr
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_bad_input(tmp_path):
+    from rcyc_cli.train.container import stage
+    from rcyc_core.errors import InputError
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "ckpt").write_bytes(b"x")
+    with pytest.raises(InputError, match="checkpoint directory"):
+        stage(tmp_path / "photos", {}, tmp_path / "ckpt")
