@@ -1,0 +1,57 @@
+"""Hostile inputs to classify's resume index and results: an index is a hint a rerun checks, never a
+source of entries it cannot vouch for, and never a way to stop a run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rcyc_cli.classify.resume import DONE, INDEX_FOLDER, READ, Resume
+from rcyc_core.result_store import write_result
+
+from test_classify_resume import BUCKET, MODEL, entry, s3  # noqa: F401 (the fixture)
+
+FOLDER = f"results/{INDEX_FOLDER}{MODEL['sha256']}/"
+
+
+def plant(s3, body: bytes, name: str = "planted.json") -> None:
+    s3.put_object(Bucket=BUCKET, Key=FOLDER + name, Body=body)
+
+
+def index_of(results: dict) -> bytes:
+    return json.dumps({"model_sha256": MODEL["sha256"], "model": MODEL, "results": results}).encode()
+
+
+def test_a_deeply_nested_index_is_ignored_not_a_crash(s3):
+    write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
+    plant(s3, b"[" * 200_000 + b"]" * 200_000)
+    resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    assert resume.lookup("photos/a.jpg") == (READ, None)
+
+
+def test_an_index_larger_than_any_real_one_is_not_read(s3):
+    etag = write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
+    filler = {f"photos/x{n}.jpg": ["0", {"label": "boxes"}] for n in range(20)}
+    body = index_of({"photos/a.jpg": [etag, {"label": "boxes"}], **filler})
+    plant(s3, body + b" " * (65 * 1024 * 1024))
+    gets: list[str] = []
+    s3.meta.events.register("before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"]))
+    resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    assert gets == [] and resume.lookup("photos/a.jpg") == (READ, None)
+
+
+def test_an_index_entry_cannot_rename_its_key_or_bucket(s3):
+    etag = write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
+    plant(s3, index_of({"photos/a.jpg": [etag, {"label": "boxes", "confidence": 0.9, "key": "photos/z.jpg",
+                                                "bucket": "elsewhere"}]}))
+    state, stored = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg")
+    assert state == DONE and stored["key"] == "photos/a.jpg" and stored["bucket"] == BUCKET
+
+
+@pytest.mark.parametrize("bad", [{"label": {"not": "hashable"}}, {"label": "not_a_class", "confidence": 0.5},
+                                 {"label": "boxes", "confidence": "high"}, {"error": ["x"]}, {}])
+def test_an_index_entry_that_is_not_a_result_is_not_trusted(s3, bad):
+    etag = write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
+    plant(s3, index_of({"photos/a.jpg": [etag, bad]}))
+    assert Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg") == (READ, None)
