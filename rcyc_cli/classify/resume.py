@@ -5,7 +5,7 @@ ETag (its content hash). So a run leaves an index for the current model under
 ``<results prefix>.rcyc-index/<model sha256>/``: every key it knows to be done by that model, with its
 result's ETag and entry. A rerun lists the results once and reads the model's index files (one request a
 file, one file a run); a key whose listed ETag is the indexed one has a result by the current model,
-unchanged since it was checked; a key with a result the index does not vouch for is read (one GET, as
+unchanged since it was checked, which counts while the image's own listed ETag is the one it was made from; a key with a result the index does not vouch for is read (one GET, as
 without an index); a key with no result is classified. The index is held in memory while a run lasts
 (about 0.3 KB a done key).
 """
@@ -69,11 +69,14 @@ class Resume:
         self._changed = len(indexed) != len(self._carried) or len(self._files) > 1
         return self
 
-    def lookup(self, key: str) -> tuple[str, dict | None]:
-        """(DONE, the stored entry), (READ, None): a result to read and check, or (NEW, None): no result."""
+    def lookup(self, key: str, image: str) -> tuple[str, dict | None]:
+        """(DONE, the stored entry), (READ, None): a result to read and check, or (NEW, None): no result, or
+        one made from other bytes than the image listed now (ETag ``image``)."""
         known = self.done.get(key)
         if known is not None:
-            return DONE, {**known[1], "key": key, "bucket": self.bucket, "model": self.model}
+            if image and (known[1].get("object") or {}).get("etag") == image:
+                return DONE, {**known[1], "key": key, "bucket": self.bucket, "model": self.model}
+            return NEW, None
         return (READ if key in self._with_result else NEW), None
 
     def record(self, entry: dict, model: dict | None, etag: str) -> None:

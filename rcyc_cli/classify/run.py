@@ -151,8 +151,8 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     resume = Resume(s3, bucket, results_prefix, prefix, current_sha).load() if current_sha else None
     if options.dry_run:
         todo = counted.images if options.force else sum(
-            1 for key in _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
-            if _reusable(s3, bucket, results_prefix, key, resume) is None)
+            1 for key, image in _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
+            if _reusable(s3, bucket, results_prefix, key, image, resume) is None)
         summary.update(dry_run=True, to_classify=todo, done_before=counted.images - todo,
                        estimate=cost.estimate(todo, options.batch_size, concurrency, target.memory_mb, target.architecture))
         return summary
@@ -162,14 +162,14 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     started = time.perf_counter()
     writer = Writer(s3, bucket, results_prefix, max(2, concurrency), resume, target.store)
 
-    def work(keys: list[str]) -> tuple[list[tuple[dict, dict | None, bool]], list[Future]]:
-        out, todo, written = [], [], []
-        for key in keys:
-            stored = None if options.force else _reusable(s3, bucket, results_prefix, key, resume)
+    def work(objects: list[tuple[str, str]]) -> tuple[list[tuple[dict, dict | None, bool]], list[Future]]:
+        out, todo, written = [], {}, []
+        for key, image in objects:
+            stored = None if options.force else _reusable(s3, bucket, results_prefix, key, image, resume)
             if stored is not None:
                 out.append((stored, stored.get("model"), True))
             else:
-                todo.append(key)
+                todo[key] = image
         if todo:
             entries, written = _classify_keys(target, writer, bucket, todo, tally)
             out += entries
@@ -205,20 +205,20 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     return summary
 
 
-def _count(s3, bucket: str, prefix: str, results_prefix: str, limit: int | None) -> tuple[Counts, list[str] | None]:
+def _count(s3, bucket: str, prefix: str, results_prefix: str, limit: int | None) -> tuple[Counts, list[tuple[str, str]] | None]:
     """What is under the prefix, and its image keys when there are few enough to keep for the run: one
     listing, not two (a listing is most of a resume)."""
     counted, listed = Counts(), []
-    for key in iter_images(s3, bucket, prefix, results_prefix, counted, limit):
+    for image in iter_images(s3, bucket, prefix, results_prefix, counted, limit):
         if listed is not None:
-            listed.append(key)
+            listed.append(image)
             if len(listed) > KEEP_LISTING:
                 listed = None
     return counted, listed
 
 
-def _keys(listed: list[str] | None, s3, bucket: str, prefix: str, results_prefix: str, limit: int | None):
-    """The image keys again: the first listing's when it was kept, else a second listing."""
+def _keys(listed: list[tuple[str, str]] | None, s3, bucket: str, prefix: str, results_prefix: str, limit: int | None):
+    """The images (key, ETag) again: the first listing's when it was kept, else a second listing."""
     return iter(listed) if listed is not None else iter_images(s3, bucket, prefix, results_prefix, Counts(), limit)
 
 
@@ -232,7 +232,9 @@ class Writer:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
         self._slots = threading.BoundedSemaphore(8 * workers)
 
-    def submit(self, entries: list[dict], model: dict | None) -> list[Future]:
+    def submit(self, entries: list[dict], model: dict | None, images: dict[str, str]) -> list[Future]:
+        """``images``: key -> the ETag of the bytes classified, stored with each result."""
+        entries = [{**entry, "object": {"etag": images.get(entry["key"]) or None}} for entry in entries]
         groups = [entries] if self.store is not None else [[entry] for entry in entries]
         futures = []
         for group in groups:
@@ -281,14 +283,16 @@ def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter,
     return rest
 
 
-def _reusable(s3, bucket: str, results_prefix: str, key: str, resume: Resume | None) -> dict | None:
-    """The stored entry of ``key`` when it was made by the current model (then it is not redone), else None."""
+def _reusable(s3, bucket: str, results_prefix: str, key: str, image: str, resume: Resume | None) -> dict | None:
+    """The stored entry of ``key`` when it was made by the current model from the bytes listed now (ETag
+    ``image``; then it is not redone), else None."""
     if resume is None:
         return None
-    state, stored = resume.lookup(key)
+    state, stored = resume.lookup(key, image)
     if state == READ:
         document, etag = read_checked(s3, bucket, results_prefix, key)
-        if document and (document.get("model") or {}).get("sha256") == resume.model_sha:
+        if (document and (document.get("model") or {}).get("sha256") == resume.model_sha
+                and image and (document.get("object") or {}).get("etag") == image):
             resume.record(document, document["model"], etag)
             return document
     return stored
@@ -302,9 +306,10 @@ def _save_quietly(resume: Resume) -> None:
         pass
 
 
-def _classify_keys(target: Target, writer: Writer, bucket: str, keys: list[str], tally: Tally):
-    """Invoke one event for ``keys``; hand its results (and lasting errors) to the writer; return the entries
-    and the writes."""
+def _classify_keys(target: Target, writer: Writer, bucket: str, images: dict[str, str], tally: Tally):
+    """Invoke one event for the keys of ``images`` (key -> ETag); hand its results (and lasting errors) to the
+    writer; return the entries and the writes."""
+    keys = list(images)
     try:
         answer = invoke(target, events.make_event(bucket, keys))
     except FunctionError as exc:
@@ -323,4 +328,4 @@ def _classify_keys(target: Target, writer: Writer, bucket: str, keys: list[str],
     for key in keys:
         if key not in answered:
             out.append(({"key": key, "bucket": bucket, "error": "NoAnswer", "message": "the function returned no entry"}, model, False))
-    return out, writer.submit(storable, model) if storable else []
+    return out, writer.submit(storable, model, images) if storable else []

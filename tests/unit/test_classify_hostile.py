@@ -10,7 +10,7 @@ import pytest
 from rcyc_cli.classify.resume import DONE, INDEX_FOLDER, READ, Resume
 from rcyc_core.result_store import write_result
 
-from test_classify_resume import BUCKET, MODEL, entry, s3  # noqa: F401 (the fixture)
+from test_classify_resume import BUCKET, IMAGE, MODEL, entry, s3  # noqa: F401 (the fixture)
 
 FOLDER = f"results/{INDEX_FOLDER}{MODEL['sha256']}/"
 
@@ -27,7 +27,7 @@ def test_a_deeply_nested_index_is_ignored_not_a_crash(s3):
     write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
     plant(s3, b"[" * 200_000 + b"]" * 200_000)
     resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
-    assert resume.lookup("photos/a.jpg") == (READ, None)
+    assert resume.lookup("photos/a.jpg", IMAGE) == (READ, None)
 
 
 def test_an_index_larger_than_any_real_one_is_not_read(s3):
@@ -38,14 +38,14 @@ def test_an_index_larger_than_any_real_one_is_not_read(s3):
     gets: list[str] = []
     s3.meta.events.register("before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"]))
     resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
-    assert gets == [] and resume.lookup("photos/a.jpg") == (READ, None)
+    assert gets == [] and resume.lookup("photos/a.jpg", IMAGE) == (READ, None)
 
 
 def test_an_index_entry_cannot_rename_its_key_or_bucket(s3):
     etag = write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
-    plant(s3, index_of({"photos/a.jpg": [etag, {"label": "boxes", "confidence": 0.9, "key": "photos/z.jpg",
+    plant(s3, index_of({"photos/a.jpg": [etag, {"label": "boxes", "confidence": 0.9, "key": "photos/z.jpg", "object": {"etag": IMAGE},
                                                 "bucket": "elsewhere"}]}))
-    state, stored = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg")
+    state, stored = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg", IMAGE)
     assert state == DONE and stored["key"] == "photos/a.jpg" and stored["bucket"] == BUCKET
 
 
@@ -54,4 +54,11 @@ def test_an_index_entry_cannot_rename_its_key_or_bucket(s3):
 def test_an_index_entry_that_is_not_a_result_is_not_trusted(s3, bad):
     etag = write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
     plant(s3, index_of({"photos/a.jpg": [etag, bad]}))
-    assert Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg") == (READ, None)
+    assert Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg", IMAGE) == (READ, None)
+
+
+def test_an_indexed_result_for_other_bytes_is_not_done(s3):
+    etag = write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
+    plant(s3, index_of({"photos/a.jpg": [etag, {"label": "boxes", "confidence": 0.9, "object": {"etag": IMAGE}}]}))
+    resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    assert resume.lookup("photos/a.jpg", "replaced")[0] != DONE and resume.lookup("photos/a.jpg", IMAGE)[0] == DONE

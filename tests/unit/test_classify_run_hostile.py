@@ -1,0 +1,80 @@
+"""classify's run against hostile S3 states, with moto's S3 and a stand-in Lambda client (the function's
+contract, not its model): a result answers the bytes it was made from, and a result that could not be
+stored is said, never lost in silence."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from rcyc_cli.classify.run import ClassifyOptions, classify
+from rcyc_cli.classify.target import Target
+from rcyc_cli.cloud.store import POINTER_KEY
+from rcyc_core.errors import RcycError
+
+BUCKET = "archive"
+MODEL = {"name": "m", "version": "1", "sha256": "a" * 64}
+
+
+class FakeLambda:
+    """Answers every record with label boxes, and counts the keys it was asked about."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def invoke(self, FunctionName, InvocationType, LogType, Payload):  # noqa: N803 (boto3's names)
+        keys = [r["s3"]["object"]["key"] for r in json.loads(Payload)["Records"]]
+        self.asked += keys
+        results = [{"record": n, "key": k, "bucket": BUCKET, "label": "boxes", "confidence": 0.9,
+                    "scores": {"boxes": 0.9}} for n, k in enumerate(keys)]
+        return {"Payload": io.BytesIO(json.dumps({"results": results, "errors": [], "skipped": [], "model": MODEL}).encode())}
+
+
+@pytest.fixture
+def s3():
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_object(Bucket=BUCKET, Key=POINTER_KEY, Body=json.dumps({"manifest": "m.json", **MODEL}).encode())
+        yield client
+
+
+def run(s3, lam: FakeLambda, **options) -> dict:
+    target = Target("aws", lam, "f", "aws", 1024, "x86_64", 60, concurrency_limit=None, model_bucket=BUCKET)
+    return classify(ClassifyOptions(uri=f"s3://{BUCKET}/photos/", concurrency=2, batch_size=4, **options), target, s3)
+
+
+def test_an_image_replaced_under_the_same_key_is_classified_again(s3):
+    for n in range(6):
+        s3.put_object(Bucket=BUCKET, Key=f"photos/{n}.jpg", Body=b"old %d" % n)
+    run(s3, FakeLambda())
+    s3.put_object(Bucket=BUCKET, Key="photos/2.jpg", Body=b"a different photo")
+    again = FakeLambda()
+    summary = run(s3, again)
+    assert again.asked == ["photos/2.jpg"] and summary["done_before"] == 5
+    third = FakeLambda()
+    run(s3, third)  # and the new result is then done, from the index
+    assert third.asked == []
+
+
+def test_a_result_deleted_after_the_index_or_made_by_another_model_is_not_done(s3):
+    from rcyc_core.result_store import write_result
+
+    for n in range(4):
+        s3.put_object(Bucket=BUCKET, Key=f"photos/{n}.jpg", Body=b"photo %d" % n)
+    run(s3, FakeLambda())
+    s3.delete_object(Bucket=BUCKET, Key="results/photos/0.jpg.json")
+    other = {**MODEL, "sha256": "b" * 64}
+    etag = s3.head_object(Bucket=BUCKET, Key="photos/1.jpg")["ETag"].strip('"')
+    write_result(s3, BUCKET, "results/", {"key": "photos/1.jpg", "bucket": BUCKET, "label": "boxes", "confidence": 0.9,
+                                          "object": {"etag": etag}}, other)
+    again = FakeLambda()
+    run(s3, again)
+    assert sorted(again.asked) == ["photos/0.jpg", "photos/1.jpg"]
