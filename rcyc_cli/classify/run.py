@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rcyc_core import events
-from rcyc_core.errors import FunctionError, InputError, RcycError
+from rcyc_core.errors import AwsError, FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
 from rcyc_core.result_store import result_object, write_result
 
@@ -175,6 +175,7 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
             out += entries
         return out, written
 
+    failure: BaseException | None = None
     try:
         with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
             pending: set[Future] = set()
@@ -189,10 +190,14 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
                 for future in pending:
                     future.cancel()
                 raise
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         writer.close()
         if resume is not None:
             _save_quietly(resume)
+        _say_lost(writer, failure)
     seconds = time.perf_counter() - started
     summary.update(dry_run=False, classified=tally.classified, done_before=tally.done_before,
                    per_class={label: tally.labels[label] for label in LABELS}, errors=dict(tally.errors),
@@ -231,6 +236,8 @@ class Writer:
         self.s3, self.bucket, self.results_prefix, self.resume, self.store = s3, bucket, results_prefix, resume, store
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
         self._slots = threading.BoundedSemaphore(8 * workers)
+        self.lost: list[str] = []  # keys classified whose result could not be stored
+        self._lock = threading.Lock()
 
     def submit(self, entries: list[dict], model: dict | None, images: dict[str, str]) -> list[Future]:
         """``images``: key -> the ETag of the bytes classified, stored with each result."""
@@ -249,9 +256,11 @@ class Writer:
             etags = self._store(entries, model) if self.store is not None else None
             if etags is None:
                 etags = [write_result(self.s3, self.bucket, self.results_prefix, entry, model) for entry in entries]
-        except RcycError:
-            raise
         except Exception as exc:
+            with self._lock:
+                self.lost += [entry["key"] for entry in entries]
+            if isinstance(exc, RcycError):
+                raise
             raise translate(f"write the result of {entries[0]['key']}", exc) from None
         if self.resume is not None:
             for entry, etag in zip(entries, etags):
@@ -265,7 +274,14 @@ class Writer:
             return None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Every result handed over is written (or counted lost), also on Ctrl-C or a failure: it was paid for."""
+        self._pool.shutdown(wait=True)
+
+    def lost_message(self) -> str | None:
+        if not self.lost:
+            return None
+        examples = ", ".join(sorted(self.lost)[:3]) + (", ..." if len(self.lost) > 3 else "")
+        return f"{len(self.lost)} classified results were not stored ({examples}); a rerun classifies them again"
 
 
 def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter, until: str) -> set[Future]:
@@ -296,6 +312,17 @@ def _reusable(s3, bucket: str, results_prefix: str, key: str, image: str, resume
             resume.record(document, document["model"], etag)
             return document
     return stored
+
+
+def _say_lost(writer: Writer, failure: BaseException | None) -> None:
+    """Results classified but not stored are named: in the error that ends the run, or as one of their own."""
+    lost = writer.lost_message()
+    if lost is None:
+        return
+    if isinstance(failure, RcycError):
+        failure.args = (f"{failure.message}; {lost}", *failure.args[1:])
+    elif failure is None:
+        raise AwsError(lost, kind="S3Error", hint="check that the results prefix is writable, then rerun")
 
 
 def _save_quietly(resume: Resume) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 
 import boto3
 import pytest
@@ -78,3 +79,56 @@ def test_a_result_deleted_after_the_index_or_made_by_another_model_is_not_done(s
     again = FakeLambda()
     run(s3, again)
     assert sorted(again.asked) == ["photos/0.jpg", "photos/1.jpg"]
+
+
+def refuse_puts_after(s3, allowed: int):
+    from botocore.exceptions import ClientError
+
+    seen = []
+
+    def refuse(params, **_):
+        if "/results/photos/" in params["url_path"]:
+            seen.append(1)
+            if len(seen) > allowed:
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+
+    s3.meta.events.register("before-call.s3.PutObject", refuse)
+    return refuse
+
+
+def test_s3_refusing_writes_midway_fails_the_run_and_says_how_many_results_were_lost(s3):
+    for n in range(40):
+        s3.put_object(Bucket=BUCKET, Key=f"photos/{n:02d}.jpg", Body=b"photo %d" % n)
+    refuse = refuse_puts_after(s3, 10)
+    with pytest.raises(RcycError) as failed:
+        run(s3, FakeLambda())
+    stored = s3.list_objects_v2(Bucket=BUCKET, Prefix="results/photos/").get("KeyCount", 0)
+    assert stored == 10
+    said = re.search(r"(\d+) classified results were not stored \(photos/", failed.value.message)
+    assert said and 1 <= int(said[1]) <= 40 - stored  # the rest were never invoked
+    s3.meta.events.unregister("before-call.s3.PutObject", refuse)
+    again = FakeLambda()
+    run(s3, again)  # a rerun classifies exactly what was lost
+    assert len(again.asked) == 40 - stored
+
+
+def test_ctrl_c_with_writes_queued_stores_every_result_already_classified(s3):
+    import _thread
+    import time
+
+    for n in range(60):
+        s3.put_object(Bucket=BUCKET, Key=f"photos/{n:02d}.jpg", Body=b"photo %d" % n)
+    s3.meta.events.register("before-call.s3.PutObject", lambda **_: time.sleep(0.02))  # writes queue up
+
+    class Interrupting(FakeLambda):
+        def invoke(self, **kwargs):
+            answer = super().invoke(**kwargs)
+            if len(self.asked) == 24:
+                _thread.interrupt_main()  # Ctrl-C, while the writes of earlier events still wait
+            return answer
+
+    lam = Interrupting()
+    with pytest.raises(KeyboardInterrupt):
+        run(s3, lam)
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="results/photos/").get("Contents", [])}
+    assert stored == {f"results/{key}.json" for key in lam.asked}
