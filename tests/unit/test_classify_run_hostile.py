@@ -132,3 +132,13 @@ def test_ctrl_c_with_writes_queued_stores_every_result_already_classified(s3):
         run(s3, lam)
     stored = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="results/photos/").get("Contents", [])}
     assert stored == {f"results/{key}.json" for key in lam.asked}
+
+
+@pytest.mark.parametrize("prefix, results_prefix", [("photos/", "photos/"), ("photos/2024/", "photos/")])
+def test_a_results_prefix_that_holds_the_input_prefix_is_refused_not_an_empty_success(s3, prefix, results_prefix):
+    from rcyc_core.errors import InputError
+
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}a.jpg", Body=b"photo")
+    target = Target("aws", FakeLambda(), "f", "aws", 1024, "x86_64", 60, model_bucket=BUCKET)
+    with pytest.raises(InputError, match="--results-prefix"):
+        classify(ClassifyOptions(uri=f"s3://{BUCKET}/{prefix}", results_prefix=results_prefix), target, s3)
