@@ -29,7 +29,7 @@ from .target import NoStoreRoute, Target, invoke
 # Record errors that say something about the image itself: stored as results (a rerun would only repeat
 # them). Anything else (S3 unreachable, throttled, the function crashed) is retried by the next run.
 LASTING_ERRORS = {"NotAnImage", "EmptyImage", "CorruptImage", "ImageTooLarge", "InvalidImage"}
-KEEP_LISTING = 100_000  # image keys kept from the counting listing (~10 MB); a larger prefix is listed again
+KEEP_LISTING = 100_000  # images (key, ETag) kept from the counting listing (~20 MB); a larger prefix is listed again
 OUTPUT_COLUMNS = ["key", "label", "confidence", *LABELS, "model_version", "error", "message"]
 
 
