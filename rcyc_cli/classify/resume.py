@@ -74,7 +74,7 @@ class Resume:
         one made from other bytes than the image listed now (ETag ``image``)."""
         known = self.done.get(key)
         if known is not None:
-            if image and (known[1].get("object") or {}).get("etag") == image:
+            if image and made_from(known[1]) == image:
                 return DONE, {**known[1], "key": key, "bucket": self.bucket, "model": self.model}
             return NEW, None
         return (READ if key in self._with_result else NEW), None
@@ -121,6 +121,12 @@ class Resume:
         pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}))
         while (page := aws_call(f"list s3://{self.bucket}/{prefix}", next, pages, None)) is not None:
             yield from page.get("Contents", [])
+
+
+def made_from(document: dict) -> str | None:
+    """The ETag of the image bytes a result (or index entry) says it was made from."""
+    obj = document.get("object")
+    return obj.get("etag") if isinstance(obj, dict) and isinstance(obj.get("etag"), str) else None
 
 
 def _stored(entry: dict) -> dict:

@@ -23,7 +23,7 @@ from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PRE
 from ..reporting import SILENT, Reporter
 from . import cost
 from .listing import Counts, batches, iter_images, parse_uri
-from .resume import READ, Resume, read_checked
+from .resume import READ, Resume, made_from, read_checked
 from .target import NoStoreRoute, Target, invoke
 
 # Record errors that say something about the image itself: stored as results (a rerun would only repeat
@@ -311,7 +311,7 @@ def _reusable(s3, bucket: str, results_prefix: str, key: str, image: str, resume
     if state == READ:
         document, etag = read_checked(s3, bucket, results_prefix, key)
         if (document and (document.get("model") or {}).get("sha256") == resume.model_sha
-                and image and (document.get("object") or {}).get("etag") == image):
+                and image and made_from(document) == image):
             resume.record(document, document["model"], etag)
             return document
     return stored

@@ -62,3 +62,11 @@ def test_an_indexed_result_for_other_bytes_is_not_done(s3):
     plant(s3, index_of({"photos/a.jpg": [etag, {"label": "boxes", "confidence": 0.9, "object": {"etag": IMAGE}}]}))
     resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
     assert resume.lookup("photos/a.jpg", "replaced")[0] != DONE and resume.lookup("photos/a.jpg", IMAGE)[0] == DONE
+
+
+@pytest.mark.parametrize("made", ["a string", ["etag"], {"etag": 7}, None])
+def test_an_index_entry_or_result_with_a_malformed_object_field_is_redone_not_a_crash(s3, made):
+    hostile = {**entry("photos/a.jpg"), "object": made}
+    etag = write_result(s3, BUCKET, "results/", hostile, MODEL)
+    plant(s3, index_of({"photos/a.jpg": [etag, {"label": "boxes", "confidence": 0.9, "object": made}]}))
+    assert Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg", IMAGE) == ("new", None)
