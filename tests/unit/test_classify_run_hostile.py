@@ -142,3 +142,24 @@ def test_a_results_prefix_that_holds_the_input_prefix_is_refused_not_an_empty_su
     target = Target("aws", FakeLambda(), "f", "aws", 1024, "x86_64", 60, model_bucket=BUCKET)
     with pytest.raises(InputError, match="--results-prefix"):
         classify(ClassifyOptions(uri=f"s3://{BUCKET}/{prefix}", results_prefix=results_prefix), target, s3)
+
+
+def test_results_overwritten_by_another_models_run_are_redone_when_the_first_model_returns(s3):
+    for n in range(5):
+        s3.put_object(Bucket=BUCKET, Key=f"photos/{n}.jpg", Body=b"photo %d" % n)
+    run(s3, FakeLambda())  # model a: its index vouches for five results
+
+    other = {**MODEL, "sha256": "b" * 64}
+
+    class OtherModel(FakeLambda):
+        def invoke(self, **kwargs):
+            answer = json.loads(super().invoke(**kwargs)["Payload"].read())
+            return {"Payload": io.BytesIO(json.dumps({**answer, "model": other}).encode())}
+
+    s3.put_object(Bucket=BUCKET, Key=POINTER_KEY, Body=json.dumps({"manifest": "m.json", **other}).encode())
+    second = OtherModel()
+    run(s3, second, limit=3)  # model b overwrites three results
+    assert len(second.asked) == 3
+    s3.put_object(Bucket=BUCKET, Key=POINTER_KEY, Body=json.dumps({"manifest": "m.json", **MODEL}).encode())
+    back = FakeLambda()
+    assert run(s3, back)["done_before"] == 2 and sorted(back.asked) == sorted(second.asked)
