@@ -347,15 +347,21 @@ def _classify_keys(target: Target, writer: Writer, bucket: str, images: dict[str
     tally.invoked(answer)
     response, model = answer.response, answer.response.get("model")
     out, storable = [], []
-    answered = {e.get("key") for e in response.get("results", []) + response.get("errors", []) + response.get("skipped", [])}
-    for entry in response.get("results", []) + response.get("errors", []):
+    # Only entries for keys this event named: an answer about any other key is neither stored nor counted.
+    results, errors, skipped = (_named(response.get(part), images) for part in ("results", "errors", "skipped"))
+    answered = {e["key"] for e in results + errors + skipped}
+    for entry in results + errors:
         entry = {k: v for k, v in entry.items() if k != "record"}
         if "label" in entry or entry.get("error") in LASTING_ERRORS:
             storable.append(entry)
         out.append((entry, model, False))
-    for entry in response.get("skipped", []):
+    for entry in skipped:
         out.append(({"key": entry.get("key"), "bucket": bucket, "error": "Skipped", "message": entry.get("reason")}, model, False))
     for key in keys:
         if key not in answered:
             out.append(({"key": key, "bucket": bucket, "error": "NoAnswer", "message": "the function returned no entry"}, model, False))
     return out, writer.submit(storable, model, images) if storable else []
+
+
+def _named(entries: object, images: dict[str, str]) -> list[dict]:
+    return [e for e in entries if isinstance(e, dict) and e.get("key") in images] if isinstance(entries, list) else []

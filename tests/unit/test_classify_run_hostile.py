@@ -163,3 +163,21 @@ def test_results_overwritten_by_another_models_run_are_redone_when_the_first_mod
     s3.put_object(Bucket=BUCKET, Key=POINTER_KEY, Body=json.dumps({"manifest": "m.json", **MODEL}).encode())
     back = FakeLambda()
     assert run(s3, back)["done_before"] == 2 and sorted(back.asked) == sorted(second.asked)
+
+
+def test_an_answer_about_keys_the_event_did_not_name_is_neither_stored_nor_counted(s3):
+    for n in range(3):
+        s3.put_object(Bucket=BUCKET, Key=f"photos/{n}.jpg", Body=b"photo %d" % n)
+
+    class Hostile(FakeLambda):
+        def invoke(self, **kwargs):
+            answer = json.loads(super().invoke(**kwargs)["Payload"].read())
+            answer["results"] += [{"key": "models/current", "bucket": BUCKET, "label": "boxes", "confidence": 1.0},
+                                  "not an entry", {"no": "key"}]
+            answer["errors"] = {"not": "a list"}
+            return {"Payload": io.BytesIO(json.dumps(answer).encode())}
+
+    summary = run(s3, Hostile())
+    assert summary["classified"] == 3 and summary["errors"] == {}
+    stored = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="results/")["Contents"]]
+    assert not any(k.startswith("results/models/") for k in stored)
