@@ -58,3 +58,34 @@ def test_a_stored_result_is_served_back_by_the_s3_api_with_its_metadata_and_etag
 def test_a_bucket_the_embedded_s3_does_not_hold_is_an_error_answer(embedded):
     server, _ = embedded
     assert store_results({**one(), "bucket": "no-such-bucket"}, server)["error"]["kind"] == "NoSuchBucket"
+
+
+def test_a_refusal_from_the_stack_reaches_the_user_with_its_reason():
+    import http.server
+    import threading
+
+    from rcyc_cli.classify.target import stack_store
+    from rcyc_core.errors import AwsError
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"Type": "User", "message": "a result key is 1 to 1024 bytes ending in .json"}).encode()
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(AwsError, match="ending in .json"):
+            stack_store(f"http://127.0.0.1:{server.server_address[1]}")(BUCKET, [("k", b"{}", {})])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
