@@ -55,7 +55,9 @@ class Resume:
             document = self._read_index(obj["Key"]) if budget >= 0 else None
             if document is not None:
                 self._files.append(obj["Key"])
-                self.model = self.model or document.get("model")
+                model = document.get("model")
+                if isinstance(model, dict) and model.get("sha256") == self.model_sha:
+                    self.model = self.model or model
                 indexed.update({key: (etag, _stored(entry)) for key, (etag, entry) in document["results"].items()
                                 if isinstance(etag, str) and isinstance(key, str) and _is_entry(entry)})
         for key, etag in listed.items():
@@ -73,6 +75,8 @@ class Resume:
         """(DONE, the stored entry), (READ, None): a result to read and check, or (NEW, None): no result, or
         one made from other bytes than the image listed now (ETag ``image``)."""
         known = self.done.get(key)
+        if known is not None and self.model is None:  # no index named the model: read the result instead
+            return READ, None
         if known is not None:
             if image and made_from(known[1]) == image:
                 return DONE, {**known[1], "key": key, "bucket": self.bucket, "model": self.model}

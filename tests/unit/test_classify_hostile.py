@@ -70,3 +70,13 @@ def test_an_index_entry_or_result_with_a_malformed_object_field_is_redone_not_a_
     etag = write_result(s3, BUCKET, "results/", hostile, MODEL)
     plant(s3, index_of({"photos/a.jpg": [etag, {"label": "boxes", "confidence": 0.9, "object": made}]}))
     assert Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg", IMAGE) == ("new", None)
+
+
+@pytest.mark.parametrize("model", ["a string", ["m"], {"sha256": "b" * 64, "version": "forged"}])
+def test_an_index_cannot_name_another_model_for_the_entries_it_vouches_for(s3, model):
+    etag = write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
+    body = json.dumps({"model_sha256": MODEL["sha256"], "model": model,
+                       "results": {"photos/a.jpg": [etag, {"label": "boxes", "confidence": 0.9, "object": {"etag": IMAGE}}]}})
+    plant(s3, body.encode())
+    state, stored = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg", IMAGE)
+    assert state == READ and stored is None  # the result itself is read (and names its model)
