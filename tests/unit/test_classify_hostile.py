@@ -80,3 +80,16 @@ def test_an_index_cannot_name_another_model_for_the_entries_it_vouches_for(s3, m
     plant(s3, body.encode())
     state, stored = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load().lookup("photos/a.jpg", IMAGE)
     assert state == READ and stored is None  # the result itself is read (and names its model)
+
+
+def test_a_users_objects_under_the_index_folder_are_never_removed(s3):
+    plant(s3, b"my notes", name="notes.txt")
+    plant(s3, json.dumps({"model_sha256": "b" * 64, "results": {}}).encode(), name="theirs.json")
+    s3.put_object(Bucket=BUCKET, Key=f"results/{INDEX_FOLDER}README", Body=b"mine")
+    for _ in range(2):
+        resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+        resume.record(entry("photos/a.jpg"), MODEL, write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL))
+        resume.save()
+    names = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/{INDEX_FOLDER}")["Contents"]}
+    assert {FOLDER + "notes.txt", FOLDER + "theirs.json", f"results/{INDEX_FOLDER}README"} <= names
+    assert len(names) == 4  # and one index of ours
