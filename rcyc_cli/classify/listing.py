@@ -37,8 +37,9 @@ def is_image(key: str, size: int) -> bool:
 
 
 def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts: Counts,
-                limit: int | None = None) -> Iterator[str]:
-    """Image keys under ``prefix`` in S3's listing order; ``counts`` tallies what was passed over."""
+                limit: int | None = None) -> Iterator[tuple[str, str]]:
+    """(key, ETag without quotes) of the images under ``prefix`` in S3's listing order; ``counts`` tallies what
+    was passed over. The ETag names the bytes a result is for (a replaced image is classified again)."""
     from ..cloud.aws import aws_call
 
     paginator = s3.get_paginator("list_objects_v2")
@@ -56,15 +57,15 @@ def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts
                 if limit is not None and counts.images >= limit:
                     return
                 counts.images += 1
-                yield key
+                yield key, (obj.get("ETag") or "").strip('"')
             else:
                 counts.not_images += 1
                 if len(counts.not_images_examples) < 5:
                     counts.not_images_examples.append(key)
 
 
-def batches(keys: Iterator[str], size: int) -> Iterator[list[str]]:
-    batch: list[str] = []
+def batches(keys: Iterator, size: int) -> Iterator[list]:
+    batch: list = []
     for key in keys:
         batch.append(key)
         if len(batch) == size:

@@ -5,7 +5,7 @@ ETag (its content hash). So a run leaves an index for the current model under
 ``<results prefix>.rcyc-index/<model sha256>/``: every key it knows to be done by that model, with its
 result's ETag and entry. A rerun lists the results once and reads the model's index files (one request a
 file, one file a run); a key whose listed ETag is the indexed one has a result by the current model,
-unchanged since it was checked; a key with a result the index does not vouch for is read (one GET, as
+unchanged since it was checked, which counts while the image's own listed ETag is the one it was made from; a key with a result the index does not vouch for is read (one GET, as
 without an index); a key with no result is classified. The index is held in memory while a run lasts
 (about 0.3 KB a done key).
 """
@@ -17,12 +17,15 @@ import threading
 import time
 import uuid
 
+from rcyc_core.labels import LABELS
 from rcyc_core.result_store import read_result
 
 from ..cloud.aws import aws_call, translate
 
 INDEX_FOLDER = ".rcyc-index/"
 DONE, READ, NEW = "done", "read", "new"
+INDEX_BYTES_PER_KEY = 1024  # a real index holds about 0.3 KB a key
+INDEX_MIN_BUDGET = 64 * 1024 * 1024
 
 
 class Resume:
@@ -38,21 +41,28 @@ class Resume:
         self._lock = threading.Lock()
 
     def load(self) -> "Resume":
-        indexed: dict[str, tuple[str, dict]] = {}
-        for obj in self._list(self.folder):
-            document = self._read_index(obj["Key"])
-            if document is not None:
-                self._files.append(obj["Key"])
-                self.model = self.model or document.get("model")
-                indexed.update({key: (etag, entry) for key, (etag, entry) in document["results"].items()})
         index_root = self.results_prefix + INDEX_FOLDER
+        listed: dict[str, str] = {}  # key -> its result's ETag
         for obj in self._list(self.results_prefix + self.prefix):
             name = obj["Key"]
-            if name.startswith(index_root) or not name.endswith(".json"):
-                continue
-            key = name[len(self.results_prefix):-len(".json")]
+            if not name.startswith(index_root) and name.endswith(".json"):
+                listed[name[len(self.results_prefix):-len(".json")]] = obj.get("ETag")
+        # An index is a hint: one far larger than the results it could vouch for is not read at all.
+        budget = max(INDEX_MIN_BUDGET, INDEX_BYTES_PER_KEY * len(listed))
+        indexed: dict[str, tuple[str, dict]] = {}
+        for obj in self._list(self.folder):
+            budget -= obj.get("Size", 0)
+            document = self._read_index(obj["Key"]) if budget >= 0 else None
+            if document is not None:
+                self._files.append(obj["Key"])
+                model = document.get("model")
+                if isinstance(model, dict) and model.get("sha256") == self.model_sha:
+                    self.model = self.model or model
+                indexed.update({key: (etag, _stored(entry)) for key, (etag, entry) in document["results"].items()
+                                if isinstance(etag, str) and isinstance(key, str) and _is_entry(entry)})
+        for key, etag in listed.items():
             known = indexed.pop(key, None)
-            if known is not None and known[0] == obj.get("ETag"):
+            if known is not None and known[0] == etag:
                 self.done[key] = known
             else:
                 self._with_result.add(key)
@@ -61,18 +71,23 @@ class Resume:
         self._changed = len(indexed) != len(self._carried) or len(self._files) > 1
         return self
 
-    def lookup(self, key: str) -> tuple[str, dict | None]:
-        """(DONE, the stored entry), (READ, None): a result to read and check, or (NEW, None): no result."""
+    def lookup(self, key: str, image: str) -> tuple[str, dict | None]:
+        """(DONE, the stored entry), (READ, None): a result to read and check, or (NEW, None): no result, or
+        one made from other bytes than the image listed now (ETag ``image``)."""
         known = self.done.get(key)
+        if known is not None and self.model is None:  # no index named the model: read the result instead
+            return READ, None
         if known is not None:
-            return DONE, {"key": key, "bucket": self.bucket, **known[1], "model": self.model}
+            if image and made_from(known[1]) == image:
+                return DONE, {**known[1], "key": key, "bucket": self.bucket, "model": self.model}
+            return NEW, None
         return (READ if key in self._with_result else NEW), None
 
     def record(self, entry: dict, model: dict | None, etag: str) -> None:
         """A result by the current model that this run wrote or read (with its ETag)."""
         if not etag or not model or model.get("sha256") != self.model_sha:
             return
-        stored = {k: v for k, v in entry.items() if k not in ("key", "bucket", "record", "model")}
+        stored = _stored(entry)
         with self._lock:
             self.done[entry["key"]] = (etag, stored)
             self.model = self.model or model
@@ -112,6 +127,28 @@ class Resume:
             yield from page.get("Contents", [])
 
 
+def made_from(document: dict) -> str | None:
+    """The ETag of the image bytes a result (or index entry) says it was made from."""
+    obj = document.get("object")
+    return obj.get("etag") if isinstance(obj, dict) and isinstance(obj.get("etag"), str) else None
+
+
+def _stored(entry: dict) -> dict:
+    """What an index keeps of an entry: never its key, bucket or model (the lookup says those)."""
+    return {k: v for k, v in entry.items() if k not in ("key", "bucket", "record", "model")}
+
+
+def _is_entry(entry: object) -> bool:
+    """An entry of the result contract: a label of this model's classes with a confidence, or an error."""
+    if not isinstance(entry, dict):
+        return False
+    if "label" in entry:
+        confidence = entry.get("confidence")
+        return (isinstance(entry["label"], str) and entry["label"] in LABELS and isinstance(confidence, (int, float))
+                and not isinstance(confidence, bool) and 0 <= confidence <= 1)
+    return isinstance(entry.get("error"), str) and isinstance(entry.get("message", ""), str)
+
+
 def read_checked(s3, bucket: str, results_prefix: str, key: str) -> tuple[dict | None, str]:
     """The stored result of ``key`` and its ETag (one GET)."""
     try:
@@ -124,7 +161,7 @@ def _read(s3, bucket: str, name: str) -> tuple[object, str]:
     try:
         obj = s3.get_object(Bucket=bucket, Key=name)
         return json.loads(obj["Body"].read()), obj.get("ETag", "")
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return None, ""
     except Exception as exc:
         raise translate(f"read s3://{bucket}/{name}", exc) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rcyc_core import events
-from rcyc_core.errors import FunctionError, InputError, RcycError
+from rcyc_core.errors import AwsError, FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
 from rcyc_core.result_store import result_object, write_result
 
@@ -23,13 +23,13 @@ from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PRE
 from ..reporting import SILENT, Reporter
 from . import cost
 from .listing import Counts, batches, iter_images, parse_uri
-from .resume import READ, Resume, read_checked
+from .resume import READ, Resume, made_from, read_checked
 from .target import NoStoreRoute, Target, invoke
 
 # Record errors that say something about the image itself: stored as results (a rerun would only repeat
 # them). Anything else (S3 unreachable, throttled, the function crashed) is retried by the next run.
 LASTING_ERRORS = {"NotAnImage", "EmptyImage", "CorruptImage", "ImageTooLarge", "InvalidImage"}
-KEEP_LISTING = 100_000  # image keys kept from the counting listing (~10 MB); a larger prefix is listed again
+KEEP_LISTING = 100_000  # images (key, ETag) kept from the counting listing (~20 MB); a larger prefix is listed again
 OUTPUT_COLUMNS = ["key", "label", "confidence", *LABELS, "model_version", "error", "message"]
 
 
@@ -177,8 +177,8 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     resume = Resume(s3, bucket, results_prefix, prefix, current_sha).load() if current_sha else None
     if options.dry_run:
         todo = counted.images if options.force else sum(
-            1 for key in _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
-            if _reusable(s3, bucket, results_prefix, key, resume) is None)
+            1 for key, image in _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
+            if _reusable(s3, bucket, results_prefix, key, image, resume) is None)
         summary.update(dry_run=True, to_classify=todo, done_before=counted.images - todo,
                        estimate=cost.estimate(todo, options.batch_size, concurrency, target.memory_mb, target.architecture))
         return summary
@@ -188,19 +188,20 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     started = time.perf_counter()
     writer = Writer(s3, bucket, results_prefix, max(2, concurrency), resume, target.store)
 
-    def work(keys: list[str]) -> tuple[list[tuple[dict, dict | None, bool]], list[Future]]:
-        out, todo, written = [], [], []
-        for key in keys:
-            stored = None if options.force else _reusable(s3, bucket, results_prefix, key, resume)
+    def work(objects: list[tuple[str, str]]) -> tuple[list[tuple[dict, dict | None, bool]], list[Future]]:
+        out, todo, written = [], {}, []
+        for key, image in objects:
+            stored = None if options.force else _reusable(s3, bucket, results_prefix, key, image, resume)
             if stored is not None:
                 out.append((stored, stored.get("model"), True))
             else:
-                todo.append(key)
+                todo[key] = image
         if todo:
             entries, written = _classify_keys(target, writer, bucket, todo, tally)
             out += entries
         return out, written
 
+    failure: BaseException | None = None
     try:
         with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
             pending: set[Future] = set()
@@ -215,10 +216,14 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
                 for future in pending:
                     future.cancel()
                 raise
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         writer.close()
         if resume is not None:
             _save_quietly(resume)
+        _say_lost(writer, failure)
     seconds = time.perf_counter() - started
     summary.update(dry_run=False, classified=tally.classified, done_before=tally.done_before,
                    per_class={label: tally.labels[label] for label in LABELS}, errors=dict(tally.errors),
@@ -243,20 +248,20 @@ def _stale_model_warnings(tally: Tally, pointer: dict | None) -> list[str]:
             for sha, m in tally.models.items() if sha != pointer["sha256"]]
 
 
-def _count(s3, bucket: str, prefix: str, results_prefix: str, limit: int | None) -> tuple[Counts, list[str] | None]:
+def _count(s3, bucket: str, prefix: str, results_prefix: str, limit: int | None) -> tuple[Counts, list[tuple[str, str]] | None]:
     """What is under the prefix, and its image keys when there are few enough to keep for the run: one
     listing, not two (a listing is most of a resume)."""
     counted, listed = Counts(), []
-    for key in iter_images(s3, bucket, prefix, results_prefix, counted, limit):
+    for image in iter_images(s3, bucket, prefix, results_prefix, counted, limit):
         if listed is not None:
-            listed.append(key)
+            listed.append(image)
             if len(listed) > KEEP_LISTING:
                 listed = None
     return counted, listed
 
 
-def _keys(listed: list[str] | None, s3, bucket: str, prefix: str, results_prefix: str, limit: int | None):
-    """The image keys again: the first listing's when it was kept, else a second listing."""
+def _keys(listed: list[tuple[str, str]] | None, s3, bucket: str, prefix: str, results_prefix: str, limit: int | None):
+    """The images (key, ETag) again: the first listing's when it was kept, else a second listing."""
     return iter(listed) if listed is not None else iter_images(s3, bucket, prefix, results_prefix, Counts(), limit)
 
 
@@ -269,8 +274,12 @@ class Writer:
         self.s3, self.bucket, self.results_prefix, self.resume, self.store = s3, bucket, results_prefix, resume, store
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
         self._slots = threading.BoundedSemaphore(8 * workers)
+        self.lost: list[str] = []  # keys classified whose result could not be stored
+        self._lock = threading.Lock()
 
-    def submit(self, entries: list[dict], model: dict | None) -> list[Future]:
+    def submit(self, entries: list[dict], model: dict | None, images: dict[str, str]) -> list[Future]:
+        """``images``: key -> the ETag of the bytes classified, stored with each result."""
+        entries = [{**entry, "object": {"etag": images.get(entry["key"]) or None}} for entry in entries]
         groups = [entries] if self.store is not None else [[entry] for entry in entries]
         futures = []
         for group in groups:
@@ -285,9 +294,11 @@ class Writer:
             etags = self._store(entries, model) if self.store is not None else None
             if etags is None:
                 etags = [write_result(self.s3, self.bucket, self.results_prefix, entry, model) for entry in entries]
-        except RcycError:
-            raise
         except Exception as exc:
+            with self._lock:
+                self.lost += [entry["key"] for entry in entries]
+            if isinstance(exc, RcycError):
+                raise
             raise translate(f"write the result of {entries[0]['key']}", exc) from None
         if self.resume is not None:
             for entry, etag in zip(entries, etags):
@@ -301,7 +312,14 @@ class Writer:
             return None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Every result handed over is written (or counted lost), also on Ctrl-C or a failure: it was paid for."""
+        self._pool.shutdown(wait=True)
+
+    def lost_message(self) -> str | None:
+        if not self.lost:
+            return None
+        examples = ", ".join(sorted(self.lost)[:3]) + (", ..." if len(self.lost) > 3 else "")
+        return f"{len(self.lost)} classified results were not stored ({examples}); a rerun classifies them again"
 
 
 def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter, until: str) -> set[Future]:
@@ -319,17 +337,30 @@ def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter,
     return rest
 
 
-def _reusable(s3, bucket: str, results_prefix: str, key: str, resume: Resume | None) -> dict | None:
-    """The stored entry of ``key`` when it was made by the current model (then it is not redone), else None."""
+def _reusable(s3, bucket: str, results_prefix: str, key: str, image: str, resume: Resume | None) -> dict | None:
+    """The stored entry of ``key`` when it was made by the current model from the bytes listed now (ETag
+    ``image``; then it is not redone), else None."""
     if resume is None:
         return None
-    state, stored = resume.lookup(key)
+    state, stored = resume.lookup(key, image)
     if state == READ:
         document, etag = read_checked(s3, bucket, results_prefix, key)
-        if document and (document.get("model") or {}).get("sha256") == resume.model_sha:
+        if (document and (document.get("model") or {}).get("sha256") == resume.model_sha
+                and image and made_from(document) == image):
             resume.record(document, document["model"], etag)
             return document
     return stored
+
+
+def _say_lost(writer: Writer, failure: BaseException | None) -> None:
+    """Results classified but not stored are named: in the error that ends the run, or as one of their own."""
+    lost = writer.lost_message()
+    if lost is None:
+        return
+    if isinstance(failure, RcycError):
+        failure.args = (f"{failure.message}; {lost}", *failure.args[1:])
+    elif failure is None:
+        raise AwsError(lost, kind="S3Error", hint="check that the results prefix is writable, then rerun")
 
 
 def _save_quietly(resume: Resume) -> None:
@@ -340,9 +371,10 @@ def _save_quietly(resume: Resume) -> None:
         pass
 
 
-def _classify_keys(target: Target, writer: Writer, bucket: str, keys: list[str], tally: Tally):
-    """Invoke one event for ``keys``; hand its results (and lasting errors) to the writer; return the entries
-    and the writes."""
+def _classify_keys(target: Target, writer: Writer, bucket: str, images: dict[str, str], tally: Tally):
+    """Invoke one event for the keys of ``images`` (key -> ETag); hand its results (and lasting errors) to the
+    writer; return the entries and the writes."""
+    keys = list(images)
     try:
         answer = invoke(target, events.make_event(bucket, keys))
     except FunctionError as exc:
@@ -350,15 +382,21 @@ def _classify_keys(target: Target, writer: Writer, bucket: str, keys: list[str],
     tally.invoked(answer)
     response, model = answer.response, answer.response.get("model")
     out, storable = [], []
-    answered = {e.get("key") for e in response.get("results", []) + response.get("errors", []) + response.get("skipped", [])}
-    for entry in response.get("results", []) + response.get("errors", []):
+    # Only entries for keys this event named: an answer about any other key is neither stored nor counted.
+    results, errors, skipped = (_named(response.get(part), images) for part in ("results", "errors", "skipped"))
+    answered = {e["key"] for e in results + errors + skipped}
+    for entry in results + errors:
         entry = {k: v for k, v in entry.items() if k != "record"}
         if "label" in entry or entry.get("error") in LASTING_ERRORS:
             storable.append(entry)
         out.append((entry, model, False))
-    for entry in response.get("skipped", []):
+    for entry in skipped:
         out.append(({"key": entry.get("key"), "bucket": bucket, "error": "Skipped", "message": entry.get("reason")}, model, False))
     for key in keys:
         if key not in answered:
             out.append(({"key": key, "bucket": bucket, "error": "NoAnswer", "message": "the function returned no entry"}, model, False))
-    return out, writer.submit(storable, model) if storable else []
+    return out, writer.submit(storable, model, images) if storable else []
+
+
+def _named(entries: object, images: dict[str, str]) -> list[dict]:
+    return [e for e in entries if isinstance(e, dict) and e.get("key") in images] if isinstance(entries, list) else []

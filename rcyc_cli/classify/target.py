@@ -148,7 +148,7 @@ def stack_store(endpoint_url: str):
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise NoStoreRoute() from None
-            raise AwsError(f"the local stack refused the results ({exc.code})", kind="S3Unreachable") from None
+            raise AwsError(f"the local stack refused the results ({exc.code}: {_said(exc)})", kind="S3Unreachable") from None
         except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
             raise AwsError(f"the local stack did not store the results: {getattr(exc, 'reason', exc)}",
                            kind="S3Unreachable", hint="rcyc local status") from None
@@ -158,3 +158,12 @@ def stack_store(endpoint_url: str):
         return answer["etags"]
 
     return store
+
+
+def _said(refusal) -> str:
+    """The message of a refusal from the stack (its error answers are JSON with a message)."""
+    try:
+        answer = json.loads(refusal.read(64 * 1024))
+        return str(answer.get("message") or answer.get("Message") or answer)[:200]
+    except Exception:  # no body, or not JSON: the status says enough
+        return "no message"

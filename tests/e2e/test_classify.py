@@ -195,3 +195,33 @@ def test_upload_image_local_then_classify_local_classify_the_images_just_uploade
     answers = results(s3, "results/fresh/")
     assert {key.removeprefix("results/").removesuffix(".json") for key in answers} == set(truth)
     assert sum(answers[f"results/{key}.json"]["label"] == label for key, label in truth.items()) >= len(truth) - 1
+
+
+def test_a_replaced_image_is_classified_again_and_the_results_route_refuses_hostile_bodies(local_stack):
+    import urllib.error
+
+    from rcyc_cli.local.stack.protocol import RESULTS_PATH
+
+    running, s3 = local_stack
+    drawings = class_images()
+    first, second = drawings[0], next(d for d in drawings if d[0] != drawings[0][0])
+    s3.put_object(Bucket=BUCKET, Key="replaced/one.jpg", Body=first[1].read_bytes())
+    assert json.loads(run(f"s3://{BUCKET}/replaced/", "--local", "--json").stdout)["classified"] == 1
+    s3.put_object(Bucket=BUCKET, Key="replaced/one.jpg", Body=second[1].read_bytes())  # same key, other bytes
+    again = json.loads(run(f"s3://{BUCKET}/replaced/", "--local", "--json").stdout)
+    assert again["classified"] == 1 and again["done_before"] == 0
+    assert results(s3, "results/replaced/")["results/replaced/one.jpg.json"]["label"] == second[0]
+
+    hostile = [b"not json", b"[" * 100_000,
+               json.dumps({"bucket": BUCKET, "objects": [{"key": 7, "body": "{}"}]}).encode(),
+               json.dumps({"bucket": BUCKET, "objects": [{"key": "replaced/one.jpg", "body": "{}"}]}).encode(),
+               json.dumps({"bucket": BUCKET, "objects": [{"key": "r/x.json", "body": "{}",
+                                                          "metadata": {"rcyc-model-sha256": "\u00e9"}}]}).encode(),
+               b"x" * (7 * 1024 * 1024)]
+    for body in hostile:
+        request = urllib.request.Request(running.endpoint_url + RESULTS_PATH, data=body, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code in (400, 413), body[:40]
+    assert s3.get_object(Bucket=BUCKET, Key="replaced/one.jpg")["Body"].read() == second[1].read_bytes()
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="r/")

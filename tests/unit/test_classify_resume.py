@@ -15,6 +15,7 @@ from rcyc_core.result_store import read_result, write_result
 
 BUCKET = "archive"
 MODEL = {"name": "m", "version": "1", "sha256": "a" * 64}
+IMAGE = "e0"  # the ETag of the image bytes each result here was made from
 
 
 @pytest.fixture
@@ -34,7 +35,8 @@ def count_gets(client) -> list[str]:
 
 
 def entry(key: str, label: str = "boxes") -> dict:
-    return {"key": key, "bucket": BUCKET, "label": label, "confidence": 0.9, "scores": {label: 0.9}}
+    return {"key": key, "bucket": BUCKET, "label": label, "confidence": 0.9, "scores": {label: 0.9},
+            "object": {"etag": IMAGE}}
 
 
 def first_run(s3, keys: list[str]) -> Resume:
@@ -52,9 +54,9 @@ def test_a_rerun_knows_every_done_key_from_the_listing_without_reading_any_resul
     again = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
     assert len(gets) == 1  # the one index file, not 50 results
     for key in keys:
-        state, stored = again.lookup(key)
+        state, stored = again.lookup(key, IMAGE)
         assert state == DONE and stored["label"] == "boxes" and stored["key"] == key and stored["model"] == MODEL
-    assert again.lookup("photos/new.jpg") == (NEW, None)
+    assert again.lookup("photos/new.jpg", IMAGE) == (NEW, None)
     again.save()  # nothing changed: no new index file
     names = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/{INDEX_FOLDER}")["Contents"]]
     assert len(names) == 1
@@ -65,10 +67,10 @@ def test_a_changed_result_or_another_models_index_is_not_trusted(s3):
     first_run(s3, keys)
     write_result(s3, BUCKET, "results/", entry("photos/a.jpg", "glass_bottles"), {**MODEL, "sha256": "b" * 64})
     again = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
-    assert again.lookup("photos/a.jpg") == (READ, None)  # its ETag moved: read it and check its model
-    assert again.lookup("photos/b.jpg")[0] == DONE
+    assert again.lookup("photos/a.jpg", IMAGE) == (READ, None)  # its ETag moved: read it and check its model
+    assert again.lookup("photos/b.jpg", IMAGE)[0] == DONE
     other = Resume(s3, BUCKET, "results/", "photos/", "c" * 64).load()
-    assert other.lookup("photos/b.jpg") == (READ, None)
+    assert other.lookup("photos/b.jpg", IMAGE) == (READ, None)
 
 
 def test_runs_merge_their_indexes_into_one_and_keep_keys_outside_their_prefix(s3):
@@ -89,4 +91,4 @@ def test_a_damaged_index_file_is_ignored(s3):
     s3.put_object(Bucket=BUCKET, Key=f"results/{INDEX_FOLDER}{MODEL['sha256']}/bad.json", Body=b"{not json")
     write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
     resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
-    assert resume.lookup("photos/a.jpg") == (READ, None)
+    assert resume.lookup("photos/a.jpg", IMAGE) == (READ, None)

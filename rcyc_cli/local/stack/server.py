@@ -8,6 +8,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -147,17 +148,36 @@ def store_results(payload: object, s3_server: EmbeddedS3) -> dict:
     much CPU as the function spent classifying). They are ordinary objects to every S3 reader."""
     if not isinstance(payload, dict) or not isinstance(payload.get("bucket"), str) or not isinstance(payload.get("objects"), list):
         raise invalid_content('results are {"bucket", "objects": [{"key", "body", "metadata"}]}')
-    try:
-        items = [(str(o["key"]), str(o["body"]).encode(), {str(k): str(v) for k, v in (o.get("metadata") or {}).items()})
-                 for o in payload["objects"]]
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise invalid_content(f"a malformed result object: {type(exc).__name__}") from None
-    if not all(0 < len(key) <= 1024 for key, _, _ in items):
-        raise invalid_content("a result key must be 1 to 1024 characters")
+    items = [_result_item(o) for o in payload["objects"]]
     try:
         return {"etags": s3_server.put_documents(payload["bucket"], items)}
     except Exception as exc:  # moto's own errors (no such bucket): the client says what failed
         return {"error": {"kind": getattr(exc, "code", None) or type(exc).__name__, "message": str(exc)[:200]}}
+
+
+METADATA_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+METADATA_VALUE_RE = re.compile(r"[ -~]{0,256}")  # printable ASCII: what an HTTP header carries back
+
+
+def _result_item(obj: object) -> tuple[str, bytes, dict[str, str]]:
+    """One result object as the S3 API would store it and serve it back: a JSON document under a ``.json``
+    key, with user metadata an HTTP header can carry (a value the S3 API cannot send back would make the
+    object unreadable there). Anything else is refused, never coerced."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("key"), str) or not isinstance(obj.get("body"), str):
+        raise invalid_content('a result object is {"key": str, "body": str, "metadata": {str: str}}')
+    key, body, metadata = obj["key"], obj["body"], obj.get("metadata") or {}
+    if not (0 < len(key.encode()) <= 1024 and key.endswith(".json")):
+        raise invalid_content(f"a result key is 1 to 1024 bytes ending in .json: {key[:60]!r}")
+    try:
+        if not isinstance(json.loads(body), dict):
+            raise ValueError
+    except (ValueError, RecursionError):
+        raise invalid_content(f"the result of {key[:60]!r} is not a JSON object") from None
+    if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and METADATA_NAME_RE.fullmatch(k) and METADATA_VALUE_RE.fullmatch(v)
+            for k, v in metadata.items()):
+        raise invalid_content(f"the metadata of {key[:60]!r}: lowercase names, printable ASCII values")
+    return key, body.encode(), metadata
 
 
 def _safe_name(name: object) -> str:
