@@ -16,15 +16,14 @@ from pathlib import Path
 from rcyc_core import events
 from rcyc_core.errors import AwsError, FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
-from rcyc_core.result_store import result_object, write_result
 
-from ..cloud.aws import translate
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
 from ..reporting import SILENT, Reporter
 from . import cost
 from .listing import Counts, batches, iter_images, parse_uri
 from .resume import READ, Resume, made_from, read_checked
-from .target import NoStoreRoute, Target, invoke
+from .target import Target, invoke
+from .writer import Writer
 
 # Record errors that say something about the image itself: stored as results (a rerun would only repeat
 # them). Anything else (S3 unreachable, throttled, the function crashed) is retried by the next run.
@@ -142,7 +141,7 @@ def validate(options: ClassifyOptions) -> None:
     if not results_prefix or not results_prefix.endswith("/"):
         raise InputError(f"--results-prefix {results_prefix!r} must end in '/'", hint="e.g. --results-prefix results/")
     if prefix.startswith(results_prefix):  # every key listed would be taken for a result: nothing would run
-        raise InputError(f"s3://{bucket}/{prefix} is under the results prefix {results_prefix!r}",
+        raise InputError(f"s3://{bucket}/{prefix} is under the results prefix (--results-prefix {results_prefix!r})",
                          hint="Pick a --results-prefix outside the images, e.g. results/.")
     Output.check(options.output)
 
@@ -263,63 +262,6 @@ def _count(s3, bucket: str, prefix: str, results_prefix: str, limit: int | None)
 def _keys(listed: list[tuple[str, str]] | None, s3, bucket: str, prefix: str, results_prefix: str, limit: int | None):
     """The images (key, ETag) again: the first listing's when it was kept, else a second listing."""
     return iter(listed) if listed is not None else iter_images(s3, bucket, prefix, results_prefix, Counts(), limit)
-
-
-class Writer:
-    """Results written off the invoke path: a bounded pool of their own, so an invoking thread sends its next
-    event at once. At most ``8 * workers`` writes wait; beyond that the invoking threads wait for them. The
-    local stack takes an event's results in one request (``Target.store``); elsewhere each is one S3 PUT."""
-
-    def __init__(self, s3, bucket: str, results_prefix: str, workers: int, resume: Resume | None, store=None):
-        self.s3, self.bucket, self.results_prefix, self.resume, self.store = s3, bucket, results_prefix, resume, store
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
-        self._slots = threading.BoundedSemaphore(8 * workers)
-        self.lost: list[str] = []  # keys classified whose result could not be stored
-        self._lock = threading.Lock()
-
-    def submit(self, entries: list[dict], model: dict | None, images: dict[str, str]) -> list[Future]:
-        """``images``: key -> the ETag of the bytes classified, stored with each result."""
-        entries = [{**entry, "object": {"etag": images.get(entry["key"]) or None}} for entry in entries]
-        groups = [entries] if self.store is not None else [[entry] for entry in entries]
-        futures = []
-        for group in groups:
-            self._slots.acquire()
-            future = self._pool.submit(self._write, group, model)
-            future.add_done_callback(lambda _: self._slots.release())
-            futures.append(future)
-        return futures
-
-    def _write(self, entries: list[dict], model: dict | None) -> None:
-        try:
-            etags = self._store(entries, model) if self.store is not None else None
-            if etags is None:
-                etags = [write_result(self.s3, self.bucket, self.results_prefix, entry, model) for entry in entries]
-        except Exception as exc:
-            with self._lock:
-                self.lost += [entry["key"] for entry in entries]
-            if isinstance(exc, RcycError):
-                raise
-            raise translate(f"write the result of {entries[0]['key']}", exc) from None
-        if self.resume is not None:
-            for entry, etag in zip(entries, etags):
-                self.resume.record(entry, model, etag)
-
-    def _store(self, entries: list[dict], model: dict | None) -> list[str] | None:
-        try:
-            return self.store(self.bucket, [result_object(self.results_prefix, entry, model) for entry in entries])
-        except NoStoreRoute:  # a stack started by an earlier rcyc: through S3, like anywhere else
-            self.store = None
-            return None
-
-    def close(self) -> None:
-        """Every result handed over is written (or counted lost), also on Ctrl-C or a failure: it was paid for."""
-        self._pool.shutdown(wait=True)
-
-    def lost_message(self) -> str | None:
-        if not self.lost:
-            return None
-        examples = ", ".join(sorted(self.lost)[:3]) + (", ..." if len(self.lost) > 3 else "")
-        return f"{len(self.lost)} classified results were not stored ({examples}); a rerun classifies them again"
 
 
 def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter, until: str) -> set[Future]:

@@ -19,7 +19,7 @@ from .aws import Aws, aws_call, get_or_none
 from . import triggers
 from .functions import check_trigger_free, ensure_function, ensure_role, remove_trigger, role_policy
 from .invoke import invoke
-from .registry import Registry, RegistryError, ecr_login, push, remote_image
+from .registry import Registry, ecr_login, push, remote_image
 
 
 @dataclass
