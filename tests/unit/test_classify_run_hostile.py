@@ -12,11 +12,11 @@ import re
 import boto3
 import pytest
 from moto import mock_aws
+from rcyc_core.errors import RcycError
 
 from rcyc_cli.classify.run import ClassifyOptions, classify
 from rcyc_cli.classify.target import Target
 from rcyc_cli.cloud.store import POINTER_KEY
-from rcyc_core.errors import RcycError
 
 BUCKET = "archive"
 MODEL = {"name": "m", "version": "1", "sha256": "a" * 64}
@@ -28,7 +28,7 @@ class FakeLambda:
     def __init__(self):
         self.asked: list[str] = []
 
-    def invoke(self, FunctionName, InvocationType, LogType, Payload):  # noqa: N803 (boto3's names)
+    def invoke(self, FunctionName, InvocationType, LogType, Payload):
         keys = [r["s3"]["object"]["key"] for r in json.loads(Payload)["Records"]]
         self.asked += keys
         results = [{"record": n, "key": k, "bucket": BUCKET, "label": "boxes", "confidence": 0.9,
