@@ -135,9 +135,9 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     results_prefix = options.results_prefix
     if not results_prefix or not results_prefix.endswith("/"):
         raise InputError(f"--results-prefix {results_prefix!r} must end in '/'", hint="e.g. --results-prefix results/")
-    if prefix.startswith(results_prefix):  # every image would be taken for a result: a run with nothing to do
-        raise InputError(f"--results-prefix {results_prefix!r} holds the images under {prefix!r}",
-                         hint="choose a results prefix beside the images, e.g. --results-prefix results/")
+    if prefix.startswith(results_prefix):  # every key listed would be taken for a result: nothing would run
+        raise InputError(f"s3://{bucket}/{prefix} is under the results prefix {results_prefix!r}",
+                         hint="Pick a --results-prefix outside the images, e.g. results/.")
     concurrency = min(options.concurrency, target.concurrency_limit or options.concurrency)
     pointer = current_model(target, s3, bucket)
     current_sha = (pointer or {}).get("sha256")

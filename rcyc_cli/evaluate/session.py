@@ -7,6 +7,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..defaults import MIN_PER_CLASS
 from ..reporting import SILENT, Reporter
 from . import targets
 from .compare import gate
@@ -14,7 +15,6 @@ from .metrics import Metrics
 from .run import evaluate
 
 
-MIN_PER_CLASS = 20
 """The promotion gate's floor of evidence: held-out (unseen) images per class below which no model is promoted.
 With 20 images one mistake moves a class's recall by 5 points; the 95% interval of a 90% accuracy on 100
 images is still about 83-94%."""

@@ -140,7 +140,7 @@ def test_a_results_prefix_that_holds_the_input_prefix_is_refused_not_an_empty_su
 
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}a.jpg", Body=b"photo")
     target = Target("aws", FakeLambda(), "f", "aws", 1024, "x86_64", 60, model_bucket=BUCKET)
-    with pytest.raises(InputError, match="--results-prefix"):
+    with pytest.raises(InputError, match="results prefix"):
         classify(ClassifyOptions(uri=f"s3://{BUCKET}/{prefix}", results_prefix=results_prefix), target, s3)
 
 
