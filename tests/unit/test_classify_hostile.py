@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from rcyc_core.result_store import write_result
+from test_classify_resume import BUCKET, IMAGE, MODEL, entry, s3
 
 from rcyc_cli.classify.resume import DONE, INDEX_FOLDER, READ, Resume
-from rcyc_core.result_store import write_result
-
-from test_classify_resume import BUCKET, IMAGE, MODEL, entry, s3  # noqa: F401 (the fixture)
 
 FOLDER = f"results/{INDEX_FOLDER}{MODEL['sha256']}/"
 

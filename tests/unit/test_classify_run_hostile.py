@@ -12,11 +12,11 @@ import re
 import boto3
 import pytest
 from moto import mock_aws
+from rcyc_core.errors import RcycError
 
 from rcyc_cli.classify.run import ClassifyOptions, classify
 from rcyc_cli.classify.target import Target
 from rcyc_cli.cloud.store import POINTER_KEY
-from rcyc_core.errors import RcycError
 
 BUCKET = "archive"
 MODEL = {"name": "m", "version": "1", "sha256": "a" * 64}
@@ -28,7 +28,7 @@ class FakeLambda:
     def __init__(self):
         self.asked: list[str] = []
 
-    def invoke(self, FunctionName, InvocationType, LogType, Payload):  # noqa: N803 (boto3's names)
+    def invoke(self, FunctionName, InvocationType, LogType, Payload):
         keys = [r["s3"]["object"]["key"] for r in json.loads(Payload)["Records"]]
         self.asked += keys
         results = [{"record": n, "key": k, "bucket": BUCKET, "label": "boxes", "confidence": 0.9,
@@ -140,7 +140,7 @@ def test_a_results_prefix_that_holds_the_input_prefix_is_refused_not_an_empty_su
 
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}a.jpg", Body=b"photo")
     target = Target("aws", FakeLambda(), "f", "aws", 1024, "x86_64", 60, model_bucket=BUCKET)
-    with pytest.raises(InputError, match="--results-prefix"):
+    with pytest.raises(InputError, match="results prefix"):
         classify(ClassifyOptions(uri=f"s3://{BUCKET}/{prefix}", results_prefix=results_prefix), target, s3)
 
 

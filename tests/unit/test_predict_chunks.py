@@ -4,9 +4,9 @@ own record, and an unreadable file costs its chunk nothing (the model's work is 
 from __future__ import annotations
 
 import pytest
+from rcyc_core.inference import CHUNK_RECORDS
 
 from rcyc_cli.predict import Predictor
-from rcyc_core.inference import CHUNK_RECORDS
 
 
 class StandIn:

@@ -64,8 +64,9 @@ def test_a_refusal_from_the_stack_reaches_the_user_with_its_reason():
     import http.server
     import threading
 
-    from rcyc_cli.classify.target import stack_store
     from rcyc_core.errors import AwsError
+
+    from rcyc_cli.classify.target import stack_store
 
     class Refusing(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
