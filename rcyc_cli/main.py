@@ -7,6 +7,8 @@ so `rcyc --help` stays fast.
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import signal
 
@@ -18,6 +20,9 @@ from . import __version__
 from .commands import all_commands
 from .config import read_config
 from .exit_status import ExitStatus, for_error
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE, errno.ENFILE}
+
 
 class RcycGroup(click.Group):
     """The one error boundary: expected failures become one error: line, one hint: line and the exit status
@@ -40,6 +45,17 @@ class RcycGroup(click.Group):
             console.log_lines(getattr(exc, "logs", None) or [])
             console.error(exc.message, exc.hint)
             ctx.exit(for_error(exc))
+        except OSError as exc:
+            # The machine refused (a full disk, a read-only or unwritable place) somewhere no error of ours
+            # names it: still one line with its cause, exit 4; any other OSError is a bug and keeps its traceback.
+            if exc.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            from .files import shown
+            from .render import console
+
+            where = f" ({shown(exc.filename)})" if exc.filename else ""
+            console.error(f"{exc.strerror or exc}{where}", "Free some space, or fix the permissions of that place.")
+            ctx.exit(ExitStatus.MISSING_PREREQ)
         except KeyboardInterrupt as exc:
             from .render import console
 
@@ -91,17 +107,39 @@ def _defaults_for(command: click.Command, settings: dict) -> dict:
     for param in command.params:
         if param.name not in settings:
             continue
-        value = settings[param.name]
-        textual = isinstance(param.type, (click.Path, click.Choice)) or param.type is click.STRING
-        if isinstance(value, list) or (textual and not isinstance(value, str)):
-            from rcyc_core.errors import InputError
-
-            raise InputError(f"{config_path()}: {param.name} = {value!r} is not a {'string' if textual else 'single value'}",
-                             hint=f'Write it as {param.name} = "..." (or remove it).')
-        defaults[param.name] = value
+        defaults[param.name] = _config_value(param, settings[param.name], config_path())
     for name, sub in getattr(command, "commands", {}).items():
         defaults[name] = _defaults_for(sub, settings)
     return defaults
+
+
+def _config_value(param: click.Parameter, value, path) -> object:
+    """``value`` checked as the option itself would check it on the command line (a flag takes true or
+    false, a number must be in its range and finite, a path or name a string); else InputError naming the file."""
+    from rcyc_core.errors import InputError
+
+    textual = isinstance(param.type, (click.Path, click.Choice)) or param.type is click.STRING
+    flag = getattr(param, "is_flag", False)
+    wanted = "true or false" if flag else ("a string" if textual else "a single value")
+    problem = None
+    if isinstance(value, (list, dict)) or (flag and not isinstance(value, bool)) or (textual and not isinstance(value, str)):
+        problem = f"is not {wanted}"
+    elif isinstance(param.type, click.types.IntParamType) and (isinstance(value, bool) or not isinstance(value, int)):
+        problem = "is not a whole number"
+    elif isinstance(value, float) and not math.isfinite(value):
+        problem = "is not a finite number"
+    else:
+        try:
+            param.type.convert(value, param, None)
+        except click.BadParameter as exc:
+            problem = exc.message.rstrip(".")
+        except (TypeError, ValueError, OverflowError) as exc:
+            problem = f"is not usable ({exc})"
+    if problem:
+        kind = "a whole number" if isinstance(param.type, click.types.IntParamType) else param.type.name
+        example = f"{param.name} = true" if flag else f'{param.name} = "..."' if textual else f"{param.name} = <{kind}>"
+        raise InputError(f"{path}: {param.name} = {value!r}: {problem}", hint=f"Write it as {example} (or remove it).")
+    return value
 
 
 @click.group(cls=RcycGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import csv
 import json
-import os
 import threading
 import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -20,6 +19,8 @@ from rcyc_core.result_store import read_result, write_result
 
 from ..cloud.aws import translate
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
+from ..files import shown
+from ..outputs import atomic_file, check_output_file
 from ..reporting import SILENT, Reporter
 from . import cost
 from .listing import Counts, batches, iter_images, parse_uri
@@ -48,20 +49,20 @@ class ClassifyOptions:
 
 
 class Output:
-    """--output as JSONL or CSV, written to FILE.part and renamed when the run completes (an interrupted run
+    """--output as JSONL or CSV, written beside FILE and renamed over it when the run completes (an interrupted run
     leaves no half file; the rerun writes every key again, the finished ones from their stored results)."""
 
     def __init__(self, path: Path | None):
         self.path = path
         self.format = None if path is None else ("csv" if path.suffix.lower() == ".csv" else "jsonl")
         if path is not None and path.suffix.lower() not in (".csv", ".jsonl", ".json"):
-            raise InputError(f"--output {path} must end in .jsonl or .csv", hint="e.g. --output results.jsonl")
+            raise InputError(f"--output {shown(path)} must end in .jsonl or .csv", hint="e.g. --output results.jsonl")
         self._file = self._csv = None
 
     def __enter__(self) -> "Output":
         if self.path is not None:
-            self._partial = self.path.with_name(self.path.name + ".part")
-            self._file = open(self._partial, "w", newline="", encoding="utf-8")
+            self._writing = atomic_file(self.path, "--output", "w", newline="", encoding="utf-8")
+            self._file = self._writing.__enter__()
             if self.format == "csv":
                 self._csv = csv.DictWriter(self._file, OUTPUT_COLUMNS)
                 self._csv.writeheader()
@@ -79,13 +80,8 @@ class Output:
             self._file.write(json.dumps(row) + "\n")
 
     def __exit__(self, kind, value, traceback) -> None:
-        if self._file is None:
-            return
-        self._file.close()
-        if kind is None:
-            os.replace(self._partial, self.path)
-        else:
-            self._partial.unlink(missing_ok=True)
+        if self._file is not None:
+            self._writing.__exit__(kind, value, traceback)
 
 
 class Tally:
@@ -128,11 +124,26 @@ def current_model(target: Target, s3, bucket: str) -> dict | None:
         return None
 
 
-def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SILENT) -> dict:
+def check_options(options: ClassifyOptions) -> tuple[str, str]:
+    """(bucket, prefix) once the address, the results prefix and --output are usable; before any work (a
+    local stack is started, a listing made)."""
     bucket, prefix = parse_uri(options.uri)
     results_prefix = options.results_prefix
     if not results_prefix or not results_prefix.endswith("/"):
-        raise InputError(f"--results-prefix {results_prefix!r} must end in '/'", hint="e.g. --results-prefix results/")
+        raise InputError(f"--results-prefix {shown(results_prefix)} must end in '/'", hint="e.g. --results-prefix results/")
+    if prefix.startswith(results_prefix):
+        # every key listed would count as a result: nothing would be classified, and the run would say 0
+        raise InputError(f"the prefix {shown(prefix)} is inside the results prefix {shown(results_prefix)}",
+                         hint="Give another --results-prefix (results are written to <prefix><key>.json).")
+    if options.output is not None:
+        Output(options.output)  # its format, from the name
+        check_output_file(options.output, "--output")
+    return bucket, prefix
+
+
+def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SILENT) -> dict:
+    bucket, prefix = check_options(options)
+    results_prefix = options.results_prefix
     concurrency = min(options.concurrency, target.concurrency_limit or options.concurrency)
     pointer = current_model(target, s3, bucket)
     current_sha = (pointer or {}).get("sha256")

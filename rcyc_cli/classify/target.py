@@ -106,10 +106,15 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
     from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
     from ..local import rie, stack
 
+    from ..config import env_seconds
+    from ..defaults import DEFAULT_STACK_IDLE_SECONDS
+
     running = stack.find()
     if running is None:
-        report.status("starting the local stack (rcyc local down stops it)")
-        running = stack.up(stack.StackConfig(runtime="process"))
+        # like invoke-local's: nobody owns it once classify is done, so it stops by itself when idle
+        idle = env_seconds("RCYC_STACK_IDLE_SECONDS", DEFAULT_STACK_IDLE_SECONDS)
+        report.status(f"starting the local stack; it stops after {idle / 60:.3g} minutes idle (rcyc local down stops it now)")
+        running = stack.up(stack.StackConfig(runtime="process", idle_seconds=idle))
     config = running.state["config"]
     lam = lambda_client(running.endpoint_url, LOCAL_REGION, config["timeout"], concurrency, credentials=LOCAL_CREDENTIALS)
     target = Target("local", lam, function, running.endpoint_url, config["memory"], rie.arch(),

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 from ..defaults import DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY, DEFAULT_TIMEOUT, FLAVORS
 from ..exit_status import ExitStatus
+
+class Fraction(click.FloatRange):
+    """A float in a range that is a number: click's FloatRange lets NaN through (every comparison with it is
+    false), and a NaN gate or split would be a wrong answer or a traceback later."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy's and the backbone's generators take
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only (on stdout).")
 bucket_option = click.option("--bucket", default=DEFAULT_BUCKET, show_default=True, envvar="RCYC_BUCKET",

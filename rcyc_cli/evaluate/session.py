@@ -7,6 +7,9 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from rcyc_core.errors import InputError
+
+from ..files import shown
 from ..reporting import SILENT, Reporter
 from . import targets
 from .compare import gate
@@ -44,6 +47,11 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
         result = evaluate(dataset, classifier(model_dir), options.model or "default", report.done,
                           against=classifier(against_dir) if options.against else None,
                           against_name=options.against or "")
+    if not result["evaluated"]:  # an accuracy over no image is no answer: an error, not 0.0% and exit 0
+        first = result["broken"][0] if result["broken"] else {}
+        raise InputError(f"none of the {result['images']} images of {shown(options.data_dir)} could be classified "
+                         f"(the first, {shown(first.get('path', '?'))}: {first.get('error', '?')})",
+                         hint="Check that they are images (JPEG, PNG, ...) the model can read.")
     reasons = gate(Metrics.from_dict(result["metrics"]), options.min_accuracy,
                    no_worse_than=Metrics.from_dict(result["against"]["metrics"]) if options.gate_against else None,
                    comparison=result["against"]["comparison"] if options.gate_against else None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -37,7 +36,9 @@ def find_or_start(options, manifest, report: Reporter = SILENT):
     if not options.keep_warm:
         return None
     spec = options.function
-    idle = float(os.environ.get("RCYC_STACK_IDLE_SECONDS") or DEFAULT_STACK_IDLE_SECONDS)
+    from ..config import env_seconds
+
+    idle = env_seconds("RCYC_STACK_IDLE_SECONDS", DEFAULT_STACK_IDLE_SECONDS)
     minutes = idle / 60
     report.notice(f"starting a warm local stack for this and later calls; it stops after {minutes:.3g} minutes idle "
                   "(rcyc local down stops it now; --no-stack or keep_warm = false in rcyc.toml skips it)")

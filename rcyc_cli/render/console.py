@@ -40,10 +40,13 @@ def status(message: str) -> None:
 
 
 def error(message: str, hint: str = "") -> None:
-    # soft_wrap: one line each, however narrow the terminal (or 80 columns when not a terminal)
-    _console(True).print(_text(("error: ", "bold red"), message), soft_wrap=True)
+    # soft_wrap: one line each, however narrow the terminal (or 80 columns when not a terminal); shown():
+    # a name in the message with a newline or an escape sequence cannot break the line or reach the terminal
+    from ..files import shown
+
+    _console(True).print(_text(("error: ", "bold red"), shown(message)), soft_wrap=True)
     if hint:
-        _console(True).print(_text(("hint: ", "yellow"), hint), soft_wrap=True)
+        _console(True).print(_text(("hint: ", "yellow"), shown(hint)), soft_wrap=True)
 
 
 
@@ -57,7 +60,9 @@ def plain_notice(message: str) -> None:
 
 
 def warning(message: str) -> None:
-    _console(True).print(_text(("warning: ", "yellow"), message), soft_wrap=True)
+    from ..files import shown
+
+    _console(True).print(_text(("warning: ", "yellow"), shown(message)), soft_wrap=True)
 
 
 def log_lines(lines) -> None:

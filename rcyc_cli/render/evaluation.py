@@ -7,13 +7,14 @@ from rich.text import Text
 
 from rcyc_core.labels import LABELS
 
+from ..files import shown
 from .console import out, warning
 
 SHORT = {"boxes": "box", "glass_bottles": "glass", "soda_cans": "can", "crushed_soda_cans": "crushed", "plastic_bottles": "plastic"}
 
 
 def _model(model: dict) -> str:
-    return f"{model.get('name', '?')} {model.get('version', '')}".strip()
+    return shown(f"{model.get('name', '?')} {model.get('version', '')}".strip())
 
 
 def render_evaluation(result: dict) -> None:
@@ -42,7 +43,7 @@ def render_evaluation(result: dict) -> None:
     for confusion in metrics["top_confusions"][:3]:
         out.print(f"confuses {confusion['true']} as {confusion['predicted']}: {confusion['count']}")
     for entry in result["broken"]:
-        out.print(Text.assemble(("✗ ", "bold red"), entry["path"], f"  {entry['error']}: {entry['message']}"))
+        out.print(Text.assemble(("✗ ", "bold red"), shown(entry["path"]), f"  {entry['error']}: {shown(entry['message'])}"))
     if "against" in result:
         comparison = result["against"]["comparison"]
         test = comparison["mcnemar"]

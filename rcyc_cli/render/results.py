@@ -9,11 +9,12 @@ from rich.text import Text
 
 from rcyc_core.labels import LABELS
 
+from ..files import shown
 from .console import log_lines, out
 
 
 def prediction_table(entry: dict) -> Table:
-    where = f"s3://{entry['bucket']}/{entry['key']}" if entry.get("bucket") else str(entry.get("key"))
+    where = shown(f"s3://{entry['bucket']}/{entry['key']}" if entry.get("bucket") else entry.get("key"))
     table = Table(title=Text(where, style="bold"), title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("class")
     table.add_column("score", justify="right")
@@ -48,12 +49,12 @@ def render_response(response: dict) -> None:
         out.print(summary)
     for entry in response.get("errors", []):
         where = entry.get("key") or "(event)"
-        out.print(Text.assemble(("✗ ", "bold red"), (str(where), "bold"), f"  {entry['error']}: {entry['message']}"))
+        out.print(Text.assemble(("✗ ", "bold red"), (shown(where), "bold"), f"  {entry['error']}: {shown(entry['message'])}"))
     for entry in response.get("skipped", []):
-        out.print(Text.assemble(("– ", "yellow"), (str(entry.get("key")), "bold"), f"  skipped: {entry['reason']}"))
+        out.print(Text.assemble(("– ", "yellow"), (shown(entry.get("key")), "bold"), f"  skipped: {shown(entry['reason'])}"))
     model = response.get("model")
     if model:
-        out.print(Text(f"model {model['name']} {model['version']} (sha256 {model['sha256'][:12]}…)", style="dim"))
+        out.print(Text(f"model {shown(model['name'])} {shown(model['version'])} (sha256 {model['sha256'][:12]}…)", style="dim"))
 
 
 def render_report(invocation_info: dict) -> None:

@@ -20,9 +20,8 @@ Stages (each reported through the ``progress`` callback, see :data:`Progress`):
    Keras/LiteRT parity checked) into a hidden partial directory beside ``out_dir``, which is renamed into
    place only once complete.
 
-Ctrl-C: a KeyboardInterrupt during the head or fine-tune epochs stops training and exports the best
-checkpoint so far (the summary says ``interrupted``); one before any epoch completed, or during the
-export, removes the partial directory and propagates. ``out_dir`` is never overwritten.
+Ctrl-C or SIGTERM (a KeyboardInterrupt) anywhere stops training, exports nothing, removes the partial
+directory and propagates (the CLI exits 130 / 143). ``out_dir`` is never overwritten.
 """
 
 from __future__ import annotations
@@ -137,6 +136,9 @@ def train(
     seconds["features"] = time.perf_counter() - mark
 
     train_set, held = split(usable, val_split, seed)
+    if not held:  # a model with no held-out image has no measured accuracy: an error, not a silent 0 or skip
+        raise InputError(f"--val-split {val_split} of {len(usable)} usable images holds out none, so the model "
+                         "could not be evaluated", hint="Add images (a few per label at least), or raise --val-split.")
     index = {label: i for i, label in enumerate(LABELS)}
 
     def arrays(group: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
