@@ -22,6 +22,7 @@ from .config import read_config
 from .exit_status import ExitStatus, for_error
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE, errno.ENFILE}
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENXIO}  # a path given that cannot be one
 
 
 class RcycGroup(click.Group):
@@ -48,12 +49,15 @@ class RcycGroup(click.Group):
         except OSError as exc:
             # The machine refused (a full disk, a read-only or unwritable place) somewhere no error of ours
             # names it: still one line with its cause, exit 4; any other OSError is a bug and keeps its traceback.
-            if exc.errno not in _ENVIRONMENT_ERRNOS:
+            if exc.errno not in _ENVIRONMENT_ERRNOS and exc.errno not in _PATH_ERRNOS:
                 raise
             from .files import shown
             from .render import console
 
-            where = f" ({shown(exc.filename)})" if exc.filename else ""
+            where = f" ({shown(exc.filename)[:200]})" if exc.filename else ""
+            if exc.errno in _PATH_ERRNOS:
+                console.error(f"{exc.strerror or exc}{where}", "Check the path given.")
+                ctx.exit(ExitStatus.BAD_INPUT)
             console.error(f"{exc.strerror or exc}{where}", "Free some space, or fix the permissions of that place.")
             ctx.exit(ExitStatus.MISSING_PREREQ)
         except KeyboardInterrupt as exc:
@@ -124,6 +128,8 @@ def _config_value(param: click.Parameter, value, path) -> object:
     problem = None
     if isinstance(value, (list, dict)) or (flag and not isinstance(value, bool)) or (textual and not isinstance(value, str)):
         problem = f"is not {wanted}"
+    elif isinstance(value, str) and ("\0" in value or len(value) > 4096):
+        problem = "holds a NUL character" if "\0" in value else "is too long"
     elif isinstance(param.type, click.types.IntParamType) and (isinstance(value, bool) or not isinstance(value, int)):
         problem = "is not a whole number"
     elif isinstance(value, float) and not math.isfinite(value):

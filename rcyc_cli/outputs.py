@@ -1,9 +1,8 @@
 """Writing only where the user asked: the one check every output option goes through (eval --report,
 train --report, classify --output, train --out), and the one atomic writer.
 
-A target is accepted when it is a regular file, or missing with an existing directory above it in which a
-file can really be created (a probe file, removed at once: ``os.access`` says yes to root on a read-only
-mount or in ``/proc``). A device, a FIFO, a socket, a directory, a symbolic link and a ``/proc`` or
+A target is accepted when it is a regular file, or missing with an existing writable directory above it
+(its mount flags are read too: ``os.access`` says yes to root on a read-only mount). A device, a FIFO, a socket, a directory, a symbolic link and a ``/proc`` or
 ``/sys`` file are refused before any work, exit 3. The bytes go to a temporary file beside the target,
 renamed over it only when complete, so a reader never sees half a file and nothing but the target changes.
 """
@@ -73,17 +72,22 @@ def check_output_dir(path: Path, option: str) -> Path:
 
 
 def _probe(directory: Path, option: str, path: Path, hint: str) -> None:
+    """The folder a file would be made in: there, a folder, writable (also for root: a read-only mount is
+    seen in its flags), with room. Nothing is written to find out."""
     try:
-        if not stat.S_ISDIR(os.stat(directory).st_mode):
-            raise InputError(f"{option} {shown(path)}: {shown(directory)} is not a folder", hint=hint)
-        fd, probe = tempfile.mkstemp(prefix=".rcyc-probe-", dir=directory)
+        info = os.stat(directory)
+        space = os.statvfs(directory)
     except FileNotFoundError:
         raise InputError(f"{option} {shown(path)}: the folder {shown(directory)} does not exist", hint=hint) from None
     except OSError as exc:
-        raise InputError(f"{option} {shown(path)}: cannot write in {shown(directory)} ({exc.strerror})",
-                         hint=hint) from None
-    os.close(fd)
-    os.unlink(probe)
+        raise InputError(f"{option} {shown(path)}: {shown(directory)}: {exc.strerror}", hint=hint) from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{option} {shown(path)}: {shown(directory)} is not a folder", hint=hint)
+    if space.f_flag & os.ST_RDONLY or not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {shown(path)}: the folder {shown(directory)} is not writable", hint=hint)
+    if space.f_bavail == 0:
+        raise InputError(f"{option} {shown(path)}: no space left in {shown(directory)}",
+                         hint="Free some space or choose another place.")
 
 
 @contextlib.contextmanager

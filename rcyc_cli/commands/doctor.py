@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..exit_status import ExitStatus
-from .options import json_option, rie_option
+from .options import check_region, json_option, rie_option
 
 
 @click.command()
@@ -13,7 +13,7 @@ from .options import json_option, rie_option
 @click.option("--security", "target", metavar="BUCKET[/FUNCTION]",
               help="Audit an existing bucket (and function) instead: public access, encryption, versioning, TLS-only "
               "policy, secrets in the function's environment, the role's reach. Exit 8 if anything is found.")
-@click.option("--region", envvar="AWS_REGION", help="AWS region for --security.")
+@click.option("--region", envvar="AWS_REGION", callback=check_region, help="AWS region for --security.")
 @json_option
 @click.pass_context
 def doctor(ctx, rie, target, region, as_json):

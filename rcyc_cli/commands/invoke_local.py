@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..defaults import DEFAULT_BATCH_SIZE
-from .options import (base_image_option, bucket_option, ca_bundle_option, exit_for_record_errors, flavor_option,
-                      json_option, memory_option, model_option, rie_option, timeout_option)
+from .options import (base_image_option, bucket_option, ca_bundle_option, check_endpoint_url, exit_for_record_errors,
+                      flavor_option, json_option, memory_option, model_option, rie_option, timeout_option)
 
 runtime_option = click.option(
     "--runtime", type=click.Choice(["auto", "docker", "process"]), default="auto", show_default=True, envvar="RCYC_RUNTIME",
@@ -16,29 +16,12 @@ runtime_option = click.option(
     "engine answers. [env RCYC_RUNTIME]")
 
 
-def endpoint_url(ctx, param, value):
-    """An http(s) URL with a host, or a usage error naming the value (never a traceback from botocore)."""
-    if value is None:
-        return None
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        ok = False
-    if not ok:
-        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:5000")
-    return value
-
-
 @click.command("invoke-local")
 @click.argument("images", nargs=-1)
 @click.option("--event", "event_file", type=click.Path(path_type=Path), help="Post this S3 event JSON instead of one made for IMAGES.")
 @model_option
 @bucket_option
-@click.option("--endpoint-url", envvar="RCYC_LOCAL_S3_ENDPOINT", callback=endpoint_url,
+@click.option("--endpoint-url", envvar="RCYC_LOCAL_S3_ENDPOINT", callback=check_endpoint_url,
               help="Use this S3 endpoint instead of the embedded one. [env RCYC_LOCAL_S3_ENDPOINT]")
 @rie_option
 @timeout_option

@@ -23,6 +23,32 @@ class Fraction(click.FloatRange):
 
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy's and the backbone's generators take
 
+def check_endpoint_url(ctx, param, value):
+    """An http(s) URL with a host, or a usage error naming the value (never a traceback from botocore)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:5000")
+    return value
+
+
+def check_region(ctx, param, value):
+    """An AWS region's shape (botocore's own check raises a bare error deep inside a call)."""
+    import re
+
+    if value is not None and not re.fullmatch(r"[a-z]{2}(-[a-z0-9]+){1,4}", value):
+        raise click.BadParameter(f"{value[:60]!r} is not an AWS region name, e.g. eu-west-1")
+    return value
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only (on stdout).")
 bucket_option = click.option("--bucket", default=DEFAULT_BUCKET, show_default=True, envvar="RCYC_BUCKET",
                              help="The bucket for models and images. [env RCYC_BUCKET]")
@@ -42,11 +68,11 @@ timeout_option = click.option("--timeout", default=DEFAULT_TIMEOUT, show_default
                               help="Function timeout, seconds.")
 memory_option = click.option("--memory", default=DEFAULT_MEMORY, show_default=True, type=click.IntRange(128, 10240),
                              help="Function memory, MB.")
-region_option = click.option("--region", envvar="AWS_REGION", help="AWS region. [env AWS_REGION, or the profile's]")
+region_option = click.option("--region", envvar="AWS_REGION", callback=check_region, help="AWS region. [env AWS_REGION, or the profile's]")
 function_option = click.option("--function", "function", envvar="RCYC_FUNCTION",
                                help=f"The Lambda function (default {DEFAULT_FUNCTION}; 'function' with --endpoint-url). "
                                "[env RCYC_FUNCTION]")
-endpoint_option = click.option("--endpoint-url",
+endpoint_option = click.option("--endpoint-url", callback=check_endpoint_url,
                                help="Invoke an emulator at this URL (e.g. rcyc's local sandbox) instead of AWS Lambda.")
 
 
