@@ -18,6 +18,7 @@ from rcyc_core.errors import RcycError
 
 from . import __version__
 from .commands import all_commands
+from .commands.options import plain_text_everywhere
 from .config import read_config
 from .exit_status import ExitStatus, for_error
 
@@ -122,7 +123,7 @@ def _config_value(param: click.Parameter, value, path) -> object:
     false, a number must be in its range and finite, a path or name a string); else InputError naming the file."""
     from rcyc_core.errors import InputError
 
-    textual = isinstance(param.type, (click.Path, click.Choice)) or param.type is click.STRING
+    textual = isinstance(param.type, (click.Path, click.Choice, click.types.StringParamType))
     flag = getattr(param, "is_flag", False)
     wanted = "true or false" if flag else ("a string" if textual else "a single value")
     problem = None
@@ -179,6 +180,7 @@ def keep_loopback_off_proxies() -> None:
 
 for _command in all_commands():
     cli.add_command(_command)
+plain_text_everywhere(cli)
 
 
 def main() -> None:

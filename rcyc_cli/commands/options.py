@@ -21,6 +21,36 @@ class Fraction(click.FloatRange):
         return number
 
 
+class PlainText(click.types.StringParamType):
+    """Every text option (names, prefixes, regions, URLs): valid UTF-8 and no control characters, refused
+    as a usage error before any work. A name with an escape sequence or a newline would reach a terminal,
+    a log line or an AWS call raw; undecodable bytes would be a traceback wherever they are first encoded.
+    File paths keep click.Path: the files they name are checked where they are read (files.py)."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail(f"{ascii(value)[:60]} is not valid UTF-8", param, ctx)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            self.fail(f"{ascii(value)[:60]} holds a control character", param, ctx)
+        return value
+
+
+def plain_text_everywhere(command: click.Command) -> None:
+    """Give every text option of ``command`` (and of its subcommands) the PlainText check. (Arguments are
+    file names and keys: checked where they are read, exit 3 as the README says for such names.)"""
+    for param in command.params:
+        if isinstance(param, click.Option) and type(param.type) is click.types.StringParamType:
+            param.type = PLAIN_TEXT
+    for sub in getattr(command, "commands", {}).values():
+        plain_text_everywhere(sub)
+
+
+PLAIN_TEXT = PlainText()
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy's and the backbone's generators take
 
 def check_endpoint_url(ctx, param, value):

@@ -40,9 +40,16 @@ class EmbeddedS3:
             backend.put_object(bucket, key, body)
 
     def delete_prefix(self, bucket: str, prefix: str) -> None:
-        backend = self._backend()
-        for key in [k for k in backend.get_bucket(bucket).keys.keys() if k.startswith(prefix)]:
-            backend.delete_object(bucket, key)
+        """Every version of every object under ``prefix``, gone, its buffer closed: the stack's bucket is
+        versioned (as rcyc makes buckets), where a delete only adds a marker and keeps the bytes, readable
+        by VersionId, and moto's spooled temp files stay open."""
+        store = self._backend().get_bucket(bucket).keys
+        for key in [k for k in list(store.keys()) if k.startswith(prefix)]:
+            for version in store.getlist(key, None) or []:
+                dispose = getattr(version, "dispose", None)
+                if dispose is not None:
+                    dispose()
+            dict.pop(store, key, None)  # the store's own pop disposes too, but fails on a delete marker
 
     @staticmethod
     def _backend():

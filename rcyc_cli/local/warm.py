@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -64,8 +65,7 @@ def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency
     request = urllib.request.Request(running.endpoint_url + RUNS_PATH, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=rounds * (config["timeout"] + 15) + 60) as reply:
-            answer = json.loads(reply.read())
+        answer = _post_run(request, rounds * (config["timeout"] + 15) + 60)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:300]
         raise FunctionError(f"the local stack refused the run ({exc.code}): {detail}", kind="EmulatorError",
@@ -82,6 +82,22 @@ def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency
     answer["invocations"] = [Invocation(i.get("response"), Report(**i.get("report", {})), i.get("wall_ms", 0.0), i.get("logs", []))
                              for i in answer.get("invocations", [])]
     return answer
+
+
+def _post_run(request: urllib.request.Request, timeout: float, patience: float = 300.0) -> dict:
+    """The stack's answer to a run. A 429 (it holds as many runs or bytes as it takes) is waited out with
+    backoff, for up to ``patience`` seconds: the runs in it end, then this one is admitted."""
+    deadline, pause = time.monotonic() + patience, 0.1
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                return json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 429 or time.monotonic() + pause > deadline:
+                raise
+            exc.close()
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 def stack_conflict(options, state: dict, manifest) -> str | None:

@@ -83,6 +83,16 @@ def _check_target(out_dir: Path) -> None:
         )
 
 
+def _holds_out_some(samples: Sequence[Sample], val_split: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """The split, when it holds out at least one image: a model with no held-out image has no measured
+    accuracy, and training it anyway would be a quiet non-answer (exit 0, no report)."""
+    train_set, held = split(samples, val_split, seed)
+    if not held:
+        raise InputError(f"--val-split {val_split} of {len(samples)} usable images holds out none, so the model "
+                         "could not be evaluated", hint="Add images (two per label at least), or raise --val-split.")
+    return train_set, held
+
+
 def train(
     images: Iterable[Any],
     out_dir: Path,
@@ -124,6 +134,7 @@ def train(
     pairs = _pairs(images)
     samples, skipped, duplicates = scan(pairs, progress)
     seconds["scan"] = time.perf_counter() - mark
+    _holds_out_some(samples, val_split, seed)  # before the backbone and the features: the cheap refusal first
 
     mark = time.perf_counter()
     backbone_path, backbone_cached = backbone_tflite(cache_root, progress)
@@ -135,10 +146,7 @@ def train(
     usable = [s for s in samples if s.sha256 in features]
     seconds["features"] = time.perf_counter() - mark
 
-    train_set, held = split(usable, val_split, seed)
-    if not held:  # a model with no held-out image has no measured accuracy: an error, not a silent 0 or skip
-        raise InputError(f"--val-split {val_split} of {len(usable)} usable images holds out none, so the model "
-                         "could not be evaluated", hint="Add images (a few per label at least), or raise --val-split.")
+    train_set, held = _holds_out_some(usable, val_split, seed)  # again: broken images may have left too few
     index = {label: i for i, label in enumerate(LABELS)}
 
     def arrays(group: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
