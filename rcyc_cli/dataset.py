@@ -33,7 +33,7 @@ from pathlib import Path
 from rcyc_core.errors import InputError
 from rcyc_core.labels import LABELS
 
-from .files import IMAGE_SUFFIXES
+from .files import IMAGE_SUFFIXES, shown
 
 IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # one list of image file names for every command (files.py)
 
@@ -125,11 +125,11 @@ def load_dataset(root: Path, mapping: dict[str, str] | None = None) -> Dataset:
     try:
         root_stat = root.stat()
     except FileNotFoundError:
-        raise InputError(f"{root} does not exist", hint="Give a folder with one sub-folder per label.") from None
+        raise InputError(f"{shown(root)} does not exist", hint="Give a folder with one sub-folder per label.") from None
     except OSError as exc:
-        raise InputError(f"cannot read {root}: {exc.strerror}") from None
+        raise InputError(f"cannot read {shown(root)}: {exc.strerror}", hint="Give a folder with one sub-folder per label.") from None
     if not stat.S_ISDIR(root_stat.st_mode):
-        raise InputError(f"{root} is not a directory", hint="Give a folder with one sub-folder per label.")
+        raise InputError(f"{shown(root)} is not a directory", hint="Give a folder with one sub-folder per label.")
 
     images: list[LabelledImage] = []
     skipped: list[tuple[Path, str]] = []
@@ -165,8 +165,8 @@ def load_dataset(root: Path, mapping: dict[str, str] | None = None) -> Dataset:
             f"not a label; the folders must be named after the labels: {_labels_text()}",
             hint=f"Rename it, or map it in rcyc.toml under [eval.labels], e.g. {MAPPING_EXAMPLE}")
     if not images:
-        raise InputError(f"no images in {root}",
-                         hint=f"Put images in {root}/<label>/ with <label> one of: {_labels_text()} "
+        raise InputError(f"no images in {shown(root)}",
+                         hint=f"Put images in {shown(root)}/<label>/ with <label> one of: {_labels_text()} "
                               f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}).")
     images.sort(key=lambda image: _sort_key(image.path, root))
     skipped.sort(key=lambda item: _sort_key(item[0], root))

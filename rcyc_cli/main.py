@@ -7,10 +7,12 @@ so `rcyc --help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 import signal
+import sys
 
 import click
 
@@ -162,6 +164,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
       rcyc invoke-local [IMAGE...] the same through the real Lambda emulator and a local S3
       rcyc doctor                  what is installed, what is missing, and how to fix it
     """
+    for stream in (sys.stdout, sys.stderr):
+        # a name that is not UTF-8 (a file name's undecodable bytes) is printed escaped, never a traceback
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     if verbose:
         os.environ["RCYC_VERBOSE"] = "1"  # read where TensorFlow is imported (rcyc_core.backends.import_keras)
     keep_loopback_off_proxies()

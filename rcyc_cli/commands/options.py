@@ -22,7 +22,7 @@ class Fraction(click.FloatRange):
 
 
 class PlainText(click.types.StringParamType):
-    """Every text option (names, prefixes, regions, URLs): valid UTF-8 and no control characters, refused
+    """Every text option (names, prefixes, regions, URLs): not empty, valid UTF-8, no control characters; refused
     as a usage error before any work. A name with an escape sequence or a newline would reach a terminal,
     a log line or an AWS call raw; undecodable bytes would be a traceback wherever they are first encoded.
     File paths keep click.Path: the files they name are checked where they are read (files.py)."""
@@ -37,6 +37,8 @@ class PlainText(click.types.StringParamType):
             self.fail(f"{ascii(value)[:60]} is not valid UTF-8", param, ctx)
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
             self.fail(f"{ascii(value)[:60]} holds a control character", param, ctx)
+        if not value.strip():
+            self.fail("it is empty", param, ctx)
         return value
 
 

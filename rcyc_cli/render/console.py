@@ -36,7 +36,9 @@ def print_json(data: object) -> None:
 
 
 def status(message: str) -> None:
-    _console(True).print(_text((f"• {message}", "dim")), soft_wrap=True)
+    from ..files import shown
+
+    _console(True).print(_text((f"• {shown(message)}", "dim")), soft_wrap=True)
 
 
 def error(message: str, hint: str = "") -> None:
@@ -51,12 +53,16 @@ def error(message: str, hint: str = "") -> None:
 
 
 def notice(message: str) -> None:
-    _console(True).print(_text(("rcyc: ", "cyan"), message), soft_wrap=True)
+    from ..files import shown
+
+    _console(True).print(_text(("rcyc: ", "cyan"), shown(message)), soft_wrap=True)
 
 
 def plain_notice(message: str) -> None:
     """A notice without rich (the --json path imports no rich)."""
-    print(f"rcyc: {message}", file=sys.stderr, flush=True)
+    from ..files import shown
+
+    print(f"rcyc: {shown(message)}", file=sys.stderr, flush=True)
 
 
 def warning(message: str) -> None:

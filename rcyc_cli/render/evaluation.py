@@ -52,6 +52,6 @@ def render_evaluation(result: dict) -> None:
                                 f"{len(comparison['disagreements'])} images answered differently; "
                                 f"exact McNemar p = {test['p_value']:.3g}" + (f"; {test['note']}" if test.get("note") else "")))
     if result.get("report"):
-        out.print(Text(f"report: {result['report']}", style="cyan"))
+        out.print(Text(f"report: {shown(result['report'])}", style="cyan"))
     for reason in result["gate"]["reasons"]:
         warning(f"gate: {reason}")
