@@ -18,7 +18,7 @@ import click
 
 from rcyc_core.errors import RcycError
 
-from . import __version__
+from . import __version__, leftovers
 from .commands import all_commands
 from .commands.options import plain_text_everywhere
 from .config import read_config
@@ -171,6 +171,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     if verbose:
         os.environ["RCYC_VERBOSE"] = "1"  # read where TensorFlow is imported (rcyc_core.backends.import_keras)
     keep_loopback_off_proxies()
+    leftovers.sweep()  # what a killed rcyc left (temp files, sandboxes, containers) goes with any next command
     load_config(ctx)
 
 

@@ -31,7 +31,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -235,11 +234,16 @@ def export(
     partial.mkdir()
     try:
         progress("export", 0, 3, {"step": "save"})
-        with tempfile.TemporaryDirectory(prefix="rcyc-train-") as tmp:
-            source = Path(tmp) / "model.h5"
+        from .. import leftovers
+
+        tmp = leftovers.temp_dir("train")  # named by its owner: the next command sweeps it if this one is killed
+        try:
+            source = tmp / "model.h5"
             model.save(str(source), include_optimizer=False)  # fine-tuning's Adam state would double the file
             progress("export", 1, 3, {"step": "package"})
             manifest = package(source, partial, name=name, version=version, samples=samples)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         if training is not None:
             provenance = {k: v for k, v in training.items() if k not in ("held_out_images", "out_dir", "images")}
             provenance["images"] = {k: v for k, v in training["images"].items() if k != "skipped"}

@@ -129,7 +129,10 @@ def test_a_signal_to_invoke_local_with_four_instances_stops_everything(rcyc, tmp
     assert "Traceback" not in err and "everything rcyc started has been stopped" in err
     assert out == ""  # --json prints nothing when there is no answer
     assert ours() == []  # checked at once: stopped before rcyc exited, not later
-    assert not list((tmp_path / "tmp").glob("rcyc-sandbox-*"))  # sandbox folders removed too
+    assert not list((tmp_path / "tmp").glob("*sandbox-*"))  # sandbox folders removed too
+    from rcyc_cli import leftovers
+
+    assert not list(leftovers.temp_root().glob("sandbox-*"))
 
 
 # --- the warm stack: kill -9, down under load, two ups, conflicts --------------------------------------------
