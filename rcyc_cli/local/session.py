@@ -74,7 +74,8 @@ def rebase_event(event: dict, moved: dict[str, str], report: Reporter = SILENT) 
     records = []
     for record in event.get("Records", []):
         try:
-            key = events.unquote_plus(record["s3"]["object"]["key"])
+            raw = record["s3"]["object"]["key"]
+            key = events.unquote_plus(raw) if isinstance(raw, str) else None  # not a key: the function says so
             if key in moved:
                 record = {**record, "s3": {**record["s3"], "object": {**record["s3"]["object"],
                                                                       "key": events.quote_plus(moved[key], safe="/")}}}

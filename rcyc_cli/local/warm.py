@@ -120,11 +120,11 @@ def stack_conflict(options, state: dict, manifest) -> str | None:
             if spec.rie:
                 raise  # an explicit emulator that is not there is an error, stack or not
             # none installed here: the stack's own emulator is the only one there is
-    if options.model is not None:
-        stack_model = state.get("model") or {}
-        if stack_model.get("sha256") != manifest.sha256:
-            return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
-                    f"{manifest.name} {manifest.version} (starting instances of its own)")
+    # Also without --model: the default model is asked for then, not whichever model started the stack.
+    stack_model = state.get("model") or {}
+    if stack_model.get("sha256") != manifest.sha256:
+        return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
+                f"{manifest.name} {manifest.version} (starting instances of its own)")
     for name, value in wanted.items():
         if running.get(name) != value:
             return f"it runs with {name} {running.get(name)}, this call asks for {value} (rcyc local down, or --no-stack)"
