@@ -36,7 +36,7 @@ def main() -> None:
     from rcyc_cli.classify import cost
     from rcyc_cli.classify.run import ClassifyOptions, classify
     from rcyc_cli.classify.target import local_target
-    from rcyc_cli.local import stack
+    from rcyc_cli.local.stack import client as stack
     from rcyc_cli.reporting import SILENT
     from tests.conftest import class_images
 

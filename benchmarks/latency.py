@@ -124,7 +124,10 @@ def overhead(side: Side, calls: int) -> dict:
     """p50 of the first and the last 200 of ``calls`` one-image invokes through the stack (the process runtime)."""
     code = (
         "import json, sys, time\n"
-        "from rcyc_cli.local import stack\n"
+        "try:\n"
+        "    from rcyc_cli.local.stack import client as stack\n"
+        "except ImportError:  # a checkout from before the local/ split\n"
+        "    from rcyc_cli.local import stack\n"
         "from rcyc_core import events\n"
         "running = stack.find()\n"
         "s3_key = 'bench/one.jpg'\n"

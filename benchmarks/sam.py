@@ -49,9 +49,9 @@ import sam_host_network  # noqa: E402
 from rcyc_cli import paths  # noqa: E402
 from rcyc_cli.cloud import aws  # noqa: E402
 from rcyc_cli.defaults import DEFAULT_BASE_IMAGE, DEFAULT_FUNCTION, LOCAL_CREDENTIALS, LOCAL_REGION  # noqa: E402
-from rcyc_cli.local import rie  # noqa: E402
-from rcyc_cli.local.runtime import seed_bucket  # noqa: E402
-from rcyc_cli.local.s3_server import EmbeddedS3  # noqa: E402
+from rcyc_cli.local.emulator import rie  # noqa: E402
+from rcyc_cli.local.emulator.launcher import seed_bucket  # noqa: E402
+from rcyc_cli.local.emulator.s3 import EmbeddedS3  # noqa: E402
 from rcyc_cli.model_source import resolve_model  # noqa: E402
 from rcyc_core import LABELS, events  # noqa: E402
 

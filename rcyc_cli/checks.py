@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rcyc_core.errors import RcycError
 
-from .local import rie
+from .local.emulator import rie
 
 
 @dataclass

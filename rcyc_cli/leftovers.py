@@ -78,7 +78,7 @@ def container_marker(owner: str):
 
 def sweep() -> int:
     """Release what dead owners left; returns how many entries were removed. Never fails a command."""
-    from .local import reaper
+    from .local.emulator import reaper
 
     removed, containers = 0, False
     try:

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
 
 def _installed_emulator() -> str | None:
     """The emulator as the user has it installed (found before the tests' own cache hides the user's)."""
-    from rcyc_cli.local import rie
+    from rcyc_cli.local.emulator import rie
     from rcyc_core.errors import RcycError
 
     try:
@@ -101,7 +101,7 @@ def need(condition: bool, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def rie_path(session_cache_home) -> Path:
-    from rcyc_cli.local import rie
+    from rcyc_cli.local.emulator import rie
     from rcyc_core.errors import RcycError
 
     try:

@@ -104,7 +104,8 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
     """The warm local stack (started if none runs) through its Lambda Invoke API, and its S3."""
     from ..cloud.aws import s3_client
     from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
-    from ..local import rie, stack
+    from ..local.emulator import rie
+    from ..local.stack import client as stack
 
     from ..config import env_seconds
     from ..defaults import DEFAULT_STACK_IDLE_SECONDS

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import base_image_option, ca_bundle_option, flavor_option, json_option
+from .options import base_image_option, ca_bundle_option, flavor_option
+from .output import emit, json_option, progress
 
 
 @click.command()
@@ -15,12 +16,11 @@ from .options import base_image_option, ca_bundle_option, flavor_option, json_op
 @ca_bundle_option
 @click.option("--no-cache", is_flag=True, help="Rebuild every step.")
 @json_option
-def build(tags, flavor, base_image, platform, ca_bundle, no_cache, as_json):
+def build(tags, flavor, base_image, platform, ca_bundle, no_cache):
     """Build the function image (Dockerfile at the project root) with live progress."""
     from .. import image
-    from ..render import console, tables
-    from ..render.progress import rich_reporter
+    from ..render import tables
 
-    with rich_reporter(quiet=as_json, transient=True) as report:
+    with progress(transient=True) as report:
         summary = image.build_tagged(list(tags), flavor, base_image, platform, ca_bundle, no_cache, report)
-    console.print_json(summary) if as_json else tables.render_build(summary)
+    emit(summary, tables.render_build)

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
-from .options import json_option, region_option
+from .options import region_option
+from .output import emit, json_option, progress, record_status
 
 
 @click.command()
@@ -26,8 +27,7 @@ from .options import json_option, region_option
 @click.option("--dry-run", is_flag=True, help="List, count and estimate the cost; invoke nothing.")
 @region_option
 @json_option
-@click.pass_context
-def classify(ctx, uri, local, function, concurrency, batch_size, results_prefix, output, force, limit, dry_run, region, as_json):
+def classify(uri, local, function, concurrency, batch_size, results_prefix, output, force, limit, dry_run, region):
     """Classify every image under s3://BUCKET/PREFIX (a backfill), resumably.
 
     Keys are listed page by page; other objects are counted, never invoked. A key whose result for the
@@ -36,17 +36,12 @@ def classify(ctx, uri, local, function, concurrency, batch_size, results_prefix,
     """
     from ..classify.run import ClassifyOptions, check_options, classify as run_classify
     from ..classify.target import aws_target, local_target
-    from ..exit_status import ExitStatus
-    from ..render import console
     from ..render.classify import render_summary
-    from ..render.progress import rich_reporter
 
     options = ClassifyOptions(uri, local, None, function, concurrency, batch_size, results_prefix, output, force, limit,
                               dry_run, region)
     check_options(options)  # before a stack is started or a key listed
-    with rich_reporter(quiet=as_json, transient=True) as report:
+    with progress(transient=True) as report:
         target, s3 = local_target(function, concurrency, report) if local else aws_target(function, region, concurrency)
         summary = run_classify(options, target, s3, report)
-    console.print_json(summary) if as_json else render_summary(summary)
-    if summary.get("errors"):
-        ctx.exit(ExitStatus.RECORD_ERRORS)
+    emit(summary, render_summary, record_status(summary))

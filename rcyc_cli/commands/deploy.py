@@ -8,7 +8,8 @@ import click
 
 from ..defaults import (DEFAULT_FUNCTION, DEFAULT_MEMORY, DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX,
                         DEFAULT_TIMEOUT)
-from .options import base_image_option, bucket_option, ca_bundle_option, flavor_option, json_option, region_option
+from .options import base_image_option, bucket_option, ca_bundle_option, flavor_option, region_option
+from .output import emit, json_option, progress
 
 
 @click.command()
@@ -42,13 +43,11 @@ from .options import base_image_option, bucket_option, ca_bundle_option, flavor_
 @json_option
 def deploy(tag, bucket, function, repository, role_name, region, image, flavor, base_image, platform, ca_bundle, memory,
            timeout, refresh_seconds, registry, registry_username, force_tag, trigger, no_trigger, results_prefix,
-           smoke, dry_run, as_json):
+           smoke, dry_run):
     """Build the image, push it to ECR (never twice, never moving a tag silently), and point the function at
     it by digest: created if missing (image package, least-privilege role), else updated, then waited for."""
     from ..cloud import deploy as cloud_deploy
-    from ..render import console, tables
-    from ..render.progress import rich_reporter
-
+    from ..render import tables
 
     options = cloud_deploy.DeployOptions(
         tag=tag, bucket=bucket, function=function, repository=repository, role_name=role_name, region=region, image=image,
@@ -60,16 +59,13 @@ def deploy(tag, bucket, function, repository, role_name, region, image, flavor, 
     from rcyc_core.errors import RcycError
 
     try:
-        with rich_reporter(quiet=as_json) as report:
+        with progress() as report:
             summary = cloud_deploy.deploy(options, report)
     except RcycError as exc:
         if getattr(exc, "summary", None) is None:
             raise
         # The smoke test failed after the function was updated: say what was deployed, then the error (exit 6).
-        console.print_json(exc.summary) if as_json else tables.render_deploy(exc.summary)
+        emit(exc.summary, tables.render_deploy)
         raise
-    if as_json:
-        console.print_json(summary)
-    else:
-        tables.render_deploy(summary)
+    emit(summary, tables.render_deploy)
 

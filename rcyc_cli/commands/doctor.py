@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ..exit_status import ExitStatus
-from .options import check_region, json_option, rie_option
+from .options import check_region, rie_option
+from .output import emit, json_option
 
 
 @click.command()
@@ -15,10 +16,9 @@ from .options import check_region, json_option, rie_option
               "policy, secrets in the function's environment, the role's reach. Exit 8 if anything is found.")
 @click.option("--region", envvar="AWS_REGION", callback=check_region, help="AWS region for --security.")
 @json_option
-@click.pass_context
-def doctor(ctx, rie, target, region, as_json):
+def doctor(rie, target, region):
     """List each prerequisite as ok or missing, with the fix (or, with --security, audit a setup)."""
-    from ..render import console, tables
+    from ..render import tables
 
     if target:
         from ..cloud import audit
@@ -36,6 +36,4 @@ def doctor(ctx, rie, target, region, as_json):
         payload = {"checks": [c.to_dict() for c in results]}
         failed = any(c.ok is False for c in results)
         status = ExitStatus.MISSING_PREREQ
-    console.print_json(payload) if as_json else tables.render_checks(rows)
-    if failed:
-        ctx.exit(status)
+    emit(payload, lambda _payload: tables.render_checks(rows), status if failed else ExitStatus.OK)

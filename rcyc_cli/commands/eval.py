@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import Fraction, bucket_option, json_option, region_option
+from .options import Fraction, bucket_option, region_option
+from .output import emit, json_option, progress
 
 model_help = ("A local model (as predict --model takes), or a model in the bucket: 'current' or NAME/VERSION. "
               "Default: the fixture model.")
@@ -26,16 +27,14 @@ model_help = ("A local model (as predict --model takes), or a model in the bucke
 @bucket_option
 @region_option
 @json_option
-@click.pass_context
-def eval_command(ctx, data_dir, model, against, via, report_path, min_accuracy, no_worse_than, bucket, region, as_json):
+def eval_command(data_dir, model, against, via, report_path, min_accuracy, no_worse_than, bucket, region):
     """Evaluate a model on DATA_DIR/<label>/* (the five labels as folder names; nested folders allowed).
 
     Prints accuracy, per-class precision/recall/F1, the confusion matrix (rows = true label), top
     confusions and calibration; broken files are listed, never fatal.
     """
     from ..evaluate.session import EvalOptions, run_eval
-    from ..render import console, evaluation
-    from ..render.progress import rich_reporter
+    from ..render import evaluation
 
     if against and no_worse_than and against != no_worse_than:
         raise click.UsageError("--against and --no-worse-than name different models; --no-worse-than M compares against M")
@@ -45,13 +44,11 @@ def eval_command(ctx, data_dir, model, against, via, report_path, min_accuracy, 
         check_output_file(report_path, "--report")  # before any work: never after minutes of scoring
     options = EvalOptions(data_dir, model, against or no_worse_than, via, bucket, region, min_accuracy,
                           gate_against=no_worse_than is not None)
-    with rich_reporter(quiet=as_json, transient=True) as report:
+    with progress(transient=True) as report:
         result = run_eval(options, report)
         if report_path:
             from ..evaluate import write_report
 
             write_report(result, report_path)
             result["report"] = str(report_path)
-    console.print_json(result) if as_json else evaluation.render_evaluation(result)
-    if result["gate"]["failed"]:
-        ctx.exit(ExitStatus.GATE_FAILED)
+    emit(result, evaluation.render_evaluation, ExitStatus.GATE_FAILED if result["gate"]["failed"] else ExitStatus.OK)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import bucket_option, endpoint_option, exit_for_record_errors, function_option, json_option, region_option
+from .options import bucket_option, endpoint_option, function_option, region_option
+from .output import emit, json_option, record_status
 
 
 @click.command()
@@ -14,17 +15,17 @@ from .options import bucket_option, endpoint_option, exit_for_record_errors, fun
 @endpoint_option
 @region_option
 @json_option
-@click.pass_context
-def invoke(ctx, keys, bucket, function, endpoint_url, region, as_json):
+def invoke(keys, bucket, function, endpoint_url, region):
     """Invoke the deployed function with an S3 event for KEYS; show the prediction and the log's tail."""
     from ..cloud import invoke as cloud_invoke
-    from ..render import console, results
-
 
     result = cloud_invoke.invoke(list(keys), bucket, function, endpoint_url, region)
-    if as_json:
-        console.print_json({**result["response"], "invocation": {**result["invocation"], "log_tail": result["log_tail"]}})
-    else:
-        results.render_invocation(result)
-    exit_for_record_errors(ctx, result["response"])
+    payload = {**result["response"], "invocation": {**result["invocation"], "log_tail": result["log_tail"]}}
+    emit(payload, lambda _payload: _render(result), record_status(result["response"]))
+
+
+def _render(result: dict) -> None:
+    from ..render import results
+
+    results.render_invocation(result)
 

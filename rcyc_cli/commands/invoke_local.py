@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from ..defaults import DEFAULT_BATCH_SIZE
-from .options import (base_image_option, bucket_option, ca_bundle_option, check_endpoint_url, exit_for_record_errors,
-                      flavor_option, json_option, memory_option, model_option, rie_option, timeout_option)
+from .options import (base_image_option, bucket_option, ca_bundle_option, check_endpoint_url, flavor_option, memory_option,
+                      model_option, rie_option, timeout_option)
+from .output import emit, json_option, progress, record_status
 
 runtime_option = click.option(
     "--runtime", type=click.Choice(["auto", "docker", "process"]), default="auto", show_default=True, envvar="RCYC_RUNTIME",
@@ -41,9 +42,8 @@ runtime_option = click.option(
               "[env RCYC_KEEP_WARM; keep_warm = false in rcyc.toml]")
 @click.option("--logs", is_flag=True, help="Also print the function's log lines (stderr).")
 @json_option
-@click.pass_context
-def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, timeout, memory, runtime, flavor, base_image,
-                 ca_bundle, concurrency, batch_size, use_stack, keep_warm, logs, as_json):
+def invoke_local(images, event_file, model, bucket, endpoint_url, rie, timeout, memory, runtime, flavor, base_image,
+                 ca_bundle, concurrency, batch_size, use_stack, keep_warm, logs):
     """Run the function in the real Lambda emulator against a local S3, as Lambda would.
 
     IMAGES are files, directories or quoted glob patterns; with none and no --event, a fixture image.
@@ -57,7 +57,6 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
     from ..local.spec import FunctionSpec
     from ..paths import DEFAULT_IMAGE
     from ..render import console
-    from ..render.progress import rich_reporter
 
     if any(not image.strip() for image in images):
         # Path("") is "." (the whole current folder): an empty argument is a mistake, not a request for that.
@@ -69,7 +68,7 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
                         timeout=timeout, memory=memory)
     options = Options(list(images), event_file, model, bucket, endpoint_url, spec, concurrency, batch_size, use_stack,
                       keep_warm)
-    with rich_reporter(quiet=as_json, transient=True) as report:
+    with progress(transient=True) as report:
         local = run(options, report)
     info = {**local.info, **local.figures()}
     peaks = [i.report.peak_mb for i in local.invocations if i.report.peak_mb is not None and i.report.memory_enforced is False]
@@ -79,11 +78,11 @@ def invoke_local(ctx, images, event_file, model, bucket, endpoint_url, rie, time
     if logs:
         for invocation in local.invocations:
             console.log_lines(invocation.logs)
-    if as_json:
-        console.print_json({**local.response, "invocation": info})
-    else:
-        from ..render import results  # rich: only for people (the --json path never imports it)
+    emit({**local.response, "invocation": info}, lambda _payload: _render(local.response, info), record_status(local.response))
 
-        results.render_response(local.response)
-        results.render_report(info)
-    exit_for_record_errors(ctx, local.response)
+
+def _render(response: dict, info: dict) -> None:
+    from ..render import results  # rich: only for people (the --json path never imports it)
+
+    results.render_response(response)
+    results.render_report(info)

@@ -6,7 +6,8 @@ import click
 
 from ..defaults import DEFAULT_STACK_INSTANCES
 from ..exit_status import ExitStatus
-from .options import base_image_option, bucket_option, ca_bundle_option, flavor_option, json_option, model_option, rie_option
+from .options import base_image_option, bucket_option, ca_bundle_option, flavor_option, model_option, rie_option
+from .output import emit, json_option
 
 
 @click.group()
@@ -25,9 +26,9 @@ def local():
 @base_image_option
 @ca_bundle_option
 @json_option
-def local_up(instances, runtime, model, bucket, rie, flavor, base_image, ca_bundle, as_json):
+def local_up(instances, runtime, model, bucket, rie, flavor, base_image, ca_bundle):
     """Start the stack (or show the one running); later invoke-local calls reuse it and return warm."""
-    from ..local import stack
+    from ..local.stack import client as stack
     from ..render import console, tables
 
     config = stack.StackConfig(instances=instances, runtime=runtime, model=str(model.resolve()) if model else None,
@@ -35,37 +36,39 @@ def local_up(instances, runtime, model, bucket, rie, flavor, base_image, ca_bund
                                ca_bundle=str(ca_bundle.resolve()) if ca_bundle else None)
     with console.err.status(f"starting the local stack ({instances} instances, warming each)"):
         running = stack.up(config)
-    status = stack.describe(running)
-    console.print_json(status) if as_json else tables.render_stack(status)
+    emit(stack.describe(running), tables.render_stack)
 
 
 @local.command("status")
 @json_option
-@click.pass_context
-def local_status(ctx, as_json):
+def local_status():
     """Show the stack's instances: runtime, model version, invokes served, cold start."""
-    from ..local import stack
-    from ..render import console, tables
+    from ..local.stack import client as stack
+    from ..render import tables
 
     running = stack.find()
     if running is None:
-        if as_json:
-            console.print_json({"running": False})
-        console.error("no local stack is running (a stale one would have been stopped and removed)", "Start one: rcyc local up")
-        ctx.exit(ExitStatus.MISSING_PREREQ)
-    status = stack.describe(running)
-    console.print_json(status) if as_json else tables.render_stack(status)
+        _say_not_running()  # on stderr, with --json too
+        emit({"running": False}, None, ExitStatus.MISSING_PREREQ)
+    emit(stack.describe(running), tables.render_stack)
+
+
+def _say_not_running() -> None:
+    from ..render import console
+
+    console.error("no local stack is running (a stale one would have been stopped and removed)", "Start one: rcyc local up")
 
 
 @local.command("down")
 @json_option
-def local_down(as_json):
+def local_down():
     """Stop the stack and everything it started."""
-    from ..local import stack
+    from ..local.stack import client as stack
+
+    emit({"stopped": stack.down()}, _say_stopped)
+
+
+def _say_stopped(payload: dict) -> None:
     from ..render import console
 
-    stopped = stack.down()
-    if as_json:
-        console.print_json({"stopped": stopped})
-    else:
-        console.out.print("stopped the local stack" if stopped else "no local stack was running")
+    console.out.print("stopped the local stack" if payload["stopped"] else "no local stack was running")

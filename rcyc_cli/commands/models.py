@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import bucket_option, json_option, region_option
+from .options import bucket_option, region_option
+from .output import emit, json_option, progress
 
 
 @click.group()
@@ -20,13 +21,12 @@ def models():
 @bucket_option
 @region_option
 @json_option
-def models_list(bucket, region, as_json):
+def models_list(bucket, region):
     """List uploaded model versions; mark the current one."""
     from ..cloud import models as store
-    from ..render import console, tables
+    from ..render import tables
 
-    listing = store.list_models(bucket, region)
-    console.print_json(listing) if as_json else tables.render_models(listing)
+    emit(store.list_models(bucket, region), tables.render_models)
 
 
 @models.command("promote")
@@ -38,35 +38,36 @@ def models_list(bucket, region, as_json):
               help="First evaluate it and the current model on these labelled photos; refuse (exit 9) if it is worse.")
 @click.option("--force", is_flag=True, help="With --eval: promote even if the gate fails.")
 @json_option
-@click.pass_context
-def models_promote(ctx, name, version, bucket, region, eval_dir, force, as_json):
+def models_promote(name, version, bucket, region, eval_dir, force):
     """Make NAME VERSION the current model (also a rollback): one write of the pointer."""
     from ..cloud import models as store
-    from ..render import console
-    from ..render.progress import rich_reporter
-
-    with rich_reporter(quiet=as_json) as report:
+    with progress() as report:
         gate = None
         if eval_dir is not None:
             from ..evaluate.session import promotion_gate
 
             gate = promotion_gate(bucket, f"{name}/{version}", eval_dir, region, report)
             if gate["failed"] and not force:
-                if as_json:
-                    console.print_json({"promoted": False, "gate": gate})
-                else:
-                    for reason in gate["reasons"]:
-                        console.error(f"not promoted: {reason}", "Improve the model, or pass --force to promote it anyway.")
-                ctx.exit(ExitStatus.GATE_FAILED)
+                emit({"promoted": False, "gate": gate}, _render_refusal, ExitStatus.GATE_FAILED)
         result = store.promote_model(bucket, name, version, region, report)
     if gate is not None:
         result["gate"] = gate
-    if as_json:
-        console.print_json(result)
-    else:
-        before = result["previous"]
-        was = f" (was {before.get('name')} {before.get('version')})" if before else ""
-        if gate is not None and gate["images"]:
-            console.out.print(f"eval on {gate['images']} images: accuracy {gate['accuracy']:.1%} "
-                              f"(current {gate['current_accuracy']:.1%}), McNemar p = {gate['p_value']:.3g}")
-        console.out.print(f"current model: {name} {version}{was}")
+    emit(result, lambda promoted: _render_promotion(promoted, name, version))
+
+
+def _render_refusal(payload: dict) -> None:
+    from ..render import console
+
+    for reason in payload["gate"]["reasons"]:
+        console.error(f"not promoted: {reason}", "Improve the model, or pass --force to promote it anyway.")
+
+
+def _render_promotion(result: dict, name: str, version: str) -> None:
+    from ..render import console
+
+    before, gate = result["previous"], result.get("gate")
+    was = f" (was {before.get('name')} {before.get('version')})" if before else ""
+    if gate is not None and gate["images"]:
+        console.out.print(f"eval on {gate['images']} images: accuracy {gate['accuracy']:.1%} "
+                          f"(current {gate['current_accuracy']:.1%}), McNemar p = {gate['p_value']:.3g}")
+    console.out.print(f"current model: {name} {version}{was}")

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..defaults import DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY, DEFAULT_TIMEOUT, FLAVORS
-from ..exit_status import ExitStatus
 
 class Fraction(click.FloatRange):
     """A float in a range that is a number: click's FloatRange lets NaN through (every comparison with it is
@@ -80,8 +79,6 @@ def check_region(ctx, param, value):
         raise click.BadParameter(f"{value[:60]!r} is not an AWS region name, e.g. eu-west-1")
     return value
 
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only (on stdout).")
 bucket_option = click.option("--bucket", default=DEFAULT_BUCKET, show_default=True, envvar="RCYC_BUCKET",
                              help="The bucket for models and images. [env RCYC_BUCKET]")
 model_option = click.option(
@@ -107,8 +104,3 @@ function_option = click.option("--function", "function", envvar="RCYC_FUNCTION",
 endpoint_option = click.option("--endpoint-url", callback=check_endpoint_url,
                                help="Invoke an emulator at this URL (e.g. rcyc's local sandbox) instead of AWS Lambda.")
 
-
-def exit_for_record_errors(ctx: click.Context, response: dict) -> None:
-    """Exit 7 when the command finished but some records or images are in ``errors``."""
-    if response.get("errors"):
-        ctx.exit(ExitStatus.RECORD_ERRORS)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import json_option, rie_option
+from .options import rie_option
+from .output import emit, json_option
 
 
 @click.group()
@@ -15,26 +16,27 @@ def rie():
 @rie.command("install")
 @click.option("--force", is_flag=True, help="Download again even if installed.")
 @json_option
-def rie_install(force, as_json):
+def rie_install(force):
     """Fetch the pinned emulator (from the aws-sam-cli wheel), verify its sha256, keep it in the user cache."""
-    from ..local import rie as emulator
+    from ..local.emulator import rie as emulator
     from ..render import console
 
     with console.err.status("downloading the aws-sam-cli wheel (no dependencies) for its emulator"):
         path = emulator.install(force)
-    if as_json:
-        console.print_json({"path": str(path), "sha256": emulator.SHA256[emulator.arch()]})
-    else:
-        console.out.print(str(path))
+    emit({"path": str(path), "sha256": emulator.SHA256[emulator.arch()]}, _print_path)
 
 
 @rie.command("path")
 @rie_option
 @json_option
-def rie_path(rie, as_json):
+def rie_path(rie):
     """Print the emulator rcyc would use."""
-    from ..local import rie as emulator
+    from ..local.emulator import rie as emulator
+
+    emit({"path": str(emulator.locate(rie))}, _print_path)
+
+
+def _print_path(payload: dict) -> None:
     from ..render import console
 
-    path = str(emulator.locate(rie))
-    console.print_json({"path": path}) if as_json else console.out.print(path)
+    console.out.print(payload["path"])

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import SEED, Fraction, bucket_option, json_option, region_option
+from .options import SEED, Fraction, bucket_option, region_option
+from .output import emit, json_option, progress
 
 
 @click.command()
@@ -26,13 +27,11 @@ from .options import SEED, Fraction, bucket_option, json_option, region_option
 @region_option
 @click.option("--self-check", is_flag=True, help="Check the backbone against its golden logits and exit.")
 @json_option
-@click.pass_context
-def train(ctx, data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,
-          self_check, as_json):
+def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,
+          self_check):
     """Train a five-class model on DATA_DIR/<label>/* (as rcyc eval reads it) and write it to --out, packaged
     as predict, invoke-local, eval and upload-model take it. Needs the train extra: pip install 'rcyc[train]'."""
     from ..render import console
-    from ..render.progress import rich_reporter
 
     if self_check:
         from ..train import require, self_check as check
@@ -40,13 +39,7 @@ def train(ctx, data_dir, out, name, version, epochs, fine_tune, val_split, seed,
         require()
         with console.err.status("running the backbone on the reference photos"):
             result = check()
-        if as_json:
-            console.print_json(result)
-        else:
-            console.out.print(f"backbone {'ok' if result['ok'] else 'WRONG'}: max |delta| {result['max_abs_delta']:.2e} "
-                              f"against the golden logits (limit {result['tolerance']:.0e})")
-        if not result["ok"]:
-            ctx.exit(ExitStatus.MISSING_PREREQ)
+        emit(result, _render_self_check, ExitStatus.OK if result["ok"] else ExitStatus.MISSING_PREREQ)
         return
     if data_dir is None or out is None:
         raise click.UsageError("give DATA_DIR and --out (or --self-check)")
@@ -58,11 +51,21 @@ def train(ctx, data_dir, out, name, version, epochs, fine_tune, val_split, seed,
         check_output_file(report_path, "--report")
 
     options = TrainOptions(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region)
-    with rich_reporter(quiet=as_json, transient=True) as report:
+    with progress(transient=True) as report:
         summary = run_training(options, report)
-    if as_json:
-        console.print_json(summary)
-        return
+    emit(summary, _render_training)
+
+
+def _render_self_check(result: dict) -> None:
+    from ..render import console
+
+    console.out.print(f"backbone {'ok' if result['ok'] else 'WRONG'}: max |delta| {result['max_abs_delta']:.2e} "
+                      f"against the golden logits (limit {result['tolerance']:.0e})")
+
+
+def _render_training(summary: dict) -> None:
+    from ..render import console
+
     manifest = summary["manifest"]
     console.out.print(f"trained {manifest['name']} {manifest['version']} → {summary['out']}"
                       + (" (interrupted: the best epoch so far)" if summary.get("interrupted") else ""))

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..defaults import IMAGES_PREFIX
-from .options import bucket_option, endpoint_option, exit_for_record_errors, function_option, json_option, region_option
+from .options import bucket_option, endpoint_option, function_option, region_option
+from .output import emit, json_option, progress, record_status
 
 
 @click.command("upload-model")
@@ -18,7 +19,7 @@ from .options import bucket_option, endpoint_option, exit_for_record_errors, fun
 @click.option("--promote/--no-promote", default=True, show_default=True, help="Move the current-model pointer to it.")
 @region_option
 @json_option
-def upload_model(path, name, version, bucket, promote, region, as_json):
+def upload_model(path, name, version, bucket, promote, region):
     """Validate, convert (.tflite, parity check) and upload a model; then make it the current one.
 
     PATH is a .h5/.keras file with a 5-way softmax output, a directory with the five Portland State files
@@ -26,15 +27,15 @@ def upload_model(path, name, version, bucket, promote, region, as_json):
     models/<name>/<version>/; the pointer moves last, so a failed upload leaves the previous model live.
     """
     from ..cloud import models
-    from ..render import console
-    from ..render.progress import rich_reporter
 
-
-    with rich_reporter(quiet=as_json) as report:
+    with progress() as report:
         summary = models.upload_model(path, bucket, name, version, promote, region, report)
-    if as_json:
-        console.print_json(summary)
-        return
+    emit(summary, lambda uploaded: _render_upload(uploaded, bucket, promote))
+
+
+def _render_upload(summary: dict, bucket: str, promote: bool) -> None:
+    from ..render import console
+
     where = f"s3://{bucket}/{summary['manifest'].rsplit('/', 1)[0]}/"
     if summary["uploaded"]:
         console.out.print(f"uploaded {summary['name']} {summary['version']} ({summary['layout']}, {len(summary['files'])} files) to {where}")
@@ -58,28 +59,25 @@ def upload_model(path, name, version, bucket, promote, region, as_json):
 @endpoint_option
 @region_option
 @json_option
-@click.pass_context
-def upload_image(ctx, images, prefix, bucket, then_invoke, function, endpoint_url, region, as_json):
+def upload_image(images, prefix, bucket, then_invoke, function, endpoint_url, region):
     """Upload IMAGES to the bucket (each must decode as an image); print their keys.
 
     IMAGES are files, directories (their image files, recursively) or quoted glob patterns, as for invoke-local."""
     from ..cloud import images as cloud_images, invoke
-    from ..render import console, results
-    from ..render.progress import rich_reporter
 
-
-    with rich_reporter(quiet=as_json) as report:
+    with progress() as report:
         summary = cloud_images.upload_images(list(images), bucket, prefix, region, report)
     keys = [entry["key"] for entry in summary["images"]]
     if then_invoke:
         summary["invoke"] = invoke.invoke(keys, bucket, function, endpoint_url, region)
-    if as_json:
-        console.print_json(summary)
-    else:
-        for entry in summary["images"]:
-            console.out.print(f"s3://{bucket}/{entry['key']}  ({entry['content_type']}, {entry['bytes']:,} bytes)")
-        if then_invoke:
-            results.render_invocation(summary["invoke"])
-    if then_invoke:
-        exit_for_record_errors(ctx, summary["invoke"]["response"])
+    emit(summary, lambda uploaded: _render_images(uploaded, bucket), record_status(summary.get("invoke", {}).get("response")))
+
+
+def _render_images(summary: dict, bucket: str) -> None:
+    from ..render import console, results
+
+    for entry in summary["images"]:
+        console.out.print(f"s3://{bucket}/{entry['key']}  ({entry['content_type']}, {entry['bytes']:,} bytes)")
+    if "invoke" in summary:
+        results.render_invocation(summary["invoke"])
 

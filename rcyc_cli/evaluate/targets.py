@@ -25,9 +25,9 @@ def through_emulator(model_dir: Path | None, stack: contextlib.ExitStack, instan
     uploads its files under a prefix of its own and posts them as S3 events of up to 16 records."""
     from ..cloud import aws, store
     from ..defaults import IMAGES_PREFIX, LOCAL_CREDENTIALS, LOCAL_REGION
-    from ..local.pool import run_keys
-    from ..local.runtime import FunctionLauncher, FunctionSpec
-    from ..local.s3_server import EmbeddedS3
+    from ..local.emulator.pool import run_keys
+    from ..local.emulator.launcher import FunctionLauncher, FunctionSpec
+    from ..local.emulator.s3 import EmbeddedS3
     from ..model_source import resolve_model
 
     manifest, directory = resolve_model(model_dir, report.status)

@@ -1,1 +1,3 @@
-"""The local side: the embedded S3, function sandboxes (process or container), the pool, the warm stack."""
+"""The local side. ``run`` (invoke-local) and ``session`` (one run's uploads and invokes) sit above two rooms:
+``emulator`` (the embedded S3, the emulator binary, sandboxes, the pool, the reaper) and ``stack`` (the warm
+stack: its client and state, its server process, the Invoke API it answers, admission, the warm path)."""

@@ -28,7 +28,7 @@ from ..files import IMAGE_SUFFIXES, expand_images, read_regular
 from ..invocation import Invocation
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
-from . import warm
+from .stack import warm
 from .session import RUNS_PREFIX, Upload
 from .spec import FunctionSpec
 
@@ -121,8 +121,8 @@ def _run_here(options: Options, uploads: list[Upload], event: dict | None, manif
 
     from ..cloud import aws
     from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION, POINTER_KEY
-    from .runtime import FunctionLauncher, seed_bucket
-    from .s3_server import EmbeddedS3
+    from .emulator.launcher import FunctionLauncher, seed_bucket
+    from .emulator.s3 import EmbeddedS3
     from .session import invoke_images, put_images, remove_prefix
 
     launcher = FunctionLauncher(options.function, report)  # a missing emulator or engine fails before anything starts

@@ -99,7 +99,7 @@ def invoke_images(invoke: Callable[[dict], Invocation], bucket: str, keys: list[
         report.status(f"invoking the function with {len(event.get('Records', []))} record(s)")
         answer = invoke(event)
         return Outcome(answer.response, [answer], time.perf_counter() - started)
-    from .pool import run_keys
+    from .emulator.pool import run_keys
 
     batch = len(keys) if concurrency <= 1 else min(batch_size, -(-len(keys) // concurrency))
     report.status(f"invoking the function: {len(keys)} image(s), {-(-len(keys) // batch)} event(s), concurrency {concurrency}")

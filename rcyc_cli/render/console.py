@@ -13,7 +13,13 @@ def _console(stderr: bool):
     if stderr not in _consoles:
         from rich.console import Console
 
-        _consoles[stderr] = Console(stderr=stderr, highlight=False)
+        class OutConsole(Console):
+            def on_broken_pipe(self) -> None:
+                # rich's own answer is SystemExit(1); the one output path (commands.output.emit) decides instead.
+                self.quiet = True
+                raise BrokenPipeError
+
+        _consoles[stderr] = (Console if stderr else OutConsole)(stderr=stderr, highlight=False)
     return _consoles[stderr]
 
 

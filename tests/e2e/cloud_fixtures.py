@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from rcyc_cli.local.ports import free_port, wait_for_port
+from rcyc_cli.local.emulator.ports import free_port, wait_for_port
 
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 

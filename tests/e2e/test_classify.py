@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from rcyc_cli.cloud import aws as cloud_aws, store
 from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
-from rcyc_cli.local import stack
+from rcyc_cli.local.stack import client as stack
 from rcyc_cli.main import cli
 from rcyc_core.manifest import Manifest
 from tests.conftest import IMAGES, MODELS, class_images

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from rcyc_cli.cloud import aws as cloud_aws, buckets, functions, registry as cloud_registry, store
 from rcyc_cli.reporting import Reporter
 from rcyc_core.errors import AwsError
-from rcyc_cli.local.sandbox import ProcessSandbox
+from rcyc_cli.local.emulator.sandbox import ProcessSandbox
 from rcyc_cli.main import cli
 from rcyc_cli.exit_status import ExitStatus, for_error
 from rcyc_core.manifest import Manifest
@@ -561,7 +561,7 @@ def test_deploy_to_a_missing_bucket_says_to_upload_a_model_first(aws, bucket):
 
 
 def test_an_unreachable_registry_is_one_line_with_a_hint(aws, bucket, engine, function_image, monkeypatch):
-    from rcyc_cli.local.ports import free_port
+    from rcyc_cli.local.emulator.ports import free_port
 
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", "not-a-real-password")
@@ -681,7 +681,7 @@ def test_an_invalid_bucket_name_is_bad_input_without_a_network_hint(aws):
 
 
 def test_models_promote_without_usable_credentials_or_endpoint_is_one_line(aws, bucket, monkeypatch, tmp_path):
-    from rcyc_cli.local.ports import free_port
+    from rcyc_cli.local.emulator.ports import free_port
 
     ok(run("upload-model", "--json", "--bucket", bucket, "--name", "m", "--version", "1", MODELS["softmax"]))
     with monkeypatch.context() as env:  # a refused endpoint

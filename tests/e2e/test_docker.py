@@ -142,7 +142,7 @@ def test_zz_the_engine_stopping_mid_invoke_and_mid_build_is_a_clear_error(engine
     import subprocess
     import threading
 
-    from rcyc_cli.local.container import ContainerSandbox
+    from rcyc_cli.local.emulator.container import ContainerSandbox
     from rcyc_core.errors import PrerequisiteError
 
     need(os.environ.get("DOCKER_HOST") == PRIVATE_ENGINE and os.geteuid() == 0, "the private engine of .ci/docker-up.sh")
@@ -192,8 +192,8 @@ def test_a_crashed_container_in_a_pool_is_replaced_like_a_process(engine, slim_i
 
     from rcyc_cli.cloud import aws as cloud_aws
     from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
-    from rcyc_cli.local.runtime import FunctionLauncher, FunctionSpec
-    from rcyc_cli.local.s3_server import EmbeddedS3
+    from rcyc_cli.local.emulator.launcher import FunctionLauncher, FunctionSpec
+    from rcyc_cli.local.emulator.s3 import EmbeddedS3
     from rcyc_core import events
     from rcyc_core.manifest import Manifest
 
@@ -226,7 +226,7 @@ def test_kill_9_of_a_docker_stack_then_down_removes_its_containers(engine, slim_
     `local down` removes them."""
     import signal
 
-    from rcyc_cli.local import stack
+    from rcyc_cli.local.stack import client as stack
 
     monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path / "cache"))
     config = stack.StackConfig(instances=1, runtime="docker", rie=str(rie_path), base_image=TEST_BASE_IMAGE,
@@ -253,7 +253,7 @@ def test_containers_of_an_invoke_local_killed_with_9_are_swept_by_the_next_run(e
     import sys
     import time
 
-    from rcyc_cli.local import reaper
+    from rcyc_cli.local.emulator import reaper
 
     monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path / "cache"))
     tag = reaper.cache_tag()

@@ -28,10 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rcyc_cli.defaults import DEFAULT_FUNCTION, LOCAL_CREDENTIALS, LOCAL_REGION
-from rcyc_cli.local import stack
-from rcyc_cli.local.invoke_protocol import (EVENT_PAYLOAD_LIMIT, LOG_TAIL_BYTES, SYNC_PAYLOAD_LIMIT, ApiError, log_tail,
+from rcyc_cli.local.stack import client as stack
+from rcyc_cli.local.stack.errors import ApiError
+from rcyc_cli.local.stack.protocol import (EVENT_PAYLOAD_LIMIT, LOG_TAIL_BYTES, SYNC_PAYLOAD_LIMIT, log_tail,
                                             resolve_function)
-from rcyc_cli.local.ports import free_port
+from rcyc_cli.local.emulator.ports import free_port
 from tests.conftest import ROOT, class_images, examples, need
 
 pytestmark = pytest.mark.e2e

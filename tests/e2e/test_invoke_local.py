@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from rcyc_cli.cloud import aws as cloud_aws
 from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
-from rcyc_cli.local.s3_server import EmbeddedS3
-from rcyc_cli.local.runtime import FunctionLauncher, FunctionSpec
-from rcyc_cli.local.sandbox import ProcessSandbox
+from rcyc_cli.local.emulator.s3 import EmbeddedS3
+from rcyc_cli.local.emulator.launcher import FunctionLauncher, FunctionSpec
+from rcyc_cli.local.emulator.sandbox import ProcessSandbox
 from rcyc_cli.main import cli
 from rcyc_core import events
 from rcyc_core.errors import FunctionError

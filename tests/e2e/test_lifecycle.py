@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rcyc_cli.local import reaper
-from rcyc_cli.local import stack as stack_module
+from rcyc_cli.local.emulator import reaper
+from rcyc_cli.local.stack import client as stack_module
 from tests.conftest import IMAGES, MODELS, class_images
 
 pytestmark = pytest.mark.e2e
@@ -360,8 +360,8 @@ def test_an_emulator_whose_owner_was_killed_before_its_first_request_is_swept(rc
     """An emulator that never served a request has no runtime to watch its owner: the next rcyc command
     that looks for sandboxes (here `local status`) finds it by its owner's identity and stops it."""
     script = ("import sys, time\n"
-              "from rcyc_cli.local import reaper\n"
-              "from rcyc_cli.local.sandbox import ProcessSandbox\n"
+              "from rcyc_cli.local.emulator import reaper\n"
+              "from rcyc_cli.local.emulator.sandbox import ProcessSandbox\n"
               "ProcessSandbox(sys.argv[1], env={reaper.OWNER_VARIABLE: reaper.new_owner('run')}).start()\n"
               "print('up', flush=True)\n"
               "time.sleep(600)\n")

@@ -8,7 +8,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from rcyc_cli.local import stack
+from rcyc_cli.local.stack import client as stack
 from rcyc_cli.main import cli
 from tests.conftest import class_images
 
@@ -71,7 +71,7 @@ def test_stale_state_is_detected_and_removed(private_state, rie_path):
     import os
     import signal
 
-    from rcyc_cli.local import reaper
+    from rcyc_cli.local.emulator import reaper
 
     running = stack.up(stack.StackConfig(instances=1, rie=str(rie_path)))
     pid = running.state["pid"]
@@ -100,7 +100,7 @@ def test_concurrency_two_over_fifty_images_loses_none(private_state, rie_path, t
 
 def test_one_failing_event_costs_only_its_own_records():
     from rcyc_cli.invocation import Invocation, Report
-    from rcyc_cli.local.pool import run_keys
+    from rcyc_cli.local.emulator.pool import run_keys
     from rcyc_core.errors import FunctionError
 
     def invoke(event):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from rcyc_cli.local import stack
-from rcyc_cli.local.invoke_protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
+from rcyc_cli.local.stack import client as stack
+from rcyc_cli.local.stack.protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
 from tests.conftest import IMAGES, MODELS, ROOT
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rcyc_cli.local import stack
+from rcyc_cli.local.stack import client as stack
 from tests.conftest import IMAGES
 
 pytestmark = pytest.mark.e2e

@@ -93,7 +93,7 @@ def test_bad_event_files_are_refused_before_posting(case, tmp_path):
 
 
 def test_a_generated_event_over_6mb_is_refused_before_posting():
-    from rcyc_cli.local.sandbox import ProcessSandbox
+    from rcyc_cli.local.emulator.sandbox import ProcessSandbox
     from rcyc_core.errors import EventError
 
     sandbox = ProcessSandbox("/nonexistent", env={})  # never started: the check comes first
@@ -234,8 +234,8 @@ def test_unwritable_paths_never_print_a_traceback_in_a_real_process(tmp_path):
 @pytest.mark.parametrize("setting", ["runtime", "flavor", "model", "base image", "CA bundle", "emulator", "memory", "bucket"])
 def test_a_stack_built_differently_is_not_reused(setting, tmp_path, rie_path):
     from rcyc_cli.local.run import Options
-    from rcyc_cli.local.warm import stack_conflict
-    from rcyc_cli.local.runtime import FunctionSpec
+    from rcyc_cli.local.stack.warm import stack_conflict
+    from rcyc_cli.local.emulator.launcher import FunctionSpec
 
     manifest = Manifest.load(MODELS["one-vs-rest"])
     state = {"runtime": "process", "rie_path": str(rie_path.resolve()), "model": manifest.summary(),

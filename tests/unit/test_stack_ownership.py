@@ -21,14 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from rcyc_cli.local import reaper, stack
+from rcyc_cli.local.emulator import reaper
+from rcyc_cli.local.stack import client as stack
 from tests.conftest import IMAGES, ROOT
 
 IMAGE = IMAGES / "boxes" / "boxes_0.jpg"
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "lambda")])}
 STAND_IN = """
 import json, sys, time
-from rcyc_cli.local import stack
+from rcyc_cli.local.stack import client as stack
 fd = stack.claim(sys.argv[1])
 if sys.argv[2] == "state":
     stack.state_file().write_text(json.dumps({"pid": __import__("os").getpid(), "endpoint": "http://127.0.0.1:9",
@@ -81,7 +82,7 @@ def stand_in(start, owner: str, with_state: bool = True) -> subprocess.Popen:
 def stack_servers() -> list[int]:
     """Real stacks of this cache (never another's, never the stand-ins)."""
     return [pid for pid in reaper.owned_pids(reaper.cache_tag())
-            if b"rcyc_cli.local.stack_server" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            if b"rcyc_cli.local.stack.server" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 SHAPES = ["missing", "garbage", "empty-list", "fifo", "another-home", "dead-endpoint"]

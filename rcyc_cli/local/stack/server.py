@@ -1,4 +1,4 @@
-"""The warm local stack's process (``python -m rcyc_cli.local.stack_server CONFIG``): the embedded S3, a
+"""The warm local stack's process (``python -m rcyc_cli.local.stack.server CONFIG``): the embedded S3, a
 pool of function instances, and the Lambda Invoke API (``invoke_api``) routing each invoke to an idle
 instance. Runs until SIGTERM; stops everything it started."""
 
@@ -18,19 +18,21 @@ from pathlib import Path
 
 from rcyc_core.errors import RcycError
 
-from ..cloud import aws
-from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
-from ..exit_status import for_error
-from ..model_source import resolve_model
-from ..reporting import Reporter
-from . import invoke_api, reaper
+from ...cloud import aws
+from ...defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
+from ...exit_status import for_error
+from ...model_source import resolve_model
+from ...reporting import Reporter
+from ..emulator import reaper
+from ..emulator.launcher import FunctionLauncher
+from ..emulator.s3 import EmbeddedS3
+from ..session import RUNS_PREFIX, Upload, image_key, invoke_images
+from ..spec import FunctionSpec
 from .admission import Admission, EventQueue, FaultSwitch, RunAdmission
+from .client import StackConfig, claim, state_file
+from .errors import invalid_content
 from .invoke_api import Api, StackHTTPServer
-from .invoke_protocol import EMULATOR_ALIAS, EXECUTED_VERSION, RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE, invalid_content
-from .session import RUNS_PREFIX, Upload, image_key, invoke_images
-from .runtime import FunctionLauncher, FunctionSpec
-from .s3_server import EmbeddedS3
-from .stack import STATUS_PATH, StackConfig, claim, state_file
+from .protocol import EMULATOR_ALIAS, EXECUTED_VERSION, RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE
 
 
 def serve(config: StackConfig, owner: str | None = None) -> None:
@@ -180,8 +182,7 @@ def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None) -> tup
                 "instances": [instance.to_dict() for instance in pool.instances]}
 
     api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout, run, runs)
-    server = StackHTTPServer(("127.0.0.1", 0), invoke_api.make_handler(api, STATUS_PATH))
-    server.api = api
+    server = StackHTTPServer(("127.0.0.1", 0), api)
     return server, events
 
 

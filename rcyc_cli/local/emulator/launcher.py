@@ -14,18 +14,18 @@ from rcyc_core.config import function_environment
 from rcyc_core.errors import PrerequisiteError
 from rcyc_core.manifest import Manifest
 
-from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_REGION, POINTER_KEY)
-from ..reporting import SILENT, Reporter
+from ...defaults import (DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_REGION, POINTER_KEY)
+from ...reporting import SILENT, Reporter
+from ..spec import FunctionSpec
 from . import rie as rie_finder
 from .pool import Pool
-from .spec import FunctionSpec
 from .sandbox import ProcessSandbox, Sandbox
 
 
 def choose_runtime(runtime: str, report: Reporter = SILENT, base_image: str | None = None):
     """The docker client for the docker runtime, or None for the process runtime. auto: docker when an
     engine answers and already has the base image (so auto never starts a long pull); says which it chose."""
-    from .. import image
+    from ... import image
 
     if runtime == "process":
         return None
@@ -47,7 +47,7 @@ def choose_runtime(runtime: str, report: Reporter = SILENT, base_image: str | No
 
 def seed_bucket(s3, bucket: str, manifest: Manifest, model_dir: Path, pointer_key: str = POINTER_KEY) -> None:
     """A private bucket holding the model, named by the pointer (an unchanged model is not re-uploaded)."""
-    from ..cloud import buckets, store
+    from ...cloud import buckets, store
 
     buckets.ensure_private_bucket(s3, bucket, LOCAL_REGION)
     if (store.read_pointer(s3, bucket, pointer_key) or {}).get("sha256") != manifest.sha256:
@@ -103,7 +103,7 @@ class FunctionLauncher:
                                               memory=spec.memory, name=f"rcyc-local-{index}")
 
     def _build(self) -> str:
-        from .. import image
+        from ... import image
 
         tag = f"{DEFAULT_REPOSITORY}:local-{self.spec.flavor}"
         self.report.status(f"building {tag}")

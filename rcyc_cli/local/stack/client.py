@@ -31,13 +31,13 @@ from pathlib import Path
 
 from rcyc_core.errors import AwsError, FunctionError, InputError, PrerequisiteError, RcycError
 
-from ..defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
-from ..invocation import Invocation, Report, decode_reply, log_tail_lines
-from ..paths import cache_dir
-from .sandbox import payload
-from . import reaper
+from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
+from ...invocation import Invocation, Report, decode_reply, log_tail_lines
+from ...paths import cache_dir
+from ..emulator import reaper
+from ..emulator.sandbox import payload
+from .protocol import STATUS_PATH
 
-STATUS_PATH = "/rcyc/status"
 
 
 def state_dir() -> Path:
@@ -233,7 +233,7 @@ def read_state() -> dict | None:
     """The state file when it is one a stack wrote: a regular file (a FIFO there would hang a plain read)
     of at most 1 MB holding a JSON object with the stack's fields. Anything else (missing, garbage, ``[]``)
     is None."""
-    from ..files import read_regular
+    from ...files import read_regular
 
     try:
         state = json.loads(read_regular(state_file(), STATE_LIMIT, "state file"))
@@ -312,7 +312,7 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
     # The stack carries its own owner token, so that it too is proven ours before any signal (down, clean).
     env = {**os.environ, reaper.OWNER_VARIABLE: owner}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack_server", json.dumps(asdict(config)), owner],
+        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack.server", json.dumps(asdict(config)), owner],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                    env=env)
     try:
@@ -344,7 +344,7 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
 def _start_failure(status: int, log_path: Path) -> RcycError:
     """Why a stack exited before it was ready, from its own last ``error:`` line (the cause: no emulator,
     a model that is not there, a full disk), with that error's exit status; the log's tail otherwise."""
-    from ..exit_status import ExitStatus
+    from ...exit_status import ExitStatus
 
     try:
         lines = log_path.read_text(errors="replace").strip().splitlines()

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from rcyc_core.errors import EventError, FunctionError, PrerequisiteError
 
-from .. import leftovers
-from ..defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LAMBDA_MAX_PAYLOAD, LOCAL_CREDENTIALS, LOCAL_REGION
-from ..invocation import LOG_ABOVE, Invocation, decode_reply, parse_report
-from ..paths import FUNCTION_DIR, require_checkout
+from ... import leftovers
+from ...defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LAMBDA_MAX_PAYLOAD, LOCAL_CREDENTIALS, LOCAL_REGION
+from ...invocation import LOG_ABOVE, Invocation, decode_reply, parse_report
+from ...paths import FUNCTION_DIR, require_checkout
 from .ports import free_port, wait_for_port
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"

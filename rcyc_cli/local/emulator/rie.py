@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rcyc_core.errors import PrerequisiteError
 
-from ..paths import cache_dir
+from ...paths import cache_dir
 
 SAM_VERSION = "1.170.0"
 SHA256 = {

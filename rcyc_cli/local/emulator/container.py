@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rcyc_core.errors import FunctionError
 
-from ..defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT
-from ..invocation import Invocation
+from ...defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT
+from ...invocation import Invocation
 from .ports import free_port, wait_for_port
 from .sandbox import Sandbox, function_environment, owner_identity
 
@@ -42,8 +42,8 @@ class ContainerSandbox(Sandbox):
             "/usr/local/bin/rcyc-entry",
         ]
         env = function_environment(self.name, self.timeout, self.memory, self.extra_env)
-        from .. import leftovers
-        from ..image import engine_gone
+        from ... import leftovers
+        from ...image import engine_gone
 
         # a marker while the container may exist: if this process is killed, any next command removes it
         self._marker = leftovers.container_marker(self.extra_env.get("RCYC_OWNER", "") or self.name)
@@ -116,7 +116,7 @@ class ContainerSandbox(Sandbox):
             return b""
 
     def invoke(self, event: object) -> Invocation:
-        from ..image import answers, engine_gone
+        from ...image import answers, engine_gone
 
         try:
             answer = super().invoke(event)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
 
-from ..defaults import DEFAULT_BASE_IMAGE, DEFAULT_STACK_IDLE_SECONDS, DEFAULT_STACK_INSTANCES
-from ..invocation import Invocation, Report
-from ..reporting import SILENT, Reporter
-from . import stack as stack_module
-from .invoke_protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
-from .session import Upload
+from ...defaults import DEFAULT_BASE_IMAGE, DEFAULT_STACK_IDLE_SECONDS, DEFAULT_STACK_INSTANCES
+from ...invocation import Invocation, Report
+from ...reporting import SILENT, Reporter
+from ..session import Upload
+from . import client as stack_module
+from .protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
 
 
 
@@ -37,7 +37,7 @@ def find_or_start(options, manifest, report: Reporter = SILENT):
     if not options.keep_warm:
         return None
     spec = options.function
-    from ..config import env_seconds
+    from ...config import env_seconds
 
     idle = env_seconds("RCYC_STACK_IDLE_SECONDS", DEFAULT_STACK_IDLE_SECONDS)
     minutes = idle / 60
@@ -102,7 +102,7 @@ def _post_run(request: urllib.request.Request, timeout: float, patience: float =
 
 def stack_conflict(options, state: dict, manifest) -> str | None:
     """Why the running stack cannot answer this invocation as asked (the first setting that differs), or None."""
-    from . import rie as rie_finder
+    from ..emulator import rie as rie_finder
 
     config, spec = state["config"], options.function
     wanted = {"bucket": options.bucket, "timeout": spec.timeout, "memory": spec.memory, "flavor": spec.flavor,

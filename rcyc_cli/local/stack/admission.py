@@ -10,7 +10,8 @@ import threading
 from typing import Callable
 
 
-from .invoke_protocol import FAULT_STATUSES, invalid_content
+from .errors import invalid_content
+from .protocol import FAULT_STATUSES
 
 
 class FaultSwitch:

@@ -18,7 +18,7 @@ from rcyc_core import events
 from rcyc_core.errors import FunctionError
 from rcyc_core.results import error_entry
 
-from ..invocation import Invocation
+from ...invocation import Invocation
 from .sandbox import Sandbox
 
 

@@ -1,19 +1,15 @@
-"""The Lambda Invoke API's rules as the stack applies them: which names and ARNs are this function,
-the payload limits, the error answers (status, ``X-Amzn-ErrorType``, JSON body, as botocore parses
-them), the log tail, and the function's error object."""
-
+"""The Lambda Invoke API's rules as the stack applies them: its paths, which names and ARNs are this
+function, the payload limits and the log tail. The error answers are in ``errors``."""
 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from rcyc_core.errors import FunctionError
-
-from ..defaults import LAMBDA_MAX_PAYLOAD
-from ..invocation import LOG_TAIL_BYTES
+from ...defaults import LAMBDA_MAX_PAYLOAD
+from ...invocation import LOG_TAIL_BYTES
+from .errors import invalid_parameter, not_found
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
 INVOKE_SUFFIX = "/invocations"
@@ -22,8 +18,9 @@ EXECUTED_VERSION = "$LATEST"  # a local stack has one version
 SYNC_PAYLOAD_LIMIT = LAMBDA_MAX_PAYLOAD  # 6291456 bytes: Lambda's RequestResponse payload quota
 EVENT_PAYLOAD_LIMIT = 256 * 1024  # Lambda's Event (asynchronous) payload quota
 DRAIN_LIMIT = 8 * 1024 * 1024  # an over-limit body up to this size is read (and dropped) before the 413
+STATUS_PATH = "/rcyc/status"  # the stack's own status (GET)
 FAULTS_PATH = "/rcyc/faults"
-RUNS_PATH = "/rcyc/runs"  # rcyc's own route: a whole invoke-local run, its images as bytes (stack_server.warm_run)
+RUNS_PATH = "/rcyc/runs"  # rcyc's own route: a whole invoke-local run, its images as bytes (server.warm_run)
 RUN_PAYLOAD_LIMIT = 256 * 1024 * 1024  # a run's images, base64-encoded, in one request; also the bytes of all
 RUNS_AT_ONCE = 8  # the runs in a stack at once (admission.RunAdmission): beyond either bound, 429
 FAULT_STATUSES = (429, 500, 502, 503)
@@ -33,60 +30,6 @@ ARN_RE = re.compile(r"arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:(?P<re
 PARTIAL_ARN_RE = re.compile(r"\d{12}:function:(?P<rest>.+)")
 DIGITS_RE = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit would take "²")
 QUALIFIER_RE = re.compile(r"\$LATEST|[A-Za-z0-9_-]{1,128}")
-
-
-# Which member carries the message, per error shape in AWS's model (botocore reads either).
-_MESSAGE_KEY = {"ResourceNotFoundException": "Message", "ServiceException": "Message"}
-
-
-class ApiError(Exception):
-    """An error answer: status, error type (``X-Amzn-ErrorType``), message, and who is at fault."""
-
-    def __init__(self, status: int, error_type: str | None, message: str, fault: str = "User",
-                 extra: dict | None = None):
-        super().__init__(message)
-        self.status, self.error_type, self.message, self.fault = status, error_type, message, fault
-        self.extra = extra or {}
-
-    def body(self) -> bytes:
-        if self.error_type is None:  # a gateway-style failure (the fault switch's 502/503): no modeled type
-            return json.dumps({"message": self.message}).encode()
-        key = _MESSAGE_KEY.get(self.error_type, "message")
-        return json.dumps({"Type": self.fault, key: self.message, **self.extra}).encode()
-
-
-def not_found(what: str) -> ApiError:
-    return ApiError(404, "ResourceNotFoundException", f"Function not found: {what}")
-
-
-def invalid_content(message: str) -> ApiError:
-    return ApiError(400, "InvalidRequestContentException", message)
-
-
-def invalid_parameter(message: str) -> ApiError:
-    return ApiError(400, "InvalidParameterValueException", message)
-
-
-def too_large(size: int, limit: int) -> ApiError:
-    return ApiError(413, "RequestTooLargeException",
-                    f"Request must be smaller than {limit} bytes for the InvokeFunction operation (got {size})")
-
-
-def throttled(message: str = "Rate Exceeded.", reason: str = "ConcurrentInvocationLimitExceeded") -> ApiError:
-    return ApiError(429, "TooManyRequestsException", message, extra={"Reason": reason})
-
-
-def service_error(message: str) -> ApiError:
-    return ApiError(500, "ServiceException", message, fault="Service")
-
-
-def fault_error(status: int) -> ApiError:
-    note = "injected by the rcyc fault switch"
-    if status == 429:
-        return throttled(f"Rate Exceeded. ({note})", reason="CallerRateLimitExceeded")
-    if status == 500:
-        return service_error(f"An internal error occurred ({note})")
-    return ApiError(status, None, f"{'Bad Gateway' if status == 502 else 'Service Unavailable'} ({note})", fault="Service")
 
 
 def invoke_target(raw_path: str) -> tuple[str, dict[str, list[str]]] | None:
@@ -130,16 +73,3 @@ def log_tail(lines: list[str]) -> str:
     """``X-Amz-Log-Result``: base64 of the last 4 KB of the invocation's log."""
     data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
     return base64.b64encode(data[-LOG_TAIL_BYTES:]).decode("ascii")
-
-
-def error_object(exc: FunctionError) -> dict:
-    """The function's error object as Lambda returns it, rebuilt from the FunctionError the sandbox raised.
-    A timeout is Lambda's ``Sandbox.Timedout`` with the emulator's own "Task timed out after ..." message."""
-    message = exc.message
-    if exc.kind == "Timeout" and (match := re.search(r"Task timed out[^)]*", message)):
-        return {"errorType": "Sandbox.Timedout", "errorMessage": match[0]}
-    prefix = f"the function failed: {exc.kind}: "
-    if message.startswith(prefix):
-        message = message[len(prefix):]
-    return {"errorType": exc.kind, "errorMessage": message}
-

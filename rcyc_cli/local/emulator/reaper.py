@@ -15,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-from ..paths import cache_dir
+from ...paths import cache_dir
 
 OWNER_VARIABLE = "RCYC_OWNER"
 
@@ -122,7 +122,7 @@ def remove_owned_containers(prefix: str) -> None:
     if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
         return
     try:
-        from .. import image
+        from ... import image
 
         client = image.engine()
         for container in client.containers.list(all=True, filters={"label": "rcyc.owner"}):
