@@ -20,12 +20,12 @@ CONFIG_LIMIT = 1 << 20
 
 
 def read_config() -> dict:
-    """The parsed file, or {} when there is none. A file RCYC_CONFIG names must be there and be a regular
-    file (a device or a FIFO is refused unread)."""
+    """The parsed file, or {} when there is none. A file RCYC_CONFIG names must be there, and either must be
+    a regular file (a folder, a device or a FIFO is refused unread)."""
     from .files import read_regular
 
     path = config_path()
-    if not os.environ.get("RCYC_CONFIG") and not path.is_file():
+    if not os.environ.get("RCYC_CONFIG") and not os.path.lexists(path):
         return {}
     try:
         text = read_regular(path, CONFIG_LIMIT, "config file").decode("utf-8")

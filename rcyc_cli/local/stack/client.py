@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -95,7 +96,11 @@ def claim(owner: str, wait: float = 5.0) -> int:
     """Take the stack's lock for the life of this process (the stack's own first step) and write its pid
     and owner token in it; returns the descriptor, which must stay open. Another living stack of this
     cache is a PrerequisiteError (readers hold the lock only for an instant: that is waited out)."""
-    fd = os.open(ensure_state_dir() / "stack.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    path = ensure_state_dir() / "stack.lock"
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # junk in rcyc's own place (a FIFO, a folder): replaced
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
     deadline = time.monotonic() + wait
     while True:
         try:
