@@ -144,3 +144,24 @@ def test_a_stack_that_cannot_start_says_why_with_its_status(own_cache):
     assert not_an_emulator.returncode in (4, 6) and "did not start: " in not_an_emulator.stderr
     assert "stopped in" not in not_an_emulator.stderr
     assert stack.holder() is None
+
+
+def test_client_mistakes_are_400_and_a_key_that_is_not_a_string_is_an_invalid_record_on_every_path(own_cache):
+    import urllib.error
+    import urllib.request
+
+    running = stack.up(stack.StackConfig(runtime="process", instances=1))
+    mistakes = [(RUNS_PATH, {"images": []}), (RUNS_PATH, b'{"images": [], "concurrency": 1e309}'),
+                (RUNS_PATH, {"images": [], "event": {"Records": 5}}), ("/rcyc/faults", {"seed": [1, 2]})]
+    for path, body in mistakes:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(running.endpoint_url + path, data=data, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 400, (path, body, refused.value.read())
+    event = own_cache / "event.json"
+    event.write_text(json.dumps({"Records": [{"s3": {"bucket": {"name": running.state["bucket"]}, "object": {"key": 5}}}]}))
+    for extra in ([], ["--no-stack"]):
+        result = rcyc("invoke-local", "--event", event, IMAGE, "--json", *extra)
+        assert result.returncode == 7, result.stderr
+        assert [e["error"] for e in json.loads(result.stdout)["errors"]] == ["InvalidRecord"]

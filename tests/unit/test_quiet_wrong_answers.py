@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 from click.testing import CliRunner
 
@@ -120,3 +121,26 @@ def test_stack_idle_seconds_is_validated(monkeypatch):
             raise AssertionError(f"{bad} accepted")
     monkeypatch.setenv("RCYC_STACK_IDLE_SECONDS", "30")
     assert env_seconds("RCYC_STACK_IDLE_SECONDS", 900) == 30
+
+
+def test_any_command_sweeps_what_a_killed_rcyc_left(tmp_path):
+    """A sandbox or training folder, a half-written temporary file of a process that is gone (kill -9):
+    removed by the next command, whatever it is; those of a living process are kept."""
+    from rcyc_cli import leftovers
+
+    root = leftovers.temp_root()
+    root.mkdir(parents=True, exist_ok=True)
+    dead = _dead_pid()
+    left = [root / f"sandbox-{dead}-12345-abc", root / f"train-{dead}-12345-def.tflite"]
+    left[0].mkdir()
+    (left[0] / "tmp").mkdir()
+    left[1].write_bytes(b"x" * 1000)
+    mine = leftovers.temp_dir("sandbox")
+    assert rcyc("rie", "path").exit_code in (0, 4)
+    assert not any(path.exists() for path in left) and mine.exists()
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
