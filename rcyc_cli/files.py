@@ -79,6 +79,14 @@ def shown(name: object) -> str:
 _shown = shown
 
 
+def check_text(value: str, what: str) -> str:
+    """``value`` (a key, an address) if it is printable UTF-8, else InputError naming ``what``."""
+    if shown(value) != value:
+        raise InputError(f"{what} {shown(value)} is not printable UTF-8 (a control character or undecodable bytes)",
+                         hint=f"Give {what} as plain text.")
+    return value
+
+
 def _undecodable(text: str) -> bool:
     try:
         text.encode("utf-8")

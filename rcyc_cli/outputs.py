@@ -29,6 +29,8 @@ def check_output_file(path: Path, option: str) -> Path:
     if not text.strip():
         raise InputError(f"{option} is empty", hint=f"Give {option} a file name.")
     hint = f"Give {option} a regular file, or a new file name in an existing writable folder."
+    if shown(path.name) != path.name:  # a newline, an escape sequence or undecodable bytes in the name
+        raise InputError(f"{option} {shown(path)}: the file name is not printable UTF-8", hint="Choose a plain file name.")
     try:
         info = os.lstat(path)
     except FileNotFoundError:
