@@ -40,16 +40,29 @@ class EmbeddedS3:
             backend.put_object(bucket, key, body)
 
     def delete_prefix(self, bucket: str, prefix: str) -> None:
-        """Every version of every object under ``prefix``, gone, its buffer closed: the stack's bucket is
-        versioned (as rcyc makes buckets), where a delete only adds a marker and keeps the bytes, readable
-        by VersionId, and moto's spooled temp files stay open."""
+        """Every version of every object under ``prefix``, gone, its buffer closed and its memory freed: the
+        stack's bucket is versioned (as rcyc makes buckets), where a delete only adds a marker and keeps the
+        bytes, readable by VersionId; moto's spooled temp files stay open until closed; and moto tracks
+        every model object it ever made (``instances_tracked``, for its reset), so a long-lived stack grew
+        by each image routed through it until they are untracked here."""
+        from moto.s3.models import FakeKey
+
         store = self._backend().get_bucket(bucket).keys
+        gone: list[object] = []
+        # the versions in the bucket, and the copies moto made of them to answer each GET (tracked too)
+        copies = [k for k in getattr(FakeKey, "instances_tracked", [])
+                  if getattr(k, "bucket_name", None) == bucket and str(getattr(k, "name", "")).startswith(prefix)]
+        versions = [v for key in list(store.keys()) if key.startswith(prefix) for v in store.getlist(key, None) or []]
+        for version in versions + copies:
+            dispose = getattr(version, "dispose", None)
+            if dispose is not None:
+                dispose()
+            acl = getattr(version, "acl", None)
+            grants = getattr(acl, "grants", None) or []
+            gone += [version, acl, *grants, *(g for grant in grants for g in getattr(grant, "grantees", []))]
         for key in [k for k in list(store.keys()) if k.startswith(prefix)]:
-            for version in store.getlist(key, None) or []:
-                dispose = getattr(version, "dispose", None)
-                if dispose is not None:
-                    dispose()
             dict.pop(store, key, None)  # the store's own pop disposes too, but fails on a delete marker
+        _untrack(gone)
 
     @staticmethod
     def _backend():
@@ -64,3 +77,11 @@ class EmbeddedS3:
             self._thread.join()
             self._thread = None
         self._server.server_close()
+
+
+def _untrack(objects: list[object]) -> None:
+    ids = {id(o) for o in objects if o is not None}
+    for cls in {type(o) for o in objects if o is not None}:
+        tracked = getattr(cls, "instances_tracked", None)
+        if isinstance(tracked, list):
+            tracked[:] = [o for o in tracked if id(o) not in ids]
