@@ -36,12 +36,13 @@ def main() -> None:
     from rcyc_cli.classify import cost
     from rcyc_cli.classify.run import ClassifyOptions, classify
     from rcyc_cli.classify.target import local_target
+    from rcyc_cli.function_spec import FunctionSpec
     from rcyc_cli.local.stack import client as stack
     from rcyc_cli.reporting import SILENT
-    from tests.conftest import class_images
+    from fixtures.catalog import class_images
 
     drawings = class_images()
-    stack.up(stack.StackConfig(runtime="process", instances=2))
+    stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=2))
     try:
         target, s3 = local_target("rcyc-function", 2, SILENT)
         s3.create_bucket(Bucket="bench-photos")

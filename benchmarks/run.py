@@ -29,7 +29,8 @@ from rcyc_cli.cloud import aws, store  # noqa: E402
 from rcyc_cli.defaults import DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_CREDENTIALS, LOCAL_REGION  # noqa: E402
 from rcyc_cli.local.emulator import rie  # noqa: E402
 from rcyc_cli.local.emulator.pool import Pool, run_keys  # noqa: E402
-from rcyc_cli.local.emulator.launcher import FunctionLauncher, FunctionSpec, seed_bucket  # noqa: E402
+from rcyc_cli.function_spec import FunctionSpec  # noqa: E402
+from rcyc_cli.local.emulator.launcher import FunctionLauncher, seed_bucket  # noqa: E402
 from rcyc_cli.local.emulator.s3 import EmbeddedS3  # noqa: E402
 from rcyc_cli.local.emulator.sandbox import ProcessSandbox  # noqa: E402
 from rcyc_cli.model_source import resolve_model  # noqa: E402

@@ -21,9 +21,15 @@ DEFAULT_REFRESH_SECONDS = 30  # how often a warm instance re-checks the pointer
 DEFAULT_FLAVOR = "slim"  # slim: LiteRT runs the .tflite files; keras: TensorFlow runs the .h5 files
 FLAVORS = ("slim", "keras")
 DEFAULT_BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
+ARCHITECTURES = {"linux/amd64": "x86_64", "linux/arm64": "arm64"}  # --platform -> Lambda's architecture
 
 # Local runs
 LOCAL_REGION = "us-east-1"
+RUNTIMES = ("auto", "docker", "process")  # how the function runs locally; auto: docker when an engine has the base image
+DEFAULT_RUNTIME = "auto"
+DEFAULT_KEEP_WARM = True  # invoke-local leaves a warm stack behind for the next call (--no-keep-warm, keep_warm = false)
+DEFAULT_CONCURRENCY = 1  # invoke-local's instances
+DEFAULT_CLASSIFY_CONCURRENCY = 32  # classify's events in flight
 DEFAULT_STACK_INSTANCES = 2
 STACK_REFRESH_SECONDS = 1  # the warm stack's instances re-check the model pointer at most this often
 DEFAULT_STACK_IDLE_SECONDS = 900  # a stack invoke-local left behind stops after this long without a request

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.catalog import FIXTURES, IMAGES, LABELS, MODELS, bad_images, class_images, edge_images  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
-IMAGES = FIXTURES / "images"
-MODELS = {"softmax": FIXTURES / "models" / "fixture-softmax", "one-vs-rest": FIXTURES / "models" / "fixture-psu"}
-LABELS = ("boxes", "glass_bottles", "soda_cans", "crushed_soda_cans", "plastic_bottles")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Hypothesis: a fast profile by default (make test in about two minutes on two cores), the full one under
@@ -79,18 +77,6 @@ def drawings():
     return module
 
 
-def class_images() -> list[tuple[str, Path]]:
-    return [(label, path) for label in LABELS for path in sorted((IMAGES / label).glob("*.jpg"))]
-
-
-def edge_images() -> list[Path]:
-    return sorted((IMAGES / "edge").iterdir())
-
-
-def bad_images() -> list[Path]:
-    return sorted((IMAGES / "bad").iterdir())
-
-
 def need(condition: bool, what: str) -> None:
     """Skip when a prerequisite is missing on a developer machine; fail under CI=true, where it must be there."""
     if not condition:
@@ -112,9 +98,17 @@ def rie_path(session_cache_home) -> Path:
 
 @pytest.fixture(scope="session")
 def tensorflow_available() -> None:
+    need(installed("tensorflow"), "TensorFlow")
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (without importing it)."""
     import importlib.util
 
-    need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @pytest.fixture

@@ -105,6 +105,7 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
     from ..cloud.aws import s3_client
     from ..defaults import LOCAL_CREDENTIALS, LOCAL_REGION
     from ..local.emulator import rie
+    from ..function_spec import FunctionSpec
     from ..local.stack import client as stack
 
     from ..config import env_seconds
@@ -115,7 +116,7 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
         # like invoke-local's: nobody owns it once classify is done, so it stops by itself when idle
         idle = env_seconds("RCYC_STACK_IDLE_SECONDS", DEFAULT_STACK_IDLE_SECONDS)
         report.status(f"starting the local stack; it stops after {idle / 60:.3g} minutes idle (rcyc local down stops it now)")
-        running = stack.up(stack.StackConfig(runtime="process", idle_seconds=idle))
+        running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), idle_seconds=idle))
     config = running.state["config"]
     lam = lambda_client(running.endpoint_url, LOCAL_REGION, config["timeout"], concurrency, credentials=LOCAL_CREDENTIALS)
     target = Target("local", lam, function, running.endpoint_url, config["memory"], rie.arch(),

@@ -82,17 +82,8 @@ def translate(what: str, exc: BaseException) -> RcycError:
 
     if isinstance(exc, RcycError):
         return exc
-    if isinstance(exc, (bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.SSOError)) or (
-            isinstance(exc, bx.TokenRetrievalError)):
-        return AwsError(f"{what}: the AWS SSO token is expired or missing", kind="SsoLoginNeeded", hint=SSO_HINT)
-    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
-        return AwsError(f"{what}: no AWS credentials", kind="NoCredentials", hint=CREDENTIALS_HINT)
-    if isinstance(exc, bx.CredentialRetrievalError):
-        return AwsError(f"{what}: cannot get AWS credentials: {exc}", kind="NoCredentials", hint=CREDENTIALS_HINT)
-    if isinstance(exc, bx.NoRegionError):
-        return AwsError(f"{what}: no AWS region", kind="NoRegion", hint="Pass --region or set AWS_REGION (or a profile region).")
-    if isinstance(exc, bx.ProfileNotFound):
-        return AwsError(f"{what}: {exc}", kind="BadConfig", hint="Check AWS_PROFILE and ~/.aws/config.")
+    if (error := _configuration_error(what, exc)) is not None:
+        return error
     if isinstance(exc, bx.ParamValidationError):
         detail = " ".join(str(exc).split())
         return InputError(f"{what}: AWS would refuse the request: {detail}", kind="InvalidParameter",
@@ -124,6 +115,23 @@ def translate(what: str, exc: BaseException) -> RcycError:
     if isinstance(exc, (bx.BotoCoreError, Boto3Error)):
         return AwsError(f"{what}: {exc}", kind=type(exc).__name__, hint=NETWORK_HINT)
     raise exc
+
+
+def _configuration_error(what: str, exc: BaseException) -> AwsError | None:
+    """The failures of this machine's AWS setup (credentials, SSO, region, profile), before any request."""
+    from botocore import exceptions as bx
+
+    if isinstance(exc, (bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.SSOError, bx.TokenRetrievalError)):
+        return AwsError(f"{what}: the AWS SSO token is expired or missing", kind="SsoLoginNeeded", hint=SSO_HINT)
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return AwsError(f"{what}: no AWS credentials", kind="NoCredentials", hint=CREDENTIALS_HINT)
+    if isinstance(exc, bx.CredentialRetrievalError):
+        return AwsError(f"{what}: cannot get AWS credentials: {exc}", kind="NoCredentials", hint=CREDENTIALS_HINT)
+    if isinstance(exc, bx.NoRegionError):
+        return AwsError(f"{what}: no AWS region", kind="NoRegion", hint="Pass --region or set AWS_REGION (or a profile region).")
+    if isinstance(exc, bx.ProfileNotFound):
+        return AwsError(f"{what}: {exc}", kind="BadConfig", hint="Check AWS_PROFILE and ~/.aws/config.")
+    return None
 
 
 def aws_call(what: str, call: Callable, *args, **kwargs):

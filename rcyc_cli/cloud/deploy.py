@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rcyc_core.config import function_environment
 from rcyc_core.errors import AwsError, InputError
 from rcyc_core.s3 import NOT_FOUND_CODES
 
-from ..defaults import (DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY,
-                        DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, DEFAULT_TIMEOUT, MODELS_PREFIX,
-                        POINTER_KEY)
+from ..defaults import (ARCHITECTURES, DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_REFRESH_SECONDS,
+                        DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, MODELS_PREFIX, POINTER_KEY)
+from ..function_spec import FunctionSpec
 from ..reporting import SILENT, Reporter
 from . import buckets, store
 from .aws import Aws, aws_call, get_or_none
@@ -31,12 +30,7 @@ class DeployOptions:
     role_name: str | None = None
     region: str | None = None
     image: str | None = None  # deploy this local image instead of building one
-    flavor: str = DEFAULT_FLAVOR
-    base_image: str | None = None
-    platform: str | None = None
-    ca_bundle: Path | None = None
-    memory: int = DEFAULT_MEMORY
-    timeout: int = DEFAULT_TIMEOUT
+    spec: FunctionSpec = field(default_factory=FunctionSpec)  # the image and limits of the function
     refresh_seconds: int = DEFAULT_REFRESH_SECONDS
     registry: str | None = None
     registry_username: str | None = field(default=None, repr=False)
@@ -48,12 +42,18 @@ class DeployOptions:
     dry_run: bool = False
     smoke: list[str] = field(default_factory=list)
 
+    # The function's settings, read from its one spec.
+    flavor = property(lambda self: self.spec.flavor)
+    base_image = property(lambda self: self.spec.base_image)
+    ca_bundle = property(lambda self: self.spec.ca_bundle)
+    memory = property(lambda self: self.spec.memory)
+    timeout = property(lambda self: self.spec.timeout)
+    architecture = property(lambda self: self.spec.architecture)  # None: take the image's
+
     @property
-    def architecture(self) -> str | None:
-        """Lambda's name for --platform's architecture (None: take the image's)."""
-        if not self.platform:
-            return None
-        return "arm64" if "arm64" in self.platform else "x86_64"
+    def platform(self) -> str | None:
+        """--platform as docker names it (the build's target)."""
+        return next((name for name, arch in ARCHITECTURES.items() if arch == self.architecture), None)
 
 
 LAMBDA_ARCHITECTURES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
@@ -201,21 +201,7 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     summary["image"] = image
     image_uri = None
     if dry:
-        remote = remote_image(registry, options.repository, options.tag)
-        if remote is None:
-            image["action"] = "push"
-        elif not remote.lambda_ready:
-            image.update(action=f"refuse: the tag names a {remote.media_type or 'manifest of unknown type'}, not a single-platform image",
-                         digest=remote.digest)
-        elif image_id and remote.config_digest == image_id:
-            image.update(action="nothing (already pushed)", digest=remote.digest)
-        elif image_id is None:
-            image.update(action="unknown (no engine to compare with the pushed image)", digest=remote.digest)
-        else:
-            image.update(action="refuse: the tag names another image" if not options.force_tag else "push (--force-tag moves the tag)",
-                         digest=remote.digest)
-        if remote is not None and summary["repository"]["uri"] and image["action"].startswith("nothing"):
-            image_uri = f"{summary['repository']['uri']}@{remote.digest}"
+        image_uri = _plan_push(image, registry, options, image_id, summary["repository"]["uri"])
     else:
         result = push(client, image_id, registry, options.repository, options.tag, options.force_tag, report)
         image.update(action="pushed" if result.pushed else "already pushed", digest=result.digest,
@@ -227,18 +213,10 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
                                   ("ResourceNotFoundException",), FunctionName=options.function)
     existing_trigger = current_trigger(s3, options.bucket, options.function) if existing_config else None
-    trigger_prefix, results_prefix, trigger_plan = None, None, None
-    if options.trigger is not None:
-        trigger_prefix, results_prefix, trigger_plan = options.trigger, options.results_prefix, "set"
-    elif not options.no_trigger and existing_trigger is not None:
-        old_env = (existing_config.get("Environment") or {}).get("Variables", {})
-        trigger_prefix = existing_trigger["prefix"]
-        results_prefix = old_env.get("RCYC_RESULTS_PREFIX") or options.results_prefix
-        trigger_plan = "keep"
+    trigger_prefix, results_prefix, trigger_plan = _trigger_plan(options, existing_config, existing_trigger)
+    if trigger_plan == "keep":
         summary["warnings"].append(f"kept the S3 trigger on s3://{options.bucket}/{trigger_prefix} (results under "
                                    f"{results_prefix}); pass --no-trigger to remove it")
-    elif options.no_trigger:
-        trigger_plan = "remove"
 
     policy = role_policy(options.bucket, results_prefix, trigger_prefix)
     role_name = options.role_name or f"{options.function}-role"
@@ -268,6 +246,37 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
             raise
     return summary
 
+
+
+def _trigger_plan(options: DeployOptions, existing_config: dict | None, existing_trigger: dict | None):
+    """(trigger prefix, results prefix, plan): the trigger asked for ("set"), asked away ("remove"), or, with
+    neither, the existing one kept whole ("keep"; None: there is none)."""
+    if options.trigger is not None:
+        return options.trigger, options.results_prefix, "set"
+    if not options.no_trigger and existing_trigger is not None:
+        old_env = (existing_config.get("Environment") or {}).get("Variables", {})
+        return existing_trigger["prefix"], old_env.get("RCYC_RESULTS_PREFIX") or options.results_prefix, "keep"
+    return None, None, "remove" if options.no_trigger else None
+
+
+def _plan_push(image: dict, registry: Registry, options: DeployOptions, image_id: str | None, repository_uri: str | None) -> str | None:
+    """A dry run's plan for the image (``image["action"]``); the image URI when the registry already has it."""
+    remote = remote_image(registry, options.repository, options.tag)
+    if remote is None:
+        image["action"] = "push"
+    elif not remote.lambda_ready:
+        image.update(action=f"refuse: the tag names a {remote.media_type or 'manifest of unknown type'}, not a single-platform image",
+                     digest=remote.digest)
+    elif image_id and remote.config_digest == image_id:
+        image.update(action="nothing (already pushed)", digest=remote.digest)
+    elif image_id is None:
+        image.update(action="unknown (no engine to compare with the pushed image)", digest=remote.digest)
+    else:
+        image.update(action="refuse: the tag names another image" if not options.force_tag else "push (--force-tag moves the tag)",
+                     digest=remote.digest)
+    if remote is not None and repository_uri and image["action"].startswith("nothing"):
+        return f"{repository_uri}@{remote.digest}"
+    return None
 
 
 def _architecture(options: DeployOptions, image_arch: str | None, image_id: str | None) -> str:

@@ -102,6 +102,43 @@ def _latest_version(lam, function: str) -> str | None:
     return str(max(versions)) if versions else None
 
 
+def _create_function(lam, name: str, image_uri: str | None, role_arn: str | None, memory: int, timeout: int,
+                     env: dict[str, str], architecture: str) -> dict:
+    kwargs = dict(FunctionName=name, PackageType="Image", Code={"ImageUri": image_uri}, Role=role_arn,
+                  MemorySize=memory, Timeout=timeout, Environment={"Variables": env}, Architectures=[architecture],
+                  Description="rcyc: recyclable-item classifier", Tags={"rcyc:managed": "true"})
+    for attempt in range(20):
+        try:
+            lam.create_function(**kwargs)
+            break
+        except Exception as exc:
+            # A new role takes a few seconds to reach Lambda ("cannot be assumed"): wait for it.
+            if client_error_code(exc) == "InvalidParameterValueException" and "assume" in str(exc) and attempt < 19:
+                time.sleep(3)
+                continue
+            raise translate(f"create the function {name}", exc) from None
+    config = _wait(lam, "function_active_v2", name, f"creating {name}")
+    version = aws_call(f"publish a version of {name}", lam.publish_version, FunctionName=name)["Version"]
+    return _function_summary(config, version, "created", ["create"])
+
+
+def _configuration_update(config: dict, role_arn: str | None, memory: int, timeout: int, env: dict[str, str]) -> dict:
+    """What update_function_configuration must change for the function to be as asked (nothing: {})."""
+    old_env = (config.get("Environment") or {}).get("Variables", {})
+    # The user's own variables stay; rcyc's are exactly this deploy's (a dropped --trigger drops its prefix).
+    new_env = {**{k: v for k, v in old_env.items() if not k.startswith("RCYC_")}, **env}
+    update = {}
+    if config.get("MemorySize") != memory:
+        update["MemorySize"] = memory
+    if config.get("Timeout") != timeout:
+        update["Timeout"] = timeout
+    if old_env != new_env:
+        update["Environment"] = {"Variables": new_env}
+    if role_arn and config.get("Role") != role_arn:
+        update["Role"] = role_arn
+    return update
+
+
 def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None, memory: int, timeout: int,
                     env: dict[str, str], architecture: str, dry_run: bool = False) -> dict:
     """Create the image function, or bring its code and configuration to what is asked. Returns a
@@ -113,40 +150,14 @@ def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None,
     if current is None:
         if dry_run:
             return {"name": name, "action": "create", "changes": ["create"]}
-        kwargs = dict(FunctionName=name, PackageType="Image", Code={"ImageUri": image_uri}, Role=role_arn,
-                      MemorySize=memory, Timeout=timeout, Environment={"Variables": env}, Architectures=[architecture],
-                      Description="rcyc: recyclable-item classifier", Tags={"rcyc:managed": "true"})
-        for attempt in range(20):
-            try:
-                lam.create_function(**kwargs)
-                break
-            except Exception as exc:
-                # A new role takes a few seconds to reach Lambda ("cannot be assumed"): wait for it.
-                if client_error_code(exc) == "InvalidParameterValueException" and "assume" in str(exc) and attempt < 19:
-                    time.sleep(3)
-                    continue
-                raise translate(f"create the function {name}", exc) from None
-        config = _wait(lam, "function_active_v2", name, f"creating {name}")
-        version = aws_call(f"publish a version of {name}", lam.publish_version, FunctionName=name)["Version"]
-        return _function_summary(config, version, "created", ["create"])
+        return _create_function(lam, name, image_uri, role_arn, memory, timeout, env, architecture)
 
     config = current["Configuration"]
     if config.get("PackageType") != "Image":
         raise AwsError(f"the function {name} is a {config.get('PackageType')} function; rcyc deploys image functions",
                        kind="WrongPackageType", hint="Pass another --function name (rcyc creates it).")
-    old_env = (config.get("Environment") or {}).get("Variables", {})
-    # The user's own variables stay; rcyc's are exactly this deploy's (a dropped --trigger drops its prefix).
-    new_env = {**{k: v for k, v in old_env.items() if not k.startswith("RCYC_")}, **env}
-    changes, update = [], {}
-    if config.get("MemorySize") != memory:
-        update["MemorySize"] = memory
-    if config.get("Timeout") != timeout:
-        update["Timeout"] = timeout
-    if old_env != new_env:
-        update["Environment"] = {"Variables": new_env}
-    if role_arn and config.get("Role") != role_arn:
-        update["Role"] = role_arn
-    changes += [f"configuration: {', '.join(sorted(update))}"] if update else []
+    update = _configuration_update(config, role_arn, memory, timeout, env)
+    changes = [f"configuration: {', '.join(sorted(update))}"] if update else []
     code_changes = image_uri is not None and current.get("Code", {}).get("ImageUri") != image_uri
     old_arch = (config.get("Architectures") or ["x86_64"])[0]
     arch_changes = old_arch != architecture

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import click
 
-from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
-from .options import region_option
+from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_CLASSIFY_CONCURRENCY, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
+from .options import function_option, region_option
 from .output import emit, json_option, progress, record_status
 
 
 @click.command()
 @click.argument("uri", metavar="s3://BUCKET/PREFIX")
 @click.option("--local", is_flag=True, help="Use the warm local stack (started if none runs) instead of AWS Lambda.")
-@click.option("--function", "function", default=DEFAULT_FUNCTION, show_default=True, envvar="RCYC_FUNCTION",
-              help="The function to invoke. [env RCYC_FUNCTION]")
-@click.option("--concurrency", "-c", default=32, show_default=True, type=click.IntRange(1, 1000),
+@function_option
+@click.option("--concurrency", "-c", default=DEFAULT_CLASSIFY_CONCURRENCY, show_default=True, type=click.IntRange(1, 1000),
               help="Events in flight at once (never above the function's reserved or the account's concurrency).")
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1, 1000), help="Records per event.")
 @click.option("--results-prefix", default=DEFAULT_RESULTS_PREFIX, show_default=True,
@@ -38,6 +37,7 @@ def classify(uri, local, function, concurrency, batch_size, results_prefix, outp
     from ..classify.target import aws_target, local_target
     from ..render.classify import render_summary
 
+    function = function or DEFAULT_FUNCTION
     options = ClassifyOptions(uri, local, None, function, concurrency, batch_size, results_prefix, output, force, limit,
                               dry_run, region)
     check_options(options)  # before a stack is started or a key listed

@@ -6,26 +6,20 @@ import os
 
 import click
 
-from ..defaults import (DEFAULT_FUNCTION, DEFAULT_MEMORY, DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX,
-                        DEFAULT_TIMEOUT)
-from .options import base_image_option, bucket_option, ca_bundle_option, flavor_option, region_option
+from ..defaults import DEFAULT_FUNCTION, DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX
+from .options import bucket_option, function_option, function_spec_options, region_option
 from .output import emit, json_option, progress
 
 
 @click.command()
 @click.option("--tag", "-t", required=True, help="Image tag to push and deploy (e.g. v3).")
 @bucket_option
-@click.option("--function", "function", default=DEFAULT_FUNCTION, show_default=True, envvar="RCYC_FUNCTION", help="[env RCYC_FUNCTION]")
+@function_option
 @click.option("--repository", default=DEFAULT_REPOSITORY, show_default=True, envvar="RCYC_REPOSITORY", help="ECR repository. [env RCYC_REPOSITORY]")
 @click.option("--role-name", help="IAM role for the function (default <function>-role; rcyc creates it).")
 @region_option
 @click.option("--image", help="Deploy this local image instead of building one.")
-@flavor_option
-@base_image_option
-@click.option("--platform", type=click.Choice(["linux/amd64", "linux/arm64"]), help="Target platform (sets the function's architecture).")
-@ca_bundle_option
-@click.option("--memory", default=DEFAULT_MEMORY, show_default=True, type=click.IntRange(128, 10240), help="MB.")
-@click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.IntRange(1, 900), help="Seconds.")
+@function_spec_options(local=False)
 @click.option("--refresh-seconds", default=DEFAULT_REFRESH_SECONDS, show_default=True, type=click.IntRange(0, 86400),
               help="How often a warm instance re-checks the current-model pointer.")
 @click.option("--registry", envvar="RCYC_REGISTRY", help="Push to this registry HOST:PORT instead of ECR's (local stacks). [env RCYC_REGISTRY]")
@@ -41,8 +35,7 @@ from .output import emit, json_option, progress
 @click.option("--smoke", "smoke", metavar="KEY", multiple=True, help="After deploying, invoke once with this image key.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @json_option
-def deploy(tag, bucket, function, repository, role_name, region, image, flavor, base_image, platform, ca_bundle, memory,
-           timeout, refresh_seconds, registry, registry_username, force_tag, trigger, no_trigger, results_prefix,
+def deploy(tag, bucket, function, repository, role_name, region, image, spec, refresh_seconds, registry, registry_username, force_tag, trigger, no_trigger, results_prefix,
            smoke, dry_run):
     """Build the image, push it to ECR (never twice, never moving a tag silently), and point the function at
     it by digest: created if missing (image package, least-privilege role), else updated, then waited for."""
@@ -50,9 +43,8 @@ def deploy(tag, bucket, function, repository, role_name, region, image, flavor, 
     from ..render import tables
 
     options = cloud_deploy.DeployOptions(
-        tag=tag, bucket=bucket, function=function, repository=repository, role_name=role_name, region=region, image=image,
-        flavor=flavor, base_image=base_image, platform=platform, ca_bundle=ca_bundle, memory=memory, timeout=timeout,
-        refresh_seconds=refresh_seconds, registry=registry, registry_username=registry_username,
+        tag=tag, bucket=bucket, function=function or DEFAULT_FUNCTION, repository=repository, role_name=role_name,
+        region=region, image=image, spec=spec, refresh_seconds=refresh_seconds, registry=registry, registry_username=registry_username,
         registry_password=os.environ.get("RCYC_REGISTRY_PASSWORD"), force_tag=force_tag, trigger=trigger, no_trigger=no_trigger,
         results_prefix=results_prefix,
         dry_run=dry_run, smoke=list(smoke))

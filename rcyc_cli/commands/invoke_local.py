@@ -6,15 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..defaults import DEFAULT_BATCH_SIZE
-from .options import (base_image_option, bucket_option, ca_bundle_option, check_endpoint_url, flavor_option, memory_option,
-                      model_option, rie_option, timeout_option)
+from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_KEEP_WARM
+from .options import bucket_option, check_endpoint_url, function_spec_options, model_option
 from .output import emit, json_option, progress, record_status
-
-runtime_option = click.option(
-    "--runtime", type=click.Choice(["auto", "docker", "process"]), default="auto", show_default=True, envvar="RCYC_RUNTIME",
-    help="docker: the function image in a container; process: the emulator on this machine; auto: docker when an "
-    "engine answers. [env RCYC_RUNTIME]")
 
 
 @click.command("invoke-local")
@@ -24,26 +18,19 @@ runtime_option = click.option(
 @bucket_option
 @click.option("--endpoint-url", envvar="RCYC_LOCAL_S3_ENDPOINT", callback=check_endpoint_url,
               help="Use this S3 endpoint instead of the embedded one. [env RCYC_LOCAL_S3_ENDPOINT]")
-@rie_option
-@timeout_option
-@memory_option
-@runtime_option
-@flavor_option
-@base_image_option
-@ca_bundle_option
-@click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64),
+@function_spec_options(local=True)
+@click.option("--concurrency", "-c", default=DEFAULT_CONCURRENCY, show_default=True, type=click.IntRange(1, 64),
               help="Function instances to spread the images over (events of up to --batch-size records).")
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1, 1000),
               help="Records per event with --concurrency > 1.")
 @click.option("--stack/--no-stack", "use_stack", default=True, show_default=True,
               help="Use the warm local stack when one runs (--no-stack: run one-shot, start none).")
-@click.option("--keep-warm/--no-keep-warm", default=True, show_default=True, envvar="RCYC_KEEP_WARM",
+@click.option("--keep-warm/--no-keep-warm", default=DEFAULT_KEEP_WARM, show_default=True, envvar="RCYC_KEEP_WARM",
               help="With no stack running, start one that this and later calls use; it stops after 15 minutes idle. "
               "[env RCYC_KEEP_WARM; keep_warm = false in rcyc.toml]")
 @click.option("--logs", is_flag=True, help="Also print the function's log lines (stderr).")
 @json_option
-def invoke_local(images, event_file, model, bucket, endpoint_url, rie, timeout, memory, runtime, flavor, base_image,
-                 ca_bundle, concurrency, batch_size, use_stack, keep_warm, logs):
+def invoke_local(images, event_file, model, bucket, endpoint_url, spec, concurrency, batch_size, use_stack, keep_warm, logs):
     """Run the function in the real Lambda emulator against a local S3, as Lambda would.
 
     IMAGES are files, directories or quoted glob patterns; with none and no --event, a fixture image.
@@ -54,7 +41,6 @@ def invoke_local(images, event_file, model, bucket, endpoint_url, rie, timeout, 
     from rcyc_core.errors import InputError
 
     from ..local.run import Options, run
-    from ..local.spec import FunctionSpec
     from ..paths import DEFAULT_IMAGE
     from ..render import console
 
@@ -64,16 +50,14 @@ def invoke_local(images, event_file, model, bucket, endpoint_url, rie, timeout, 
     images = tuple(Path(image) for image in images)
     if not images and not event_file:
         images = (DEFAULT_IMAGE,)
-    spec = FunctionSpec(runtime=runtime, flavor=flavor, base_image=base_image, ca_bundle=ca_bundle, rie=rie,
-                        timeout=timeout, memory=memory)
     options = Options(list(images), event_file, model, bucket, endpoint_url, spec, concurrency, batch_size, use_stack,
                       keep_warm)
     with progress(transient=True) as report:
         local = run(options, report)
-    info = {**local.info, **local.figures()}
+    info = {**local.info.to_json(), **local.figures()}
     peaks = [i.report.peak_mb for i in local.invocations if i.report.peak_mb is not None and i.report.memory_enforced is False]
-    if peaks and max(peaks) > memory:
-        console.warning(f"the function peaked at {max(peaks):.0f} MB, above --memory {memory} MB: Lambda would have stopped it "
+    if peaks and max(peaks) > spec.memory:
+        console.warning(f"the function peaked at {max(peaks):.0f} MB, above --memory {spec.memory} MB: Lambda would have stopped it "
                         "(the process runtime reports memory, it cannot enforce it; --runtime docker does)")
     if logs:
         for invocation in local.invocations:

@@ -6,7 +6,7 @@ import click
 
 from ..defaults import DEFAULT_STACK_INSTANCES
 from ..exit_status import ExitStatus
-from .options import base_image_option, bucket_option, ca_bundle_option, flavor_option, model_option, rie_option
+from .options import bucket_option, function_spec_options, model_option
 from .output import emit, json_option
 
 
@@ -16,25 +16,19 @@ def local():
 
 
 @local.command("up")
-@click.option("--instances", "-n", default=DEFAULT_STACK_INSTANCES, show_default=True, type=click.IntRange(1, 32),
-              help="Function instances in the pool.")
-@click.option("--runtime", type=click.Choice(["auto", "docker", "process"]), default="process", show_default=True, envvar="RCYC_RUNTIME")
+@click.option("--instances", "-n", type=click.IntRange(1, 32),
+              help=f"Function instances in the pool (default: as the running stack has, else {DEFAULT_STACK_INSTANCES}).")
 @model_option
 @bucket_option
-@rie_option
-@flavor_option
-@base_image_option
-@ca_bundle_option
+@function_spec_options(local=True)
 @json_option
-def local_up(instances, runtime, model, bucket, rie, flavor, base_image, ca_bundle):
+def local_up(instances, model, bucket, spec):
     """Start the stack (or show the one running); later invoke-local calls reuse it and return warm."""
     from ..local.stack import client as stack
     from ..render import console, tables
 
-    config = stack.StackConfig(instances=instances, runtime=runtime, model=str(model.resolve()) if model else None,
-                               bucket=bucket, rie=rie, flavor=flavor, base_image=base_image,
-                               ca_bundle=str(ca_bundle.resolve()) if ca_bundle else None)
-    with console.err.status(f"starting the local stack ({instances} instances, warming each)"):
+    config = stack.StackConfig(function=spec, instances=instances, model=str(model.resolve()) if model else None, bucket=bucket)
+    with console.err.status(f"starting the local stack ({instances or DEFAULT_STACK_INSTANCES} instances, warming each)"):
         running = stack.up(config)
     emit(stack.describe(running), tables.render_stack)
 

@@ -1,13 +1,17 @@
-"""Options shared by the commands (import-light: `rcyc --help` loads this). Defaults come from ``defaults``."""
+"""Every option more than one command takes, declared once (import-light: `rcyc --help` loads this).
+Defaults come from ``defaults``. ``function_spec_options`` gathers the function's own options into one
+``spec`` (a FunctionSpec) for deploy, the warm stack and invoke-local."""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import click
 
-from ..defaults import DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY, DEFAULT_TIMEOUT, FLAVORS
+from ..defaults import (ARCHITECTURES, DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY,
+                        DEFAULT_RUNTIME, DEFAULT_TIMEOUT, FLAVORS, RUNTIMES)
 
 class Fraction(click.FloatRange):
     """A float in a range that is a number: click's FloatRange lets NaN through (every comparison with it is
@@ -101,6 +105,34 @@ region_option = click.option("--region", envvar="AWS_REGION", callback=check_reg
 function_option = click.option("--function", "function", envvar="RCYC_FUNCTION",
                                help=f"The Lambda function (default {DEFAULT_FUNCTION}; 'function' with --endpoint-url). "
                                "[env RCYC_FUNCTION]")
+runtime_option = click.option(
+    "--runtime", type=click.Choice(RUNTIMES), default=DEFAULT_RUNTIME, show_default=True, envvar="RCYC_RUNTIME",
+    help="docker: the function image in a container; process: the emulator on this machine; auto: docker when an "
+    "engine answers and has the base image. [env RCYC_RUNTIME]")
+platform_option = click.option("--platform", type=click.Choice(sorted(ARCHITECTURES)),
+                               help="Target platform (sets the function's architecture).")
 endpoint_option = click.option("--endpoint-url", callback=check_endpoint_url,
                                help="Invoke an emulator at this URL (e.g. rcyc's local sandbox) instead of AWS Lambda.")
 
+
+def function_spec_options(local: bool):
+    """The function's options (flavor, base image, CA bundle, memory, timeout; with ``local`` the runtime and
+    the emulator, else the platform), handed to the command as one ``spec``."""
+    extra = [runtime_option, rie_option] if local else [platform_option]
+    names = ["flavor", "base_image", "ca_bundle", "memory", "timeout"] + (["runtime", "rie"] if local else ["platform"])
+
+    def decorate(command):
+        @functools.wraps(command)
+        def with_spec(*args, **kwargs):
+            from ..function_spec import FunctionSpec
+
+            given = {name: kwargs.pop(name) for name in names}
+            platform = given.pop("platform", None)
+            kwargs["spec"] = FunctionSpec(**given, architecture=ARCHITECTURES.get(platform))
+            return command(*args, **kwargs)
+
+        for option in reversed([flavor_option, base_image_option, ca_bundle_option, memory_option, timeout_option, *extra]):
+            with_spec = option(with_spec)
+        return with_spec
+
+    return decorate

@@ -26,7 +26,8 @@ def through_emulator(model_dir: Path | None, stack: contextlib.ExitStack, instan
     from ..cloud import aws, store
     from ..defaults import IMAGES_PREFIX, LOCAL_CREDENTIALS, LOCAL_REGION
     from ..local.emulator.pool import run_keys
-    from ..local.emulator.launcher import FunctionLauncher, FunctionSpec
+    from ..function_spec import FunctionSpec
+    from ..local.emulator.launcher import FunctionLauncher
     from ..local.emulator.s3 import EmbeddedS3
     from ..model_source import resolve_model
 

@@ -23,14 +23,16 @@ from rcyc_core.config import Config
 from rcyc_core.errors import EventError, InputError
 
 from ..cloud import store
-from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, LAMBDA_MAX_PAYLOAD
+from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BUCKET, DEFAULT_CONCURRENCY, DEFAULT_KEEP_WARM, DEFAULT_STACK_INSTANCES,
+                        LAMBDA_MAX_PAYLOAD)
 from ..files import IMAGE_SUFFIXES, expand_images, read_regular
+from ..function_spec import FunctionSpec
 from ..invocation import Invocation
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
-from .stack import warm
 from .session import RUNS_PREFIX, Upload
-from .spec import FunctionSpec
+from .stack import warm
+from .stack.client import StackConfig
 
 
 
@@ -42,10 +44,15 @@ class Options:
     bucket: str = DEFAULT_BUCKET
     endpoint_url: str | None = None
     function: FunctionSpec = field(default_factory=FunctionSpec)
-    concurrency: int = 1
+    concurrency: int = DEFAULT_CONCURRENCY
     batch_size: int = DEFAULT_BATCH_SIZE
     use_stack: bool = True  # reuse a warm `rcyc local up` stack when one runs
-    keep_warm: bool = False  # with none running, start one this run and later ones use (it stops when idle)
+    keep_warm: bool = DEFAULT_KEEP_WARM  # with none running, start one this run and later ones use (it stops when idle)
+
+    def wanted_stack(self) -> StackConfig:
+        """The warm stack this run can use, or leaves behind: this function, bucket and model."""
+        return StackConfig(function=self.function, instances=max(DEFAULT_STACK_INSTANCES, min(self.concurrency, 8)),
+                           model=str(self.model.resolve()) if self.model else None, bucket=self.bucket)
 
 
 def load_event(path: Path) -> dict:
@@ -70,10 +77,28 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON (Lambda refuses it)")
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """Where a run ran: invoke-local --json's "invocation", before the emulator's figures."""
+
+    runtime: str  # process | docker, with " (warm stack)" on the stack
+    bucket: str
+    s3_endpoint: str
+    model: dict  # the model that answered (name, version, sha256) and its layout when it is the one asked for
+    prefix: str | None = None  # the run's own prefix on a shared bucket
+
+    def to_json(self) -> dict:
+        return {name: value for name, value in vars(self).items() if value is not None or name != "prefix"}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunInfo:
+        return cls(data["runtime"], data["bucket"], data["s3_endpoint"], data["model"], data.get("prefix"))
+
+
 @dataclass
 class LocalRun:
     response: dict
-    info: dict
+    info: RunInfo
     invocations: list[Invocation]
     seconds: float
 
@@ -103,13 +128,14 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
     uploads = [Upload(path.name, read_regular(path, limit, what="image"),
                       mimetypes.guess_type(path.name)[0] or "application/octet-stream") for path in images]
     manifest, model_dir = resolve_model(options.model, report.status)
-    running = warm.find_or_start(options, manifest, report)
+    running = None
+    if options.use_stack and options.endpoint_url is None:  # a bucket of the caller's own is never the stack's
+        running = warm.find_or_start(options.wanted_stack(), manifest, options.keep_warm, report)
     if running is not None:
         report.status(f"using the warm local stack ({running.state['runtime']}, {running.state['config']['instances']} instances)")
         answer = warm.run_on_stack(running, uploads, event, options.concurrency, options.batch_size)
-        info = {"runtime": f"{running.state['runtime']} (warm stack)", "bucket": running.state["bucket"],
-                "s3_endpoint": running.state["s3_endpoint"], "model": _answered_by(answer["response"], manifest),
-                "prefix": answer["prefix"]}
+        info = RunInfo(f"{running.state['runtime']} (warm stack)", running.state["bucket"], running.state["s3_endpoint"],
+                       _answered_by(answer["response"], manifest), answer["prefix"])
         return LocalRun(answer["response"], info, answer["invocations"], answer["seconds"])
     return _run_here(options, uploads, event, manifest, model_dir, report)
 
@@ -147,10 +173,7 @@ def _run_here(options: Options, uploads: list[Upload], event: dict | None, manif
         stack.callback(pool.stop)
         outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, options.concurrency,
                                 options.batch_size, report)
-        info = {"runtime": launcher.runtime, "bucket": bucket, "s3_endpoint": endpoint,
-                "model": _answered_by(outcome.response, manifest)}
-        if prefix:
-            info["prefix"] = prefix
+        info = RunInfo(launcher.runtime, bucket, endpoint, _answered_by(outcome.response, manifest), prefix or None)
         return LocalRun(outcome.response, info, outcome.invocations, outcome.seconds)
 
 

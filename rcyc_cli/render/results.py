@@ -8,20 +8,21 @@ from rich.table import Table
 from rich.text import Text
 
 from rcyc_core.labels import LABELS
+from rcyc_core.results import Response, Result
 
 from ..files import shown
 from .console import log_lines, out
 
 
-def prediction_table(entry: dict) -> Table:
-    where = shown(f"s3://{entry['bucket']}/{entry['key']}" if entry.get("bucket") else entry.get("key"))
+def prediction_table(entry: Result) -> Table:
+    where = shown(f"s3://{entry.bucket}/{entry.key}" if entry.bucket else entry.key)
     table = Table(title=Text(where, style="bold"), title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("class")
     table.add_column("score", justify="right")
     table.add_column("", min_width=24)
     for label in LABELS:
-        score = entry["scores"][label]
-        top = label == entry["label"]
+        score = entry.scores[label]
+        top = label == entry.label
         style = "bold green" if top else ""
         bar = ProgressBar(total=1.0, completed=score, width=30, complete_style="green" if top else "bar.complete")
         table.add_row(Text(("▶ " if top else "  ") + label, style=style), Text(f"{score:.4f}", style=style), bar)
@@ -33,7 +34,8 @@ TABLES_UP_TO = 8  # more results than this: a per-class summary instead of a tab
 
 def render_response(response: dict) -> None:
     """The five-way prediction of every record (or a per-class summary of many), then each error and skip."""
-    results = response.get("results", [])
+    typed = Response.from_json(response)
+    results = typed.results
     if len(results) <= TABLES_UP_TO:
         for entry in results:
             out.print(prediction_table(entry))
@@ -44,17 +46,15 @@ def render_response(response: dict) -> None:
         summary.add_column("images", justify="right")
         summary.add_column("mean confidence", justify="right")
         for label in LABELS:
-            mine = [r["confidence"] for r in results if r["label"] == label]
+            mine = [r.confidence for r in results if r.label == label]
             summary.add_row(label, str(len(mine)), f"{sum(mine) / len(mine):.3f}" if mine else "-")
         out.print(summary)
-    for entry in response.get("errors", []):
-        where = entry.get("key") or "(event)"
-        out.print(Text.assemble(("✗ ", "bold red"), (shown(where), "bold"), f"  {entry['error']}: {shown(entry['message'])}"))
-    for entry in response.get("skipped", []):
-        out.print(Text.assemble(("– ", "yellow"), (shown(entry.get("key")), "bold"), f"  skipped: {shown(entry['reason'])}"))
-    model = response.get("model")
-    if model:
-        out.print(Text(f"model {shown(model['name'])} {shown(model['version'])} (sha256 {model['sha256'][:12]}…)", style="dim"))
+    for error in typed.errors:
+        out.print(Text.assemble(("✗ ", "bold red"), (shown(error.key or "(event)"), "bold"), f"  {error.error}: {shown(error.message)}"))
+    for skipped in typed.skipped:
+        out.print(Text.assemble(("– ", "yellow"), (shown(skipped.key), "bold"), f"  skipped: {shown(skipped.reason)}"))
+    if typed.model:
+        out.print(Text(f"model {shown(typed.model.name)} {shown(typed.model.version)} (sha256 {typed.model.sha256[:12]}…)", style="dim"))
 
 
 def render_report(invocation_info: dict) -> None:

@@ -12,13 +12,13 @@ import time
 import urllib.request
 
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.cloud import aws as cloud_aws, store
 from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
+from rcyc_cli.function_spec import FunctionSpec
 from rcyc_cli.local.stack import client as stack
-from rcyc_cli.main import cli
 from rcyc_core.manifest import Manifest
+from tests.cli import run as run_cli
 from tests.conftest import IMAGES, MODELS, class_images
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +34,7 @@ def local_stack(rie_path, tmp_path_factory):
     os.environ["RCYC_CACHE_HOME"] = str(tmp_path_factory.mktemp("classify-cache"))
     os.environ["RCYC_RIE"] = str(rie_path)
     try:
-        running = stack.up(stack.StackConfig(runtime="process", instances=2))
+        running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=2))
         s3 = cloud_aws.s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
         s3.create_bucket(Bucket=BUCKET)
         yield running, s3
@@ -60,7 +60,7 @@ def put_images(s3, prefix_folders: list[str], copies: int) -> dict[str, str]:
 
 
 def run(*args):
-    return CliRunner().invoke(cli, ["classify", *map(str, args)], catch_exceptions=False)
+    return run_cli("classify", *args)
 
 
 def results(s3, prefix: str = "results/") -> dict[str, dict]:

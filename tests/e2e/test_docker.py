@@ -6,18 +6,14 @@ import os
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli import image as docker_ops
-from rcyc_cli.main import cli
 from rcyc_core.errors import RcycError
 from rcyc_cli.exit_status import ExitStatus, for_error
 from tests.conftest import CA_BUNDLE, FIXTURES, IMAGES, MODELS, TEST_BASE_IMAGE, build_args, class_images, need
+from tests.cli import run
 
 pytestmark = pytest.mark.e2e
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
 
 @pytest.fixture(scope="module")
 def slim_image(engine):
@@ -192,7 +188,8 @@ def test_a_crashed_container_in_a_pool_is_replaced_like_a_process(engine, slim_i
 
     from rcyc_cli.cloud import aws as cloud_aws
     from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
-    from rcyc_cli.local.emulator.launcher import FunctionLauncher, FunctionSpec
+    from rcyc_cli.function_spec import FunctionSpec
+    from rcyc_cli.local.emulator.launcher import FunctionLauncher
     from rcyc_cli.local.emulator.s3 import EmbeddedS3
     from rcyc_core import events
     from rcyc_core.manifest import Manifest
@@ -226,11 +223,12 @@ def test_kill_9_of_a_docker_stack_then_down_removes_its_containers(engine, slim_
     `local down` removes them."""
     import signal
 
+    from rcyc_cli.function_spec import FunctionSpec
     from rcyc_cli.local.stack import client as stack
 
     monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path / "cache"))
-    config = stack.StackConfig(instances=1, runtime="docker", rie=str(rie_path), base_image=TEST_BASE_IMAGE,
-                               ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None)
+    config = stack.StackConfig(instances=1, function=FunctionSpec(runtime="docker", rie=str(rie_path), base_image=TEST_BASE_IMAGE,
+                                                                  ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None))
     running = stack.up(config)
     owner = running.state["owner"]
     try:
@@ -248,7 +246,6 @@ def test_kill_9_of_a_docker_stack_then_down_removes_its_containers(engine, slim_
 
 @pytest.mark.slow  # waits on the engine (seconds per container)
 def test_containers_of_an_invoke_local_killed_with_9_are_swept_by_the_next_run(engine, slim_image, rie_path, tmp_path, monkeypatch):
-    import signal
     import subprocess
     import sys
     import time

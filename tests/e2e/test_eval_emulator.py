@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from rcyc_cli.main import cli
+from tests.cli import run
 from tests.conftest import FIXTURES, MODELS
 
 pytestmark = pytest.mark.e2e
@@ -17,8 +16,7 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize("layout", ["one-vs-rest", "softmax"])
 def test_the_emulator_gives_the_same_matrix_as_the_core(rie_path, monkeypatch, layout):
     monkeypatch.setenv("RCYC_RIE", str(rie_path))
-    runs = {via: CliRunner().invoke(cli, ["eval", str(FIXTURES / "eval"), "--model", str(MODELS[layout]), "--via", via,
-                                          "--json"], catch_exceptions=False) for via in ("predict", "emulator")}
+    runs = {via: run("eval", FIXTURES / "eval", "--model", MODELS[layout], "--via", via, "--json") for via in ("predict", "emulator")}
     for via, result in runs.items():
         assert result.exit_code == 0, (via, result.stderr)
     predict, emulator = (json.loads(runs[via].stdout) for via in ("predict", "emulator"))

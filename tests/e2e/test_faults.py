@@ -6,7 +6,6 @@ import statistics
 import time
 
 import pytest
-from click.testing import CliRunner
 from moto.server import ThreadedMotoServer
 
 from rcyc_cli.cloud import aws as cloud_aws
@@ -14,10 +13,10 @@ from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 from rcyc_cli.local.emulator.ports import free_port
 from rcyc_cli.local.emulator.launcher import seed_bucket
 from rcyc_cli.local.emulator.sandbox import ProcessSandbox
-from rcyc_cli.main import cli
 from rcyc_cli.local.emulator.pool import Pool
 from rcyc_core import events
 from rcyc_core.manifest import Manifest
+from tests.cli import run
 from tests.conftest import IMAGES, MODELS
 
 pytestmark = pytest.mark.e2e
@@ -126,8 +125,7 @@ def test_no_credential_reaches_the_function_its_logs_or_the_output(rie_path, mon
     for name, value in FAKE.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("RCYC_RUNTIME", "process")
-    result = CliRunner().invoke(cli, ["invoke-local", "--json", "--logs", "--rie", str(rie_path),
-                                      str(IMAGES / "boxes" / "boxes_0.jpg"), str(IMAGES / "bad" / "empty.jpg")])
+    result = run("invoke-local", "--json", "--logs", "--rie", rie_path, IMAGES / "boxes" / "boxes_0.jpg", IMAGES / "bad" / "empty.jpg")
     assert result.exit_code == 7, result.stderr
     output = json.loads(result.stdout)
     assert output["results"][0]["label"] == "boxes" and output["errors"][0]["error"] == "EmptyImage"

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rcyc_cli.defaults import DEFAULT_FUNCTION, LOCAL_CREDENTIALS, LOCAL_REGION
+from rcyc_cli.function_spec import FunctionSpec
 from rcyc_cli.local.stack import client as stack
 from rcyc_cli.local.stack.errors import ApiError
 from rcyc_cli.local.stack.protocol import (EVENT_PAYLOAD_LIMIT, LOG_TAIL_BYTES, SYNC_PAYLOAD_LIMIT, log_tail,
@@ -53,8 +54,8 @@ def local_stack(rie_path, tmp_path_factory):
     patch.setenv("RCYC_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     patch.delenv("AWS_PROFILE", raising=False)
     try:
-        yield stack.up(stack.StackConfig(instances=1, max_waiting=1, event_queue=4, timeout=FUNCTION_TIMEOUT,
-                                         read_timeout=1.0, rie=str(rie_path), function_name=DEFAULT_FUNCTION))
+        yield stack.up(stack.StackConfig(instances=1, max_waiting=1, event_queue=4, read_timeout=1.0, function_name=DEFAULT_FUNCTION,
+                                         function=FunctionSpec(timeout=FUNCTION_TIMEOUT, rie=str(rie_path))))
     finally:
         stack.down()
         patch.undo()

@@ -4,26 +4,23 @@ running lambda/app.handler, and moto's S3 HTTP server, all on free 127.0.0.1 por
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.cloud import aws as cloud_aws
 from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 from rcyc_cli.local.emulator.s3 import EmbeddedS3
-from rcyc_cli.local.emulator.launcher import FunctionLauncher, FunctionSpec
+from rcyc_cli.function_spec import FunctionSpec
+from rcyc_cli.local.emulator.launcher import FunctionLauncher
 from rcyc_cli.local.emulator.sandbox import ProcessSandbox
-from rcyc_cli.main import cli
 from rcyc_core import events
 from rcyc_core.errors import FunctionError
 from rcyc_cli.exit_status import ExitStatus, for_error
 from rcyc_core.manifest import Manifest
 from tests.conftest import FIXTURES, IMAGES, MODELS, class_images, edge_images
+from tests.cli import run
 
 pytestmark = pytest.mark.e2e
 BUCKET = "recycle-able-image"
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(autouse=True)

@@ -6,17 +6,14 @@ import shutil
 import time
 
 import pytest
-from click.testing import CliRunner
 
+from rcyc_cli.function_spec import FunctionSpec
 from rcyc_cli.local.stack import client as stack
-from rcyc_cli.main import cli
 from tests.conftest import class_images
+from tests.cli import run
 
 pytestmark = pytest.mark.e2e
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture
@@ -73,7 +70,7 @@ def test_stale_state_is_detected_and_removed(private_state, rie_path):
 
     from rcyc_cli.local.emulator import reaper
 
-    running = stack.up(stack.StackConfig(instances=1, rie=str(rie_path)))
+    running = stack.up(stack.StackConfig(instances=1, function=FunctionSpec(rie=str(rie_path))))
     pid = running.state["pid"]
     assert reaper.owned_pids(running.state["owner"])  # its emulator and runtime
     os.kill(pid, signal.SIGKILL)

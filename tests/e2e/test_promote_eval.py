@@ -7,19 +7,19 @@ import importlib.util
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.exit_status import ExitStatus
-from rcyc_cli.main import cli
 from tests.conftest import MODELS, drawings, need
 from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
+from tests.cli import run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.keras]
 BUCKET = "rcyc-promote-eval"
 
 
 @pytest.fixture
-def aws(monkeypatch, tmp_path):
+def private_moto(monkeypatch, tmp_path):
+    """A moto server of this test's own, with AWS (credentials, endpoint, region) pointed at it."""
     server = MotoServer().start()
     try:
         point_aws_at(monkeypatch, server.endpoint_url, tmp_path)
@@ -27,9 +27,6 @@ def aws(monkeypatch, tmp_path):
     finally:
         server.stop()
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def always_boxes(path) -> None:
@@ -50,7 +47,7 @@ def labelled_drawings(root, per_label: int = 12):
 
 
 @pytest.mark.slow  # TensorFlow: a model is built and converted
-def test_promote_eval_refuses_a_worse_model_and_promotes_one_that_is_not(aws, tmp_path, isolated_cache):
+def test_promote_eval_refuses_a_worse_model_and_promotes_one_that_is_not(private_moto, tmp_path, isolated_cache):
     need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
     data = labelled_drawings(tmp_path / "photos")
     assert run("upload-model", MODELS["one-vs-rest"], "--bucket", BUCKET, "--name", "good", "--version", "1", "--json").exit_code == 0

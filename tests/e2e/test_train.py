@@ -13,9 +13,8 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
 
-from rcyc_cli.main import cli
+from tests.cli import run
 from tests.conftest import FIXTURES, MODELS, drawings, need
 from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
 
@@ -36,8 +35,7 @@ def trained(tmp_path_factory):
     os.environ["RCYC_CACHE_HOME"] = str(root / "cache")  # backbone and features cached for the whole module
     try:
         data, test = _draw(root / "data", 16, seed=1), _draw(root / "test", 6, seed=2)
-        result = CliRunner().invoke(cli, ["train", str(data), "--out", str(root / "model"), "--seed", "1", "--epochs", "30",
-                                          "--report", str(root / "held-out.html"), "--json"], catch_exceptions=False)
+        result = run("train", data, "--out", root / "model", "--seed", "1", "--epochs", "30", "--report", root / "held-out.html", "--json")
         assert result.exit_code == 0, result.stderr
         yield root, json.loads(result.stdout), test
     finally:
@@ -46,9 +44,6 @@ def trained(tmp_path_factory):
         else:
             os.environ["RCYC_CACHE_HOME"] = saved
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_the_trained_model_is_a_packaged_softmax_model_that_eval_and_predict_take(trained):

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from rcyc_cli.function_spec import FunctionSpec
 from rcyc_cli.local.stack import client as stack
 from tests.conftest import IMAGES
 
@@ -48,7 +49,7 @@ def own_cache(tmp_path, monkeypatch, rie_path):
 
 
 def test_a_warm_call_imports_no_numpy_pillow_or_boto3(own_cache):
-    stack.up(stack.StackConfig(runtime="process", instances=2))
+    stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=2))
     image = IMAGES / "glass_bottles" / "glass_bottles_0.jpg"
     warm = rcyc("invoke-local", image, "--json")
     assert warm.returncode == 0, warm.stderr
@@ -86,3 +87,23 @@ def test_invoke_local_leaves_a_warm_stack_that_stops_when_idle(own_cache):
     while stack.running(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not stack.running(pid) and stack.find() is None  # it stopped by itself
+
+
+def test_local_up_with_no_options_reports_the_stack_invoke_local_left(tmp_path, monkeypatch, rie_path):
+    """invoke-local (runtime auto) leaves a stack; `local up` with no options is the same function, so it
+    reports that stack (the state holds the runtime that runs, never "auto"), not a conflict."""
+    monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("RCYC_RIE", str(rie_path))
+    monkeypatch.delenv("RCYC_RUNTIME", raising=False)
+    try:
+        first = rcyc("invoke-local", IMAGES / "boxes" / "boxes_1.jpg", "--json", env={"RCYC_KEEP_WARM": "1"})
+        assert first.returncode == 0, first.stderr
+        left = stack.find()
+        assert left is not None and left.state["config"]["runtime"] in ("docker", "process")
+        up = rcyc("local", "up", "--json")
+        assert up.returncode == 0, up.stderr
+        status = json.loads(up.stdout)
+        assert status["pid"] == left.state["pid"] and status["runtime"] == left.state["runtime"]
+        assert status["endpoint"] == left.endpoint_url and len(status["instances"]) == left.state["config"]["instances"]
+    finally:
+        stack.down()

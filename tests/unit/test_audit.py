@@ -5,24 +5,24 @@ import json
 
 import boto3
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.cloud.functions import role_policy
 from rcyc_cli.cloud import buckets
-from rcyc_cli.main import cli
 from rcyc_cli.exit_status import ExitStatus
+from tests.cli import run
 
 FAKE_KEY = "AKIARCYCFAKEKEY00042"
 
 
 @pytest.fixture
-def aws(moto_in_process, monkeypatch):
+def moto_session(moto_in_process, monkeypatch):
+    """A boto3 session on moto in this process (no server), in us-east-1."""
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     return boto3.session.Session(region_name="us-east-1")
 
 
 def audit(target):
-    result = CliRunner().invoke(cli, ["doctor", "--security", target, "--json"], catch_exceptions=False)
+    result = run("doctor", "--security", target, "--json")
     return result.exit_code, {f["check"]: f for f in json.loads(result.stdout)["findings"]}, result
 
 
@@ -40,10 +40,10 @@ def make_function(session, bucket, name, policy, env=None, managed=None):
         Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18}, Environment={"Variables": env or {"RCYC_MODEL_BUCKET": bucket}})
 
 
-def test_what_rcyc_creates_passes_the_audit(aws):
-    s3 = aws.client("s3")
+def test_what_rcyc_creates_passes_the_audit(moto_session):
+    s3 = moto_session.client("s3")
     assert buckets.ensure_private_bucket(s3, "rcyc-audit-good", "us-east-1")  # TLS-only policy included: AWS endpoint
-    make_function(aws, "rcyc-audit-good", "good-fn", role_policy("rcyc-audit-good", results_prefix="results/"))
+    make_function(moto_session, "rcyc-audit-good", "good-fn", role_policy("rcyc-audit-good", results_prefix="results/"))
     code, findings, result = audit("rcyc-audit-good/good-fn")
     assert code == 0, result.stdout
     assert {f["severity"] for f in findings.values()} == {"ok"}
@@ -51,15 +51,15 @@ def test_what_rcyc_creates_passes_the_audit(aws):
                              "secrets in environment", "role: managed policies"}
 
 
-def test_a_careless_setup_is_reported_finding_by_finding(aws):
-    s3 = aws.client("s3")
+def test_a_careless_setup_is_reported_finding_by_finding(moto_session):
+    s3 = moto_session.client("s3")
     s3.create_bucket(Bucket="rcyc-audit-bad")
     s3.put_public_access_block(Bucket="rcyc-audit-bad", PublicAccessBlockConfiguration={
         "BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": False, "RestrictPublicBuckets": False})
     s3.put_bucket_policy(Bucket="rcyc-audit-bad", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::rcyc-audit-bad/*"}]}))
     wide = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
-    make_function(aws, "rcyc-audit-bad", "bad-fn", wide, env={"AWS_SECRET_ACCESS_KEY": "x", "OTHER": FAKE_KEY},
+    make_function(moto_session, "rcyc-audit-bad", "bad-fn", wide, env={"AWS_SECRET_ACCESS_KEY": "x", "OTHER": FAKE_KEY},
                   managed="AdminLike")
     code, findings, result = audit("rcyc-audit-bad/bad-fn")
     assert code == ExitStatus.FINDINGS
@@ -71,11 +71,11 @@ def test_a_careless_setup_is_reported_finding_by_finding(aws):
     assert "AWS_SECRET_ACCESS_KEY" in findings["secrets in environment"]["detail"]
 
 
-def test_role_reaching_another_bucket_is_a_finding(aws):
-    buckets.ensure_private_bucket(aws.client("s3"), "rcyc-audit-reach", "us-east-1")
+def test_role_reaching_another_bucket_is_a_finding(moto_session):
+    buckets.ensure_private_bucket(moto_session.client("s3"), "rcyc-audit-reach", "us-east-1")
     policy = role_policy("rcyc-audit-reach")
     policy["Statement"][0]["Resource"].append("arn:aws:s3:::someone-elses-bucket/*")
-    make_function(aws, "rcyc-audit-reach", "reach-fn", policy)
+    make_function(moto_session, "rcyc-audit-reach", "reach-fn", policy)
     code, findings, _ = audit("rcyc-audit-reach/reach-fn")
     assert code == ExitStatus.FINDINGS and "someone-elses-bucket" in findings["role: least privilege"]["detail"]
 
@@ -87,15 +87,15 @@ def test_audit_without_credentials_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    result = CliRunner().invoke(cli, ["doctor", "--security", "some-bucket/some-fn"], catch_exceptions=False)
+    result = run("doctor", "--security", "some-bucket/some-fn")
     assert result.exit_code == 5 and "no AWS credentials" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_what_rcyc_creates_with_a_trigger_passes_the_audit_on_aws(aws):
-    s3 = aws.client("s3")
+def test_what_rcyc_creates_with_a_trigger_passes_the_audit_on_aws(moto_session):
+    s3 = moto_session.client("s3")
     assert buckets.is_aws_endpoint(s3)  # moto in-process answers at AWS's own https endpoints
     buckets.ensure_private_bucket(s3, "rcyc-audit-trig", "us-east-1")
-    make_function(aws, "rcyc-audit-trig", "trig-fn", role_policy("rcyc-audit-trig", "results/", "incoming/"))
+    make_function(moto_session, "rcyc-audit-trig", "trig-fn", role_policy("rcyc-audit-trig", "results/", "incoming/"))
     code, findings, result = audit("rcyc-audit-trig/trig-fn")
     assert code == 0, result.stdout
     assert findings["TLS only"]["severity"] == "ok"  # on AWS the check applies, and rcyc's policy passes it
@@ -122,8 +122,8 @@ CARELESS = {
 
 
 @pytest.mark.parametrize("variant", sorted(CARELESS))
-def test_each_careless_variant_of_an_rcyc_bucket_is_a_finding(aws, variant):
-    s3 = aws.client("s3")
+def test_each_careless_variant_of_an_rcyc_bucket_is_a_finding(moto_session, variant):
+    s3 = moto_session.client("s3")
     bucket = "rcyc-careless-" + str(sorted(CARELESS).index(variant))
     buckets.ensure_private_bucket(s3, bucket, "us-east-1")
     assert audit(bucket)[0] == 0
@@ -135,10 +135,10 @@ def test_each_careless_variant_of_an_rcyc_bucket_is_a_finding(aws, variant):
 
 
 @pytest.mark.parametrize("resource", ["arn:aws:s3:::rcyc-audit-wide/*", "*", "arn:aws:s3:::rcyc-audit-wide/models*/x*"])
-def test_a_role_reaching_the_whole_bucket_is_a_finding(aws, resource):
-    buckets.ensure_private_bucket(aws.client("s3"), "rcyc-audit-wide", "us-east-1")
+def test_a_role_reaching_the_whole_bucket_is_a_finding(moto_session, resource):
+    buckets.ensure_private_bucket(moto_session.client("s3"), "rcyc-audit-wide", "us-east-1")
     policy = role_policy("rcyc-audit-wide")
     policy["Statement"][0]["Resource"] = [resource]
     name = "wide-" + str(abs(hash(resource)) % 10000)
-    make_function(aws, "rcyc-audit-wide", name, policy)
+    make_function(moto_session, "rcyc-audit-wide", name, policy)
     assert audit(f"rcyc-audit-wide/{name}")[0] == ExitStatus.FINDINGS

@@ -5,15 +5,11 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from rcyc_cli.main import cli
 from rcyc_cli.exit_status import ExitStatus
 from tests.conftest import IMAGES, MODELS, bad_images, class_images, edge_images
+from tests.cli import run
 
-
-def run(*args, **kwargs):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
 
 @pytest.mark.parametrize("layout", ["one-vs-rest", "softmax"])

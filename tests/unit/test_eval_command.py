@@ -9,19 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rcyc_cli.exit_status import ExitStatus
-from rcyc_cli.main import cli
 from tests.conftest import FIXTURES, LABELS, MODELS, drawings, examples
+from tests.cli import run
 
 EVAL_DIR = FIXTURES / "eval"
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def expected_from_predict(data_dir: Path, model: Path) -> tuple[list[list[int]], float, int]:

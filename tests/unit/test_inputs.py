@@ -8,20 +8,16 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 from rcyc_cli.defaults import LAMBDA_MAX_PAYLOAD
 from rcyc_cli.exit_status import ExitStatus
-from rcyc_cli.main import cli
 from rcyc_core import events
 from rcyc_core.manifest import Manifest
 from tests.conftest import IMAGES, MODELS
+from tests.cli import run
 
 IMAGE = IMAGES / "boxes" / "boxes_0.jpg"
 
-
-def run(*args, **kwargs):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
 
 def one_error(result, status: int, *words: str) -> None:
@@ -235,14 +231,14 @@ def test_unwritable_paths_never_print_a_traceback_in_a_real_process(tmp_path):
 def test_a_stack_built_differently_is_not_reused(setting, tmp_path, rie_path):
     from rcyc_cli.local.run import Options
     from rcyc_cli.local.stack.warm import stack_conflict
-    from rcyc_cli.local.emulator.launcher import FunctionSpec
+    from rcyc_cli.function_spec import FunctionSpec
 
     manifest = Manifest.load(MODELS["one-vs-rest"])
     state = {"runtime": "process", "rie_path": str(rie_path.resolve()), "model": manifest.summary(),
              "config": {"bucket": "recycle-able-image", "timeout": 180, "memory": 1024, "flavor": "slim",
                         "base_image": None, "ca_bundle": None}}
     same = Options([IMAGE], function=FunctionSpec(rie=str(rie_path)))
-    assert stack_conflict(same, state, manifest) is None
+    assert stack_conflict(same.wanted_stack(), state, manifest) is None
     other_rie = tmp_path / "rie"
     shutil.copy(rie_path, other_rie)
     spec = {"runtime": FunctionSpec(runtime="docker", rie=str(rie_path)), "flavor": FunctionSpec(flavor="keras", rie=str(rie_path)),
@@ -251,11 +247,11 @@ def test_a_stack_built_differently_is_not_reused(setting, tmp_path, rie_path):
             "emulator": FunctionSpec(rie=str(other_rie)), "memory": FunctionSpec(memory=2048, rie=str(rie_path))}
     if setting == "model":
         softmax = Manifest.load(MODELS["softmax"])
-        why = stack_conflict(Options([IMAGE], model=MODELS["softmax"], function=FunctionSpec(rie=str(rie_path))), state, softmax)
+        why = stack_conflict(Options([IMAGE], model=MODELS["softmax"], function=FunctionSpec(rie=str(rie_path))).wanted_stack(), state, softmax)
     elif setting == "bucket":
-        why = stack_conflict(Options([IMAGE], bucket="other-bucket", function=FunctionSpec(rie=str(rie_path))), state, manifest)
+        why = stack_conflict(Options([IMAGE], bucket="other-bucket", function=FunctionSpec(rie=str(rie_path))).wanted_stack(), state, manifest)
     else:
-        why = stack_conflict(Options([IMAGE], function=spec[setting]), state, manifest)
+        why = stack_conflict(Options([IMAGE], function=spec[setting]).wanted_stack(), state, manifest)
     assert why and (setting in why or setting == "model" and "fixture-softmax" in why), why
 
 

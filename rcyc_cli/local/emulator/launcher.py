@@ -16,7 +16,7 @@ from rcyc_core.manifest import Manifest
 
 from ...defaults import (DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_REGION, POINTER_KEY)
 from ...reporting import SILENT, Reporter
-from ..spec import FunctionSpec
+from ...function_spec import FunctionSpec
 from . import rie as rie_finder
 from .pool import Pool
 from .sandbox import ProcessSandbox, Sandbox

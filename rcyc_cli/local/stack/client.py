@@ -27,12 +27,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from rcyc_core.errors import AwsError, FunctionError, InputError, PrerequisiteError, RcycError
 
-from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_STACK_INSTANCES, DEFAULT_TIMEOUT
+from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_STACK_INSTANCES
+from ...function_spec import FunctionSpec
 from ...invocation import Invocation, Report, decode_reply, log_tail_lines
 from ...paths import cache_dir
 from ..emulator import reaper
@@ -144,18 +145,15 @@ def locked():
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class StackConfig:
-    instances: int = DEFAULT_STACK_INSTANCES
-    runtime: str = "process"
-    model: str | None = None
+    """How a stack is started: the function it runs and the stack's own settings. Its JSON (in the state file
+    and on the server's command line) is flat: the function's fields beside the stack's."""
+
+    function: FunctionSpec = field(default_factory=FunctionSpec)
+    instances: int | None = None  # None: as many as a running stack has, else DEFAULT_STACK_INSTANCES
+    model: str | None = None  # a resolved model path; None: the fixture model
     bucket: str = DEFAULT_BUCKET
-    rie: str | None = None
-    flavor: str = DEFAULT_FLAVOR
-    base_image: str | None = None
-    ca_bundle: str | None = None
-    timeout: int = DEFAULT_TIMEOUT
-    memory: int = DEFAULT_MEMORY
     # The Invoke API answers to this name (and to the emulator's "function"): RCYC_FUNCTION, as for the
     # commands' --function, else the name rcyc deploys.
     function_name: str = field(default_factory=lambda: os.environ.get("RCYC_FUNCTION") or DEFAULT_FUNCTION)
@@ -164,6 +162,38 @@ class StackConfig:
     read_timeout: float = 10.0  # seconds of silence from a client before its request is answered or dropped
     idle_seconds: float | None = None  # stop after this long without a request (a stack invoke-local left behind)
 
+    def to_json(self) -> dict:
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "function"}
+        return {**self.function.to_json(), **own}
+
+    @classmethod
+    def from_json(cls, data: dict) -> StackConfig:
+        own = {f.name: data[f.name] for f in fields(cls) if f.name != "function" and f.name in data}
+        return cls(function=FunctionSpec.from_json(data), **own)
+
+
+@dataclass(frozen=True)
+class StackState:
+    """The state file of a running stack: where it answers, what it runs, and what it owns."""
+
+    pid: int
+    endpoint: str  # the Invoke API
+    s3_endpoint: str
+    bucket: str
+    config: StackConfig  # as started, with the runtime that runs (never "auto")
+    runtime: str
+    started_at: float
+    owner: str  # the owner token of everything it started (reaper)
+    rie_path: str
+    model: dict  # the model it runs: name, version, sha256
+    instance_pids: list[int]
+
+    def to_json(self) -> dict:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "config": self.config.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> StackState:
+        return cls(**{**{f.name: data.get(f.name) for f in fields(cls)}, "config": StackConfig.from_json(data["config"])})
 
 
 class RemoteStack:
@@ -301,9 +331,13 @@ def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:
 
 
 def config_difference(wanted: StackConfig, running: dict) -> str | None:
-    """The first setting of a running stack that differs from the one asked for (``auto`` runtime matches any)."""
-    for name, value in asdict(wanted).items():
-        if name == "runtime" and value == "auto":
+    """The first setting of a running stack that differs from the one asked for. Not compared: an ``auto``
+    runtime (it takes whichever runs), instances not asked for, and how long an idle stack lives."""
+    asked = wanted.to_json()
+    if not wanted.function.accepts_runtime(running.get("runtime")):
+        return f"runtime {running.get('runtime')} (this asks for {wanted.function.runtime})"
+    for name, value in asked.items():
+        if name in ("runtime", "idle_seconds") or (name == "instances" and value is None):
             continue
         if name in running and running[name] != value:
             return f"{name.replace('_', ' ')} {running[name]} (this asks for {value})"
@@ -311,13 +345,14 @@ def config_difference(wanted: StackConfig, running: dict) -> str | None:
 
 
 def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
+    config = replace(config, instances=config.instances or DEFAULT_STACK_INSTANCES)
     directory = ensure_state_dir()
     log_path = directory / "stack.log"
     owner = reaper.new_owner("stack")
     # The stack carries its own owner token, so that it too is proven ours before any signal (down, clean).
     env = {**os.environ, reaper.OWNER_VARIABLE: owner}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack.server", json.dumps(asdict(config)), owner],
+        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack.server", json.dumps(config.to_json()), owner],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                    env=env)
     try:

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 from rcyc_core.errors import RcycError
@@ -27,9 +27,8 @@ from ..emulator import reaper
 from ..emulator.launcher import FunctionLauncher
 from ..emulator.s3 import EmbeddedS3
 from ..session import RUNS_PREFIX, Upload, image_key, invoke_images
-from ..spec import FunctionSpec
 from .admission import Admission, EventQueue, FaultSwitch, RunAdmission
-from .client import StackConfig, claim, state_file
+from .client import StackConfig, StackState, claim, state_file
 from .errors import invalid_content
 from .invoke_api import Api, StackHTTPServer
 from .protocol import EMULATOR_ALIAS, EXECUTED_VERSION, RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE
@@ -52,10 +51,9 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
     try:
         identity = claim(owner)  # noqa: F841 - held (open) for this process's life: the stack's identity
         s3_server = EmbeddedS3().start()
-        spec = FunctionSpec(runtime=config.runtime, flavor=config.flavor, base_image=config.base_image,
-                            ca_bundle=Path(config.ca_bundle) if config.ca_bundle else None, rie=config.rie,
-                            timeout=config.timeout, memory=config.memory)
-        launcher = FunctionLauncher(spec, say)
+        launcher = FunctionLauncher(config.function, say)
+        # The state records the runtime that runs, never "auto": later calls compare against what is.
+        config = replace(config, function=config.function.with_runtime(launcher.runtime))
         manifest, model_dir = resolve_model(Path(config.model) if config.model else None)
         s3 = aws.s3_client(s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
         # No run moves the stack's pointer (a run asking for another model gets instances of its own), so a
@@ -69,15 +67,15 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if config.idle_seconds:
             threading.Thread(target=_stop_when_idle, args=(server.api, config.idle_seconds, stopping), daemon=True).start()
-        state = {"pid": os.getpid(), "endpoint": f"http://127.0.0.1:{server.server_address[1]}",
-                 "s3_endpoint": s3_server.endpoint_url, "bucket": config.bucket, "config": asdict(config),
-                 "runtime": pool.instances[0].sandbox.runtime, "started_at": time.time(),
-                 "owner": owner, "rie_path": str(Path(launcher.rie_path).resolve()), "model": manifest.summary(),
-                 "instance_pids": [i.sandbox.process.pid for i in pool.instances if getattr(i.sandbox, "process", None)]}
+        state = StackState(pid=os.getpid(), endpoint=f"http://127.0.0.1:{server.server_address[1]}",
+                           s3_endpoint=s3_server.endpoint_url, bucket=config.bucket, config=config,
+                           runtime=pool.instances[0].sandbox.runtime, started_at=time.time(), owner=owner,
+                           rie_path=str(Path(launcher.rie_path).resolve()), model=manifest.summary(),
+                           instance_pids=[i.sandbox.process.pid for i in pool.instances if getattr(i.sandbox, "process", None)])
         partial = state_file().with_name(f"state.{os.getpid()}.part")
-        partial.write_text(json.dumps(state, indent=2))
+        partial.write_text(json.dumps(state.to_json(), indent=2))
         os.replace(partial, state_file())  # readers never see half a state file
-        print(f"ready: {state['endpoint']}", flush=True)
+        print(f"ready: {state.endpoint}", flush=True)
         while not signalled and not stopping.wait(0.2):
             pass
     except RcycError as exc:
@@ -187,4 +185,4 @@ def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None) -> tup
 
 
 if __name__ == "__main__":
-    serve(StackConfig(**json.loads(sys.argv[1])), sys.argv[2] if len(sys.argv) > 2 else None)
+    serve(StackConfig.from_json(json.loads(sys.argv[1])), sys.argv[2] if len(sys.argv) > 2 else None)

@@ -9,46 +9,39 @@ import json
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
 
-from ...defaults import DEFAULT_BASE_IMAGE, DEFAULT_STACK_IDLE_SECONDS, DEFAULT_STACK_INSTANCES
+from ...defaults import DEFAULT_BASE_IMAGE, DEFAULT_STACK_IDLE_SECONDS
 from ...invocation import Invocation, Report
 from ...reporting import SILENT, Reporter
 from ..session import Upload
 from . import client as stack_module
+from .client import RemoteStack, StackConfig
 from .protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
 
 
 
-def find_or_start(options, manifest, report: Reporter = SILENT):
-    """The running stack if it can answer this run as asked; else, with ``keep_warm`` and no stack running,
-    a new one started with this run's settings (it stops by itself when idle). None: run one-shot."""
-    if not options.use_stack or options.endpoint_url is not None:
-        return None
+def find_or_start(wanted: StackConfig, manifest, start: bool, report: Reporter = SILENT) -> RemoteStack | None:
+    """The running stack if it can answer this run as asked; else, with ``start`` and no stack running, a new
+    one started as ``wanted`` (it stops by itself when idle). None: run one-shot."""
     running = stack_module.find()
     if running is not None:
-        conflict = stack_conflict(options, running.state, manifest)
+        conflict = stack_conflict(wanted, running.state, manifest)
         if conflict is None:
             return running
         report.status(f"not using the warm local stack: {conflict}")
         return None
-    if not options.keep_warm:
+    if not start:
         return None
-    spec = options.function
     from ...config import env_seconds
 
     idle = env_seconds("RCYC_STACK_IDLE_SECONDS", DEFAULT_STACK_IDLE_SECONDS)
-    minutes = idle / 60
-    report.notice(f"starting a warm local stack for this and later calls; it stops after {minutes:.3g} minutes idle "
+    report.notice(f"starting a warm local stack for this and later calls; it stops after {idle / 60:.3g} minutes idle "
                   "(rcyc local down stops it now; --no-stack or keep_warm = false in rcyc.toml skips it)")
-    config = stack_module.StackConfig(
-        instances=max(DEFAULT_STACK_INSTANCES, min(options.concurrency, 8)), runtime=spec.runtime,
-        model=str(options.model.resolve()) if options.model else None, bucket=options.bucket, rie=spec.rie,
-        flavor=spec.flavor, base_image=spec.base_image, ca_bundle=str(spec.ca_bundle.resolve()) if spec.ca_bundle else None,
-        timeout=spec.timeout, memory=spec.memory, idle_seconds=idle)
-    return stack_module.up(config)
+    return stack_module.up(replace(wanted, idle_seconds=idle))
 
 
 def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency: int, batch_size: int) -> dict:
@@ -100,22 +93,22 @@ def _post_run(request: urllib.request.Request, timeout: float, patience: float =
         pause = min(pause * 2, 5.0)
 
 
-def stack_conflict(options, state: dict, manifest) -> str | None:
-    """Why the running stack cannot answer this invocation as asked (the first setting that differs), or None."""
+def stack_conflict(wanted: StackConfig, state: dict, manifest) -> str | None:
+    """Why the running stack cannot answer this invocation as asked (the first setting that differs), or None.
+    A run that names no model asks for the default model, as --no-stack and predict answer with it."""
     from ..emulator import rie as rie_finder
 
-    config, spec = state["config"], options.function
-    wanted = {"bucket": options.bucket, "timeout": spec.timeout, "memory": spec.memory, "flavor": spec.flavor,
-              "base image": spec.base_image or DEFAULT_BASE_IMAGE,
-              "CA bundle": str(Path(spec.ca_bundle).resolve()) if spec.ca_bundle else None}
+    config, spec = state["config"], wanted.function
+    if not spec.accepts_runtime(state.get("runtime")):
+        return f"it runs with runtime {state.get('runtime')}, this call asks for {spec.runtime} (rcyc local down, or --no-stack)"
+    asked = {"bucket": wanted.bucket, "timeout": spec.timeout, "memory": spec.memory, "flavor": spec.flavor,
+             "base image": spec.base_image, "CA bundle": str(spec.ca_bundle) if spec.ca_bundle else None}
     running = {"bucket": config.get("bucket"), "timeout": config.get("timeout"), "memory": config.get("memory"),
                "flavor": config.get("flavor"), "base image": config.get("base_image") or DEFAULT_BASE_IMAGE,
                "CA bundle": config.get("ca_bundle")}
-    if spec.runtime != "auto":
-        wanted["runtime"], running["runtime"] = spec.runtime, state.get("runtime")
     if state.get("rie_path") is not None:
         try:
-            wanted["emulator"], running["emulator"] = str(Path(rie_finder.locate(spec.rie)).resolve()), state["rie_path"]
+            asked["emulator"], running["emulator"] = str(Path(rie_finder.locate(spec.rie)).resolve()), state["rie_path"]
         except PrerequisiteError:
             if spec.rie:
                 raise  # an explicit emulator that is not there is an error, stack or not
@@ -125,7 +118,7 @@ def stack_conflict(options, state: dict, manifest) -> str | None:
     if stack_model.get("sha256") != manifest.sha256:
         return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
                 f"{manifest.name} {manifest.version} (starting instances of its own)")
-    for name, value in wanted.items():
+    for name, value in asked.items():
         if running.get(name) != value:
             return f"it runs with {name} {running.get(name)}, this call asks for {value} (rcyc local down, or --no-stack)"
     return None

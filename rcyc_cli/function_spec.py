@@ -1,0 +1,45 @@
+"""What the function is, wherever it runs: ``rcyc deploy`` (Lambda), the warm stack and a one-shot
+``invoke-local``. Kept light (no boto3, no docker): invoke-local's warm path builds one too."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from .defaults import DEFAULT_BASE_IMAGE, DEFAULT_FLAVOR, DEFAULT_MEMORY, DEFAULT_RUNTIME, DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """The image the function is built into (flavor, base image, CA bundle, architecture), its limits
+    (memory, timeout) and, for local runs, how it runs (runtime, the emulator binary)."""
+
+    flavor: str = DEFAULT_FLAVOR  # slim | keras
+    base_image: str = DEFAULT_BASE_IMAGE
+    ca_bundle: Path | None = None  # absolute: the same file whichever folder a later call runs in
+    memory: int = DEFAULT_MEMORY  # MB
+    timeout: int = DEFAULT_TIMEOUT  # seconds
+    runtime: str = DEFAULT_RUNTIME  # local runs: auto | docker | process
+    architecture: str | None = None  # x86_64 | arm64; None: the machine's (local) or the image's (deploy)
+    rie: str | None = None  # local runs: the emulator binary (None: the installed one)
+
+    def __post_init__(self):
+        # Frozen, so normalised here once: no caller ever sees a None base image or a relative CA bundle.
+        object.__setattr__(self, "base_image", self.base_image or DEFAULT_BASE_IMAGE)
+        if self.ca_bundle is not None:
+            object.__setattr__(self, "ca_bundle", Path(self.ca_bundle).resolve())
+
+    def with_runtime(self, runtime: str) -> FunctionSpec:
+        return replace(self, runtime=runtime)
+
+    def accepts_runtime(self, concrete: str | None) -> bool:
+        """Whether a function already running as ``concrete`` (docker or process) is this one: ``auto`` takes
+        whichever runs (resolving it again would cost the warm path the Docker SDK and an engine round trip)."""
+        return self.runtime == "auto" or self.runtime == concrete
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "ca_bundle": str(self.ca_bundle) if self.ca_bundle else None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> FunctionSpec:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if data.get(f.name) is not None})
