@@ -40,7 +40,9 @@ NUMBERS = ["nan", "inf", "-inf", "1e400", "99999999999999999999999", "-999999999
            "1" * 5000, "\x1b[2J", "\udcff"]
 # (No NUL: an argument or an environment variable cannot hold one; rcyc.toml can, and is attacked with it.)
 TEXTS = ["", " ", "x" * 5000, "\x1b]0;owned\x07\x1b[2J", "a\nb", "\udcff\udcfe", "../../../etc/passwd", "-", "%s%n{0}"]
-PLACES = ["missing-dir/file", "a-directory", "a-fifo", "/dev/null", "/proc/version", "read-only/file", "full-disk/file"]
+# "a-device" is a null device made in the sandbox (never the machine's /dev/null: a regression that wrote
+# through the output check would replace it, as root).
+PLACES = ["missing-dir/file", "a-directory", "a-fifo", "a-device", "/proc/version", "read-only/file", "full-disk/file"]
 
 # The least each command needs to get past click (positional parameters by name); {image}, {data}, {empty},
 # {model}, {new} are filled per sandbox. A hostile value replaces one of these, or comes as an extra option.
@@ -114,6 +116,10 @@ def sandbox(tmp_path, monkeypatch):
     (root / "empty").mkdir()
     (root / "a-directory").mkdir()
     os.mkfifo(root / "a-fifo")
+    try:
+        os.mknod(root / "a-device", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        os.symlink("/dev/null", root / "a-device")  # not root: the real one cannot be replaced either
     temp = tmp_path / "tmp"
     temp.mkdir()
     with socket.socket() as probe:  # a port nothing listens on

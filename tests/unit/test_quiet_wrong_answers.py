@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 
 from click.testing import CliRunner
@@ -70,11 +71,16 @@ def test_eval_report_never_replaces_a_device_or_a_fifo_and_works_before_any_scor
 
     monkeypatch.setattr(session, "evaluate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("scored")))
     os.mkfifo(tmp_path / "fifo")
-    for target in ("/dev/null", tmp_path / "fifo", tmp_path, "/proc/version", tmp_path / "missing" / "r.html"):
+    device = tmp_path / "null"  # a null device of the test's own: a regression must not replace the machine's
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        device = "/dev/null"  # not root: it cannot be replaced
+    for target in (device, tmp_path / "fifo", tmp_path, "/proc/version", tmp_path / "missing" / "r.html"):
         result = rcyc("eval", IMAGES, "--report", target)
         assert result.exit_code == 3, (target, result.output)
         assert result.stderr.count("error:") == 1 and "hint:" in result.stderr
-    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    assert stat.S_ISCHR(os.stat(device).st_mode) and stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
 
 
 def test_classify_output_to_a_directory_is_refused_before_any_listing(tmp_path):
