@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rcyc_cli.function_spec import FunctionSpec
 from rcyc_cli.local.stack import client as stack
 from rcyc_cli.local.stack.protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
 from tests.conftest import IMAGES, MODELS, ROOT
@@ -64,7 +65,7 @@ def wait(condition, seconds: float, what: str) -> None:
 
 
 def test_runs_are_admitted_by_bytes_before_their_bodies_are_read(own_cache):
-    running = stack.up(stack.StackConfig(runtime="process", instances=2))
+    running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=2))
     big = RUN_PAYLOAD_LIMIT // 2 + 1
     first = half_run(running, big)
     try:
@@ -87,7 +88,7 @@ def test_runs_are_admitted_by_bytes_before_their_bodies_are_read(own_cache):
 
 
 def test_a_runs_objects_are_gone_in_every_version_and_no_deleted_file_stays_open(own_cache):
-    running = stack.up(stack.StackConfig(runtime="process", instances=2))
+    running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=2))
     for _ in range(3):
         result = rcyc("invoke-local", IMAGES / "boxes", "--json")
         assert result.returncode == 0, result.stderr
@@ -104,7 +105,7 @@ def test_a_runs_objects_are_gone_in_every_version_and_no_deleted_file_stays_open
 
 
 def test_the_idle_stop_never_ends_a_run_in_flight(own_cache):
-    running = stack.up(stack.StackConfig(runtime="process", instances=1, idle_seconds=1))
+    running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=1, idle_seconds=1))
     pid = running.state["pid"]
     run = half_run(running, 1000)
     try:
@@ -150,7 +151,7 @@ def test_client_mistakes_are_400_and_a_key_that_is_not_a_string_is_an_invalid_re
     import urllib.error
     import urllib.request
 
-    running = stack.up(stack.StackConfig(runtime="process", instances=1))
+    running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=1))
     mistakes = [(RUNS_PATH, {"images": []}), (RUNS_PATH, b'{"images": [], "concurrency": 1e309}'),
                 (RUNS_PATH, {"images": [], "event": {"Records": 5}}), ("/rcyc/faults", {"seed": [1, 2]})]
     for path, body in mistakes:
