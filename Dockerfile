@@ -28,5 +28,8 @@ COPY --from=deps /opt/rcyc-deps/ /var/task/
 COPY lambda/entry.sh /usr/local/bin/rcyc-entry
 COPY lambda/app.py /var/task/
 COPY lambda/rcyc_core/ /var/task/rcyc_core/
+# Compiled once here and kept in the image: /var/task is read-only at run time (and PYTHONDONTWRITEBYTECODE
+# is set), so without this every cold start compiles the function's code again.
+RUN python3 -m compileall -q /var/task/app.py /var/task/rcyc_core
 ENTRYPOINT ["/usr/local/bin/rcyc-entry"]
 CMD ["app.handler"]

@@ -16,7 +16,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +30,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
-    os.environ["RCYC_CACHE_HOME"] = tempfile.mkdtemp(prefix="rcyc-bench-classify-")
+    from benchmarks.common import use_private_cache
+
+    use_private_cache("rcyc-bench-classify-")  # with the emulator named: a fresh cache has none
 
     from rcyc_cli.classify import cost
     from rcyc_cli.classify.run import ClassifyOptions, classify

@@ -80,6 +80,10 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
 
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import name_the_emulator
+
+    name_the_emulator()  # each side's cache is fresh: the emulator is named for both
     work = Path(tempfile.mkdtemp(prefix="rcyc-latency-"))
     sides = [Side("after", None, work)] + ([Side("before", args.before.resolve(), work)] if args.before else [])
     folder = work / "images"

@@ -8,7 +8,7 @@ from pathlib import Path
 from rcyc_core import backends
 from rcyc_core.config import Config
 from rcyc_core.errors import InputError
-from rcyc_core.inference import Classifier, Item
+from rcyc_core.inference import CHUNK_RECORDS, Classifier, Item
 from rcyc_core.results import empty_response, error_entry
 
 from .files import read_regular
@@ -32,17 +32,21 @@ class Predictor:
 
     def classify(self, paths: list[Path]) -> dict:
         response = empty_response(self.classifier.manifest.summary())
-        items = []
         limit = Config().max_bytes
-        for index, path in enumerate(paths):
-            try:  # regular files only, bounded: never a device (/dev/zero) or a FIFO
-                items.append(Item(index, None, str(path), read_regular(Path(path), limit, what="image")))
-            except InputError as exc:
-                kind = "FileNotFound" if not os.path.lexists(path) else "UnreadableFile"
-                response["errors"].append(error_entry(index, None, str(path), kind, exc.message))
-        results, errors = self.classifier.classify(items)
-        response["results"] = results
-        response["errors"] = sorted(response["errors"] + errors, key=lambda entry: entry["record"])
+        # Chunks of the function's size: the backend's per-image cost stays the core's (one batch of
+        # hundreds costs a large first allocation), and only one chunk's bytes and inputs are in memory.
+        for start in range(0, len(paths), CHUNK_RECORDS):
+            items = []
+            for index, path in enumerate(paths[start:start + CHUNK_RECORDS], start):
+                try:  # regular files only, bounded: never a device (/dev/zero) or a FIFO
+                    items.append(Item(index, None, str(path), read_regular(Path(path), limit, what="image")))
+                except InputError as exc:
+                    kind = "FileNotFound" if not os.path.lexists(path) else "UnreadableFile"
+                    response["errors"].append(error_entry(index, None, str(path), kind, exc.message))
+            results, errors = self.classifier.classify(items)
+            response["results"] += results
+            response["errors"] += errors
+        response["errors"].sort(key=lambda entry: entry["record"])
         response["backend"] = self.backend
         return response
 

@@ -1,4 +1,5 @@
-"""The Lambda function: S3 event in, result contract out.
+"""The Lambda function: any delivery of uploads in (``events``), the answer its source expects out
+(``answers``); with a results prefix, each result stored once per object version and model.
 
 One ``Function`` per function instance (module global): the S3 client and the model store are built once
 and reused by every warm invocation.
@@ -9,19 +10,28 @@ from __future__ import annotations
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from . import events
+from . import answers, events
 from .config import Config
 from .errors import RcycError
-from .inference import Item
+from .inference import CHUNK_RECORDS, Item
 from .log import log
 from .model_store import ModelStore
-from .result_store import write_result
+from .result_store import read_result, reusable, stored_entry, write_result
 from .results import empty_response, error_entry, skipped_entry
-from .s3 import client_error_code, make_s3_client, object_read_error
+from .s3 import NOT_MODIFIED_CODES, client_error_code, make_s3_client, object_read_error
 
 
-CHUNK_RECORDS = 32  # images fetched, decoded and predicted together; bounds the memory of any event
+@dataclass
+class Fetched:
+    body: bytes
+    version: dict  # {"etag", "version_id"} of the bytes read: what a stored result is for
+
+
+@dataclass
+class Reused:
+    document: dict  # the stored result for this object version and model: nothing is redone
 
 
 class Function:
@@ -44,10 +54,11 @@ class Function:
                 response["errors"].append(error_entry(None, None, None, exc.kind, exc.message))
             return self._finish(response, started)
         try:
-            records = events.parse(event)
+            delivery = events.read(event)
         except RcycError as exc:
             response["errors"].append(error_entry(None, None, None, exc.kind, exc.message))
-            return self._finish(response, started)
+            return self._finish(answers.answer(None, response), started)
+        records = delivery.records
 
         objects = []
         prefix = self.config.results_prefix
@@ -61,82 +72,117 @@ class Function:
                 response["errors"].append(error_entry(record.index, record.bucket, record.key, "InvalidRecord", record.message))
             else:
                 objects.append(record)
-        if objects:
-            self._classify(objects, response)
+        reused = self._classify(objects, response) if objects else 0
         for entries in response.values():
             if isinstance(entries, list):
                 entries.sort(key=lambda entry: entry["record"])
-        if prefix and objects:
-            self._write_results(response, prefix)
-        return self._finish(response, started)
+        return self._finish(answers.answer(delivery, response), started, reused)
 
-    def _write_results(self, response: dict, prefix: str) -> None:
-        """One JSON object per classified record under the results prefix. A failed write is logged, never
+    def _write_results(self, entries: list[dict], versions: dict[int, dict], model: dict | None) -> None:
+        """One JSON object per record classified now (a result, or a permanent error) under the results
+        prefix. A transient error is not stored (a retry must try again). A failed write is logged, never
         raised: the invocation's own answer still carries every result."""
-        for entry in response["results"] + response["errors"]:
-            if not entry.get("bucket") or not entry.get("key"):
+        for entry in entries:
+            lasting = "label" in entry or not answers.retryable(entry.get("error"))
+            if not entry.get("bucket") or not entry.get("key") or not lasting:
                 continue
             try:
-                write_result(self.s3, entry["bucket"], prefix, entry, response["model"])
+                write_result(self.s3, entry["bucket"], self.config.results_prefix, entry, model, versions.get(entry["record"]))
             except Exception as exc:
                 log("result_write_failed", key=entry["key"], error=client_error_code(exc) or type(exc).__name__)
 
-    def _classify(self, objects: list[events.ObjectRecord], response: dict) -> None:
+    def _classify(self, objects: list[events.ObjectRecord], response: dict) -> int:
+        """Classify the objects into ``response``; returns how many stored results were reused."""
         try:
             classifier = self.store.current()
         except RcycError as exc:
             for record in objects:
                 response["errors"].append(error_entry(record.index, record.bucket, record.key, exc.kind, exc.message))
-            return
+            return 0
         response["model"] = classifier.manifest.summary()
         # Bounded chunks: at most CHUNK_RECORDS images (their bytes and their model inputs) are in memory at
         # once, so memory stays flat whatever the record count; each chunk is one backend batch.
-        for start in range(0, len(objects), CHUNK_RECORDS):
-            self._classify_chunk(classifier, objects[start:start + CHUNK_RECORDS], response)
+        return sum(self._classify_chunk(classifier, objects[start:start + CHUNK_RECORDS], response)
+                   for start in range(0, len(objects), CHUNK_RECORDS))
 
-    def _classify_chunk(self, classifier, objects: list[events.ObjectRecord], response: dict) -> None:
-        items = []
+    def _classify_chunk(self, classifier, objects: list[events.ObjectRecord], response: dict) -> int:
+        items, versions, unfetched, reused = [], {}, [], 0
+        sha256 = classifier.manifest.sha256
+
+        def fetch(record):
+            return self._fetch(record, sha256)
+
         # Fetch in parallel (per-record latency is mostly waiting on S3) with threads kept for the instance's
         # life; a single record is fetched inline, with no thread hand-off at all.
-        fetched_all = map(self._fetch, objects) if len(objects) == 1 else self._fetch_pool().map(self._fetch, objects)
+        fetched_all = map(fetch, objects) if len(objects) == 1 else self._fetch_pool().map(fetch, objects)
         for record, fetched in zip(objects, fetched_all):
             if isinstance(fetched, RcycError):
-                response["errors"].append(error_entry(record.index, record.bucket, record.key, fetched.kind, fetched.message))
+                unfetched.append(error_entry(record.index, record.bucket, record.key, fetched.kind, fetched.message))
+            elif isinstance(fetched, Reused):
+                entry = stored_entry(fetched.document, record.index)
+                response["results" if "label" in entry else "errors"].append(entry)
+                reused += 1
             else:
-                items.append(Item(record.index, record.bucket, record.key, fetched))
+                items.append(Item(record.index, record.bucket, record.key, fetched.body))
+                versions[record.index] = fetched.version
         try:
             results, errors = classifier.classify(items, self.config.max_pixels)
         except Exception as exc:  # a backend failure costs this batch, never the instance
             log("inference_failed", error=type(exc).__name__, trace=traceback.format_exc(limit=3))
             results, errors = [], [error_entry(i.record, i.bucket, i.key, "InferenceError", str(exc)[:200]) for i in items]
+        errors = unfetched + errors
         response["results"].extend(results)
         response["errors"].extend(errors)
+        if self.config.results_prefix:
+            self._write_results(results + errors, versions, response["model"])
+        return reused
 
     def _fetch_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.config.fetch_workers, thread_name_prefix="fetch")
         return self._pool
 
-    def _fetch(self, record: events.ObjectRecord) -> bytes | RcycError:
-        where = f"s3://{record.bucket}/{record.key}"
+    def _stored(self, record: events.ObjectRecord, sha256: str) -> tuple[dict | None, bool | None]:
+        """The stored result of this object for this model (results prefix only), and whether it answers
+        the event's object version (None: the event names none, ask S3)."""
+        if not self.config.results_prefix or record.key.startswith(self.config.results_prefix):
+            return None, False
         try:
-            obj = self.s3.get_object(Bucket=record.bucket, Key=record.key)
+            document = read_result(self.s3, record.bucket, self.config.results_prefix, record.key)
+        except Exception as exc:  # unreadable: classify again rather than fail the record
+            log("result_read_failed", key=record.key, error=client_error_code(exc) or type(exc).__name__)
+            return None, False
+        return document, reusable(document, sha256, record.etag, record.version_id)
+
+    def _fetch(self, record: events.ObjectRecord, sha256: str = "") -> Fetched | Reused | RcycError:
+        where = f"s3://{record.bucket}/{record.key}"
+        document, reuse = self._stored(record, sha256)
+        if reuse:
+            return Reused(document)
+        # The event names no version: fetch only if the object changed since its stored result.
+        condition = {"IfNoneMatch": f'"{document["object"]["etag"]}"'} if reuse is None else {}
+        try:
+            obj = self.s3.get_object(Bucket=record.bucket, Key=record.key, **condition)
             if obj.get("ContentLength", 0) > self.config.max_bytes:
                 obj["Body"].close()
                 return RcycError(
                     f"{where} is {obj['ContentLength']:,} bytes, more than the limit of {self.config.max_bytes:,}",
                     kind="ImageTooLarge",
                 )
-            return obj["Body"].read()
+            version = {"etag": (obj.get("ETag") or "").strip('"') or None, "version_id": obj.get("VersionId")}
+            return Fetched(obj["Body"].read(), {k: v for k, v in version.items() if v})
         except Exception as exc:
+            if condition and client_error_code(exc) in NOT_MODIFIED_CODES:
+                return Reused(document)
             return object_read_error(exc, where)
 
-    def _finish(self, response: dict, started: float) -> dict:
+    def _finish(self, response: dict, started: float, reused: int = 0) -> dict:
         log(
             "invoke",
             results=len(response["results"]),
             errors=len(response["errors"]),
             skipped=len(response["skipped"]),
+            reused=reused,
             model=(response["model"] or {}).get("version"),
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
@@ -158,10 +204,10 @@ def handler(event, context):
         message = f"{type(exc).__name__}: {exc}"[:300]
         response = empty_response(None)
         try:
-            records = events.parse(event)
+            delivery = events.read(event)
         except Exception:
-            records = [None]
-        for record in records:
+            delivery = None
+        for record in delivery.records if delivery else [None]:
             where = (record.index, record.bucket, record.key) if record else (None, None, None)
             response["errors"].append(error_entry(*where, "InternalError", message))
-        return response
+        return answers.answer(delivery, response)

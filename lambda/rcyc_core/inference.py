@@ -13,6 +13,8 @@ from .manifest import Manifest
 from .preprocess import DEFAULT_MAX_PIXELS, preprocess
 from .results import error_entry, result_entry
 
+CHUNK_RECORDS = 32  # images fetched, decoded and predicted together (function and predict); bounds memory
+
 
 @dataclass(frozen=True)
 class Item:

@@ -63,6 +63,9 @@ class Manifest:
     input: InputSpec
     members: tuple[Member, ...]
     labels: tuple[str, ...] = LABELS
+    # What a model trained by rcyc saw (fingerprints of its images, data folder name, seed, backbone):
+    # for rcyc eval's leakage check; the function ignores it. Part of the identity (the sha256) like the rest.
+    provenance: dict | None = field(default=None, hash=False)
 
     def files(self, fmt: str) -> list[FileRef]:
         """The files of one format, in member order; ModelError if any member lacks it."""
@@ -94,6 +97,7 @@ class Manifest:
             "layout": self.layout,
             "input": self.input.to_dict(),
             "members": [m.to_dict() for m in self.members],
+            **({"provenance": self.provenance} if self.provenance is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -133,6 +137,7 @@ class Manifest:
                 input=InputSpec.from_dict(data["input"]),
                 members=tuple(members),
                 labels=labels,
+                provenance=data["provenance"] if isinstance(data.get("provenance"), dict) else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(

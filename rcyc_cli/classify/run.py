@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rcyc_core import events
-from rcyc_core.errors import FunctionError, InputError
+from rcyc_core.errors import FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
-from rcyc_core.result_store import read_result, write_result
+from rcyc_core.result_store import result_object, write_result
 
 from ..cloud.aws import translate
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
@@ -24,11 +24,13 @@ from ..outputs import atomic_file, check_output_file
 from ..reporting import SILENT, Reporter
 from . import cost
 from .listing import Counts, batches, iter_images, parse_uri
-from .target import Target, invoke
+from .resume import READ, Resume, read_checked
+from .target import NoStoreRoute, Target, invoke
 
 # Record errors that say something about the image itself: stored as results (a rerun would only repeat
 # them). Anything else (S3 unreachable, throttled, the function crashed) is retried by the next run.
 LASTING_ERRORS = {"NotAnImage", "EmptyImage", "CorruptImage", "ImageTooLarge", "InvalidImage"}
+KEEP_LISTING = 100_000  # image keys kept from the counting listing (~10 MB); a larger prefix is listed again
 OUTPUT_COLUMNS = ["key", "label", "confidence", *LABELS, "model_version", "error", "message"]
 
 
@@ -149,9 +151,7 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     current_sha = (pointer or {}).get("sha256")
 
     report.status(f"listing s3://{bucket}/{prefix}")
-    counted = Counts()
-    for _ in iter_images(s3, bucket, prefix, results_prefix, counted, options.limit):
-        pass
+    counted, listed = _count(s3, bucket, prefix, results_prefix, options.limit)
     report.status(f"{counted.images} images ({counted.not_images} other objects, never invoked); "
                   f"concurrency {concurrency}, events of up to {options.batch_size} records")
     summary = {"bucket": bucket, "prefix": prefix, "target": target.kind, "function": target.function,
@@ -159,10 +159,11 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
                "not_image_examples": counted.not_images_examples, "results_prefix": results_prefix,
                "concurrency": concurrency, "batch_size": options.batch_size, "current_model": pointer,
                "memory_mb": target.memory_mb, "architecture": target.architecture}
+    resume = Resume(s3, bucket, results_prefix, prefix, current_sha).load() if current_sha else None
     if options.dry_run:
         todo = counted.images if options.force else sum(
-            1 for key in iter_images(s3, bucket, prefix, results_prefix, Counts(), options.limit)
-            if not _done(s3, bucket, results_prefix, key, current_sha))
+            1 for key in _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
+            if _reusable(s3, bucket, results_prefix, key, resume) is None)
         summary.update(dry_run=True, to_classify=todo, done_before=counted.images - todo,
                        estimate=cost.estimate(todo, options.batch_size, concurrency, target.memory_mb, target.architecture))
         return summary
@@ -170,32 +171,39 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     report.expect(counted.images)
     tally = Tally()
     started = time.perf_counter()
+    writer = Writer(s3, bucket, results_prefix, max(2, concurrency), resume, target.store)
 
-    def work(keys: list[str]) -> list[tuple[dict, dict | None, bool]]:
-        out, todo = [], []
+    def work(keys: list[str]) -> tuple[list[tuple[dict, dict | None, bool]], list[Future]]:
+        out, todo, written = [], [], []
         for key in keys:
-            stored = None if options.force else _stored(s3, bucket, results_prefix, key)
-            if _by_model(stored, current_sha):
+            stored = None if options.force else _reusable(s3, bucket, results_prefix, key, resume)
+            if stored is not None:
                 out.append((stored, stored.get("model"), True))
             else:
                 todo.append(key)
         if todo:
-            out += _classify_keys(target, s3, bucket, results_prefix, todo, tally)
-        return out
+            entries, written = _classify_keys(target, writer, bucket, todo, tally)
+            out += entries
+        return out, written
 
-    with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
-        pending: set[Future] = set()
-        keys = iter_images(s3, bucket, prefix, results_prefix, Counts(), options.limit)
-        try:
-            for batch in batches(keys, options.batch_size):
-                pending.add(pool.submit(work, batch))
-                if len(pending) >= 2 * concurrency:
-                    pending = _drain(pending, output, tally, report, FIRST_COMPLETED)
-            pending = _drain(pending, output, tally, report, ALL_COMPLETED)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+    try:
+        with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
+            pending: set[Future] = set()
+            keys = _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
+            try:
+                for batch in batches(keys, options.batch_size):
+                    pending.add(pool.submit(work, batch))
+                    if len(pending) >= 2 * concurrency:
+                        pending = _drain(pending, output, tally, report, FIRST_COMPLETED)
+                pending = _drain(pending, output, tally, report, ALL_COMPLETED)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+    finally:
+        writer.close()
+        if resume is not None:
+            _save_quietly(resume)
     seconds = time.perf_counter() - started
     summary.update(dry_run=False, classified=tally.classified, done_before=tally.done_before,
                    per_class={label: tally.labels[label] for label in LABELS}, errors=dict(tally.errors),
@@ -208,11 +216,75 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     return summary
 
 
+def _count(s3, bucket: str, prefix: str, results_prefix: str, limit: int | None) -> tuple[Counts, list[str] | None]:
+    """What is under the prefix, and its image keys when there are few enough to keep for the run: one
+    listing, not two (a listing is most of a resume)."""
+    counted, listed = Counts(), []
+    for key in iter_images(s3, bucket, prefix, results_prefix, counted, limit):
+        if listed is not None:
+            listed.append(key)
+            if len(listed) > KEEP_LISTING:
+                listed = None
+    return counted, listed
+
+
+def _keys(listed: list[str] | None, s3, bucket: str, prefix: str, results_prefix: str, limit: int | None):
+    """The image keys again: the first listing's when it was kept, else a second listing."""
+    return iter(listed) if listed is not None else iter_images(s3, bucket, prefix, results_prefix, Counts(), limit)
+
+
+class Writer:
+    """Results written off the invoke path: a bounded pool of their own, so an invoking thread sends its next
+    event at once. At most ``8 * workers`` writes wait; beyond that the invoking threads wait for them. The
+    local stack takes an event's results in one request (``Target.store``); elsewhere each is one S3 PUT."""
+
+    def __init__(self, s3, bucket: str, results_prefix: str, workers: int, resume: Resume | None, store=None):
+        self.s3, self.bucket, self.results_prefix, self.resume, self.store = s3, bucket, results_prefix, resume, store
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
+        self._slots = threading.BoundedSemaphore(8 * workers)
+
+    def submit(self, entries: list[dict], model: dict | None) -> list[Future]:
+        groups = [entries] if self.store is not None else [[entry] for entry in entries]
+        futures = []
+        for group in groups:
+            self._slots.acquire()
+            future = self._pool.submit(self._write, group, model)
+            future.add_done_callback(lambda _: self._slots.release())
+            futures.append(future)
+        return futures
+
+    def _write(self, entries: list[dict], model: dict | None) -> None:
+        try:
+            etags = self._store(entries, model) if self.store is not None else None
+            if etags is None:
+                etags = [write_result(self.s3, self.bucket, self.results_prefix, entry, model) for entry in entries]
+        except RcycError:
+            raise
+        except Exception as exc:
+            raise translate(f"write the result of {entries[0]['key']}", exc) from None
+        if self.resume is not None:
+            for entry, etag in zip(entries, etags):
+                self.resume.record(entry, model, etag)
+
+    def _store(self, entries: list[dict], model: dict | None) -> list[str] | None:
+        try:
+            return self.store(self.bucket, [result_object(self.results_prefix, entry, model) for entry in entries])
+        except NoStoreRoute:  # a stack started by an earlier rcyc: through S3, like anywhere else
+            self.store = None
+            return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter, until: str) -> set[Future]:
-    """Write out the batches that finished (all of them with ALL_COMPLETED); return the rest."""
+    """Write out the batches that finished (all of them with ALL_COMPLETED), once their results are stored;
+    return the rest."""
     done, rest = wait(pending, return_when=until)
     for future in done:
-        entries = future.result()
+        entries, written = future.result()
+        for write in written:
+            write.result()  # a failed write ends the run (as S3 being unreachable would)
         for entry, model, reused in entries:
             output.write(entry, model)
             tally.add(entry, model, reused)
@@ -220,40 +292,46 @@ def _drain(pending: set[Future], output: Output, tally: Tally, report: Reporter,
     return rest
 
 
-def _stored(s3, bucket: str, results_prefix: str, key: str) -> dict | None:
+def _reusable(s3, bucket: str, results_prefix: str, key: str, resume: Resume | None) -> dict | None:
+    """The stored entry of ``key`` when it was made by the current model (then it is not redone), else None."""
+    if resume is None:
+        return None
+    state, stored = resume.lookup(key)
+    if state == READ:
+        document, etag = read_checked(s3, bucket, results_prefix, key)
+        if document and (document.get("model") or {}).get("sha256") == resume.model_sha:
+            resume.record(document, document["model"], etag)
+            return document
+    return stored
+
+
+def _save_quietly(resume: Resume) -> None:
+    """The index is an optimisation: failing to write it must not turn a finished run into a failed one."""
     try:
-        return read_result(s3, bucket, results_prefix, key)
-    except Exception as exc:
-        raise translate(f"read the result of {key}", exc) from None
+        resume.save()
+    except Exception:
+        pass
 
 
-def _done(s3, bucket: str, results_prefix: str, key: str, current_sha: str | None) -> bool:
-    return _by_model(_stored(s3, bucket, results_prefix, key), current_sha)
-
-
-def _by_model(stored: dict | None, sha256: str | None) -> bool:
-    """Whether a stored result was made by the model ``sha256`` (the current one): then it is not redone."""
-    return bool(stored and sha256 and (stored.get("model") or {}).get("sha256") == sha256)
-
-
-def _classify_keys(target: Target, s3, bucket: str, results_prefix: str, keys: list[str], tally: Tally):
-    """Invoke one event for ``keys``; store every result (and lasting error) in S3; return the entries."""
+def _classify_keys(target: Target, writer: Writer, bucket: str, keys: list[str], tally: Tally):
+    """Invoke one event for ``keys``; hand its results (and lasting errors) to the writer; return the entries
+    and the writes."""
     try:
         answer = invoke(target, events.make_event(bucket, keys))
     except FunctionError as exc:
-        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": exc.message}, None, False) for key in keys]
+        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": exc.message}, None, False) for key in keys], []
     tally.invoked(answer)
     response, model = answer.response, answer.response.get("model")
-    out = []
+    out, storable = [], []
     answered = {e.get("key") for e in response.get("results", []) + response.get("errors", []) + response.get("skipped", [])}
     for entry in response.get("results", []) + response.get("errors", []):
         entry = {k: v for k, v in entry.items() if k != "record"}
         if "label" in entry or entry.get("error") in LASTING_ERRORS:
-            write_result(s3, bucket, results_prefix, entry, model)
+            storable.append(entry)
         out.append((entry, model, False))
     for entry in response.get("skipped", []):
         out.append(({"key": entry.get("key"), "bucket": bucket, "error": "Skipped", "message": entry.get("reason")}, model, False))
     for key in keys:
         if key not in answered:
             out.append(({"key": key, "bucket": bucket, "error": "NoAnswer", "message": "the function returned no entry"}, model, False))
-    return out
+    return out, writer.submit(storable, model) if storable else []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from rcyc_core.errors import FunctionError
 
@@ -29,6 +30,9 @@ class Target:
     timeout: int
     concurrency_limit: int | None = None  # reserved (or the account's unreserved) concurrency
     model_bucket: str | None = None  # the bucket whose pointer names the function's model
+    # Stores an event's result objects [(key, body, metadata)] in one request, returning their ETags (the
+    # local stack); None: one S3 PUT each.
+    store: Callable[[str, list[tuple[str, bytes, dict]]], list[str]] | None = None
     info: dict = field(default_factory=dict)
 
 
@@ -120,5 +124,41 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
     config = running.state["config"]
     lam = lambda_client(running.endpoint_url, LOCAL_REGION, config["timeout"], concurrency, credentials=LOCAL_CREDENTIALS)
     target = Target("local", lam, function, running.endpoint_url, config["memory"], rie.arch(),
-                    config["timeout"], config["instances"], config["bucket"])
+                    config["timeout"], config["instances"], config["bucket"], store=stack_store(running.endpoint_url))
     return target, s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
+
+
+class NoStoreRoute(Exception):
+    """The stack predates the results route: write through S3 instead."""
+
+
+def stack_store(endpoint_url: str):
+    """The local stack's results route: an event's result objects in one request, stored in its S3 directly."""
+    import urllib.error
+    import urllib.request
+
+    from rcyc_core.errors import AwsError
+
+    from ..local.stack.protocol import RESULTS_PATH
+
+    def store(bucket: str, items: list[tuple[str, bytes, dict]]) -> list[str]:
+        body = json.dumps({"bucket": bucket, "objects": [{"key": key, "body": data.decode(), "metadata": metadata}
+                                                         for key, data, metadata in items]}).encode()
+        request = urllib.request.Request(endpoint_url + RESULTS_PATH, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                answer = json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise NoStoreRoute() from None
+            raise AwsError(f"the local stack refused the results ({exc.code})", kind="S3Unreachable") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
+            raise AwsError(f"the local stack did not store the results: {getattr(exc, 'reason', exc)}",
+                           kind="S3Unreachable", hint="rcyc local status") from None
+        if "error" in answer:
+            raise AwsError(f"the local stack did not store the results: {answer['error'].get('message')}",
+                           kind=answer["error"].get("kind") or "S3Error")
+        return answer["etags"]
+
+    return store

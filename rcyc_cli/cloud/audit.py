@@ -141,4 +141,7 @@ def run(target: str, region: str | None = None) -> list[Finding]:
     findings = audit_bucket(aws.client("s3"), bucket)
     if function:
         findings += audit_function(aws.client("lambda"), aws.client("iam"), bucket, function)
+        from . import triggers
+
+        findings += triggers.audit(aws, bucket, function)
     return findings

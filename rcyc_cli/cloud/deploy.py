@@ -16,7 +16,8 @@ from ..function_spec import FunctionSpec
 from ..reporting import SILENT, Reporter
 from . import buckets, store
 from .aws import Aws, aws_call, get_or_none
-from .functions import add_trigger, current_trigger, ensure_function, ensure_role, remove_trigger, role_policy
+from . import triggers
+from .functions import ensure_function, ensure_role, role_policy
 from .invoke import invoke
 from .registry import Registry, ecr_login, push, remote_image
 
@@ -37,6 +38,8 @@ class DeployOptions:
     registry_password: str | None = field(default=None, repr=False)
     force_tag: bool = False
     trigger: str | None = None
+    via: str | None = None  # how uploads reach the function (triggers.VIAS; default s3, or the existing trigger's)
+    batch_size: int = 10  # --via sqs: messages per invocation
     no_trigger: bool = False  # remove the function's S3 trigger whole (without either, an existing one is kept)
     results_prefix: str = DEFAULT_RESULTS_PREFIX
     dry_run: bool = False
@@ -71,6 +74,8 @@ def _validate(options: DeployOptions) -> None:
         raise InputError(f"--function {options.function!r} is not a valid function name", hint="Use letters, digits, '-' and '_' (at most 64).")
     if options.trigger is not None and options.no_trigger:
         raise InputError("--trigger and --no-trigger contradict each other", hint="Pass one of them.")
+    if options.via is not None and options.trigger is None:
+        raise InputError(f"--via {options.via} needs --trigger PREFIX", hint="e.g. --trigger incoming/ --via sqs")
     if options.trigger is not None:
         trigger, results = options.trigger, options.results_prefix
         if not results or results.startswith(trigger) or trigger.startswith(results):
@@ -212,13 +217,15 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     # The trigger: asked for, asked away, or (neither) kept whole as it is.
     existing_config = get_or_none(f"read the function {options.function}", lam.get_function_configuration,
                                   ("ResourceNotFoundException",), FunctionName=options.function)
-    existing_trigger = current_trigger(s3, options.bucket, options.function) if existing_config else None
+    existing_trigger = triggers.current(aws, options.bucket, options.function) if existing_config else None
     trigger_prefix, results_prefix, trigger_plan = _trigger_plan(options, existing_config, existing_trigger)
+    via = (options.via or "s3") if trigger_plan == "set" else existing_trigger["via"] if trigger_plan == "keep" else None
     if trigger_plan == "keep":
-        summary["warnings"].append(f"kept the S3 trigger on s3://{options.bucket}/{trigger_prefix} (results under "
+        summary["warnings"].append(f"kept the trigger on s3://{options.bucket}/{trigger_prefix} (via {via}, results under "
                                    f"{results_prefix}); pass --no-trigger to remove it")
 
     policy = role_policy(options.bucket, results_prefix, trigger_prefix)
+    policy["Statement"] += triggers.role_statements(via, aws, options.function)
     role_name = options.role_name or f"{options.function}-role"
     report.status(f"role {role_name}")
     summary["role"] = {**ensure_role(iam, role_name, policy, dry), "policy": policy}
@@ -229,12 +236,12 @@ def deploy(options: DeployOptions, report: Reporter = SILENT) -> dict:
     summary["function"]["environment"] = env
     if trigger_plan in ("set", "keep"):
         arn = summary["function"].get("arn")
-        summary["trigger"] = add_trigger(lam, s3, arn, options.bucket, trigger_prefix, aws.account, dry) if arn else \
-            {"bucket": options.bucket, "prefix": trigger_prefix, "action": "configure"}
+        summary["trigger"] = triggers.converge(via, aws, arn, options.bucket, trigger_prefix, options.batch_size, dry) \
+            if arn else {"bucket": options.bucket, "prefix": trigger_prefix, "action": "configure", "via": via}
         if trigger_plan == "keep":
             summary["trigger"]["action"] = "keep" if dry else "kept"
     elif trigger_plan == "remove":
-        removed = remove_trigger(lam, s3, options.function, options.bucket, dry) if existing_config else None
+        removed = triggers.remove(aws, options.function, options.bucket, dry) if existing_config else None
         summary["trigger"] = removed or {"bucket": options.bucket, "prefix": None, "action": "none to remove"}
     if options.smoke and not dry:
         report.status(f"smoke test: invoking {options.function} with {len(options.smoke)} key(s)")

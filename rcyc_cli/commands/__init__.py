@@ -9,6 +9,7 @@ def all_commands() -> list:
     from .deploy import deploy
     from .doctor import doctor
     from .eval import eval_command
+    from .event import event
     from .invoke import invoke
     from .invoke_local import invoke_local
     from .local import local
@@ -18,4 +19,4 @@ def all_commands() -> list:
     from .train import train
     from .upload import upload_image, upload_model
 
-    return [predict, invoke_local, eval_command, classify, local, build, rie, doctor, upload_model, upload_image, deploy, invoke, models, train]
+    return [predict, invoke_local, event, eval_command, classify, local, build, rie, doctor, upload_model, upload_image, deploy, invoke, models, train]

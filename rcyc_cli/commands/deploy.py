@@ -27,16 +27,21 @@ from .output import emit, json_option, progress
               help="Basic-auth user for --registry; the password comes from the env RCYC_REGISTRY_PASSWORD only "
               "(never the command line, where ps and shell history would keep it). [env RCYC_REGISTRY_USERNAME]")
 @click.option("--force-tag", is_flag=True, help="Move TAG even if it names a different image in the registry.")
-@click.option("--trigger", metavar="PREFIX", help="S3 notifications for new objects under PREFIX invoke the function. "
+@click.option("--trigger", metavar="PREFIX", help="New objects under PREFIX invoke the function (--via says how). "
               "Without --trigger or --no-trigger, an existing trigger is kept whole.")
-@click.option("--no-trigger", is_flag=True, help="Remove the function's S3 trigger whole (notification, permission, role "
-              "read, results prefix).")
+@click.option("--via", type=click.Choice(["s3", "sqs", "eventbridge"]),
+              help="With --trigger: how uploads reach the function. s3: bucket notifications (default); sqs: through a "
+              "queue with a dead-letter queue and partial batch failures; eventbridge: through a rule on the default bus.")
+@click.option("--batch-size", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="With --via sqs: messages per invocation.")
+@click.option("--no-trigger", is_flag=True, help="Remove the function's trigger whole, whichever way it was wired "
+              "(notification, queues, mapping, rule, permissions, role statements, results prefix).")
 @click.option("--results-prefix", default=DEFAULT_RESULTS_PREFIX, show_default=True, help="With --trigger: where results are written.")
 @click.option("--smoke", "smoke", metavar="KEY", multiple=True, help="After deploying, invoke once with this image key.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @json_option
-def deploy(tag, bucket, function, repository, role_name, region, image, spec, refresh_seconds, registry, registry_username, force_tag, trigger, no_trigger, results_prefix,
-           smoke, dry_run):
+def deploy(tag, bucket, function, repository, role_name, region, image, spec, refresh_seconds, registry, registry_username,
+           force_tag, trigger, via, batch_size, no_trigger, results_prefix, smoke, dry_run):
     """Build the image, push it to ECR (never twice, never moving a tag silently), and point the function at
     it by digest: created if missing (image package, least-privilege role), else updated, then waited for."""
     from ..cloud import deploy as cloud_deploy
@@ -45,7 +50,8 @@ def deploy(tag, bucket, function, repository, role_name, region, image, spec, re
     options = cloud_deploy.DeployOptions(
         tag=tag, bucket=bucket, function=function or DEFAULT_FUNCTION, repository=repository, role_name=role_name,
         region=region, image=image, spec=spec, refresh_seconds=refresh_seconds, registry=registry, registry_username=registry_username,
-        registry_password=os.environ.get("RCYC_REGISTRY_PASSWORD"), force_tag=force_tag, trigger=trigger, no_trigger=no_trigger,
+        registry_password=os.environ.get("RCYC_REGISTRY_PASSWORD"), force_tag=force_tag, trigger=trigger, via=via,
+        batch_size=batch_size, no_trigger=no_trigger,
         results_prefix=results_prefix,
         dry_run=dry_run, smoke=list(smoke))
     from rcyc_core.errors import RcycError

@@ -8,7 +8,7 @@ import click
 
 from ..exit_status import ExitStatus
 from .options import Fraction, bucket_option, region_option
-from .output import emit, json_option, progress
+from .output import emit, json_option, progress, wants_json
 
 model_help = ("A local model (as predict --model takes), or a model in the bucket: 'current' or NAME/VERSION. "
               "Default: the fixture model.")
@@ -51,4 +51,9 @@ def eval_command(data_dir, model, against, via, report_path, min_accuracy, no_wo
 
             write_report(result, report_path)
             result["report"] = str(report_path)
+    if wants_json():  # people get these in the summary; with --json on stderr, so they are never silent
+        from ..evaluate.evidence import warnings_for
+
+        for line in warnings_for(result):
+            click.echo(f"warning: {line}", err=True)
     emit(result, evaluation.render_evaluation, ExitStatus.GATE_FAILED if result["gate"]["failed"] else ExitStatus.OK)

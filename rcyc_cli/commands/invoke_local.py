@@ -33,10 +33,11 @@ from .output import emit, json_option, progress, record_status
 def invoke_local(images, event_file, model, bucket, endpoint_url, spec, concurrency, batch_size, use_stack, keep_warm, logs):
     """Run the function in the real Lambda emulator against a local S3, as Lambda would.
 
-    IMAGES are files, directories or quoted glob patterns; with none and no --event, a fixture image.
-    Images are uploaded under images/<name> and posted as S3 events (one event with one record per image,
-    or --batch-size records per event over --concurrency instances); with --event, that event is posted
-    instead (IMAGES are still uploaded, so the event can name them).
+    IMAGES are files, directories or quoted glob patterns; with none, a fixture image. Images are uploaded
+    under images/<name> and posted as S3 events (one event with one record per image, or --batch-size
+    records per event over --concurrency instances); with --event, that event is posted instead, in any
+    shape `rcyc event` makes (IMAGES are still uploaded: a key naming an image's file name, at the bucket
+    root or under images/, reaches this run's copy).
     """
     from rcyc_core.errors import InputError
 
@@ -48,7 +49,7 @@ def invoke_local(images, event_file, model, bucket, endpoint_url, spec, concurre
         # Path("") is "." (the whole current folder): an empty argument is a mistake, not a request for that.
         raise InputError("an empty path was given as an image", hint="Give image files, a directory, or a quoted pattern.")
     images = tuple(Path(image) for image in images)
-    if not images and not event_file:
+    if not images:
         images = (DEFAULT_IMAGE,)
     options = Options(list(images), event_file, model, bucket, endpoint_url, spec, concurrency, batch_size, use_stack,
                       keep_warm)

@@ -22,13 +22,17 @@ from .output import emit, json_option, progress
               help="Share of each class held out (never trained on) and evaluated.")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Same seed, same data: the same model.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="The held-out evaluation as an HTML report.")
-@click.option("--upload", is_flag=True, help="Upload it; promoted only if not significantly worse than the current model.")
+@click.option("--upload", is_flag=True, help="Upload it; promoted only with enough held-out images per class and if not "
+              "significantly worse than the current model (else exit 9).")
+@click.option("--min-per-class", type=click.IntRange(1), default=None,
+              help="With --upload: held-out images per class needed to promote [default: 20].")
+@click.option("--exclude-suspects", is_flag=True, help="Leave the suspected label errors out (needs the eval extra).")
 @bucket_option
 @region_option
 @click.option("--self-check", is_flag=True, help="Check the backbone against its golden logits and exit.")
 @json_option
-def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,
-          self_check):
+def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, min_per_class,
+          exclude_suspects, bucket, region, self_check):
     """Train a five-class model on DATA_DIR/<label>/* (as rcyc eval reads it) and write it to --out, packaged
     as predict, invoke-local, eval and upload-model take it. Needs the train extra: pip install 'rcyc[train]'."""
     from ..render import console
@@ -50,10 +54,12 @@ def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, repo
     if report_path:
         check_output_file(report_path, "--report")
 
-    options = TrainOptions(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region)
+    options = TrainOptions(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,
+                           exclude_suspects, min_per_class)
     with progress(transient=True) as report:
         summary = run_training(options, report)
-    emit(summary, _render_training)
+    not_promoted = summary.get("upload") and not summary["upload"]["promoted"]
+    emit(summary, _render_training, ExitStatus.GATE_FAILED if not_promoted else ExitStatus.OK)
 
 
 def _render_self_check(result: dict) -> None:
@@ -64,16 +70,6 @@ def _render_self_check(result: dict) -> None:
 
 
 def _render_training(summary: dict) -> None:
-    from ..render import console
+    from ..render.evaluation import render_training
 
-    manifest = summary["manifest"]
-    console.out.print(f"trained {manifest['name']} {manifest['version']} → {summary['out']}"
-                      + (" (interrupted: the best epoch so far)" if summary.get("interrupted") else ""))
-    if "eval" in summary:
-        held = summary["eval"]
-        console.out.print(f"held-out accuracy {held['accuracy']:.1%} on {held['evaluated']} images, macro F1 {held['macro_f1']:.3f}")
-    if summary.get("upload"):
-        uploaded = summary["upload"]
-        console.out.print(f"uploaded {uploaded['name']} {uploaded['version']}: "
-                          + ("promoted" if uploaded["promoted"] else "not promoted: " + "; ".join(uploaded["gate_reasons"])))
-    console.out.print(f"[dim]next: rcyc eval DATA_DIR --model {summary['out']} --against current[/dim]")
+    render_training(summary)

@@ -200,6 +200,8 @@ class Comparison:
             "accuracy_a": a.accuracy,
             "accuracy_b": b.accuracy,
             "accuracy_delta": a.accuracy - b.accuracy,
+            "accuracy_a_ci": a.accuracy_ci,
+            "accuracy_b_ci": b.accuracy_ci,
             "macro_f1_a": a.macro.f1,
             "macro_f1_b": b.macro.f1,
             "macro_f1_delta": a.macro.f1 - b.macro.f1,

@@ -159,6 +159,10 @@ def _scores(scores: dict, true: str, predicted: str) -> list[dict]:
              "true": label == true, "predicted": label == predicted} for label in LABELS]
 
 
+def _scores_of(evaluation: dict, path: str) -> dict:
+    return next((p.get("scores") or {} for p in evaluation.get("predictions", []) if p["path"] == path), {})
+
+
 def build_context(evaluation: dict, thumbnails: bool = True, gallery_limit: int = GALLERY_LIMIT) -> dict:
     """Everything the template shows, precomputed (the template only lays it out)."""
     metrics = evaluation["metrics"]
@@ -169,6 +173,10 @@ def build_context(evaluation: dict, thumbnails: bool = True, gallery_limit: int 
                      for m in evaluation.get("misclassified", [])]
     gallery, gallery_more = _gallery(misclassified, root, thumbnails, gallery_limit, cache)
     per_class = [{"label": label, **metrics["per_class"][label]} for label in labels]
+    found = evaluation.get("suspects") or {}
+    suspects = [{**entry, "bars": _scores(_scores_of(evaluation, entry["path"]), entry["label"], entry["looks_like"])}
+                for entry in found.get("images", [])]
+    suspects, suspects_more = _gallery(suspects, root, thumbnails, gallery_limit, cache)
 
     context = {
         "labels": labels,
@@ -191,6 +199,12 @@ def build_context(evaluation: dict, thumbnails: bool = True, gallery_limit: int 
         "images_per_second": evaluation.get("images_per_second"),
         "seconds": evaluation.get("seconds"),
         "thumbnails": thumbnails,
+        "accuracy": evaluation.get("accuracy", metrics["accuracy"]),
+        "accuracy_ci": evaluation.get("accuracy_ci", metrics.get("accuracy_ci")),
+        "leakage": evaluation.get("leakage") or {},
+        "suspects_found": found,
+        "suspects": suspects,
+        "suspects_more": suspects_more,
         "against": None,
     }
     other = evaluation.get("against")

@@ -12,6 +12,7 @@ from rcyc_core.labels import LABELS
 
 from ..dataset import Dataset
 from .compare import ALPHA, compare_evaluations
+from .evidence import headline, suspects
 from .metrics import compute_metrics
 
 Classify = Callable[[list[Path]], dict]
@@ -135,7 +136,8 @@ def _describe(model: dict | None) -> str:
 
 def evaluate(dataset: Dataset, classify: Classify, model_name: str = "",
              progress: Callable[[int], None] = lambda n: None, against: Classify | None = None,
-             against_name: str = "", chunk_size: int = CHUNK_SIZE, alpha: float = ALPHA) -> dict:
+             against_name: str = "", chunk_size: int = CHUNK_SIZE, alpha: float = ALPHA,
+             seen: dict[str, dict] | None = None, provenance_checked: bool = False) -> dict:
     """Classify every image of ``dataset`` in chunks of ``chunk_size`` paths and measure the answers.
 
     ``classify(paths)`` returns rcyc's result contract for those paths (README, "Result contract");
@@ -155,13 +157,26 @@ def evaluate(dataset: Dataset, classify: Classify, model_name: str = "",
          "predictions": [{"path", "true", "predicted", "confidence", "scores", "correct"}] (dataset order),
          "seconds": float (time inside classify), "images_per_second": float | None,
          "against": {<the same keys for the other model>, "comparison": Comparison.to_dict()}  # with against
+         "accuracy_ci": [low, high] | None, "leakage": {...}, "suspects": {...}  # see evaluate.evidence
         }
+
+    ``seen`` (relative path -> match, from :func:`rcyc_cli.evaluate.provenance.match`) names the images a
+    model here was trained on: every figure (``accuracy``, ``metrics``, the comparison) is then over the
+    other images, and ``accuracy`` is None when there are none. ``provenance_checked`` says whether any
+    model recorded its training images at all.
 
     Raises :class:`InputError` when the answers come from different models part-way through.
     """
     result = run_model(dataset, classify, model_name, progress, chunk_size)
+    headline(result, seen, provenance_checked)
+    suspects(result)
     if against is not None:
         other = run_model(dataset, against, against_name, progress, chunk_size)
-        other["comparison"] = compare_evaluations(result, other, alpha).to_dict()
+        headline(other, seen, provenance_checked)
+        other["comparison"] = compare_evaluations(_unseen(result), _unseen(other), alpha).to_dict()
         result["against"] = other
     return result
+
+
+def _unseen(result: dict) -> dict:
+    return {**result, "predictions": [p for p in result["predictions"] if not p.get("seen")]}

@@ -57,7 +57,8 @@ class Options:
 
 def load_event(path: Path) -> dict:
     """The event file, refused before anything starts if Lambda would refuse it: more than the 6 MB a
-    synchronous invoke carries, not UTF-8, not strict JSON (NaN, Infinity), nested too deep, no Records."""
+    synchronous invoke carries, not UTF-8, not strict JSON (NaN, Infinity), nested too deep, or no shape the
+    function reads (docs/events.md)."""
     data = read_regular(path, LAMBDA_MAX_PAYLOAD, what="event")
     try:
         text = data.decode("utf-8")
@@ -137,12 +138,13 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
         info = RunInfo(f"{running.state['runtime']} (warm stack)", running.state["bucket"], running.state["s3_endpoint"],
                        _answered_by(answer["response"], manifest), answer["prefix"])
         return LocalRun(answer["response"], info, answer["invocations"], answer["seconds"])
-    return _run_here(options, uploads, event, manifest, model_dir, report)
+    return _run_here(options.function, options.bucket, options.endpoint_url, uploads, event, manifest, model_dir, report,
+                     concurrency=options.concurrency, batch_size=options.batch_size)
 
 
-def _run_here(options: Options, uploads: list[Upload], event: dict | None, manifest, model_dir: Path,
-              report: Reporter) -> LocalRun:
-    """The one-shot run: the embedded S3 (or --endpoint-url's) and instances of its own."""
+def _run_here(spec: FunctionSpec, bucket: str, endpoint_url: str | None, uploads: list[Upload], event: dict | None,
+              manifest, model_dir: Path, report: Reporter, *, concurrency: int, batch_size: int) -> LocalRun:
+    """The one-shot run: the embedded S3 (or ``endpoint_url``'s) and instances of its own."""
     import uuid
 
     from ..cloud import aws
@@ -151,11 +153,11 @@ def _run_here(options: Options, uploads: list[Upload], event: dict | None, manif
     from .emulator.s3 import EmbeddedS3
     from .session import invoke_images, put_images, remove_prefix
 
-    launcher = FunctionLauncher(options.function, report)  # a missing emulator or engine fails before anything starts
-    shared = options.endpoint_url is not None
+    launcher = FunctionLauncher(spec, report)  # a missing emulator or engine fails before anything starts
+    shared = endpoint_url is not None
     prefix = f"{RUNS_PREFIX}{uuid.uuid4().hex[:12]}/" if shared else ""
     with contextlib.ExitStack() as stack:
-        endpoint, bucket = options.endpoint_url, options.bucket
+        endpoint = endpoint_url
         if endpoint is None:
             report.status("starting the embedded S3 (moto) on 127.0.0.1")
             s3_server = EmbeddedS3().start()
@@ -168,11 +170,10 @@ def _run_here(options: Options, uploads: list[Upload], event: dict | None, manif
         pointer = f"{prefix}current.json" if shared else POINTER_KEY
         seed_bucket(s3, bucket, manifest, model_dir, pointer)
         keys = put_images(s3, bucket, prefix, uploads)  # before any instance starts: they idle as briefly as possible
-        size = 1 if event is not None else max(1, min(options.concurrency, len(keys)))
+        size = 1 if event is not None else max(1, min(concurrency, len(keys)))
         pool = launcher.start(s3, bucket, manifest, model_dir, size, pointer_key=pointer)
         stack.callback(pool.stop)
-        outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, options.concurrency,
-                                options.batch_size, report)
+        outcome = invoke_images(lambda e: pool.invoke(e)[0], bucket, keys, prefix, event, concurrency, batch_size, report)
         info = RunInfo(launcher.runtime, bucket, endpoint, _answered_by(outcome.response, manifest), prefix or None)
         return LocalRun(outcome.response, info, outcome.invocations, outcome.seconds)
 

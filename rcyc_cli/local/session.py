@@ -68,24 +68,14 @@ def remove_prefix(s3, bucket: str, prefix: str) -> None:
         pass
 
 
-def rebase_event(event: dict, moved: dict[str, str], report: Reporter = SILENT) -> dict:
-    """The event with each record naming an uploaded image (``images/<name>``) pointed at its per-run key."""
-    count = 0
-    records = []
-    for record in event.get("Records", []):
-        try:
-            raw = record["s3"]["object"]["key"]
-            key = events.unquote_plus(raw) if isinstance(raw, str) else None  # not a key: the function says so
-            if key in moved:
-                record = {**record, "s3": {**record["s3"], "object": {**record["s3"]["object"],
-                                                                      "key": events.quote_plus(moved[key], safe="/")}}}
-                count += 1
-        except (KeyError, TypeError):
-            pass
-        records.append(record)
-    if count:
-        report.status(f"{count} record(s) of the event point at this run's own copies of the images")
-    return {**event, "Records": records}
+def run_copies(keys: list[str]) -> dict[str, str]:
+    """Where an event's keys point for this run: an uploaded file's name, at the bucket root or under
+    images/ (the seed's ``2.jpg``, or ``images/2.jpg``), is this run's copy of that file."""
+    moved = {}
+    for key in keys:
+        name = key.rsplit("/", 1)[-1]
+        moved[name] = moved[f"{IMAGES_PREFIX}{name}"] = key
+    return {old: new for old, new in moved.items() if old != new}
 
 
 def invoke_images(invoke: Callable[[dict], Invocation], bucket: str, keys: list[str], prefix: str, event: dict | None,
@@ -94,9 +84,10 @@ def invoke_images(invoke: Callable[[dict], Invocation], bucket: str, keys: list[
     or batches of up to ``batch_size`` spread over ``concurrency`` instances."""
     started = time.perf_counter()
     if event is not None:
-        if prefix:
-            event = rebase_event(event, {f"{IMAGES_PREFIX}{key.rsplit('/', 1)[-1]}": key for key in keys}, report)
-        report.status(f"invoking the function with {len(event.get('Records', []))} record(s)")
+        event, count = events.rebase(event, run_copies(keys))
+        if count:
+            report.status(f"{count} record(s) of the event point at this run's own copies of the images")
+        report.status("invoking the function with the event")
         answer = invoke(event)
         return Outcome(answer.response, [answer], time.perf_counter() - started)
     from .emulator.pool import run_keys

@@ -52,7 +52,11 @@ def render_response(response: dict) -> None:
     for error in typed.errors:
         out.print(Text.assemble(("✗ ", "bold red"), (shown(error.key or "(event)"), "bold"), f"  {error.error}: {shown(error.message)}"))
     for skipped in typed.skipped:
-        out.print(Text.assemble(("– ", "yellow"), (shown(skipped.key), "bold"), f"  skipped: {shown(skipped.reason)}"))
+        out.print(Text.assemble(("– ", "yellow"), (shown(skipped.key or "(event)"), "bold"), f"  skipped: {shown(skipped.reason)}"))
+    if "batchItemFailures" in response:  # an SQS batch: what Lambda would do with each message
+        retry = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+        out.print(Text(f"SQS answer: retry {len(retry)} message(s){': ' + ', '.join(retry) if retry else ''}; "
+                       "the others are deleted from the queue", style="bold"))
     if typed.model:
         out.print(Text(f"model {shown(typed.model.name)} {shown(typed.model.version)} (sha256 {typed.model.sha256[:12]}…)", style="dim"))
 

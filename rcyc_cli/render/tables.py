@@ -59,7 +59,7 @@ def render_deploy(summary: dict) -> None:
     if summary.get("trigger"):
         trigger = summary["trigger"]
         where = f"s3://{summary['bucket']}/{trigger['prefix']}*" if trigger.get("prefix") is not None else f"s3://{summary['bucket']}"
-        table.add_row("trigger", f"{where}: {trigger['action']}")
+        table.add_row("trigger", f"{where}: {trigger['action']}" + (f" (via {trigger['via']})" if trigger.get("via") else ""))
     out.print(table)
     # Identifiers are printed whole, one per line, never cut to the terminal's width (they are copied and compared).
     for label, value in (("digest", image.get("digest")), ("image uri", image.get("uri")), ("arn", function.get("arn"))):

@@ -26,6 +26,7 @@ directory and propagates (the CLI exits 130 / 143). ``out_dir`` is never overwri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -37,14 +38,16 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from rcyc_core.errors import InputError
+from rcyc_core.errors import InputError, PrerequisiteError
 from rcyc_core.labels import LABELS
 
+from ..evaluate import provenance
 from . import backbone, require, weights
 
 from .features import backbone_tflite, extract_features
 from .fitting import _loss_accuracy, _softmax, fine_tune_model, train_head
 from .samples import Progress, Sample, _noop, _pairs, default_cache_root, scan, split
+from .suspects import find_suspects
 
 DEFAULT_EPOCHS = 40
 DEFAULT_FINE_TUNE_EPOCHS = 3
@@ -105,13 +108,18 @@ def train(
     val_split: float = 0.2,
     progress: Progress | None = None,
     cache_root: Path | None = None,
+    exclude_suspects: bool = False,
+    data_dir: Path | str = "",
 ) -> dict:
     """Train a five-class model on labelled images and write it, packaged, to ``out_dir``.
 
     ``images``: (path, label) pairs, or objects with ``.path`` and ``.label`` (``load_dataset(root).images``).
     ``fine_tune`` adds the fine-tuning stage (``--fine-tune``) for ``fine_tune_epochs`` epochs. ``version`` defaults to the
     packager's (a hash of the .h5). ``cache_root`` holds the converted backbone and the feature cache
-    (default: ``<rcyc cache>/train``). Returns a plain dict (see docs/train.md): counts, seconds per
+    (default: ``<rcyc cache>/train``). Suspected label errors are found on cross-validated probabilities
+    (``suspects`` in the summary, needs cleanlab); ``exclude_suspects`` leaves them out of training and
+    held-out images. The manifest records the provenance of every training and held-out image
+    (:mod:`rcyc_cli.evaluate.provenance`; ``data_dir``'s name is kept). Returns a plain dict (see docs/train.md): counts, seconds per
     stage, accuracies, the manifest summary and the held-out (path, label) list for ``rcyc eval``.
 
     Raises InputError (bad labels, a label without images, out_dir taken), PrerequisiteError (TensorFlow
@@ -144,6 +152,16 @@ def train(
     skipped += bad
     usable = [s for s in samples if s.sha256 in features]
     seconds["features"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    suspects = find_suspects(usable, features, seed)
+    if exclude_suspects:
+        if not suspects["checked"]:
+            raise (PrerequisiteError if "hint" in suspects else InputError)(
+                suspects["note"], hint=suspects.get("hint") or "Add images, or train without --exclude-suspects.")
+        flagged = {entry["sha256"] for entry in suspects["images"]}
+        usable = [s for s in usable if s.sha256 not in flagged]
+    seconds["suspects"] = time.perf_counter() - mark
 
     train_set, held = _holds_out_some(usable, val_split, seed)  # again: broken images may have left too few
     index = {label: i for i, label in enumerate(LABELS)}
@@ -201,10 +219,16 @@ def train(
             "cached": backbone_cached,
         },
         "held_out_images": [(str(s.path), s.label) for s in held],
+        "suspects": {**suspects, "excluded": exclude_suspects,
+                     "images": [{k: v for k, v in e.items() if k != "sha256"} for e in suspects["images"]]},
     }
     mark = time.perf_counter()
     samples_bytes = [s.path.read_bytes() for s in (held or train_set)[:PARITY_SAMPLES]]
-    manifest = export(model, out_dir, name=name, version=version, samples=samples_bytes, training=summary, progress=progress)
+    backbone_id = {k: v for k, v in summary["backbone"].items() if k != "cached"}
+    seen = provenance.record([(s.path, "train", s.sha256) for s in train_set] + [(s.path, "held_out", s.sha256) for s in held],
+                             data_dir, seed, backbone_id)
+    manifest = export(model, out_dir, name=name, version=version, samples=samples_bytes, training=summary, progress=progress,
+                      provenance=seen)
     seconds["export"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
     summary["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
@@ -221,6 +245,7 @@ def export(
     samples: Sequence[bytes] = (),
     training: dict | None = None,
     progress: Progress = _noop,
+    provenance: dict | None = None,
 ):
     """Save ``model`` as .h5, package it (``rcyc_core.packaging.package``) into a partial directory and
     rename that into ``out_dir`` once complete. Returns the manifest. Anything raised (Ctrl-C included)
@@ -244,10 +269,13 @@ def export(
             manifest = package(source, partial, name=name, version=version, samples=samples)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        if provenance is not None:
+            manifest = dataclasses.replace(manifest, provenance=provenance)
+            manifest.write(partial)
         if training is not None:
-            provenance = {k: v for k, v in training.items() if k not in ("held_out_images", "out_dir", "images")}
-            provenance["images"] = {k: v for k, v in training["images"].items() if k != "skipped"}
-            (partial / "training.json").write_text(json.dumps(provenance, indent=2, default=float) + "\n")
+            written = {k: v for k, v in training.items() if k not in ("held_out_images", "out_dir", "images", "suspects")}
+            written["images"] = {k: v for k, v in training["images"].items() if k != "skipped"}
+            (partial / "training.json").write_text(json.dumps(written, indent=2, default=float) + "\n")
         progress("export", 2, 3, {"step": "publish"})
         try:
             os.replace(partial, out_dir)

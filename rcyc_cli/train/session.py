@@ -24,6 +24,8 @@ class TrainOptions:
     upload: bool = False
     bucket: str | None = None
     region: str | None = None
+    exclude_suspects: bool = False
+    min_per_class: int | None = None  # the promotion gate's floor; None: evaluate.session.MIN_PER_CLASS
 
 
 def run_training(options: TrainOptions, report: Reporter = SILENT) -> dict:
@@ -37,12 +39,13 @@ def run_training(options: TrainOptions, report: Reporter = SILENT) -> dict:
     report.status(f"training on {len(dataset.images)} images of {options.data_dir} (held out: {options.val_split:.0%})")
     summary = train(dataset.images, options.out, name=options.name, version=options.version, seed=options.seed,
                     epochs=options.epochs, fine_tune=options.fine_tune, val_split=options.val_split,
-                    progress=lambda stage, done, total, info: report.stage(stage, done, total))
+                    progress=lambda stage, done, total, info: report.stage(stage, done, total),
+                    exclude_suspects=options.exclude_suspects, data_dir=options.data_dir)
     held_out = Dataset(dataset.root, [LabelledImage(Path(path), label) for path, label in summary["held_out_images"]])
     if held_out.images:
         report.status(f"evaluating the new model on the {len(held_out.images)} held-out images")
         evaluation = evaluate(held_out, in_process(options.out, report), str(options.out))
-        summary["eval"] = {key: evaluation[key] for key in ("accuracy", "confusion_matrix", "evaluated", "broken")}
+        summary["eval"] = {key: evaluation[key] for key in ("accuracy", "accuracy_ci", "confusion_matrix", "evaluated", "broken")}
         summary["eval"]["macro_f1"] = evaluation["metrics"]["macro"]["f1"]
         if options.report_path:
             write_report(evaluation, options.report_path)
@@ -54,23 +57,14 @@ def run_training(options: TrainOptions, report: Reporter = SILENT) -> dict:
 
 
 def _publish(options: TrainOptions, held_out, report: Reporter) -> dict:
-    """Upload unpromoted; promote when there is no current model, or when the new one is not significantly
-    worse than the current one on the held-out images (the eval gate)."""
+    """Upload unpromoted; promote only when the promotion gate passes on the held-out images (enough of them
+    per class, and not significantly worse than the current model: ``evaluate.session.promotion_gate``)."""
     from ..cloud import models
-    from ..cloud.fetch import fetch_model
-    from ..evaluate import Metrics, evaluate, gate
-    from ..evaluate.targets import in_process
+    from ..evaluate.session import MIN_PER_CLASS, promotion_gate
 
     uploaded = models.upload_model(options.out, options.bucket, promote=False, region=options.region, report=report)
-    if uploaded.get("previous") is None:
-        reasons = []
-    else:
-        current = fetch_model("current", options.bucket, options.region, report)
-        comparison = evaluate(held_out, in_process(options.out, report), "new", against=in_process(current, report),
-                              against_name="current")
-        reasons = gate(Metrics.from_dict(comparison["metrics"]), None,
-                       no_worse_than=Metrics.from_dict(comparison["against"]["metrics"]),
-                       comparison=comparison["against"]["comparison"])
-    if not reasons:
+    decision = promotion_gate(options.bucket, str(options.out), held_out, options.region, report,
+                              options.min_per_class or MIN_PER_CLASS)
+    if not decision["failed"]:
         models.promote_model(options.bucket, uploaded["name"], uploaded["version"], options.region, report)
-    return {**uploaded, "promoted": not reasons, "gate_reasons": reasons}
+    return {**uploaded, "promoted": not decision["failed"], "gate_reasons": decision["reasons"], "gate": decision}

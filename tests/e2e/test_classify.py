@@ -67,6 +67,8 @@ def results(s3, prefix: str = "results/") -> dict[str, dict]:
     found = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []):
+            if "/.rcyc-index/" in obj["Key"]:  # classify's resume index, not a result
+                continue
             found[obj["Key"]] = json.loads(s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read())
     return found
 
@@ -91,6 +93,9 @@ def test_a_prefix_of_tricky_keys_is_classified_once_and_reruns_invoke_nothing(lo
     for key, label in truth.items():
         assert stored[f"results/{key}.json"]["label"] == label, key
     assert stored["results/photos/broken/not_an_image.jpg.json"]["error"] == "NotAnImage"
+    head = s3.head_object(Bucket=BUCKET, Key=f"results/{next(iter(truth))}.json")  # as an S3 PUT stores it
+    assert head["ContentType"] == "application/json"
+    assert head["Metadata"]["rcyc-model-sha256"] == stored[f"results/{next(iter(truth))}.json"]["model"]["sha256"]
     assert not any(k.endswith(("notes.txt.json", "table.csv.json", "empty.jpg.json")) for k in stored)
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert sorted(line["key"] for line in lines) == sorted([*truth, "photos/broken/not_an_image.jpg",
@@ -100,6 +105,15 @@ def test_a_prefix_of_tricky_keys_is_classified_once_and_reruns_invoke_nothing(lo
     again = json.loads(run(f"s3://{BUCKET}/photos/", "--local", "--json", "--output", output).stdout)
     assert again["invocations"] == 0 and again["classified"] == 0 and again["done_before"] == len(truth) + 2
     assert len(output.read_text().splitlines()) == len(lines)  # every key again, once
+
+    # A result changed since the index vouched for it (another model's document) is read, not trusted.
+    changed = "photos/a/b/c/0-boxes_0.jpg"
+    document = stored[f"results/{changed}.json"]
+    s3.put_object(Bucket=BUCKET, Key=f"results/{changed}.json",
+                  Body=json.dumps({**document, "model": {**document["model"], "sha256": "0" * 64}}).encode())
+    redone = json.loads(run(f"s3://{BUCKET}/photos/", "--local", "--json").stdout)
+    assert redone["classified"] == 1 and redone["done_before"] == len(truth) + 1
+    assert results(s3)[f"results/{changed}.json"]["model"] == document["model"]
 
     plan = json.loads(run(f"s3://{BUCKET}/photos/", "--local", "--json", "--dry-run").stdout)
     assert plan["dry_run"] and plan["to_classify"] == 0 and plan["estimate"]["invocations"] == 0

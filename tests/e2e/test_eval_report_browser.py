@@ -152,6 +152,13 @@ def test_report_in_headless_chromium(chromium, tmp_path):
     assert all(attrs["src"].startswith("data:image/") for _, attrs in dom.images)
     assert len([1 for section, _ in dom.images if section == "against"]) == \
         len(evaluation["against"]["comparison"]["disagreements"])
+    # the suspected label errors have their own gallery, with thumbnails and what each looks like
+    suspects = evaluation["suspects"]["images"]
+    assert len(suspects) >= 2
+    assert len([1 for section, attrs in dom.images if section == "suspects"
+                and attrs["src"].startswith("data:image/jpeg;base64,")]) == len(suspects)
+    page = " ".join("".join(dom.text).split())
+    assert all(f"looks like {s['looks_like'].replace('_', ' ')}" in page for s in suspects)
     # the hostile name is text in the page, never an element
     text = "".join(dom.text)
     assert hostile in text

@@ -41,7 +41,7 @@ def always_boxes(path) -> None:
     keras.Model(inputs, dense).save(path)
 
 
-def labelled_drawings(root, per_label: int = 12):
+def labelled_drawings(root, per_label: int = 20):  # the gate's floor: 20 images per class
     drawings().write_folder(root, per_label, seed=7)
     return root
 
@@ -69,6 +69,9 @@ def test_promote_eval_refuses_a_worse_model_and_promotes_one_that_is_not(private
 
     assert run("upload-model", MODELS["softmax"], "--bucket", BUCKET, "--name", "also-good", "--version", "1",
                "--no-promote", "--json").exit_code == 0
+    thin = run("models", "promote", "also-good", "1", "--bucket", BUCKET, "--eval", data, "--min-per-class", "21", "--json")
+    assert thin.exit_code == ExitStatus.GATE_FAILED, thin.stderr
+    assert json.loads(thin.stdout)["gate"]["reasons"][0].startswith("too little held-out evidence: boxes 20")
     accepted = run("models", "promote", "also-good", "1", "--bucket", BUCKET, "--eval", data, "--json")
     assert accepted.exit_code == 0, accepted.stderr
     assert json.loads(accepted.stdout)["gate"]["failed"] is False

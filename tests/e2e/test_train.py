@@ -11,14 +11,18 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from rcyc_cli.exit_status import ExitStatus
 from tests.cli import run
 from tests.conftest import FIXTURES, MODELS, drawings, need
 from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # slow: three trainings of the real backbone, about 90 s
+MISLABELLED = {"boxes/soda_cans_3.jpg", "glass_bottles/plastic_bottles_3.jpg", "plastic_bottles/boxes_3.jpg"}
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # slow: five trainings of the real backbone, a few minutes
 
 
 def _draw(root, per_label: int, seed: int):
@@ -114,3 +118,71 @@ def test_sigint_mid_training_leaves_no_model_presented_as_complete_and_a_rerun_w
     assert not partial
     rerun = run("train", root / "data", "--out", root / "rerun", "--seed", "2", "--epochs", "5", "--json")
     assert rerun.exit_code == 0, rerun.stderr and (root / "rerun" / "manifest.json").is_file()
+
+
+def test_eval_on_the_training_folder_warns_and_headlines_unseen_images_only(trained, tmp_path):
+    root, summary, test = trained
+    provenance = json.loads((root / "model" / "manifest.json").read_text())["provenance"]
+    assert provenance["data_dir"] == "data" and provenance["seed"] == 1
+    assert provenance["backbone"]["weights_sha256"] == summary["backbone"]["weights_sha256"]
+    assert sorted(e["split"] for e in provenance["images"]).count("train") == summary["images"]["train"]
+
+    result = run("eval", root / "data", "--model", root / "model", "--json")
+    assert result.exit_code == 0, result.stderr
+    evaluation = json.loads(result.stdout)
+    leakage = evaluation["leakage"]
+    assert leakage["seen"] == leakage["exact"] == summary["images"]["train"]
+    assert leakage["unseen"] == summary["images"]["held_out"] == evaluation["metrics"]["support"]
+    assert "were in the model's training set" in result.stderr
+
+    # a re-encoded, resized copy of a training image counts as seen; a drawing it never saw does not
+    held = {path for path, _ in summary["held_out_images"]}
+    source = next(p for p in sorted((root / "data" / "boxes").iterdir()) if str(p) not in held)
+    copies = tmp_path / "copies"
+    (copies / "boxes").mkdir(parents=True)
+    (copies / "glass_bottles").mkdir()
+    with Image.open(source) as image:
+        image.convert("RGB").resize((image.width // 2, image.height // 2)).save(copies / "boxes" / "copy.jpg", quality=60)
+    unseen = next((test / "glass_bottles").iterdir())
+    (copies / "glass_bottles" / unseen.name).write_bytes(unseen.read_bytes())
+    copied = json.loads(run("eval", copies, "--model", root / "model", "--json").stdout)
+    assert copied["leakage"]["seen"] == copied["leakage"]["near"] == 1 and copied["leakage"]["unseen"] == 1
+    assert copied["metrics"]["support"] == 1
+
+
+def test_upload_promotes_only_on_enough_held_out_evidence(trained, monkeypatch, tmp_path):
+    server = MotoServer().start()
+    try:
+        point_aws_at(monkeypatch, server.endpoint_url, tmp_path)
+        bucket = "rcyc-evidence"
+        assert run("upload-model", MODELS["softmax"], "--bucket", bucket, "--json").exit_code == 0
+
+        # fixtures/eval: 5 held-out images (one per class), and its three mislabelled drawings left out
+        thin = run("train", FIXTURES / "eval", "--out", tmp_path / "thin", "--upload", "--bucket", bucket,
+                   "--exclude-suspects", "--epochs", "10", "--json")
+        assert thin.exit_code == ExitStatus.GATE_FAILED, thin.stderr
+        summary = json.loads(thin.stdout)
+        suspects = {Path(s["path"]).relative_to(FIXTURES / "eval").as_posix() for s in summary["suspects"]["images"]}
+        assert len(suspects & MISLABELLED) >= 2 and summary["suspects"]["excluded"]
+        assert summary["images"]["used"] == 24 - len(suspects)
+        upload = summary["upload"]
+        assert upload["promoted"] is False and sum(upload["gate"]["per_class"].values()) == 5
+        assert upload["gate_reasons"][0].startswith("too little held-out evidence")
+        assert upload["gate"]["accuracy_ci"] and upload["gate"]["current_accuracy_ci"] and upload["gate"]["p_value"] is not None
+        listing = json.loads(run("models", "list", "--bucket", bucket, "--json").stdout)
+        assert listing["current"]["name"] == "fixture-softmax"  # uploaded, not promoted
+        assert upload["version"] in [m["version"] for m in listing["models"]]
+        # the provenance travels with the version: eval of it from the bucket knows what it trained on
+        remote = run("eval", FIXTURES / "eval", "--model", f"{upload['name']}/{upload['version']}", "--bucket", bucket, "--json")
+        assert json.loads(remote.stdout)["leakage"]["seen"] == summary["images"]["train"]
+
+        # enough held-out images per class, and not worse than the current model: promoted
+        enough = _draw(tmp_path / "enough", 20, seed=4)
+        good = run("train", enough, "--out", tmp_path / "good", "--upload", "--bucket", bucket, "--val-split", "0.5",
+                   "--min-per-class", "10", "--epochs", "20", "--json")
+        assert good.exit_code == 0, good.stderr
+        decision = json.loads(good.stdout)["upload"]
+        assert decision["promoted"] and decision["gate"]["per_class"] == dict.fromkeys(decision["gate"]["per_class"], 10)
+        assert json.loads(run("models", "list", "--bucket", bucket, "--json").stdout)["current"]["version"] == decision["version"]
+    finally:
+        server.stop()

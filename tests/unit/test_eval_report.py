@@ -97,7 +97,9 @@ def test_report_shows_matrix_gallery_and_comparison(evaluation):
     # 4 misclassified (3 mislabelled drawings + the hostile copy), each with a thumbnail; 1 disagreement
     assert len(evaluation["misclassified"]) == 4
     uris = data_uris(html)
-    assert len(uris) == 5
+    suspects = evaluation["suspects"]["images"]
+    assert len(uris) == 5 + len(suspects)  # and one per suspected label error, in its own section
+    assert html.count('<div class="card">', html.index('id="suspects"'), html.index('id="against"')) == len(suspects)
     for uri in uris:
         image = decode(uri)
         assert image.format == "JPEG" and max(image.size) <= 96
@@ -135,6 +137,7 @@ def test_thumbnail_failures_are_tolerated(tmp_path):
 def test_paths_outside_the_data_dir_get_no_thumbnail(evaluation):
     evaluation = dict(evaluation)
     evaluation["misclassified"] = [dict(evaluation["misclassified"][0], path="../../etc/passwd")]
+    evaluation["suspects"] = dict(evaluation["suspects"], images=[dict(evaluation["suspects"]["images"][0], path="../../etc/passwd")])
     evaluation.pop("against")
     html = render_report(evaluation)
     assert data_uris(html) == []

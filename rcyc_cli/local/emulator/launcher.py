@@ -70,7 +70,8 @@ class FunctionLauncher:
         self._image_id: str | None = None
 
     def start(self, s3, bucket: str, manifest: Manifest, model_dir: Path, instances: int = 1, warm: bool = False,
-              refresh_seconds: float | None = None, pointer_key: str = POINTER_KEY, owner: str | None = None) -> Pool:
+              refresh_seconds: float | None = None, pointer_key: str = POINTER_KEY, owner: str | None = None,
+              results_prefix: str | None = None) -> Pool:
         """Seed ``bucket`` (through the client ``s3``) with the model, then start ``instances`` sandboxes
         reading it (through ``pointer_key``). Every sandbox carries ``owner`` (a new token by default) so
         that whatever is left of it can be found and stopped (``reaper``). The caller stops the pool."""
@@ -79,7 +80,7 @@ class FunctionLauncher:
         self.report.status(f"preparing bucket {bucket}")
         seed_bucket(s3, bucket, manifest, model_dir, pointer_key)
         self.owner = owner or reaper.new_owner("run")
-        env = {**function_environment(bucket, refresh_seconds, pointer_key=pointer_key),
+        env = {**function_environment(bucket, refresh_seconds, results_prefix, pointer_key=pointer_key),
                "AWS_ENDPOINT_URL_S3": s3.meta.endpoint_url, reaper.OWNER_VARIABLE: self.owner}
         factory = self.sandbox_factory(env)
         self.report.status(f"starting {instances} Lambda emulator instance(s)")

@@ -1,5 +1,11 @@
-"""The embedded S3: moto's real HTTP server (its WSGI app, served by werkzeug) on a free 127.0.0.1 port,
-in a thread of this process."""
+"""The embedded S3: moto's S3 (its WSGI app for S3 alone, served by werkzeug) on a free 127.0.0.1 port, in
+a thread of this process.
+
+Only S3: moto's all-services dispatcher works out the service of every request by matching its host
+against hundreds of URL patterns (listing its own package folder on the way), under one lock for all
+request threads; nothing here asks the embedded S3 for another service (benchmarks/s3_server.py compares
+the two).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,14 @@ class EmbeddedS3:
     def __init__(self):
         import logging
 
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         # werkzeug logs every request to stderr by default; that is noise in a CLI (and in test output).
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True,
+        app = create_backend_app("s3")
+        _stop_tracking_instances()
+        self._server = make_server("127.0.0.1", 0, app, threaded=True,
                                    request_handler=MotoRequestHandler)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
@@ -39,30 +47,27 @@ class EmbeddedS3:
         for key, body in items:
             backend.put_object(bucket, key, body)
 
-    def delete_prefix(self, bucket: str, prefix: str) -> None:
-        """Every version of every object under ``prefix``, gone, its buffer closed and its memory freed: the
-        stack's bucket is versioned (as rcyc makes buckets), where a delete only adds a marker and keeps the
-        bytes, readable by VersionId; moto's spooled temp files stay open until closed; and moto tracks
-        every model object it ever made (``instances_tracked``, for its reset), so a long-lived stack grew
-        by each image routed through it until they are untracked here."""
-        from moto.s3.models import FakeKey
+    def put_documents(self, bucket: str, items: list[tuple[str, bytes, dict[str, str]]]) -> list[str]:
+        """JSON objects with user metadata, as a PUT with ``Content-Type: application/json`` and
+        ``x-amz-meta-*`` headers stores them; returns their ETags."""
+        backend = self._backend()
+        etags = []
+        for key, body, metadata in items:
+            stored = backend.put_object(bucket, key, body)
+            stored.set_metadata({"Content-Type": "application/json", **{f"x-amz-meta-{k}": v for k, v in metadata.items()}})
+            etags.append(stored.etag)
+        return etags
 
-        store = self._backend().get_bucket(bucket).keys
-        gone: list[object] = []
-        # the versions in the bucket, and the copies moto made of them to answer each GET (tracked too)
-        copies = [k for k in getattr(FakeKey, "instances_tracked", [])
-                  if getattr(k, "bucket_name", None) == bucket and str(getattr(k, "name", "")).startswith(prefix)]
-        versions = [v for key in list(store.keys()) if key.startswith(prefix) for v in store.getlist(key, None) or []]
-        for version in versions + copies:
-            dispose = getattr(version, "dispose", None)
-            if dispose is not None:
-                dispose()
-            acl = getattr(version, "acl", None)
-            grants = getattr(acl, "grants", None) or []
-            gone += [version, acl, *grants, *(g for grant in grants for g in getattr(grant, "grantees", []))]
-        for key in [k for k in list(store.keys()) if k.startswith(prefix)]:
-            dict.pop(store, key, None)  # the store's own pop disposes too, but fails on a delete marker
-        _untrack(gone)
+    def delete_prefix(self, bucket: str, prefix: str) -> None:
+        backend = self._backend()
+        # Every version: the stack's bucket is versioned, and a plain delete would only add a delete marker
+        # and keep each run's images (the stack grew by every image routed through it).
+        keys = backend.get_bucket(bucket).keys
+        for name in [k for k in keys.keys() if k.startswith(prefix)]:
+            for version in keys.getlist(name, []):
+                if hasattr(version, "dispose"):
+                    version.dispose()  # its body's buffer closed now, not when the collector finds it
+            dict.pop(keys, name, None)  # the store's own pop calls dispose() on a delete marker too, which has none
 
     @staticmethod
     def _backend():
@@ -79,9 +84,14 @@ class EmbeddedS3:
         self._server.server_close()
 
 
-def _untrack(objects: list[object]) -> None:
-    ids = {id(o) for o in objects if o is not None}
-    for cls in {type(o) for o in objects if o is not None}:
-        tracked = getattr(cls, "instances_tracked", None)
-        if isinstance(tracked, list):
-            tracked[:] = [o for o in tracked if id(o) not in ids]
+def _stop_tracking_instances() -> None:
+    """moto keeps every model object it ever made (each object put, overwritten or deleted, with its ACL and
+    grants) in a list per class, for a dashboard the embedded S3 does not serve: a warm stack grew by every
+    image routed through it. A list that keeps nothing; what a bucket holds is unaffected."""
+    from collections import deque
+
+    from moto.core.model_instances import model_data
+
+    for models in model_data.values():
+        for model in models.values():
+            model.instances_tracked = deque(maxlen=0)

@@ -199,7 +199,8 @@ class ProcessSandbox(Sandbox):
             "HOME": str(self._workdir),
             "TMPDIR": str(self._workdir / "tmp"),
             "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(self.function_dir), str(FUNCTION_DIR)])),
-            "PYTHONDONTWRITEBYTECODE": "1",
+            # No PYTHONDONTWRITEBYTECODE: the function's code is compiled once (into its __pycache__, as the
+            # CLI's own is), not again at every instance start.
             "LAMBDA_TASK_ROOT": str(self.function_dir),
             "RCYC_CACHE_DIR": str(self._workdir / "tmp" / "rcyc"),
             **owner_identity(),

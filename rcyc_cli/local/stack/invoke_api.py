@@ -35,7 +35,7 @@ from .admission import Admission, EventQueue, FaultSwitch, RunAdmission
 from .errors import (ApiError, error_object, fault_error, invalid_content, invalid_parameter, service_error, throttled,
                      too_large)
 from .protocol import (DIGITS_RE, DRAIN_LIMIT, EVENT_PAYLOAD_LIMIT, EXECUTED_VERSION, FAULTS_PATH, INVOCATION_TYPES,
-                       RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE, RUNS_PATH, STATUS_PATH, SYNC_PAYLOAD_LIMIT, invoke_target, log_tail, resolve_function)
+                       RESULTS_PATH, RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE, RUNS_PATH, STATUS_PATH, SYNC_PAYLOAD_LIMIT, invoke_target, log_tail, resolve_function)
 
 
 class Api:
@@ -43,10 +43,12 @@ class Api:
 
     def __init__(self, invoke: Callable[[object], tuple], status: Callable[[], dict], names: tuple[str, ...],
                  admission: Admission, events: EventQueue, faults: FaultSwitch, read_timeout: float,
-                 run: Callable[[dict], dict] | None = None, runs: RunAdmission | None = None):
+                 run: Callable[[dict], dict] | None = None, store: Callable[[object], dict] | None = None,
+                 runs: RunAdmission | None = None):
         self.invoke, self.status, self.names = invoke, status, names
         self.admission, self.events, self.faults, self.read_timeout = admission, events, faults, read_timeout
         self.run = run  # a whole invoke-local run: its images as bytes (rcyc's own route, RUNS_PATH)
+        self.store = store  # classify --local's result objects (rcyc's own route, RESULTS_PATH)
         self.runs = runs or RunAdmission(RUNS_AT_ONCE, RUN_PAYLOAD_LIMIT)
         self.last_request = time.monotonic()  # for the idle stop of a stack invoke-local left behind
 
@@ -252,6 +254,8 @@ class InvokeHandler(JsonHandler):
             self._json(api.faults.configure(_parse_json(self._read_body(64 * 1024))))
         elif path == RUNS_PATH and api.run is not None:
             self._run(api)
+        elif path == RESULTS_PATH and api.store is not None:
+            self._json(api.store(_parse_json(self._read_body(SYNC_PAYLOAD_LIMIT))))
         elif (target := invoke_target(self.path)) is None:
             self._no_route()
         else:

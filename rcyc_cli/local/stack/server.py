@@ -63,7 +63,8 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         if stopping.is_set() or signalled:  # told to stop while the instances warmed up
             return
         server, events = _invoke_server(pool, s3_server.endpoint_url, config,
-                                        run=lambda payload: warm_run(payload, s3_server, config.bucket, pool))
+                                        run=lambda payload: warm_run(payload, s3_server, config.bucket, pool),
+                                        store=lambda payload: store_results(payload, s3_server))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if config.idle_seconds:
             threading.Thread(target=_stop_when_idle, args=(server.api, config.idle_seconds, stopping), daemon=True).start()
@@ -157,6 +158,25 @@ def _whole(value: object, default: int) -> int:
     return value
 
 
+def store_results(payload: object, s3_server: EmbeddedS3) -> dict:
+    """classify --local's result objects for one event (``RESULTS_PATH``), stored in this stack's S3 directly:
+    one request, not one signed PUT each through the S3 API (which cost the client and the server about as
+    much CPU as the function spent classifying). They are ordinary objects to every S3 reader."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("bucket"), str) or not isinstance(payload.get("objects"), list):
+        raise invalid_content('results are {"bucket", "objects": [{"key", "body", "metadata"}]}')
+    try:
+        items = [(str(o["key"]), str(o["body"]).encode(), {str(k): str(v) for k, v in (o.get("metadata") or {}).items()})
+                 for o in payload["objects"]]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise invalid_content(f"a malformed result object: {type(exc).__name__}") from None
+    if not all(0 < len(key) <= 1024 for key, _, _ in items):
+        raise invalid_content("a result key must be 1 to 1024 characters")
+    try:
+        return {"etags": s3_server.put_documents(payload["bucket"], items)}
+    except Exception as exc:  # moto's own errors (no such bucket): the client says what failed
+        return {"error": {"kind": getattr(exc, "code", None) or type(exc).__name__, "message": str(exc)[:200]}}
+
+
 def _safe_name(name: object) -> str:
     """A file name as a key segment: no separators, no dot-dot, printable."""
     if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or not name.isprintable():
@@ -164,7 +184,7 @@ def _safe_name(name: object) -> str:
     return name
 
 
-def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None) -> tuple[StackHTTPServer, EventQueue]:
+def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None, store=None) -> tuple[StackHTTPServer, EventQueue]:
     """The Lambda Invoke API on a free 127.0.0.1 port, in front of the pool (not yet serving)."""
     admission = Admission(config.instances, config.max_waiting)
     events = EventQueue(pool.invoke, admission, size=config.event_queue, workers=config.instances)
@@ -179,7 +199,7 @@ def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None) -> tup
                 "runs": runs.to_dict(),
                 "instances": [instance.to_dict() for instance in pool.instances]}
 
-    api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout, run, runs)
+    api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout, run, store, runs)
     server = StackHTTPServer(("127.0.0.1", 0), api)
     return server, events
 

@@ -1,0 +1,130 @@
+"""What a rerun of ``rcyc classify`` may skip, without one request per key.
+
+A result's metadata names the model that made it, but a listing shows no metadata: it shows each object's
+ETag (its content hash). So a run leaves an index for the current model under
+``<results prefix>.rcyc-index/<model sha256>/``: every key it knows to be done by that model, with its
+result's ETag and entry. A rerun lists the results once and reads the model's index files (one request a
+file, one file a run); a key whose listed ETag is the indexed one has a result by the current model,
+unchanged since it was checked; a key with a result the index does not vouch for is read (one GET, as
+without an index); a key with no result is classified. The index is held in memory while a run lasts
+(about 0.3 KB a done key).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+from rcyc_core.result_store import read_result
+
+from ..cloud.aws import aws_call, translate
+
+INDEX_FOLDER = ".rcyc-index/"
+DONE, READ, NEW = "done", "read", "new"
+
+
+class Resume:
+    def __init__(self, s3, bucket: str, results_prefix: str, prefix: str, model_sha: str):
+        self.s3, self.bucket, self.results_prefix, self.prefix, self.model_sha = s3, bucket, results_prefix, prefix, model_sha
+        self.folder = f"{results_prefix}{INDEX_FOLDER}{model_sha}/"
+        self.done: dict[str, tuple[str, dict]] = {}  # key -> (result ETag, entry), checked in this run
+        self.model: dict | None = None
+        self._with_result: set[str] = set()  # keys with a result the index does not vouch for
+        self._carried: dict[str, tuple[str, dict]] = {}  # indexed keys outside this run's prefix, kept as they were
+        self._files: list[str] = []
+        self._changed = False
+        self._lock = threading.Lock()
+
+    def load(self) -> "Resume":
+        indexed: dict[str, tuple[str, dict]] = {}
+        for obj in self._list(self.folder):
+            document = self._read_index(obj["Key"])
+            if document is not None:
+                self._files.append(obj["Key"])
+                self.model = self.model or document.get("model")
+                indexed.update({key: (etag, entry) for key, (etag, entry) in document["results"].items()})
+        index_root = self.results_prefix + INDEX_FOLDER
+        for obj in self._list(self.results_prefix + self.prefix):
+            name = obj["Key"]
+            if name.startswith(index_root) or not name.endswith(".json"):
+                continue
+            key = name[len(self.results_prefix):-len(".json")]
+            known = indexed.pop(key, None)
+            if known is not None and known[0] == obj.get("ETag"):
+                self.done[key] = known
+            else:
+                self._with_result.add(key)
+        self._carried = {key: value for key, value in indexed.items() if not key.startswith(self.prefix)}
+        # Index entries whose result changed or went away, or several files: the next index says it once.
+        self._changed = len(indexed) != len(self._carried) or len(self._files) > 1
+        return self
+
+    def lookup(self, key: str) -> tuple[str, dict | None]:
+        """(DONE, the stored entry), (READ, None): a result to read and check, or (NEW, None): no result."""
+        known = self.done.get(key)
+        if known is not None:
+            return DONE, {"key": key, "bucket": self.bucket, **known[1], "model": self.model}
+        return (READ if key in self._with_result else NEW), None
+
+    def record(self, entry: dict, model: dict | None, etag: str) -> None:
+        """A result by the current model that this run wrote or read (with its ETag)."""
+        if not etag or not model or model.get("sha256") != self.model_sha:
+            return
+        stored = {k: v for k, v in entry.items() if k not in ("key", "bucket", "record", "model")}
+        with self._lock:
+            self.done[entry["key"]] = (etag, stored)
+            self.model = self.model or model
+            self._changed = True
+
+    def save(self) -> None:
+        """Write this run's index and remove the files it replaces (best effort: a file left over is read and
+        merged by the next run, never trusted beyond the ETags it names)."""
+        with self._lock:
+            if not self._changed:
+                return
+            results = {**self._carried, **self.done}
+            self._changed = False
+        name = f"{self.folder}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}.json"
+        body = json.dumps({"model_sha256": self.model_sha, "model": self.model, "results": results}).encode()
+        aws_call(f"write the resume index s3://{self.bucket}/{name}", self.s3.put_object, Bucket=self.bucket, Key=name,
+                 Body=body, ContentType="application/json")
+        for old in self._files:
+            try:
+                self.s3.delete_object(Bucket=self.bucket, Key=old)
+            except Exception:  # not allowed to delete, or gone: the next run merges it
+                pass
+        self._files = [name]
+
+    def _read_index(self, name: str) -> dict | None:
+        stored, _ = _read(self.s3, self.bucket, name)
+        if not isinstance(stored, dict) or stored.get("model_sha256") != self.model_sha or not isinstance(stored.get("results"), dict):
+            return None
+        if not all(isinstance(v, list) and len(v) == 2 and isinstance(v[1], dict) for v in stored["results"].values()):
+            return None
+        return stored
+
+    def _list(self, prefix: str):
+        paginator = self.s3.get_paginator("list_objects_v2")
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}))
+        while (page := aws_call(f"list s3://{self.bucket}/{prefix}", next, pages, None)) is not None:
+            yield from page.get("Contents", [])
+
+
+def read_checked(s3, bucket: str, results_prefix: str, key: str) -> tuple[dict | None, str]:
+    """The stored result of ``key`` and its ETag (one GET)."""
+    try:
+        return read_result(s3, bucket, results_prefix, key, with_etag=True)
+    except Exception as exc:
+        raise translate(f"read the result of {key}", exc) from None
+
+
+def _read(s3, bucket: str, name: str) -> tuple[object, str]:
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=name)
+        return json.loads(obj["Body"].read()), obj.get("ETag", "")
+    except ValueError:
+        return None, ""
+    except Exception as exc:
+        raise translate(f"read s3://{bucket}/{name}", exc) from None

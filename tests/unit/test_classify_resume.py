@@ -1,0 +1,92 @@
+"""classify's resume index: a rerun skips done keys from one listing (no request per key), and trusts an
+index entry only while the result's ETag is the one it names."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from rcyc_cli.classify.resume import DONE, INDEX_FOLDER, NEW, READ, Resume
+from rcyc_core.result_store import read_result, write_result
+
+BUCKET = "archive"
+MODEL = {"name": "m", "version": "1", "sha256": "a" * 64}
+
+
+@pytest.fixture
+def s3():
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def count_gets(client) -> list[str]:
+    seen: list[str] = []
+    client.meta.events.register("before-call.s3.GetObject", lambda params, **_: seen.append(params["url_path"]))
+    return seen
+
+
+def entry(key: str, label: str = "boxes") -> dict:
+    return {"key": key, "bucket": BUCKET, "label": label, "confidence": 0.9, "scores": {label: 0.9}}
+
+
+def first_run(s3, keys: list[str]) -> Resume:
+    resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    for key in keys:
+        resume.record(entry(key), MODEL, write_result(s3, BUCKET, "results/", entry(key), MODEL))
+    resume.save()
+    return resume
+
+
+def test_a_rerun_knows_every_done_key_from_the_listing_without_reading_any_result(s3):
+    keys = [f"photos/{n}.jpg" for n in range(50)]
+    first_run(s3, keys)
+    gets = count_gets(s3)
+    again = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    assert len(gets) == 1  # the one index file, not 50 results
+    for key in keys:
+        state, stored = again.lookup(key)
+        assert state == DONE and stored["label"] == "boxes" and stored["key"] == key and stored["model"] == MODEL
+    assert again.lookup("photos/new.jpg") == (NEW, None)
+    again.save()  # nothing changed: no new index file
+    names = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/{INDEX_FOLDER}")["Contents"]]
+    assert len(names) == 1
+
+
+def test_a_changed_result_or_another_models_index_is_not_trusted(s3):
+    keys = ["photos/a.jpg", "photos/b.jpg"]
+    first_run(s3, keys)
+    write_result(s3, BUCKET, "results/", entry("photos/a.jpg", "glass_bottles"), {**MODEL, "sha256": "b" * 64})
+    again = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    assert again.lookup("photos/a.jpg") == (READ, None)  # its ETag moved: read it and check its model
+    assert again.lookup("photos/b.jpg")[0] == DONE
+    other = Resume(s3, BUCKET, "results/", "photos/", "c" * 64).load()
+    assert other.lookup("photos/b.jpg") == (READ, None)
+
+
+def test_runs_merge_their_indexes_into_one_and_keep_keys_outside_their_prefix(s3):
+    first_run(s3, ["photos/a.jpg"])
+    elsewhere = Resume(s3, BUCKET, "results/", "other/", MODEL["sha256"]).load()
+    elsewhere.record(entry("other/x.jpg"), MODEL, write_result(s3, BUCKET, "results/", entry("other/x.jpg"), MODEL))
+    elsewhere.save()
+    merged = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    merged.save()  # two files read: one written, both removed
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/{INDEX_FOLDER}")["Contents"]
+    assert len(listing) == 1
+    index = json.loads(s3.get_object(Bucket=BUCKET, Key=listing[0]["Key"])["Body"].read())
+    assert sorted(index["results"]) == ["other/x.jpg", "photos/a.jpg"]
+    assert read_result(s3, BUCKET, "results/", "other/x.jpg")["label"] == "boxes"
+
+
+def test_a_damaged_index_file_is_ignored(s3):
+    s3.put_object(Bucket=BUCKET, Key=f"results/{INDEX_FOLDER}{MODEL['sha256']}/bad.json", Body=b"{not json")
+    write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
+    resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    assert resume.lookup("photos/a.jpg") == (READ, None)
