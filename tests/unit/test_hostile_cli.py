@@ -61,6 +61,7 @@ BASES: dict[str, dict[str, str | list[str]]] = {
     "upload-image": {"images": ["{image}"]},
     "deploy": {},
     "invoke": {"keys": ["photo.jpg"]},
+    "event": {"shape": "s3"},
     "models list": {},
     "models promote": {"name": "model", "version": "1"},
     "train": {"data_dir": "{empty}", "--out": "{new}"},
