@@ -110,6 +110,8 @@ def emulators_and_runtimes(pids: list[int]) -> tuple[int, int]:
             cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes())
         except OSError:
             pass
+    # (the stack process carries the owner token too, and its command line names the emulator's path)
+    cmdlines = [c for c in cmdlines if b"rcyc_cli.local.stack.server" not in c]
     return sum(b"aws-lambda-rie" in c for c in cmdlines), sum(b"awslambdaric" in c and b"aws-lambda-rie" not in c for c in cmdlines)
 
 
