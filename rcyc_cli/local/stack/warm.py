@@ -95,7 +95,8 @@ def _post_run(request: urllib.request.Request, timeout: float, patience: float =
 
 def stack_conflict(wanted: StackConfig, state: dict, manifest) -> str | None:
     """Why the running stack cannot answer this invocation as asked (the first setting that differs), or None.
-    A run that names no model asks for the default model, as --no-stack and predict answer with it."""
+    A run that names no model takes the model of a stack started with ``local up --model``, and asks for the
+    default model of a stack a run left behind, as --no-stack and predict answer with it."""
     from ..emulator import rie as rie_finder
 
     config, spec = state["config"], wanted.function
@@ -113,9 +114,11 @@ def stack_conflict(wanted: StackConfig, state: dict, manifest) -> str | None:
             if spec.rie:
                 raise  # an explicit emulator that is not there is an error, stack or not
             # none installed here: the stack's own emulator is the only one there is
-    # Also without --model: the default model is asked for then, not whichever model started the stack.
+    # `local up --model M` pins M for every call; a stack a run left behind (it stops when idle) pins nothing:
+    # a plain call asks for the default model then, as --no-stack and predict answer, not whichever run's.
     stack_model = state.get("model") or {}
-    if stack_model.get("sha256") != manifest.sha256:
+    pinned = not config.get("idle_seconds")
+    if (wanted.model is not None or not pinned) and stack_model.get("sha256") != manifest.sha256:
         return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
                 f"{manifest.name} {manifest.version} (starting instances of its own)")
     for name, value in asked.items():
