@@ -37,3 +37,4 @@ DEFAULT_BATCH_SIZE = 16
 LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024  # bytes: what a synchronous Lambda invoke carries (request and response)
 # Throwaway credentials, only ever sent to local emulators and the embedded S3: never the user's own.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "rcyc-local", "aws_secret_access_key": "rcyc-local-not-a-secret"}
+MIN_PER_CLASS = 20  # evaluated images per class a promotion gate needs (docs/eval.md)

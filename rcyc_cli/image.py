@@ -108,15 +108,17 @@ WORK_INSTRUCTIONS = ("RUN", "COPY", "ADD")
 
 def build(client, tag: str, flavor: str = DEFAULT_FLAVOR, base_image: str = DEFAULT_BASE_IMAGE, platform: str | None = None,
           ca_bundle: Path | None = None, no_cache: bool = False,
-          on_step: Callable[[int, int, str], None] = lambda step, total, text: None, root: Path = REPO_ROOT) -> BuildResult:
-    """Build the function image with the classic builder, reporting each step as it starts."""
+          on_step: Callable[[int, int, str], None] = lambda step, total, text: None, root: Path = REPO_ROOT,
+          context: io.BytesIO | None = None) -> BuildResult:
+    """Build the function image with the classic builder, reporting each step as it starts. ``context``: another
+    image's build context (the training image's, rcyc_cli/train/container.py) instead of the function's."""
     if flavor not in FLAVORS:
         raise InputError(f"unknown flavour {flavor!r}", hint=f"Use one of: {', '.join(FLAVORS)}.")
     started = time.monotonic()
     progress = _BuildProgress(on_step, base_image)
     try:
         stream = client.api.build(
-            fileobj=build_context(ca_bundle, root), custom_context=True, tag=tag, rm=True, forcerm=True, nocache=no_cache,
+            fileobj=context or build_context(ca_bundle, root), custom_context=True, tag=tag, rm=True, forcerm=True, nocache=no_cache,
             pull=False, decode=True, network_mode="host", platform=platform,
             buildargs={"BASE_IMAGE": base_image, "FLAVOR": flavor},
         )

@@ -35,7 +35,8 @@ def answer(delivery: Delivery | None, response: dict) -> dict:
     for entry in response["errors"]:
         if entry["retryable"]:
             message = carried_by.get(entry.get("record"))
-            # An error of no record (the whole invocation failed) costs every message of the batch.
-            failed.update([message] if entry.get("record") is not None else delivery.messages)
+            # An error of no record (the whole invocation failed), or of a record no message id names, costs
+            # every message of the batch: retrying too much only repeats work, acknowledging it loses it.
+            failed.update([message] if message is not None else delivery.messages)
     response["batchItemFailures"] = [{"itemIdentifier": m} for m in dict.fromkeys(delivery.messages) if m in failed]
     return response

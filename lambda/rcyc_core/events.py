@@ -96,7 +96,7 @@ def read(event: object) -> Delivery:
     for record in records:
         source = _source(record)
         sources.add(source)
-        message_id = record.get("messageId") if source == "aws:sqs" and isinstance(record.get("messageId"), str) else None
+        message_id = _str(record.get("messageId")) if source == "aws:sqs" else None  # "" names no message
         if message_id is not None:
             messages.append(message_id)
         for inner in _unwrap(record, 0):
@@ -210,9 +210,19 @@ def _object(index, bucket, key, bucket_field, key_field, etag, version_id, messa
         return BadRecord(index, None, key, f"record has no {bucket_field} string", message_id)
     if not key:
         return BadRecord(index, bucket, None, f"record has no {key_field} string", message_id)
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        return BadRecord(index, bucket, key[:64] + "…", f"object key longer than {MAX_KEY_BYTES} bytes", message_id)
+    problem = key_problem(key)
+    if problem:
+        return BadRecord(index, bucket, key[:64].encode("utf-8", "replace").decode() + "…", problem, message_id)
     return ObjectRecord(index, bucket, key, _str(etag) and etag.strip('"'), _str(version_id), message_id)
+
+
+def key_problem(key: str) -> str | None:
+    """Why S3 could hold no object at ``key`` (None when it could): a key is 1 to 1024 bytes of UTF-8."""
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeError:
+        return "object key is not valid UTF-8"
+    return "object key is empty" if not size else f"object key longer than {MAX_KEY_BYTES} bytes" if size > MAX_KEY_BYTES else None
 
 
 # --- making events -----------------------------------------------------------------------------------------
@@ -237,6 +247,11 @@ def make(shape: str, bucket: str, keys: list[str] = (), removed: list[str] = (),
     if shape not in SHAPES:
         raise InputError(f"unknown event shape {shape!r}", hint=f"One of: {', '.join(SHAPES)}.")
     etags = etags or {}
+    for key in [*keys, *removed]:
+        if key_problem(key):
+            raise InputError(f"{key_problem(key)}: {key[:64]!r}", hint="An S3 key is 1 to 1024 bytes of UTF-8.")
+    if not all(message_ids):
+        raise InputError("an SQS message id is never empty", hint="Give each --message-id a value, or none.")
     objects = [(key, "ObjectCreated:Put") for key in keys] + [(key, "ObjectRemoved:Delete") for key in removed]
     if shape == "s3-test":
         if objects:

@@ -74,6 +74,16 @@ def read_result(s3, bucket: str, prefix: str, key: str, with_etag: bool = False)
         document = json.loads(body)
     except ValueError:
         document = None
-    if not (isinstance(document, dict) and document.get("key") == key):
+    if not _well_formed(document, key):
         document = None
     return (document, obj.get("ETag", "")) if with_etag else document
+
+
+def _well_formed(document: object, key: str) -> bool:
+    """Whether a stored object is a result of ``key`` as write_result writes it. Anyone with write access to
+    the results prefix can leave anything there: a malformed one is classified again, never trusted."""
+    if not isinstance(document, dict) or document.get("key") != key:
+        return False
+    model, obj = document.get("model"), document.get("object", {})
+    return (model is None or isinstance(model, dict)) and isinstance(obj, dict) and all(
+        isinstance(obj.get(field), (str, type(None))) for field in ("etag", "version_id"))

@@ -49,4 +49,14 @@ def object_read_error(exc: Exception, where: str) -> RcycError:
         return RcycError(f"{where} does not exist", kind="NoSuchKey")
     if code:
         return RcycError(f"S3 refused {where}: {code}", kind=code)
+    if _refused_before_sending(exc):
+        # No request was made (an invalid bucket name, a key that is not UTF-8): the same record fails the
+        # same way every time, so it is the record's fault, never worth a retry.
+        return RcycError(f"cannot fetch {where}: {type(exc).__name__}: {str(exc)[:160]}", kind="InvalidRecord")
     return RcycError(f"cannot fetch {where}: {type(exc).__name__}", kind="S3Unreachable")
+
+
+def _refused_before_sending(exc: Exception) -> bool:
+    from botocore.exceptions import ParamValidationError
+
+    return isinstance(exc, (ParamValidationError, UnicodeError))

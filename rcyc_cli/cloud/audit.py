@@ -8,29 +8,18 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 from rcyc_core.s3 import NOT_FOUND_CODES
 
 from . import buckets
 from .aws import Aws, get_or_none
 from .buckets import as_list
+from .findings import Finding
 from .functions import policy_document
 
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
 SECRET_VALUE = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
 ALLOWED_S3_ACTIONS = {"s3:GetObject", "s3:PutObject"}
-
-
-@dataclass
-class Finding:
-    severity: str  # high | medium | ok | not applicable
-    check: str
-    detail: str
-    fix: str = ""
-
-    def to_dict(self) -> dict:
-        return self.__dict__.copy()
 
 
 def _read(call, missing: tuple[str, ...], **kwargs):

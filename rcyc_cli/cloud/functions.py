@@ -47,27 +47,30 @@ def policy_document(value) -> dict:
     return value
 
 
-def ensure_role(iam, name: str, policy: dict, dry_run: bool = False) -> dict:
-    """The function's role with exactly rcyc's inline policy. Returns {"name", "arn", "action"}."""
+def ensure_role(iam, name: str, policy: dict, dry_run: bool = False, trust: dict = LAMBDA_TRUST_POLICY,
+                policy_name: str = ROLE_POLICY_NAME,
+                description: str = "rcyc: the classifier function's least-privilege role") -> dict:
+    """The function's (or, with ``trust``, another service's) role with exactly rcyc's inline policy.
+    Returns {"name", "arn", "action"}."""
 
     role = (get_or_none(f"read the role {name}", iam.get_role, ("NoSuchEntity",), RoleName=name) or {}).get("Role")
     if role is None:
         if dry_run:
             return {"name": name, "arn": None, "action": "create"}
         role = aws_call(f"create the role {name}", iam.create_role, RoleName=name,
-                        AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST_POLICY),
-                        Description="rcyc: the classifier function's least-privilege role",
+                        AssumeRolePolicyDocument=json.dumps(trust),
+                        Description=description,
                         Tags=[{"Key": "rcyc:managed", "Value": "true"}])["Role"]
-        aws_call(f"attach the policy to {name}", iam.put_role_policy, RoleName=name, PolicyName=ROLE_POLICY_NAME,
+        aws_call(f"attach the policy to {name}", iam.put_role_policy, RoleName=name, PolicyName=policy_name,
                  PolicyDocument=json.dumps(policy))
         return {"name": name, "arn": role["Arn"], "action": "created"}
     found = get_or_none(f"read the policy of {name}", iam.get_role_policy, ("NoSuchEntity",), RoleName=name,
-                        PolicyName=ROLE_POLICY_NAME)
+                        PolicyName=policy_name)
     current = policy_document(found["PolicyDocument"]) if found else None
     if current == policy:
         return {"name": name, "arn": role["Arn"], "action": "unchanged"}
     if not dry_run:
-        aws_call(f"update the policy of {name}", iam.put_role_policy, RoleName=name, PolicyName=ROLE_POLICY_NAME,
+        aws_call(f"update the policy of {name}", iam.put_role_policy, RoleName=name, PolicyName=policy_name,
                  PolicyDocument=json.dumps(policy))
     return {"name": name, "arn": role["Arn"], "action": "update" if dry_run else "updated"}
 

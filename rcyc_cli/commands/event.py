@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from rcyc_core.events import SHAPES
 
 from .options import bucket_option
 from .output import emit
+
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
 
 @click.command()
@@ -37,8 +41,13 @@ def event(shape, bucket, keys, removed, message_ids, test_event, etags, region):
     from rcyc_core import events
     from rcyc_core.errors import InputError
 
+    from ..cloud.buckets import validate_bucket_name
     from ..paths import DEFAULT_IMAGE
     from ..render import console
+
+    validate_bucket_name(bucket)  # S3 sends no event about a bucket that cannot exist
+    if not REGION.fullmatch(region):
+        raise InputError(f"--region {region!r} is not a region name", hint="e.g. --region eu-west-1")
 
     if not keys and not removed and shape != "s3-test":
         keys = (f"images/{DEFAULT_IMAGE.name}",)

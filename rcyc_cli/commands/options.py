@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..defaults import (ARCHITECTURES, DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY,
-                        DEFAULT_RUNTIME, DEFAULT_TIMEOUT, FLAVORS, RUNTIMES)
+                        DEFAULT_RUNTIME, DEFAULT_TIMEOUT, FLAVORS, MIN_PER_CLASS, RUNTIMES)
 
 class Fraction(click.FloatRange):
     """A float in a range that is a number: click's FloatRange lets NaN through (every comparison with it is
@@ -101,6 +101,9 @@ timeout_option = click.option("--timeout", default=DEFAULT_TIMEOUT, show_default
                               help="Function timeout, seconds.")
 memory_option = click.option("--memory", default=DEFAULT_MEMORY, show_default=True, type=click.IntRange(128, 10240),
                              help="Function memory, MB.")
+min_per_class_option = click.option(
+    "--min-per-class", type=click.IntRange(1), default=MIN_PER_CLASS, show_default=True,
+    help="Images per class the gate needs before it promotes (held-out for train --upload, --eval's otherwise).")
 region_option = click.option("--region", envvar="AWS_REGION", callback=check_region, help="AWS region. [env AWS_REGION, or the profile's]")
 function_option = click.option("--function", "function", envvar="RCYC_FUNCTION",
                                help=f"The Lambda function (default {DEFAULT_FUNCTION}; 'function' with --endpoint-url). "

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import SEED, Fraction, bucket_option, region_option
+from .options import SEED, Fraction, bucket_option, ca_bundle_option, min_per_class_option, region_option
 from .output import emit, json_option, progress
 
 
@@ -24,17 +24,39 @@ from .output import emit, json_option, progress
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="The held-out evaluation as an HTML report.")
 @click.option("--upload", is_flag=True, help="Upload it; promoted only with enough held-out images per class and if not "
               "significantly worse than the current model (else exit 9).")
-@click.option("--min-per-class", type=click.IntRange(1), default=None,
-              help="With --upload: held-out images per class needed to promote [default: 20].")
+@min_per_class_option
 @click.option("--exclude-suspects", is_flag=True, help="Leave the suspected label errors out (needs the eval extra).")
 @bucket_option
 @region_option
 @click.option("--self-check", is_flag=True, help="Check the backbone against its golden logits and exit.")
+@click.option("--local-mode", is_flag=True,
+              help="Train in the training image through the local Docker engine, as SageMaker runs it (/opt/ml layout).")
+@click.option("--sagemaker", "data_uri", metavar="DATA_S3_URI",
+              help="Train as a SageMaker training job on s3://BUCKET/PREFIX/<label>/<photo> (DATA_DIR not needed).")
+@click.option("--role", help="--sagemaker: the job's execution role (ARN or name).")
+@click.option("--create-role", is_flag=True, help="--sagemaker: create (or converge) --role NAME with least privilege.")
+@click.option("--instance-type", default="ml.m5.xlarge", show_default=True, help="--sagemaker: the training instance.")
+@click.option("--spot", is_flag=True, help="--sagemaker: managed spot training (resumes from the checkpoints).")
+@click.option("--max-runtime", default=3600, show_default=True, type=click.IntRange(60, 28 * 24 * 3600),
+              help="--sagemaker: seconds before SageMaker stops the job.")
+@click.option("--wait", is_flag=True, help="--sagemaker: follow the job to its end, then import its model as a candidate.")
+@click.option("--job-name", help="--sagemaker: the job's name (default: rcyc-train-<UTC time>-<random>).")
+@click.option("--dry-run", is_flag=True, help="--sagemaker: print the request and the estimated cost; call nothing.")
+@click.option("--image", "image", help="--local-mode/--sagemaker: use this training image instead of building one.")
+@click.option("--base-image", envvar="RCYC_TRAIN_BASE_IMAGE",
+              help="The training image's base (default: Python 3.12 slim from ECR Public). [env RCYC_TRAIN_BASE_IMAGE]")
+@ca_bundle_option
+@click.option("--checkpoint-dir", type=click.Path(path_type=Path),
+              help="--local-mode: the job's /opt/ml/checkpoints (default: rcyc's training cache).")
 @json_option
 def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, min_per_class,
-          exclude_suspects, bucket, region, self_check):
+          exclude_suspects, bucket, region, self_check, local_mode, data_uri, role, create_role, instance_type, spot,
+          max_runtime, wait, job_name, dry_run, image, base_image, ca_bundle, checkpoint_dir):
     """Train a five-class model on DATA_DIR/<label>/* (as rcyc eval reads it) and write it to --out, packaged
-    as predict, invoke-local, eval and upload-model take it. Needs the train extra: pip install 'rcyc[train]'."""
+    as predict, invoke-local, eval and upload-model take it. Needs the train extra: pip install 'rcyc[train]'.
+
+    --local-mode runs the same training in the training image through Docker; --sagemaker runs it as a
+    SageMaker training job (docs/train.md)."""
     from ..render import console
 
     if self_check:
@@ -45,14 +67,30 @@ def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, repo
             result = check()
         emit(result, _render_self_check, ExitStatus.OK if result["ok"] else ExitStatus.MISSING_PREREQ)
         return
+    hyperparameters = {"epochs": epochs, "seed": seed, "val_split": val_split, "fine_tune": fine_tune, "name": name,
+                       "version": version}
+    if (local_mode or data_uri) and (upload or report_path):
+        raise click.UsageError("--upload and --report go with a local run; after --local-mode use rcyc eval / upload-model "
+                               "on --out, after --sagemaker rcyc models import --promote --eval")
+    if data_uri is not None:
+        if data_dir is not None or out is not None or local_mode:
+            raise click.UsageError("--sagemaker trains on the photos in S3: drop DATA_DIR, --out and --local-mode")
+        from .train_jobs import sagemaker_job
+
+        return sagemaker_job(data_uri, role, create_role, bucket, region, instance_type, spot, max_runtime, wait, dry_run,
+                             image, base_image, ca_bundle, hyperparameters, job_name)
     if data_dir is None or out is None:
-        raise click.UsageError("give DATA_DIR and --out (or --self-check)")
+        raise click.UsageError("give DATA_DIR and --out (or --self-check, or --sagemaker DATA_S3_URI)")
     from ..outputs import check_output_dir, check_output_file
-    from ..train.session import TrainOptions, run_training
 
     check_output_dir(out, "--out")  # before any work: never after minutes of training
     if report_path:
         check_output_file(report_path, "--report")
+    if local_mode:
+        from .train_jobs import local_mode_job
+
+        return local_mode_job(data_dir, out, image, base_image, ca_bundle, checkpoint_dir, hyperparameters)
+    from ..train.session import TrainOptions, run_training
 
     options = TrainOptions(data_dir, out, name, version, epochs, fine_tune, val_split, seed, report_path, upload, bucket, region,
                            exclude_suspects, min_per_class)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rcyc_core.errors import InputError
 
+from ..defaults import MIN_PER_CLASS
 from ..files import shown
 from ..reporting import SILENT, Reporter
 from . import targets
@@ -17,7 +18,6 @@ from .metrics import Metrics
 from .run import evaluate
 
 
-MIN_PER_CLASS = 20
 """The promotion gate's floor of evidence: held-out (unseen) images per class below which no model is promoted.
 With 20 images one mistake moves a class's recall by 5 points; the 95% interval of a 90% accuracy on 100
 images is still about 83-94%."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..defaults import MIN_PER_CLASS
 from ..reporting import SILENT, Reporter
 
 
@@ -25,7 +26,7 @@ class TrainOptions:
     bucket: str | None = None
     region: str | None = None
     exclude_suspects: bool = False
-    min_per_class: int | None = None  # the promotion gate's floor; None: evaluate.session.MIN_PER_CLASS
+    min_per_class: int = MIN_PER_CLASS  # the promotion gate's floor
 
 
 def run_training(options: TrainOptions, report: Reporter = SILENT) -> dict:
@@ -60,11 +61,11 @@ def _publish(options: TrainOptions, held_out, report: Reporter) -> dict:
     """Upload unpromoted; promote only when the promotion gate passes on the held-out images (enough of them
     per class, and not significantly worse than the current model: ``evaluate.session.promotion_gate``)."""
     from ..cloud import models
-    from ..evaluate.session import MIN_PER_CLASS, promotion_gate
+    from ..evaluate.session import promotion_gate
 
     uploaded = models.upload_model(options.out, options.bucket, promote=False, region=options.region, report=report)
     decision = promotion_gate(options.bucket, str(options.out), held_out, options.region, report,
-                              options.min_per_class or MIN_PER_CLASS)
+                              options.min_per_class)
     if not decision["failed"]:
         models.promote_model(options.bucket, uploaded["name"], uploaded["version"], options.region, report)
     return {**uploaded, "promoted": not decision["failed"], "gate_reasons": decision["reasons"], "gate": decision}

@@ -136,9 +136,29 @@ def test_eventbridge_is_made_whole_kept_replaced_and_removed_whole(aws):
         "rule: pattern": "ok", "rule: targets": "ok", "rule: invoke permission": "ok"}
     events.put_rule(Name=name, EventPattern=json.dumps({"source": ["aws.s3"]}), State="ENABLED")
     assert {f.check: f.severity for f in triggers.audit(aws, BUCKET, FUNCTION)}["rule: pattern"] == "high"
+    whole_bucket = {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"bucket": {"name": [BUCKET]}}}
+    for careless in (whole_bucket, {**whole_bucket, "detail": {**whole_bucket["detail"], "object": {"key": [{"prefix": ""}]}}}):
+        events.put_rule(Name=name, EventPattern=json.dumps(careless), State="ENABLED")  # also fires for the results
+        assert {f.check: f.severity for f in triggers.audit(aws, BUCKET, FUNCTION)}["rule: pattern"] == "high"
 
     switched = triggers.converge("sqs", aws, aws.function_arn, BUCKET, PREFIX, batch_size=10)
     assert [r["via"] for r in switched["replaced"]] == ["eventbridge"]
     assert wiring(aws)["rules"] == [] and wiring(aws)["permissions"] == []
     assert triggers.remove(aws, FUNCTION, BUCKET)["via"] == "sqs"
     assert wiring(aws) == NOTHING
+
+
+def test_switching_ways_back_and_forth_leaves_exactly_the_current_one(aws):
+    queue, dlq = sqs.names(FUNCTION)
+    parts = {"s3": {**NOTHING, "lambda_rules": [f"rcyc-{PREFIX.strip('/')}"], "permissions": [("s3.amazonaws.com", "rcyc-s3-trigger")]},
+             "sqs": {**NOTHING, "queue_rules": [(sqs.rule_id(FUNCTION), queue)], "queues": sorted([queue, dlq]),
+                     "mappings": [(queue, 10, ["ReportBatchItemFailures"])]},
+             "eventbridge": {**NOTHING, "rules": [eventbridge.rule_name(FUNCTION)],
+                             "permissions": [("events.amazonaws.com", "rcyc-eventbridge")]}}
+    for via in ("s3", "eventbridge", "s3", "sqs", "eventbridge", "sqs", "s3"):
+        triggers.converge(via, aws, aws.function_arn, BUCKET, PREFIX, batch_size=10)
+        assert wiring(aws) == parts[via], via
+        assert triggers.current(aws, BUCKET, FUNCTION) == {"via": via, "prefix": PREFIX}
+        assert {f.severity for f in triggers.audit(aws, BUCKET, FUNCTION)} <= {"ok"}
+        assert bool(triggers.role_statements(via, aws, FUNCTION)) == (via == "sqs")  # SQS grants only while via sqs
+    assert triggers.remove(aws, FUNCTION, BUCKET)["via"] == "s3" and wiring(aws) == NOTHING

@@ -174,6 +174,13 @@ def test_any_sqs_batch_names_only_its_own_messages_with_retryable_errors(batch, 
     (["sqs", "--key", "a.jpg", "--message-id", "m1", "--message-id", "m2"], "message ids for 1 message"),
     (["s3", "--key", "a.jpg", "--etag", "b.jpg=e"], "KEY=ETAG for a --key"),
     (["nope"], "Invalid value"),
+    (["s3", "--key", ""], "key is empty"),
+    (["eventbridge", "--removed", "\udcff.jpg"], "not valid UTF-8"),  # a non-UTF-8 argument, as Python reads it
+    (["sqs", "--key", "k" * 1025], "longer than 1024 bytes"),
+    (["s3", "--bucket", "Not A Bucket!"], "bucket name"),
+    (["sqs", "--bucket", ""], "bucket name"),
+    (["sqs", "--message-id", ""], "message id is never empty"),
+    (["s3", "--region", "us\neast"], "not a region name"),
 ])
 def test_rcyc_event_refuses_impossible_events_with_one_error_line(args, needle):
     from click.testing import CliRunner
@@ -243,8 +250,74 @@ PINNED = {"ArnEquals": {"aws:SourceArn": BUCKET_ARN}}
     ({"Effect": "Allow", "NotPrincipal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage", "Condition": PINNED}, "high"),
     ({"Effect": "Allow", "Principal": {"Service": ["s3.amazonaws.com", "sns.amazonaws.com"]}, "Action": "sqs:SendMessage",
       "Condition": PINNED}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage", "Condition": "x"}, "high"),
+    ({"Effect": "allow", "Principal": "*", "Action": "sqs:*"}, "high"),  # not plainly a Deny: read as an Allow
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:*", "Condition": PINNED}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": ["sqs:SendMessage", "sqs:DeleteQueue"],
+      "Condition": PINNED}, "high"),
+    ({"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+      "NotResource": "arn:aws:sqs:us-east-1:123456789012:other", "Condition": PINNED}, "high"),
 ])
 def test_the_queue_policy_audit_lets_only_this_bucket_send(statement, severity):
     from rcyc_cli.cloud.triggers.sqs import _policy_finding
 
     assert _policy_finding(json.dumps({"Statement": [statement]}), "bkt").severity == severity
+
+
+def _sqs_record(message_id, key, bucket="bkt"):
+    record = {"eventSource": "aws:sqs", "body": json.dumps(events.make("s3", bucket, [key]))}
+    return record if message_id is ... else {**record, "messageId": message_id}
+
+
+@pytest.mark.parametrize("unnamed", [
+    _sqs_record(..., "slow.jpg"), _sqs_record(5, "slow.jpg"), _sqs_record("", "slow.jpg"),
+    events.make("s3", "bkt", ["slow.jpg"])["Records"][0],  # a record of another shape in an SQS batch
+], ids=["no-messageId", "messageId-not-a-string", "empty-messageId", "mixed-shapes"])
+def test_a_retryable_error_no_message_id_names_retries_the_whole_batch_rather_than_being_lost(unnamed):
+    delivery = events.read({"Records": [unnamed, _sqs_record("m1", "ok.jpg")]})
+    slow = next(r for r in delivery.records if r.key == "slow.jpg")
+    response = empty_response(None)
+    response["errors"].append(error_entry(slow.index, "bkt", "slow.jpg", "S3Unreachable", "timed out"))
+    assert answers.answer(delivery, response)["batchItemFailures"] == [{"itemIdentifier": "m1"}]
+
+
+@pytest.mark.parametrize("bucket,key", [("Not_A..Bucket!", GOOD), (BUCKET, "images/\ud800.jpg")],
+                         ids=["invalid-bucket-name", "key-not-utf8"])
+def test_a_record_s3_refuses_before_any_request_fails_for_good_and_is_not_retried(s3, tmp_path, bucket, key):  # noqa: F811
+    put_model(s3)
+    put(s3, GOOD, IMAGES / "boxes" / "boxes_1.jpg")
+    hostile = {"source": "aws.s3", "detail-type": "Object Created",
+               "detail": {"bucket": {"name": bucket}, "object": {"key": key}}}
+    event = {"Records": [{"eventSource": "aws:sqs", "messageId": "m0", "body": json.dumps(hostile)},
+                         {"eventSource": "aws:sqs", "messageId": "m1", "body": json.dumps(events.make("s3", BUCKET, [GOOD]))}]}
+    response = make_function(s3, tmp_path).handle(event)
+    assert [r["key"] for r in response["results"]] == [GOOD]
+    assert [(e["error"], e["retryable"]) for e in response["errors"]] == [("InvalidRecord", False)]
+    assert response["batchItemFailures"] == []
+
+
+@pytest.mark.parametrize("stored", [
+    {"key": GOOD, "model": "not an object"},
+    {"key": GOOD, "model": {"sha256": "SHA"}, "object": "not an object"},
+    {"key": GOOD, "model": {"sha256": "SHA"}, "object": {"etag": 5}},
+], ids=["model-a-string", "object-a-string", "etag-a-number"])
+def test_a_malformed_stored_result_is_classified_again_and_costs_no_other_record(s3, tmp_path, stored):  # noqa: F811
+    put_model(s3)
+    for key in (GOOD, BROKEN):
+        put(s3, key, IMAGES / "boxes" / "boxes_1.jpg")
+    function = make_function(s3, tmp_path, results_prefix="results/")
+    sha256 = function.store.current().manifest.sha256
+    s3.put_object(Bucket=BUCKET, Key=f"results/{GOOD}.json", Body=json.dumps(stored).replace("SHA", sha256))
+    response = function.handle(events.make("sqs", BUCKET, [GOOD, BROKEN]))
+    assert [r["key"] for r in response["results"]] == [GOOD, BROKEN]
+    assert response["errors"] == response["batchItemFailures"] == []
+    assert json.loads(s3.get_object(Bucket=BUCKET, Key=f"results/{GOOD}.json")["Body"].read())["label"] == "boxes"
+
+
+@pytest.mark.parametrize("uri", ["s3://bkt/images/", "s3://bkt/images/sub/"])
+def test_classify_refuses_images_under_the_results_prefix_instead_of_finding_none(uri):
+    from rcyc_cli.classify.run import ClassifyOptions, classify
+    from rcyc_core.errors import InputError
+
+    with pytest.raises(InputError, match="under the results prefix"):
+        classify(ClassifyOptions(uri, results_prefix="images/"), target=None, s3=None)

@@ -141,7 +141,7 @@ def _remove_permission(lam, function: str, statement_id: str) -> None:
 
 
 def audit(aws, bucket: str, function: str) -> list:
-    from ..audit import Finding
+    from ..findings import Finding
 
     events = aws.client("events")
     if not _statements(aws.client("lambda"), function):  # EventBridge may not invoke it: not wired this way
@@ -152,10 +152,15 @@ def audit(aws, bucket: str, function: str) -> list:
                         "rcyc deploy --trigger PREFIX --via eventbridge makes it whole (or --no-trigger removes the permission).")]
     findings = []
     wanted = json.loads(rule.get("EventPattern") or "{}")
+    detail = wanted.get("detail") if isinstance(wanted, dict) and isinstance(wanted.get("detail"), dict) else {}
+    keys = (detail.get("object") or {}).get("key") if isinstance(detail.get("object"), dict) else None
+    # A rule on the whole bucket also fires for every result the function writes (and every other object).
+    prefixed = isinstance(keys, list) and len(keys) > 0 and all(
+        isinstance(k, dict) and set(k) == {"prefix"} and isinstance(k["prefix"], str) and k["prefix"] for k in keys)
     narrow = (wanted.get("source") == ["aws.s3"] and wanted.get("detail-type") == ["Object Created"]
-              and wanted.get("detail", {}).get("bucket", {}).get("name") == [bucket])
-    findings.append(Finding("ok", "rule: pattern", f"Object Created in s3://{bucket} only") if narrow
-                    else Finding("high", "rule: pattern", f"matches more than Object Created of {bucket}: {json.dumps(wanted)[:200]}",
+              and (detail.get("bucket") or {}).get("name") == [bucket] and prefixed)
+    findings.append(Finding("ok", "rule: pattern", f"Object Created in s3://{bucket} under a prefix only") if narrow
+                    else Finding("high", "rule: pattern", f"matches more than Object Created under a prefix of {bucket}: {json.dumps(wanted)[:200]}",
                                  "rcyc deploy --via eventbridge sets source aws.s3, Object Created, this bucket, the prefix."))
     targets = aws_call("read the rule's targets", events.list_targets_by_rule, Rule=rule["Name"]).get("Targets", [])
     mine = [t for t in targets if t["Arn"].split(":")[6:7] == [function]]

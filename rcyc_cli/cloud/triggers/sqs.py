@@ -169,7 +169,7 @@ def remove(aws, function: str, bucket: str, dry_run: bool = False, thorough: boo
 
 
 def audit(aws, bucket: str, function: str) -> list:
-    from ..audit import Finding
+    from ..findings import Finding
 
     sqs = aws.client("sqs")
     queue, _ = names(function)
@@ -196,7 +196,7 @@ def audit(aws, bucket: str, function: str) -> list:
 
 def _policy_finding(policy: str | None, bucket: str):
     """Only S3, and only for this bucket, may send: every Allow must name the S3 service and pin the source ARN."""
-    from ..audit import Finding
+    from ..findings import Finding
     from ..buckets import as_list
 
     try:
@@ -208,23 +208,27 @@ def _policy_finding(policy: str | None, bucket: str):
         if not isinstance(statement, dict):
             loose.append("an unreadable statement")
             continue
-        if statement.get("Effect") != "Allow":
-            continue
+        if str(statement.get("Effect")).lower() == "deny":
+            continue  # anything that is not plainly a Deny is read as an Allow
         principal = statement.get("Principal")
         services = as_list(principal.get("Service")) if isinstance(principal, dict) else []
         only_s3 = isinstance(principal, dict) and set(principal) == {"Service"} and services == ["s3.amazonaws.com"]
-        if not only_s3 or "NotAction" in statement or "NotPrincipal" in statement or not _pins_bucket(statement, bucket):
+        negated = {"NotAction", "NotPrincipal", "NotResource"} & set(statement)
+        if not only_s3 or negated or not _pins_bucket(statement, bucket):
             loose.append(f"{statement.get('Sid') or 'a statement'} allows {json.dumps(principal)} without pinning s3://{bucket}")
+        elif [str(a).lower() for a in as_list(statement.get("Action"))] != ["sqs:sendmessage"]:
+            loose.append(f"{statement.get('Sid') or 'a statement'} lets S3 do {json.dumps(statement.get('Action'))}, not only sqs:SendMessage")
     if loose:
         return Finding("high", "queue: policy", "; ".join(loose),
-                       f"Allow only s3.amazonaws.com with Condition ArnEquals aws:SourceArn arn:aws:s3:::{bucket}.")
+                       f"Allow only s3.amazonaws.com sqs:SendMessage with Condition ArnEquals aws:SourceArn arn:aws:s3:::{bucket}.")
     return Finding("ok", "queue: policy", f"only s3://{bucket} may send")
 
 
 def _pins_bucket(statement: dict, bucket: str) -> bool:
     from ..buckets import as_list
 
-    for operator, block in (statement.get("Condition") or {}).items():
+    condition = statement.get("Condition")
+    for operator, block in (condition.items() if isinstance(condition, dict) else ()):
         if operator.lower() in ("arnequals", "arnlike", "stringequals") and isinstance(block, dict):
             for key, value in block.items():
                 if key.lower() == "aws:sourcearn" and as_list(value) == [f"arn:aws:s3:::{bucket}"]:
