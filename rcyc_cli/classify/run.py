@@ -135,8 +135,8 @@ def check_options(options: ClassifyOptions) -> tuple[str, str]:
         raise InputError(f"--results-prefix {shown(results_prefix)} must end in '/'", hint="e.g. --results-prefix results/")
     if prefix.startswith(results_prefix):
         # every key listed would count as a result: nothing would be classified, and the run would say 0
-        raise InputError(f"the prefix {shown(prefix)} is inside the results prefix {shown(results_prefix)}",
-                         hint="Give another --results-prefix (results are written to <prefix><key>.json).")
+        raise InputError(f"s3://{shown(bucket)}/{shown(prefix)} is under the results prefix {shown(results_prefix)}",
+                         hint="Pick a --results-prefix outside the images, e.g. results/.")
     if options.output is not None:
         Output(options.output)  # its format, from the name
         check_output_file(options.output, "--output")

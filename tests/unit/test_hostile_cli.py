@@ -64,6 +64,7 @@ BASES: dict[str, dict[str, str | list[str]]] = {
     "event": {"shape": "s3"},
     "models list": {},
     "models promote": {"name": "model", "version": "1"},
+    "models import": {"source": "s3://bucket/jobs/model.tar.gz"},
     "train": {"data_dir": "{empty}", "--out": "{new}"},
 }
 NOT_ATTACKED = {"rie install"}  # it downloads the emulator: its only input is the environment (below)

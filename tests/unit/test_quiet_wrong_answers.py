@@ -44,7 +44,7 @@ def test_predict_of_an_empty_folder_is_exit_3_as_invoke_local(tmp_path):
 
 def test_classify_with_the_input_inside_the_results_prefix_is_refused_before_listing():
     result = rcyc("classify", "s3://bucket/results/photos/", "--results-prefix", "results/")
-    assert result.exit_code == 3 and "inside the results prefix" in result.stderr
+    assert result.exit_code == 3 and "under the results prefix" in result.stderr
 
 
 def test_eval_never_follows_a_link_out_of_the_data_folder(tmp_path):
