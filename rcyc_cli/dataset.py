@@ -13,7 +13,9 @@ Below a label folder:
 - anything else (another extension, a FIFO, a socket, a device, a dangling link) lands in
   ``Dataset.skipped`` with the reason, so a caller can say what it did not read;
 - directory links are followed once: a directory already visited (the same device and inode, e.g. a
-  link loop) is skipped with a reason instead of being walked again.
+  link loop) is skipped with a reason instead of being walked again;
+- a link (to a file or a folder) that leads out of ``ROOT`` is never followed: it is skipped with the
+  reason (a link to ``/`` would otherwise walk the whole disk, one to ``/usr/share`` score its icons).
 
 Whether an image file *decodes* is not checked here (that costs a read of every file); the classifier
 reports broken images per file.
@@ -31,7 +33,7 @@ from pathlib import Path
 from rcyc_core.errors import InputError
 from rcyc_core.labels import LABELS
 
-from .files import IMAGE_SUFFIXES
+from .files import IMAGE_SUFFIXES, shown
 
 IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # one list of image file names for every command (files.py)
 
@@ -123,20 +125,24 @@ def load_dataset(root: Path, mapping: dict[str, str] | None = None) -> Dataset:
     try:
         root_stat = root.stat()
     except FileNotFoundError:
-        raise InputError(f"{root} does not exist", hint="Give a folder with one sub-folder per label.") from None
+        raise InputError(f"{shown(root)} does not exist", hint="Give a folder with one sub-folder per label.") from None
     except OSError as exc:
-        raise InputError(f"cannot read {root}: {exc.strerror}") from None
+        raise InputError(f"cannot read {shown(root)}: {exc.strerror}", hint="Give a folder with one sub-folder per label.") from None
     if not stat.S_ISDIR(root_stat.st_mode):
-        raise InputError(f"{root} is not a directory", hint="Give a folder with one sub-folder per label.")
+        raise InputError(f"{shown(root)} is not a directory", hint="Give a folder with one sub-folder per label.")
 
     images: list[LabelledImage] = []
     skipped: list[tuple[Path, str]] = []
     folders: dict[str, str] = {}
     unknown: list[str] = []
     visited: set[tuple[int, int]] = {(root_stat.st_dev, root_stat.st_ino)}
+    inside = _inside(root)
 
     for entry in _entries(root):
         if entry.name.startswith("."):
+            continue
+        if not inside(entry):
+            skipped.append((Path(entry.path), OUTSIDE))
             continue
         kind, _ = _kind(entry)
         if kind != "dir":
@@ -150,7 +156,7 @@ def load_dataset(root: Path, mapping: dict[str, str] | None = None) -> Dataset:
             unknown.append(entry.name)
             continue
         folders[entry.name] = label
-        _walk(Path(entry.path), label, images, skipped, visited)
+        _walk(Path(entry.path), label, images, skipped, visited, inside)
 
     if unknown:
         names = ", ".join(repr(name) for name in unknown)
@@ -159,12 +165,28 @@ def load_dataset(root: Path, mapping: dict[str, str] | None = None) -> Dataset:
             f"not a label; the folders must be named after the labels: {_labels_text()}",
             hint=f"Rename it, or map it in rcyc.toml under [eval.labels], e.g. {MAPPING_EXAMPLE}")
     if not images:
-        raise InputError(f"no images in {root}",
-                         hint=f"Put images in {root}/<label>/ with <label> one of: {_labels_text()} "
+        raise InputError(f"no images in {shown(root)}",
+                         hint=f"Put images in {shown(root)}/<label>/ with <label> one of: {_labels_text()} "
                               f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}).")
     images.sort(key=lambda image: _sort_key(image.path, root))
     skipped.sort(key=lambda item: _sort_key(item[0], root))
     return Dataset(root=root, images=images, skipped=skipped, folders=folders)
+
+
+OUTSIDE = "a link out of the data folder (never followed)"
+
+
+def _inside(root: Path):
+    """A test of whether an entry stays inside ``root`` once its links are followed."""
+    real_root = os.path.realpath(root)
+
+    def inside(entry: os.DirEntry) -> bool:
+        if not entry.is_symlink():
+            return True  # a plain entry of a folder inside the root (links were checked on the way down)
+        real = os.path.realpath(entry.path)
+        return real == real_root or real.startswith(real_root.rstrip("/") + "/")
+
+    return inside
 
 
 def _entries(directory: Path) -> list[os.DirEntry]:
@@ -188,7 +210,7 @@ def _kind(entry: os.DirEntry) -> tuple[str, os.stat_result | None]:
 
 
 def _walk(directory: Path, label: str, images: list[LabelledImage], skipped: list[tuple[Path, str]],
-          visited: set[tuple[int, int]]) -> None:
+          visited: set[tuple[int, int]], inside) -> None:
     # An explicit stack, not recursion: a deep tree cannot exhaust Python's recursion limit.
     stack = [directory]
     while stack:
@@ -213,6 +235,9 @@ def _walk(directory: Path, label: str, images: list[LabelledImage], skipped: lis
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
+            if not inside(entry):
+                skipped.append((path, OUTSIDE))
+                continue
             kind, st = _kind(entry)
             if kind == "dir":
                 subfolders.append(path)

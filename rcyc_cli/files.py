@@ -27,7 +27,7 @@ def read_regular(path: Path, limit: int | None = None, what: str = "file") -> by
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"{_shown(path)} is not a regular file ({_kind(info.st_mode)})",
+            raise InputError(f"{_shown(path)} is not a regular file ({kind_of(info.st_mode)})",
                              hint=f"Give a regular {what}: devices, FIFOs and sockets are never read.")
         if limit is not None and info.st_size > limit:
             raise InputError(f"the {what} {_shown(path)} is {info.st_size:,} bytes, more than the limit of {limit:,}",
@@ -69,20 +69,33 @@ def check_name(path: Path) -> None:
                          hint="Rename the file.")
 
 
-def _shown(path: Path) -> str:
-    """The path on one printable line (escapes for control characters and undecodable bytes)."""
-    return ascii(str(path))[1:-1] if not str(path).isprintable() or _undecodable(path) else str(path)
+def shown(name: object) -> str:
+    """The one escape for a name (file, key, folder) in human output: on one printable line, control
+    characters (terminal escape sequences, newlines) and undecodable bytes written as Python escapes."""
+    text = str(name)
+    return ascii(text)[1:-1] if not text.isprintable() or _undecodable(text) else text
 
 
-def _undecodable(path: Path) -> bool:
+_shown = shown
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` (a key, an address) if it is printable UTF-8, else InputError naming ``what``."""
+    if shown(value) != value:
+        raise InputError(f"{what} {shown(value)} is not printable UTF-8 (a control character or undecodable bytes)",
+                         hint=f"Give {what} as plain text.")
+    return value
+
+
+def _undecodable(text: str) -> bool:
     try:
-        str(path).encode("utf-8")
+        text.encode("utf-8")
         return False
     except UnicodeEncodeError:
         return True
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
         if test(mode):
@@ -114,7 +127,7 @@ def expand_images(arguments: list[Path]) -> list[Path]:
         elif argument.exists():
             read_regular(argument, what="image")  # raises: says what it is instead (a device, a FIFO, ...)
         else:
-            raise InputError(f"{ascii(text)[1:-1]} does not exist or is not a file", hint="Check the path.")
+            raise InputError(f"{shown(text)} does not exist or is not a file", hint="Check the path.")
     for path in found:
         check_name(path)
     return found

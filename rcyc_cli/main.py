@@ -7,17 +7,26 @@ so `rcyc --help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import math
 import os
 import signal
+import sys
 
 import click
 
 from rcyc_core.errors import RcycError
 
-from . import __version__
+from . import __version__, leftovers
 from .commands import all_commands
+from .commands.options import plain_text_everywhere
 from .config import read_config
 from .exit_status import ExitStatus, for_error
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE, errno.ENFILE}
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENXIO}  # a path given that cannot be one
+
 
 class RcycGroup(click.Group):
     """The one error boundary: expected failures become one error: line, one hint: line and the exit status
@@ -36,14 +45,12 @@ class RcycGroup(click.Group):
             ctx.exit(exc.exit_code)
         except RcycError as exc:
             self._fail(ctx, exc)
+        except OSError as exc:
+            if exc.errno not in _ENVIRONMENT_ERRNOS and exc.errno not in _PATH_ERRNOS:
+                self._unexpected(ctx, exc)
+            self._machine_refused(ctx, exc)
         except Exception as exc:
-            # A boto3/botocore failure no call site translated (the credential chain fails inside any call):
-            # the same one line as every AWS error. Anything else is a bug and keeps its traceback.
-            from .cloud.aws import is_aws_failure, translate
-
-            if not is_aws_failure(exc):
-                raise
-            self._fail(ctx, translate("AWS", exc))
+            self._unexpected(ctx, exc)
         except KeyboardInterrupt as exc:
             from .render import console
 
@@ -60,6 +67,30 @@ class RcycGroup(click.Group):
         console.log_lines(getattr(exc, "logs", None) or [])
         console.error(exc.message, exc.hint)
         ctx.exit(for_error(exc))
+
+    @classmethod
+    def _unexpected(cls, ctx: click.Context, exc: Exception):
+        """A boto3/botocore failure no call site translated (the credential chain fails inside any call): the
+        same one line as every AWS error. Anything else is a bug and keeps its traceback."""
+        from .cloud.aws import is_aws_failure, translate
+
+        if not is_aws_failure(exc):
+            raise exc
+        cls._fail(ctx, translate("AWS", exc))
+
+    @staticmethod
+    def _machine_refused(ctx: click.Context, exc: OSError):
+        """The machine refused (a full disk, a read-only or unwritable place, a path that cannot be one)
+        somewhere no error of ours names it: still one line with its cause."""
+        from .files import shown
+        from .render import console
+
+        where = f" ({shown(exc.filename)[:200]})" if exc.filename else ""
+        if exc.errno in _PATH_ERRNOS:
+            console.error(f"{exc.strerror or exc}{where}", "Check the path given.")
+            ctx.exit(ExitStatus.BAD_INPUT)
+        console.error(f"{exc.strerror or exc}{where}", "Free some space, or fix the permissions of that place.")
+        ctx.exit(ExitStatus.MISSING_PREREQ)
 
 
 class Terminated(KeyboardInterrupt):
@@ -103,14 +134,7 @@ def _defaults_for(command: click.Command, settings: dict) -> dict:
     for param in command.params:
         if param.name not in settings:
             continue
-        value = settings[param.name]
-        textual = isinstance(param.type, (click.Path, click.Choice)) or param.type is click.STRING
-        if isinstance(value, list) or (textual and not isinstance(value, str)):
-            from rcyc_core.errors import InputError
-
-            raise InputError(f"{config_path()}: {param.name} = {value!r} is not a {'string' if textual else 'single value'}",
-                             hint=f'Write it as {param.name} = "..." (or remove it).')
-        defaults[param.name] = value
+        defaults[param.name] = _config_value(param, settings[param.name], config_path())
     for name, sub in getattr(command, "commands", {}).items():
         defaults[name] = _defaults_for(sub, settings)
     return defaults
@@ -118,6 +142,37 @@ def _defaults_for(command: click.Command, settings: dict) -> dict:
 
 # The commands that load TensorFlow or LiteRT in this process, whose C++ logs rcyc_cli.quiet filters.
 LOADS_NATIVE_LOGGERS = {"predict", "eval", "train", "doctor", "upload-model", "models"}
+
+
+def _config_value(param: click.Parameter, value, path) -> object:
+    """``value`` checked as the option itself would check it on the command line (a flag takes true or
+    false, a number must be in its range and finite, a path or name a string); else InputError naming the file."""
+    from rcyc_core.errors import InputError
+
+    textual = isinstance(param.type, (click.Path, click.Choice, click.types.StringParamType))
+    flag = getattr(param, "is_flag", False)
+    wanted = "true or false" if flag else ("a string" if textual else "a single value")
+    problem = None
+    if isinstance(value, (list, dict)) or (flag and not isinstance(value, bool)) or (textual and not isinstance(value, str)):
+        problem = f"is not {wanted}"
+    elif isinstance(value, str) and ("\0" in value or len(value) > 4096):
+        problem = "holds a NUL character" if "\0" in value else "is too long"
+    elif isinstance(param.type, click.types.IntParamType) and (isinstance(value, bool) or not isinstance(value, int)):
+        problem = "is not a whole number"
+    elif isinstance(value, float) and not math.isfinite(value):
+        problem = "is not a finite number"
+    else:
+        try:
+            param.type.convert(value, param, None)
+        except click.BadParameter as exc:
+            problem = exc.message.rstrip(".")
+        except (TypeError, ValueError, OverflowError) as exc:
+            problem = f"is not usable ({exc})"
+    if problem:
+        kind = "a whole number" if isinstance(param.type, click.types.IntParamType) else param.type.name
+        example = f"{param.name} = true" if flag else f'{param.name} = "..."' if textual else f"{param.name} = <{kind}>"
+        raise InputError(f"{path}: {param.name} = {value!r}: {problem}", hint=f"Write it as {example} (or remove it).")
+    return value
 
 
 @click.group(cls=RcycGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -133,6 +188,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
       rcyc invoke-local [IMAGE...] the same through the real Lambda emulator and a local S3
       rcyc doctor                  what is installed, what is missing, and how to fix it
     """
+    for stream in (sys.stdout, sys.stderr):
+        # a name that is not UTF-8 (a file name's undecodable bytes) is printed escaped, never a traceback
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     if verbose:
         os.environ["RCYC_VERBOSE"] = "1"  # read where TensorFlow is imported (rcyc_core.backends.import_keras)
     elif ctx.invoked_subcommand in LOADS_NATIVE_LOGGERS:
@@ -140,6 +199,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
         ctx.with_resource(native_noise_filtered())
     keep_loopback_off_proxies()
+    leftovers.sweep()  # what a killed rcyc left (temp files, sandboxes, containers) goes with any next command
     load_config(ctx)
 
 
@@ -155,6 +215,7 @@ def keep_loopback_off_proxies() -> None:
 
 for _command in all_commands():
     cli.add_command(_command)
+plain_text_everywhere(cli)
 
 
 def main() -> None:

@@ -60,9 +60,12 @@ def predict_files(paths: list[Path], model: Path | None = None, backend: str = "
                   report: Reporter = SILENT) -> dict:
     """Directories and quoted glob patterns expand as invoke-local expands them; a file named as such is a
     record even when it cannot be read (its entry in ``errors`` says why)."""
-    from .files import expand_images
+    from .files import IMAGE_SUFFIXES, expand_images, shown
 
     files: list[Path] = []
     for path in map(Path, paths):
         files += expand_images([path]) if path.is_dir() or any(ch in str(path) for ch in "*?[") else [path]
+    if not files:  # as invoke-local: nothing classified is not a success
+        raise InputError(f"no image files in {', '.join(shown(p) for p in paths)}",
+                         hint=f"Give image files or a folder of them ({', '.join(sorted(IMAGE_SUFFIXES))}).")
     return load_predictor(model, backend, report).classify(files)

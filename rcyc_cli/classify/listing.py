@@ -15,6 +15,9 @@ MAX_IMAGE_BYTES = Config().max_bytes  # what the function refuses anyway: not wo
 
 def parse_uri(uri: str) -> tuple[str, str]:
     """(bucket, prefix) of s3://BUCKET/PREFIX."""
+    from ..files import check_text
+
+    check_text(uri, "the address")
     if not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
         raise InputError(f"{uri!r} is not an s3://BUCKET/PREFIX address", hint="e.g. rcyc classify s3://my-bucket/photos/")
     bucket, _, prefix = uri[5:].partition("/")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import csv
 import json
-import os
 import threading
 import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,6 +17,8 @@ from rcyc_core.errors import AwsError, FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
 
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
+from ..files import shown
+from ..outputs import atomic_file, check_output_file
 from ..reporting import SILENT, Reporter
 from . import cost
 from .listing import Counts, batches, iter_images, parse_uri
@@ -49,35 +50,20 @@ class ClassifyOptions:
 
 
 class Output:
-    """--output as JSONL or CSV, written to FILE.part and renamed when the run completes (an interrupted run
+    """--output as JSONL or CSV, written beside FILE and renamed over it when the run completes (an interrupted run
     leaves no half file; the rerun writes every key again, the finished ones from their stored results)."""
 
     def __init__(self, path: Path | None):
         self.path = path
         self.format = None if path is None else ("csv" if path.suffix.lower() == ".csv" else "jsonl")
-        self.check(path)
+        if path is not None and path.suffix.lower() not in (".csv", ".jsonl", ".json"):
+            raise InputError(f"--output {shown(path)} must end in .jsonl or .csv", hint="e.g. --output results.jsonl")
         self._file = self._csv = None
-
-    @staticmethod
-    def check(path: Path | None) -> None:
-        """InputError unless ``path`` can be written as asked: a .jsonl/.csv name in an existing directory,
-        not an existing directory, device or FIFO (checked before any request is made)."""
-        if path is None:
-            return
-        if path.suffix.lower() not in (".csv", ".jsonl", ".json"):
-            raise InputError(f"--output {path} must end in .jsonl or .csv", hint="e.g. --output results.jsonl")
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.is_dir():
-            raise InputError(f"--output {path}: the directory {parent} does not exist", hint="Create it, or write elsewhere.")
-        if path.exists() and not path.is_file():
-            raise InputError(f"--output {path} exists and is not a regular file", hint="Give a file name to write.")
-        if not os.access(parent, os.W_OK):
-            raise InputError(f"--output {path}: the directory {parent} is not writable", hint="Write elsewhere.")
 
     def __enter__(self) -> "Output":
         if self.path is not None:
-            self._partial = self.path.with_name(self.path.name + ".part")
-            self._file = open(self._partial, "w", newline="", encoding="utf-8")
+            self._writing = atomic_file(self.path, "--output", "w", newline="", encoding="utf-8")
+            self._file = self._writing.__enter__()
             if self.format == "csv":
                 self._csv = csv.DictWriter(self._file, OUTPUT_COLUMNS)
                 self._csv.writeheader()
@@ -95,13 +81,8 @@ class Output:
             self._file.write(json.dumps(row) + "\n")
 
     def __exit__(self, kind, value, traceback) -> None:
-        if self._file is None:
-            return
-        self._file.close()
-        if kind is None:
-            os.replace(self._partial, self.path)
-        else:
-            self._partial.unlink(missing_ok=True)
+        if self._file is not None:
+            self._writing.__exit__(kind, value, traceback)
 
 
 class Tally:
@@ -134,18 +115,6 @@ class Tally:
             self.models[model["sha256"]] = model
 
 
-def validate(options: ClassifyOptions) -> None:
-    """Everything about the options that needs no request: checked before the first one."""
-    bucket, prefix = parse_uri(options.uri)
-    results_prefix = options.results_prefix
-    if not results_prefix or not results_prefix.endswith("/"):
-        raise InputError(f"--results-prefix {results_prefix!r} must end in '/'", hint="e.g. --results-prefix results/")
-    if prefix.startswith(results_prefix):  # every key listed would be taken for a result: nothing would run
-        raise InputError(f"s3://{bucket}/{prefix} is under the results prefix (--results-prefix {results_prefix!r})",
-                         hint="Pick a --results-prefix outside the images, e.g. results/.")
-    Output.check(options.output)
-
-
 def current_model(target: Target, s3, bucket: str) -> dict | None:
     """The pointer the function reads (its model bucket's), or None when it cannot be read."""
     from ..cloud import store
@@ -156,9 +125,25 @@ def current_model(target: Target, s3, bucket: str) -> dict | None:
         return None
 
 
-def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SILENT) -> dict:
-    validate(options)
+def check_options(options: ClassifyOptions) -> tuple[str, str]:
+    """(bucket, prefix) once the address, the results prefix and --output are usable; before any work (a
+    local stack is started, a listing made)."""
     bucket, prefix = parse_uri(options.uri)
+    results_prefix = options.results_prefix
+    if not results_prefix or not results_prefix.endswith("/"):
+        raise InputError(f"--results-prefix {shown(results_prefix)} must end in '/'", hint="e.g. --results-prefix results/")
+    if prefix.startswith(results_prefix):
+        # every key listed would count as a result: nothing would be classified, and the run would say 0
+        raise InputError(f"s3://{shown(bucket)}/{shown(prefix)} is under the results prefix (--results-prefix {shown(results_prefix)})",
+                         hint="Pick a --results-prefix outside the images, e.g. results/.")
+    if options.output is not None:
+        Output(options.output)  # its format, from the name
+        check_output_file(options.output, "--output")
+    return bucket, prefix
+
+
+def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SILENT) -> dict:
+    bucket, prefix = check_options(options)
     results_prefix = options.results_prefix
     concurrency = min(options.concurrency, target.concurrency_limit or options.concurrency)
     pointer = current_model(target, s3, bucket)

@@ -33,14 +33,14 @@ def classify(uri, local, function, concurrency, batch_size, results_prefix, outp
     current model exists is skipped (--force classifies it again), so an interrupted run continues where
     it stopped and a promoted model makes the next run reclassify.
     """
-    from ..classify.run import ClassifyOptions, classify as run_classify, validate
+    from ..classify.run import ClassifyOptions, check_options, classify as run_classify
     from ..classify.target import aws_target, local_target
     from ..render.classify import render_summary
 
     function = function or DEFAULT_FUNCTION
     options = ClassifyOptions(uri, local, None, function, concurrency, batch_size, results_prefix, output, force, limit,
                               dry_run, region)
-    validate(options)  # before the first request
+    check_options(options)  # before a stack is started or a key listed
     with progress(transient=True) as report:
         target, s3 = local_target(function, concurrency, report) if local else aws_target(function, region, concurrency)
         summary = run_classify(options, target, s3, report)

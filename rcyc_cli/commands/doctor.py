@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..exit_status import ExitStatus
-from .options import rie_option
+from .options import check_region, rie_option
 from .output import emit, json_option
 
 
@@ -14,7 +14,7 @@ from .output import emit, json_option
 @click.option("--security", "target", metavar="BUCKET[/FUNCTION]",
               help="Audit an existing bucket (and function) instead: public access, encryption, versioning, TLS-only "
               "policy, secrets in the function's environment, the role's reach. Exit 8 if anything is found.")
-@click.option("--region", envvar="AWS_REGION", help="AWS region for --security.")
+@click.option("--region", envvar="AWS_REGION", callback=check_region, help="AWS region for --security.")
 @json_option
 def doctor(rie, target, region):
     """List each prerequisite as ok or missing, with the fix (or, with --security, audit a setup)."""

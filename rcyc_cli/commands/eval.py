@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import bucket_option, region_option
+from .options import Fraction, bucket_option, region_option
 from .output import emit, json_option, progress, wants_json
 
 model_help = ("A local model (as predict --model takes), or a model in the bucket: 'current' or NAME/VERSION. "
@@ -21,7 +21,7 @@ model_help = ("A local model (as predict --model takes), or a model in the bucke
 @click.option("--via", type=click.Choice(["predict", "emulator"]), default="predict", show_default=True,
               help="predict: the function's core in-process; emulator: the local Lambda emulator pool (the deployed code path).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write a self-contained HTML report here.")
-@click.option("--min-accuracy", type=click.FloatRange(0, 1), help="Gate: exit 9 when accuracy is below this fraction.")
+@click.option("--min-accuracy", type=Fraction(0, 1), help="Gate: exit 9 when accuracy is below this fraction.")
 @click.option("--no-worse-than", "no_worse_than",
               help="Gate: exit 9 when significantly worse than this model (e.g. current) on the same images.")
 @bucket_option
@@ -38,6 +38,10 @@ def eval_command(data_dir, model, against, via, report_path, min_accuracy, no_wo
 
     if against and no_worse_than and against != no_worse_than:
         raise click.UsageError("--against and --no-worse-than name different models; --no-worse-than M compares against M")
+    if report_path:
+        from ..outputs import check_output_file
+
+        check_output_file(report_path, "--report")  # before any work: never after minutes of scoring
     options = EvalOptions(data_dir, model, against or no_worse_than, via, bucket, region, min_accuracy,
                           gate_against=no_worse_than is not None)
     with progress(transient=True) as report:

@@ -19,7 +19,10 @@ def invoke(keys, bucket, function, endpoint_url, region):
     """Invoke the deployed function with an S3 event for KEYS; show the prediction and the log's tail."""
     from ..cloud import invoke as cloud_invoke
 
-    result = cloud_invoke.invoke(list(keys), bucket, function, endpoint_url, region)
+    from ..files import check_text
+
+    keys = [check_text(key, "the key") for key in keys]  # before an event carries them anywhere
+    result = cloud_invoke.invoke(keys, bucket, function, endpoint_url, region)
     payload = {**result["response"], "invocation": {**result["invocation"], "log_tail": result["log_tail"]}}
     emit(payload, lambda _payload: _render(result), record_status(result["response"]))
 

@@ -5,12 +5,85 @@ Defaults come from ``defaults``. ``function_spec_options`` gathers the function'
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import click
 
 from ..defaults import (ARCHITECTURES, DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FLAVOR, DEFAULT_FUNCTION, DEFAULT_MEMORY,
                         DEFAULT_RUNTIME, DEFAULT_TIMEOUT, FLAVORS, MIN_PER_CLASS, RUNTIMES)
+
+class Fraction(click.FloatRange):
+    """A float in a range that is a number: click's FloatRange lets NaN through (every comparison with it is
+    false), and a NaN gate or split would be a wrong answer or a traceback later."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+class PlainText(click.types.StringParamType):
+    """Every text option (names, prefixes, regions, URLs): not empty, valid UTF-8, no control characters; refused
+    as a usage error before any work. A name with an escape sequence or a newline would reach a terminal,
+    a log line or an AWS call raw; undecodable bytes would be a traceback wherever they are first encoded.
+    File paths keep click.Path: the files they name are checked where they are read (files.py)."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail(f"{ascii(value)[:60]} is not valid UTF-8", param, ctx)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            self.fail(f"{ascii(value)[:60]} holds a control character", param, ctx)
+        if not value.strip():
+            self.fail("it is empty", param, ctx)
+        return value
+
+
+def plain_text_everywhere(command: click.Command) -> None:
+    """Give every text option of ``command`` (and of its subcommands) the PlainText check. (Arguments are
+    file names and keys: checked where they are read, exit 3 as the README says for such names.)"""
+    for param in command.params:
+        if isinstance(param, click.Option) and type(param.type) is click.types.StringParamType:
+            param.type = PLAIN_TEXT
+    for sub in getattr(command, "commands", {}).values():
+        plain_text_everywhere(sub)
+
+
+PLAIN_TEXT = PlainText()
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy's and the backbone's generators take
+
+
+def check_endpoint_url(ctx, param, value):
+    """An http(s) URL with a host, or a usage error naming the value (never a traceback from botocore)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:5000")
+    return value
+
+
+def check_region(ctx, param, value):
+    """An AWS region's shape (botocore's own check raises a bare error deep inside a call)."""
+    import re
+
+    if value is not None and not re.fullmatch(r"[a-z]{2}(-[a-z0-9]+){1,4}", value):
+        raise click.BadParameter(f"{value[:60]!r} is not an AWS region name, e.g. eu-west-1")
+    return value
+
 
 bucket_option = click.option("--bucket", default=DEFAULT_BUCKET, show_default=True, envvar="RCYC_BUCKET",
                              help="The bucket for models and images. [env RCYC_BUCKET]")
@@ -44,7 +117,7 @@ def min_per_class_needs(flag: str, present: bool) -> None:
         raise click.UsageError(f"--min-per-class is the promotion gate's floor: it needs {flag}")
 
 
-region_option = click.option("--region", envvar="AWS_REGION", help="AWS region. [env AWS_REGION, or the profile's]")
+region_option = click.option("--region", envvar="AWS_REGION", callback=check_region, help="AWS region. [env AWS_REGION, or the profile's]")
 function_option = click.option("--function", "function", envvar="RCYC_FUNCTION",
                                help=f"The Lambda function (default {DEFAULT_FUNCTION}; 'function' with --lambda-endpoint-url). "
                                "[env RCYC_FUNCTION]")
@@ -56,23 +129,6 @@ platform_option = click.option("--platform", type=click.Choice(sorted(ARCHITECTU
                                help="Target platform (sets the function's architecture).")
 
 
-def check_url(value: str | None) -> str | None:
-    """An http(s) URL with a host, or a usage error naming the value (never a traceback from botocore)."""
-    if value is None:
-        return None
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        ok = False
-    if not ok:
-        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:5000")
-    return value
-
-
 def _endpoint_option(flag: str, help: str, envvar: list[str] | None = None):
     """--s3-endpoint-url or --lambda-endpoint-url (one name per service across commands), plus the old
     --endpoint-url with this command's old meaning, kept as a deprecated alias. Both fill ``endpoint_url``."""
@@ -81,11 +137,11 @@ def _endpoint_option(flag: str, help: str, envvar: list[str] | None = None):
     def deprecated(ctx, param, value):
         # Processed before the new option when given on the command line (click handles given options first).
         if value is not None:
-            ctx.meta[key] = check_url(value)
+            ctx.meta[key] = check_endpoint_url(ctx, param, value)
             click.echo(f"warning: --endpoint-url is deprecated here; it means {flag} (use that).", err=True)
 
     def current(ctx, param, value):
-        return ctx.meta.get(key) or check_url(value)
+        return ctx.meta.get(key) or check_endpoint_url(ctx, param, value)
 
     env = f" [env {', '.join(envvar)}]" if envvar else ""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..exit_status import ExitStatus
-from .options import bucket_option, ca_bundle_option, min_per_class_needs, min_per_class_option, region_option
+from .options import SEED, Fraction, bucket_option, ca_bundle_option, min_per_class_needs, min_per_class_option, region_option
 from .output import emit, json_option, progress
 
 
@@ -18,9 +18,9 @@ from .output import emit, json_option, progress
 @click.option("--version", "version", help="Version (default: a hash of the trained model).")
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(1, 1000), help="Head epochs.")
 @click.option("--fine-tune", is_flag=True, help="Then fine-tune the top backbone blocks (slower; BatchNorm stays frozen).")
-@click.option("--val-split", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5),
+@click.option("--val-split", default=0.2, show_default=True, type=Fraction(0.05, 0.5),
               help="Share of each class held out (never trained on) and evaluated.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same data: the same model.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Same seed, same data: the same model.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="The held-out evaluation as an HTML report.")
 @click.option("--upload", is_flag=True, help="Upload it; promoted only with enough held-out images per class and if not "
               "significantly worse than the current model (else exit 9).")
@@ -82,6 +82,11 @@ def train(data_dir, out, name, version, epochs, fine_tune, val_split, seed, repo
     if data_dir is None or out is None:
         raise click.UsageError("give DATA_DIR and --out (or --self-check, or --sagemaker DATA_S3_URI)")
     min_per_class_needs("--upload", upload)
+    from ..outputs import check_output_dir, check_output_file
+
+    check_output_dir(out, "--out")  # before any work: never after minutes of training
+    if report_path:
+        check_output_file(report_path, "--report")
     if local_mode:
         from .train_jobs import local_mode_job
 

@@ -12,7 +12,6 @@ import base64
 import io
 import os
 import stat
-import tempfile
 import warnings
 from pathlib import Path, PurePosixPath
 
@@ -253,19 +252,8 @@ def write_report(evaluation: dict, path: Path, thumbnails: bool = True, gallery_
     ``thumbnails=False`` leaves the pictures out (a smaller file; the galleries show the names only).
     Each gallery shows at most ``gallery_limit`` images, and says how many more there are.
     """
+    from ..outputs import write_file
+
     html = render_report(evaluation, thumbnails, gallery_limit)
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(html)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    write_file(Path(path), html, "--report")
     return path

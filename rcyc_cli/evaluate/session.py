@@ -7,7 +7,10 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from rcyc_core.errors import InputError
+
 from ..defaults import MIN_PER_CLASS
+from ..files import shown
 from ..reporting import SILENT, Reporter
 from . import targets
 from .compare import gate
@@ -58,6 +61,11 @@ def run_eval(options: EvalOptions, report: Reporter = SILENT) -> dict:
                           against=classifier(against_dir) if options.against else None,
                           against_name=options.against or "", seen=seen, provenance_checked=any(recorded))
     result["leakage"]["invalid_records"] = sum(p["invalid"] for p in recorded if p)
+    if not result["evaluated"]:  # an accuracy over no image is no answer: an error, not 0.0% and exit 0
+        first = result["broken"][0] if result["broken"] else {}
+        raise InputError(f"none of the {result['images']} images of {shown(options.data_dir)} could be classified "
+                         f"(the first, {shown(first.get('path', '?'))}: {first.get('error', '?')})",
+                         hint="Check that they are images (JPEG, PNG, ...) the model can read.")
     answered = {p["path"] for p in result["predictions"]}
     repeated = provenance.copies((name, i.path) for i in dataset.images if (name := dataset.relative(i.path)) in answered)
     result["duplicates"] = {"copies": len(repeated), "images": [{"path": k, "same_as": v} for k, v in repeated.items()]}

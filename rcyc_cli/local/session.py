@@ -54,12 +54,14 @@ def put_images(s3, bucket: str, prefix: str, uploads: list[Upload]) -> list[str]
 
 
 def remove_prefix(s3, bucket: str, prefix: str) -> None:
-    """Remove a run's objects from a shared bucket, every version of them (on a versioned bucket a plain delete
-    only adds a marker and keeps the bytes). Best effort: a stopped S3 has nothing to clean."""
+    """Remove a run's objects from a shared bucket, every version of them (on a versioned bucket a plain
+    delete only adds a marker and keeps the bytes, readable by VersionId). Best effort: a stopped S3 has
+    nothing to clean."""
     try:
         paginator = s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            keys = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
             if keys:
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
     except Exception:  # noqa: BLE001 - cleanup must never mask the run's own outcome

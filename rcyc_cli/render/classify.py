@@ -7,6 +7,7 @@ from rich.text import Text
 
 from rcyc_core.labels import LABELS
 
+from ..files import shown
 from .console import out, plural, title
 
 
@@ -41,6 +42,6 @@ def render_summary(summary: dict) -> None:
         out.print(f"billed {summary['billed_ms'] / 1000:.1f} s, {summary['gb_seconds']} GB-s ≈ ${summary['cost_usd']:.4f} "
                   f"({summary['memory_mb']} MB {summary['architecture']}, public on-demand price)")
     if summary.get("output"):
-        out.print(Text(f"one line per key: {summary['output']}", style="dim"))
+        out.print(Text(f"one line per key: {shown(summary['output'])}", style="dim"))
     for warning in summary.get("warnings", []):
-        out.print(Text.assemble(("! ", "bold yellow"), warning))
+        out.print(Text.assemble(("! ", "bold yellow"), shown(warning)))

@@ -50,28 +50,39 @@ def print_json(data: object) -> None:
 
 
 def status(message: str) -> None:
-    _console(True).print(_text((f"• {message}", "dim")), soft_wrap=True)
+    from ..files import shown
+
+    _console(True).print(_text((f"• {shown(message)}", "dim")), soft_wrap=True)
 
 
 def error(message: str, hint: str = "") -> None:
-    # soft_wrap: one line each, however narrow the terminal (or 80 columns when not a terminal)
-    _console(True).print(_text(("error: ", "bold red"), message), soft_wrap=True)
+    # soft_wrap: one line each, however narrow the terminal (or 80 columns when not a terminal); shown():
+    # a name in the message with a newline or an escape sequence cannot break the line or reach the terminal
+    from ..files import shown
+
+    _console(True).print(_text(("error: ", "bold red"), shown(message)), soft_wrap=True)
     if hint:
-        _console(True).print(_text(("hint: ", "yellow"), hint), soft_wrap=True)
+        _console(True).print(_text(("hint: ", "yellow"), shown(hint)), soft_wrap=True)
 
 
 
 def notice(message: str) -> None:
-    _console(True).print(_text(("rcyc: ", "cyan"), message), soft_wrap=True)
+    from ..files import shown
+
+    _console(True).print(_text(("rcyc: ", "cyan"), shown(message)), soft_wrap=True)
 
 
 def plain_notice(message: str) -> None:
     """A notice without rich (the --json path imports no rich)."""
-    print(f"rcyc: {message}", file=sys.stderr, flush=True)
+    from ..files import shown
+
+    print(f"rcyc: {shown(message)}", file=sys.stderr, flush=True)
 
 
 def warning(message: str) -> None:
-    _console(True).print(_text(("warning: ", "yellow"), message), soft_wrap=True)
+    from ..files import shown
+
+    _console(True).print(_text(("warning: ", "yellow"), shown(message)), soft_wrap=True)
 
 
 def log_lines(lines) -> None:

@@ -7,13 +7,14 @@ from rich.text import Text
 
 from rcyc_core.labels import LABELS
 
+from ..files import shown
 from .console import out, plural, warning
 
 SHORT = {"boxes": "box", "glass_bottles": "glass", "soda_cans": "can", "crushed_soda_cans": "crushed", "plastic_bottles": "plastic"}
 
 
 def _model(model: dict) -> str:
-    return f"{model.get('name', '?')} {model.get('version', '')}".strip()
+    return shown(f"{model.get('name', '?')} {model.get('version', '')}".strip())
 
 
 def percent_ci(value: float | None, interval: list[float] | None) -> str:
@@ -59,7 +60,7 @@ def render_evaluation(result: dict) -> None:
         out.print(f"confuses {confusion['true']} as {confusion['predicted']}: {confusion['count']}")
     render_suspects(result.get("suspects") or {})
     for entry in result["broken"]:
-        out.print(Text.assemble(("✗ ", "bold red"), entry["path"], f"  {entry['error']}: {entry['message']}"))
+        out.print(Text.assemble(("✗ ", "bold red"), shown(entry["path"]), f"  {entry['error']}: {shown(entry['message'])}"))
     if "against" in result:
         comparison = result["against"]["comparison"]
         test = comparison["mcnemar"]
@@ -69,7 +70,7 @@ def render_evaluation(result: dict) -> None:
                                 f"{len(comparison['disagreements'])} images answered differently; "
                                 f"exact McNemar p = {test['p_value']:.3g}" + (f"; {test['note']}" if test.get("note") else "")))
     if result.get("report"):
-        out.print(Text(f"report: {result['report']}", style="cyan"))
+        out.print(Text(f"report: {shown(result['report'])}", style="cyan"))
     for reason in result["gate"]["reasons"]:
         warning(f"gate: {reason}")
     from ..evaluate.evidence import warnings_for

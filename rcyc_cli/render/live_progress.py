@@ -23,6 +23,15 @@ class _Amount(ProgressColumn):
         return self._bytes.render(task) if task.fields.get("bytes") else self._count.render(task)
 
 
+def _safe(text: str) -> str:
+    """A name in a task's description: printable (shown) and not read as rich markup."""
+    from rich.markup import escape
+
+    from ..files import shown
+
+    return escape(shown(text))
+
+
 @contextlib.contextmanager
 def live_reporter(transient: bool = False):
     """A Reporter drawing on stderr with one rich Progress; stopped on exit (also on errors)."""
@@ -34,11 +43,11 @@ def live_reporter(transient: bool = False):
         if (what, name) not in tasks:
             if not progress.live.is_started:
                 progress.start()
-            tasks[what, name] = progress.add_task(name[:40], what=what, total=total, bytes=in_bytes)
+            tasks[what, name] = progress.add_task(_safe(name[:40]), what=what, total=total, bytes=in_bytes)
         return tasks[what, name]
 
     def build_step(step: int, total: int, text: str) -> None:
-        progress.update(task("build"), total=total, completed=step - 1, description=text[:60])
+        progress.update(task("build"), total=total, completed=step - 1, description=_safe(text[:60]))
 
     def upload(label: str, sent: int, total: int) -> None:
         progress.update(task("upload", label, total or None, in_bytes=True), advance=sent)

@@ -10,6 +10,7 @@ from rich.text import Text
 from rcyc_core.labels import LABELS
 from rcyc_core.results import Response, Result
 
+from ..files import shown
 from .console import log_lines, out, plural, title
 
 
@@ -18,8 +19,8 @@ def where(entry, files: dict[str, str] | None = None) -> str:
     (``files``: key -> the path as given), else its S3 URI (or the key, for rcyc predict)."""
     key = str(entry.key)
     if files and key in files:
-        return files[key]
-    return f"s3://{entry.bucket}/{key}" if entry.bucket else key
+        return shown(files[key])
+    return shown(f"s3://{entry.bucket}/{key}" if entry.bucket else key)
 
 
 def prediction_table(entry: Result) -> Table:
@@ -61,16 +62,16 @@ def render_response(response: dict, files: dict[str, str] | None = None) -> None
         out.print(summary)
     for error in typed.errors:
         name = where(error, files) if error.key else "(event)"
-        out.print(Text.assemble(("✗ ", "bold red"), (name, "bold"), f"  {error.error}: {error.message}"), soft_wrap=True)
+        out.print(Text.assemble(("✗ ", "bold red"), (name, "bold"), f"  {error.error}: {shown(error.message)}"), soft_wrap=True)
     for skipped in typed.skipped:
         out.print(Text.assemble(("– ", "yellow"), (where(skipped, files) if skipped.key else "(event)", "bold"),
-                                f"  skipped: {skipped.reason}"), soft_wrap=True)
+                                f"  skipped: {shown(skipped.reason)}"), soft_wrap=True)
     if "batchItemFailures" in response:  # an SQS batch: what Lambda would do with each message
         retry = [f["itemIdentifier"] for f in response["batchItemFailures"]]
         out.print(Text(f"SQS answer: retry {len(retry)} message(s){': ' + ', '.join(retry) if retry else ''}; "
                        "the others are deleted from the queue", style="bold"))
     if typed.model:
-        out.print(Text(f"model {typed.model.name} {typed.model.version} (sha256 {typed.model.sha256[:12]}…)", style="dim"))
+        out.print(Text(f"model {shown(typed.model.name)} {shown(typed.model.version)} (sha256 {typed.model.sha256[:12]}…)", style="dim"))
 
 
 def render_report(invocation_info: dict) -> None:

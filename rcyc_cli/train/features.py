@@ -64,8 +64,9 @@ def backbone_tflite(cache_root: Path, progress: Progress = _noop) -> tuple[Path,
     model = backbone.build_backbone(include_top=False)
     data = convert_to_tflite(model)
     probe = _probe_batch()
-    fd, tmp = tempfile.mkstemp(suffix=".tflite")
-    os.close(fd)
+    from .. import leftovers
+
+    tmp = leftovers.temp_file("train", ".tflite")  # named by its owner: swept if this process is killed
     try:
         Path(tmp).write_bytes(data)
         lite = _Extractor(Path(tmp)).run(probe)

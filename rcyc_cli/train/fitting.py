@@ -61,12 +61,8 @@ def train_head(
             state["history"].append(info)
             progress("head", epoch + 1, epochs, info)
 
-    try:
-        model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=True, verbose=0, callbacks=[Track()])
-    except KeyboardInterrupt:
-        if state["best"] is None:
-            raise
-        state["interrupted"] = True
+    # Ctrl-C or SIGTERM propagates: an interrupted training exports nothing and exits 130 / 143 (README).
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=True, verbose=0, callbacks=[Track()])
     kernel, bias = state["best"]
     return {
         "kernel": kernel,
@@ -140,24 +136,22 @@ def fine_tune_model(
     history: list[dict] = []
     interrupted = False
     steps = (len(train) + FINE_TUNE_BATCH - 1) // FINE_TUNE_BATCH
-    try:
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(len(train))
-            losses = []
-            for step in range(steps):
-                chosen = [train[i] for i in order[step * FINE_TUNE_BATCH : (step + 1) * FINE_TUNE_BATCH]]
-                x = _augment(_load_batch(chosen), rng)
-                y = np.array([index[s.label] for s in chosen], dtype=np.int64)
-                losses.append(float(np.asarray(model.train_on_batch(x, y)).reshape(-1)[0]))
-            val_loss, val_acc = score()
-            # Without held-out images there is nothing to select on: keep the last epoch.
-            if not len(held) or val_loss < best_loss:
-                best_weights, best_epoch, best_loss, best_acc = [w.copy() for w in model.get_weights()], epoch, val_loss, val_acc
-            info = {"loss": float(np.mean(losses)), "val_loss": val_loss if len(held) else None, "val_accuracy": val_acc}
-            history.append(info)
-            progress("fine_tune", epoch, epochs, info)
-    except KeyboardInterrupt:
-        interrupted = True
+    # Ctrl-C or SIGTERM propagates (nothing is exported).
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(train))
+        losses = []
+        for step in range(steps):
+            chosen = [train[i] for i in order[step * FINE_TUNE_BATCH : (step + 1) * FINE_TUNE_BATCH]]
+            x = _augment(_load_batch(chosen), rng)
+            y = np.array([index[s.label] for s in chosen], dtype=np.int64)
+            losses.append(float(np.asarray(model.train_on_batch(x, y)).reshape(-1)[0]))
+        val_loss, val_acc = score()
+        # Without held-out images there is nothing to select on: keep the last epoch.
+        if not len(held) or val_loss < best_loss:
+            best_weights, best_epoch, best_loss, best_acc = [w.copy() for w in model.get_weights()], epoch, val_loss, val_acc
+        info = {"loss": float(np.mean(losses)), "val_loss": val_loss if len(held) else None, "val_accuracy": val_acc}
+        history.append(info)
+        progress("fine_tune", epoch, epochs, info)
     model.set_weights(best_weights)
     return {
         "best_epoch": best_epoch,

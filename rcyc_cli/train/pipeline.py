@@ -20,9 +20,8 @@ Stages (each reported through the ``progress`` callback, see :data:`Progress`):
    Keras/LiteRT parity checked) into a hidden partial directory beside ``out_dir``, which is renamed into
    place only once complete.
 
-Ctrl-C: a KeyboardInterrupt during the head or fine-tune epochs stops training and exports the best
-checkpoint so far (the summary says ``interrupted``); one before any epoch completed, or during the
-export, removes the partial directory and propagates. ``out_dir`` is never overwritten.
+Ctrl-C or SIGTERM (a KeyboardInterrupt) anywhere stops training, exports nothing, removes the partial
+directory and propagates (the CLI exits 130 / 143). ``out_dir`` is never overwritten.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -88,6 +86,16 @@ def _check_target(out_dir: Path) -> None:
         )
 
 
+def _holds_out_some(samples: Sequence[Sample], val_split: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """The split, when it holds out at least one image: a model with no held-out image has no measured
+    accuracy, and training it anyway would be a quiet non-answer (exit 0, no report)."""
+    train_set, held = split(samples, val_split, seed)
+    if not held:
+        raise InputError(f"--val-split {val_split} of {len(samples)} usable images holds out none, so the model "
+                         "could not be evaluated", hint="Add images (two per label at least), or raise --val-split.")
+    return train_set, held
+
+
 def train(
     images: Iterable[Any],
     out_dir: Path,
@@ -136,6 +144,7 @@ def train(
     pairs = _pairs(images)
     samples, skipped, duplicates = scan(pairs, progress)
     seconds["scan"] = time.perf_counter() - mark
+    _holds_out_some(samples, val_split, seed)  # before the backbone and the features: the cheap refusal first
 
     mark = time.perf_counter()
     backbone_path, backbone_cached = backbone_tflite(cache_root, progress)
@@ -157,7 +166,7 @@ def train(
         usable = [s for s in usable if s.sha256 not in flagged]
     seconds["suspects"] = time.perf_counter() - mark
 
-    train_set, held = split(usable, val_split, seed)
+    train_set, held = _holds_out_some(usable, val_split, seed)  # again: broken images may have left too few
     index = {label: i for i, label in enumerate(LABELS)}
 
     def arrays(group: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
@@ -253,11 +262,16 @@ def export(
     partial.mkdir()
     try:
         progress("export", 0, 3, {"step": "save"})
-        with tempfile.TemporaryDirectory(prefix="rcyc-train-") as tmp:
-            source = Path(tmp) / "model.h5"
+        from .. import leftovers
+
+        tmp = leftovers.temp_dir("train")  # named by its owner: the next command sweeps it if this one is killed
+        try:
+            source = tmp / "model.h5"
             model.save(str(source), include_optimizer=False)  # fine-tuning's Adam state would double the file
             progress("export", 1, 3, {"step": "package"})
             manifest = package(source, partial, name=name, version=version, samples=samples)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         if provenance is not None:
             manifest = dataclasses.replace(manifest, provenance=provenance)
             manifest.write(partial)

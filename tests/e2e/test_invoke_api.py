@@ -454,6 +454,9 @@ def check_reply(data: bytes, method: str = "POST") -> int:
     assert data.startswith(b"HTTP/1.1 "), data[:200]
     head, _, body = data.partition(b"\r\n\r\n")
     status_code = int(head.split(b" ", 2)[1])
+    length = [line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    if length and method != "HEAD":
+        assert len(body) == int(length[0]), f"{len(body) - int(length[0])} bytes after the answer (a second reply?)"
     if status_code >= 400:
         assert b"x-amzn-errortype:" in head.lower(), head
         if method != "HEAD":
@@ -535,8 +538,10 @@ def bodies(draw) -> bytes:
     return draw(st.binary(min_size=1, max_size=16)) * (size // 16 + 1)
 
 
-@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                                             HealthCheck.large_base_example])
+# derandomize: the same examples on every run, so a failure is reproducible (it used to flake: a second,
+# unasked-for reply on the same connection was read as part of the first).
+@settings(max_examples=examples(400), deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(method=METHODS, path=PATHS, body=bodies(), headers=EXTRA_HEADERS,
        length=st.sampled_from(["exact", "none", "less", "more", "garbage", "negative", "huge", "endless", "not-ascii",
                                 "zeros", "twice"]),
@@ -565,8 +570,9 @@ def test_malformed_requests_never_stop_the_next_valid_invoke(local_stack, method
                 pass
         if ending != "hang-up":
             data = read_reply(sock)
-            if data:  # an answer, when there is one, is a whole HTTP answer
+            if data:  # an answer, when there is one, is one whole HTTP answer, and nothing follows it
                 check_reply(data, method)
+                assert read_reply(sock, 0.2) == b"", "a second reply on the same connection"
             elif method.strip() and " " not in method and ending == "wait":
                 pytest.fail("a complete request got no answer")
     set_faults(local_stack, {"next": 0, "fraction": 0})  # in case a random body switched faults on

@@ -119,17 +119,19 @@ def test_special_files_are_skipped_without_being_opened(tmp_path):
         "gone.jpg": "dangling symbolic link", "pipe.jpg": "not a regular file (FIFO)"}
 
 
-def test_links_to_files_count_and_link_loops_are_walked_once(tmp_path):
+def test_links_inside_count_links_out_are_never_followed_and_loops_are_walked_once(tmp_path):
     outside = put(tmp_path / "elsewhere" / "x.jpg")
     data_root = tmp_path / "data"
     put(data_root / "boxes" / "a.jpg")
     (data_root / "boxes" / "linked.jpg").symlink_to(outside)
+    (data_root / "boxes" / "inside.jpg").symlink_to(data_root / "boxes" / "a.jpg")
     (data_root / "boxes" / "loop").symlink_to(data_root / "boxes")
     (data_root / "boxes" / "deeper").mkdir()
     (data_root / "boxes" / "deeper" / "up").symlink_to(data_root)
     data = load_dataset(data_root)
-    assert [data.relative(image.path) for image in data.images] == ["boxes/a.jpg", "boxes/linked.jpg"]
+    assert [data.relative(image.path) for image in data.images] == ["boxes/a.jpg", "boxes/inside.jpg"]
     reasons = {data.relative(path): reason for path, reason in data.skipped}
+    assert reasons["boxes/linked.jpg"].startswith("a link out of the data folder")
     assert reasons["boxes/loop"].startswith("folder already read")
     assert reasons["boxes/deeper/up"].startswith("folder already read")
 

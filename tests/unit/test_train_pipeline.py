@@ -61,6 +61,19 @@ def test_split_is_stratified_seeded_and_stable():
     assert len({s.sha256 for s in held} - held_more) <= len(LABELS)
 
 
+def test_a_split_that_holds_out_nothing_is_refused_before_any_work(tmp_path, monkeypatch):
+    """One image per label holds out none: no accuracy could be measured, so an error (exit 3), raised
+    before the backbone or any feature is computed (it used to train, skip --report and exit 0)."""
+    from rcyc_cli.train import pipeline
+
+    monkeypatch.setattr(pipeline, "require", lambda: None)
+    monkeypatch.setattr(pipeline, "backbone_tflite", lambda *a: pytest.fail("the backbone was prepared"))
+    images = make_drawings(tmp_path / "data", seed=1, per_label=1)
+    with pytest.raises(InputError, match="holds out none"):
+        pipeline.train(images, tmp_path / "out", cache_root=tmp_path / "cache")
+    assert not (tmp_path / "out").exists()
+
+
 def test_split_refuses_a_label_without_images_and_bad_fractions():
     from rcyc_cli.train.pipeline import split
 
@@ -210,24 +223,23 @@ def test_ctrl_c_leaves_no_model_and_no_partial_directory_and_a_rerun_works(works
 
 @pytest.mark.keras
 @pytest.mark.slow  # a real training (shared by the module): about 40 s in all
-def test_ctrl_c_in_the_head_epochs_exports_the_best_epoch_so_far(workspace, trained, monkeypatch):
+def test_ctrl_c_or_sigterm_in_the_head_epochs_exports_nothing(workspace, trained, monkeypatch):
+    """README: an interrupted command exits 130 / 143; a model exported from a stopped training would be
+    a quiet half answer (it used to be exported and the command exited 0)."""
+    from rcyc_cli.main import Terminated
     from rcyc_cli.train import pipeline
 
-    exported = {}
-
-    def fake_export(model, out_dir, **kwargs):  # the real export is covered above; this checks what reaches it
-        exported.update(model=model, out_dir=out_dir, training=kwargs["training"])
-        raise KeyboardInterrupt  # and Ctrl-C during it still leaves nothing
-
-    monkeypatch.setattr(pipeline, "export", fake_export)
+    exported = []
+    monkeypatch.setattr(pipeline, "export", lambda *args, **kwargs: exported.append(args))
     out = workspace["root"] / "stopped"
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.train(workspace["train"], out, seed=1, epochs=EPOCHS, cache_root=workspace["cache"], progress=interrupt_at("head", 4))
-    training = exported["training"]
-    assert training["interrupted"] == "head"
-    assert training["head"]["epochs_run"] == 4 and 1 <= training["head"]["best_epoch"] <= 4
-    assert exported["model"].output_shape == (None, len(LABELS)) and exported["out_dir"] == out
-    assert leftovers(out) == []
+    for signal_like in (KeyboardInterrupt, lambda: Terminated(15)):
+        def progress(stage, done, total, info, raise_it=signal_like):
+            if stage == "head" and done == 4:
+                raise raise_it()
+
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.train(workspace["train"], out, seed=1, epochs=EPOCHS, cache_root=workspace["cache"], progress=progress)
+    assert exported == [] and leftovers(out) == []
 
 
 @pytest.mark.keras

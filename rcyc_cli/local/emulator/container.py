@@ -42,7 +42,12 @@ class ContainerSandbox(Sandbox):
             "/usr/local/bin/rcyc-entry",
         ]
         env = function_environment(self.name, self.timeout, self.memory, self.extra_env)
+        from ... import leftovers
         from ...image import engine_gone
+
+        # a marker while the container may exist: if this process is killed, any next command removes it
+        self._marker = leftovers.container_marker(self.extra_env.get("RCYC_OWNER", "") or self.name)
+        self._marker.__enter__()
 
         try:
             self.container = self.client.containers.run(
@@ -129,4 +134,7 @@ class ContainerSandbox(Sandbox):
             except Exception:  # already gone (engine restarted, removed by hand)
                 pass
             self.container = None
+        if getattr(self, "_marker", None) is not None:
+            self._marker.__exit__(None, None, None)
+            self._marker = None
 

@@ -67,7 +67,7 @@ class EmbeddedS3:
             for version in keys.getlist(name, []):
                 if hasattr(version, "dispose"):
                     version.dispose()  # its body's buffer closed now, not when the collector finds it
-            keys.pop(name)
+            dict.pop(keys, name, None)  # the store's own pop calls dispose() on a delete marker too, which has none
 
     @staticmethod
     def _backend():

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from rcyc_core.errors import EventError, FunctionError, PrerequisiteError
 
+from ... import leftovers
 from ...defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LAMBDA_MAX_PAYLOAD, LOCAL_CREDENTIALS, LOCAL_REGION
 from ...invocation import LOG_ABOVE, Invocation, decode_reply, parse_report, with_measured_peak
 from ...paths import FUNCTION_DIR, require_checkout
@@ -222,7 +222,7 @@ class ProcessSandbox(Sandbox):
 
     def start(self, ready_timeout: float = 10.0) -> "ProcessSandbox":
         require_checkout()
-        self._workdir = Path(tempfile.mkdtemp(prefix="rcyc-sandbox-"))
+        self._workdir = leftovers.temp_dir("sandbox")  # named by its owner: swept if this process is killed
         (self._workdir / "tmp").mkdir()
         self.port = free_port()
         command = [

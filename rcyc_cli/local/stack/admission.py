@@ -33,6 +33,8 @@ class FaultSwitch:
             raise invalid_content("fraction must be a number from 0.0 to 1.0")
         if status not in FAULT_STATUSES or type(status) is not int:
             raise invalid_content(f"status must be one of {', '.join(map(str, FAULT_STATUSES))}")
+        if "seed" in spec and type(spec["seed"]) not in (int, str):
+            raise invalid_content("seed must be an integer or a string")
         with self._lock:
             self.remaining, self.fraction, self.status = remaining, float(fraction), status
             if "seed" in spec:
@@ -84,6 +86,36 @@ class Admission:
     def leave(self) -> None:
         self._count(-1)
         self._slots.release()
+
+
+class RunAdmission:
+    """Whole runs (``/rcyc/runs``, invoke-local's images as bytes) in the stack at once: at most ``runs`` of
+    them and ``budget`` bytes of their bodies together, counted from Content-Length before a byte is read.
+    Beyond either, 429 at once, as Lambda throttles; one body over the per-run limit is 413. So memory is
+    bounded by the budget whatever the clients send (four 256 MB runs at once once peaked at 3.7 GB)."""
+
+    def __init__(self, runs: int, budget: int):
+        self.runs, self.budget = runs, budget
+        self._lock = threading.Lock()
+        self.in_use = 0  # runs in the stack now (the idle stop waits for them)
+        self.bytes = 0
+
+    def try_enter(self, size: int) -> bool:
+        with self._lock:
+            if self.in_use >= self.runs or (self.in_use and self.bytes + size > self.budget):
+                return False
+            self.in_use += 1
+            self.bytes += size
+            return True
+
+    def leave(self, size: int) -> None:
+        with self._lock:
+            self.in_use -= 1
+            self.bytes -= size
+
+    def to_dict(self) -> dict:
+        with self._lock:
+            return {"in_flight": self.in_use, "bytes": self.bytes, "max_runs": self.runs, "max_bytes": self.budget}
 
 
 class EventQueue:

@@ -1,15 +1,19 @@
 """The warm local stack (``rcyc local up``), client side: start it in the background, find it, stop it.
 
-The stack is one background process (``stack_server``) holding the embedded S3 and a pool of function
-instances, answering the Lambda Invoke API (``invoke_api``) on its own 127.0.0.1 port. Its state file lets later
-commands find it; a state whose process is gone or does not answer is stale, and is removed rather than
-trusted.
+The stack is one background process (``server``) holding the embedded S3 and a pool of function
+instances, answering the Lambda Invoke API (``invoke_api``) on its own 127.0.0.1 port.
+
+One stack per cache home, owned by it. Identity comes from the stack's lock (``ownership``): a held lock
+is a living stack, however slow. Liveness comes from the process, never from how fast it answers: a stack that holds its lock but does not
+answer (stopped, overloaded) is an error that says so, never a reason to start a second one. The state
+file (``local/state.json``) only says where the stack answers; it is trusted only when it carries the lock
+holder's owner token, and read as a bounded regular file (a FIFO, garbage or ``[]`` there is stale). A
+process is signalled only when it carries the owner token of this cache (``reaper``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -21,58 +25,23 @@ import urllib.request
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
+from rcyc_core.errors import AwsError, FunctionError, InputError, PrerequisiteError, RcycError
 
 from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_STACK_INSTANCES
 from ...function_spec import FunctionSpec
 from ...invocation import Invocation, Report, decode_reply, log_tail_lines
-from ...paths import cache_dir
 from ..emulator import reaper
 from ..emulator.sandbox import payload
+from .ownership import (StackNotAnswering, claim, ensure_state_dir, holder, lock_file, locked,  # noqa: F401 - the
+                        read_state, state_dir, state_file)  # client's names for them, as server and tests import them
 from .protocol import STATUS_PATH
 
-
-
-def state_dir() -> Path:
-    return cache_dir() / "local"
-
-
-
-def state_file() -> Path:
-    return state_dir() / "state.json"
 
 
 class StackConflict(InputError):
     """``local up`` asked for a stack other than the one running."""
 
     kind = "StackConflict"
-
-
-def ensure_state_dir() -> Path:
-    """The stack's folder in the cache, created; an unwritable cache is a clear error, not a traceback."""
-    directory = state_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise PrerequisiteError(f"the rcyc cache {directory} is not writable: {exc.strerror}", kind="CacheUnwritable",
-                                hint="Point RCYC_CACHE_HOME at a writable folder.") from None
-    return directory
-
-
-@contextlib.contextmanager
-def locked():
-    """The stack's lock (``flock`` on ``local/lock``): one ``up``/``down`` at a time, so two concurrent
-    ``local up`` give one stack. Released by the kernel if its holder dies."""
-    fd = os.open(ensure_state_dir() / "lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
 
 
 @dataclass(frozen=True)
@@ -191,55 +160,41 @@ def _refusal(error: urllib.error.HTTPError) -> str:
 
 
 
-def is_stack(pid: int) -> bool:
-    """Whether ``pid`` is a running rcyc stack (not a stale pid that now belongs to something else)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        # Also a stack an rcyc from before the local/ split started (its module was local.stack_server).
-        return running(pid) and (b"rcyc_cli.local.stack.server" in cmdline or b"rcyc_cli.local.stack_server" in cmdline)
-    except OSError:
-        return False
-
-
-
-def read_state() -> dict | None:
-    try:
-        return json.loads(state_file().read_text())
-    except (OSError, ValueError):
-        return None
-
-
-
 def find() -> RemoteStack | None:
-    """The running stack, or None. A state file whose process is gone (or is not a stack) is stale: what
-    it owned (emulators, runtimes, containers) is stopped and the file removed. A stack that is alive but
-    slow to answer is left alone."""
+    """The running stack, or None when none lives (what a dead one left, processes, containers and its
+    state file, is cleaned). A living stack that does not answer is StackNotAnswering: never None, so no
+    caller starts a second stack beside a slow one."""
     reaper.sweep_orphans()
-    state = read_state()
-    if state is None:
-        return None
-    if not isinstance(state.get("pid"), int) or not is_stack(state["pid"]):
+    alive, state = holder(), read_state()
+    if alive is None:
         clean_stale(state)
         return None
+    if state is None or state["owner"] != alive["owner"]:
+        raise StackNotAnswering(f"a local stack of this cache (pid {alive['pid']}) is running but has not said where "
+                                "it answers yet: it is starting, or stuck", hint="Wait for it, or stop it: rcyc local down")
     stack = RemoteStack(state)
     try:
         stack.status()
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise StackNotAnswering(f"the local stack (pid {state['pid']}) is running but did not answer in 2 s "
+                                f"({getattr(exc, 'reason', exc)}): it is stopped or overloaded",
+                                hint="rcyc local down stops it; or wait and try again") from None
     return stack
 
 
-def clean_stale(state: dict) -> None:
-    """Stop whatever a dead stack left running (its process was killed with -9, or crashed), then remove
-    its state file. Only processes carrying the stack's own owner token are signalled: a recorded pid that
-    now belongs to something else never is."""
-    owner = state.get("owner")
+def clean_stale(state: dict | None) -> None:
+    """What a dead stack left (its process was killed with -9, or crashed): the processes and containers
+    carrying its owner token of this cache are stopped, and the state file removed (whatever it holds).
+    Only processes with the token are signalled: a recorded pid that belongs to something else, or to
+    another cache's stack, never is. Call only when no stack holds the lock."""
+    owner = (state or {}).get("owner")
     if isinstance(owner, str) and owner.startswith(reaper.cache_tag()):
         reaper.stop_owned(owner)
         if state.get("runtime") == "docker":
             reaper.remove_owned_containers(owner)
-    if read_state() == state:  # not replaced meanwhile by a new stack's state
-        state_file().unlink(missing_ok=True)
+    if holder() is None:  # not replaced meanwhile by a new stack
+        with contextlib.suppress(OSError):
+            state_file().unlink()
 
 
 def find_or_up(report=None) -> tuple[RemoteStack, object]:
@@ -248,11 +203,16 @@ def find_or_up(report=None) -> tuple[RemoteStack, object]:
     from ...cloud.aws import s3_client
     from ...defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 
+    from ...config import env_seconds
+    from ...defaults import DEFAULT_STACK_IDLE_SECONDS
+
     running = find()
     if running is None:
+        # nobody owns it once the command is done, so it stops by itself when idle (like invoke-local's)
+        idle = env_seconds("RCYC_STACK_IDLE_SECONDS", DEFAULT_STACK_IDLE_SECONDS)
         if report is not None:
-            report.status("starting the local stack (rcyc local down stops it)")
-        running = up(StackConfig(function=FunctionSpec(runtime="process")))
+            report.status(f"starting the local stack; it stops after {idle / 60:.3g} minutes idle (rcyc local down stops it now)")
+        running = up(StackConfig(function=FunctionSpec(runtime="process"), idle_seconds=idle))
     return running, s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
 
 
@@ -288,18 +248,23 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
     directory = ensure_state_dir()
     log_path = directory / "stack.log"
     owner = reaper.new_owner("stack")
+    # The stack carries its own owner token, so that it too is proven ours before any signal (down, clean).
+    env = {**os.environ, reaper.OWNER_VARIABLE: owner}
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack.server", json.dumps(config.to_json()), owner],
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env=env)
     try:
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-                raise PrerequisiteError(f"the local stack did not start: {tail[0]}", hint=f"Its log: {log_path}")
-            stack = find()
-            if stack and stack.state["pid"] == process.pid:
-                return stack
+                raise _start_failure(process.returncode, log_path)
+            state = read_state()
+            if state and state["owner"] == owner and state["pid"] == process.pid:
+                stack = RemoteStack(state)
+                with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
+                    stack.status()
+                    return stack
             time.sleep(0.1)
         raise PrerequisiteError("the local stack did not become ready in time", hint=f"Its log: {log_path}")
     except BaseException:  # not ready, an error, Ctrl-C or SIGTERM: the half-started stack stops everything it started
@@ -311,34 +276,52 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         reaper.stop_owned(owner)  # even what it started before it could write its state
-        state = read_state()
-        if state and state.get("pid") == process.pid:
-            clean_stale(state)
+        clean_stale(None)  # its state file, if it wrote one (it holds the lock no more)
         raise
 
 
+def _start_failure(status: int, log_path: Path) -> RcycError:
+    """Why a stack exited before it was ready, from its own last ``error:`` line (the cause: no emulator,
+    a model that is not there, a full disk), with that error's exit status; the log's tail otherwise."""
+    from ...exit_status import ExitStatus
+
+    try:
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    errors = [line[len("error: "):] for line in lines if line.startswith("error: ")]
+    cause = errors[-1] if errors else (lines[-1] if lines else f"it exited with status {status}")
+    kinds = {ExitStatus.BAD_INPUT: InputError, ExitStatus.AWS: AwsError, ExitStatus.FUNCTION_FAILED: FunctionError}
+    return kinds.get(status, PrerequisiteError)(f"the local stack did not start: {cause}", hint=f"Its log: {log_path}")
+
+
 def down(timeout: float = 30.0) -> bool:
-    """Stop the stack and everything it started. Returns False if none was running (a stale state's
-    leftovers are still stopped)."""
+    """Stop the stack and everything it started. Returns False if none was running (a dead one's leftovers
+    are still stopped). The stack is signalled only once proven ours: the lock's holder, carrying the
+    owner token of this cache; a stopped (SIGSTOP) stack is continued so that it can stop."""
     with locked():
-        state = read_state()
-        if state is None:
+        alive, state = holder(), read_state()
+        if alive is None:
+            clean_stale(state)
             return False
-        if not isinstance(state.get("pid"), int) or not is_stack(state["pid"]):
-            clean_stale(state)  # stale: its pid may belong to something else now; never signal it
-            return False
-        pid = state["pid"]
-        os.kill(pid, signal.SIGTERM)  # the stack stops its instances and its S3, then exits
+        pid, owner = alive["pid"], alive["owner"]
+        if pid is None or not (owner or "").startswith(reaper.cache_tag()) or pid not in reaper.owned_pids(owner):
+            raise StackNotAnswering(f"the stack lock {lock_file()} is held by a process that is not proven to be this "
+                                    "cache's stack; nothing was signalled", hint=f"See who holds it: fuser {lock_file()}")
+        for sig in (signal.SIGTERM, signal.SIGCONT):  # the stack stops its instances and its S3, then exits
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
         deadline = time.monotonic() + timeout
         while running(pid):
             if time.monotonic() > deadline:
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)  # it did not stop by itself
-                except OSError:
-                    pass
                 break
             time.sleep(0.05)
-        clean_stale(state)  # whatever it could not stop (or a killed stack left) goes too
+        reaper.stop_owned(owner)  # whatever it could not stop goes too
+        if (state or {}).get("runtime") == "docker":
+            reaper.remove_owned_containers(owner)
+        clean_stale(None)
         return True
 
 
@@ -360,4 +343,9 @@ def running(pid: int) -> bool:
 
 def describe(stack: RemoteStack) -> dict:
     """What ``local status`` shows: the stack's own status plus where it answers and how it runs."""
-    return {**stack.status(), "endpoint": stack.endpoint_url, "runtime": stack.state["runtime"]}
+    try:
+        status = stack.status()
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise StackNotAnswering(f"the local stack (pid {stack.state['pid']}) stopped answering "
+                                f"({getattr(exc, 'reason', exc)})", hint="rcyc local down stops it") from None
+    return {**status, "endpoint": stack.endpoint_url, "runtime": stack.state.get("runtime")}

@@ -31,11 +31,11 @@ from urllib.parse import urlsplit
 
 from rcyc_core.errors import FunctionError
 
-from .admission import Admission, EventQueue, FaultSwitch
+from .admission import Admission, EventQueue, FaultSwitch, RunAdmission
 from .errors import (ApiError, error_object, fault_error, invalid_content, invalid_parameter, service_error, throttled,
                      too_large)
 from .protocol import (DIGITS_RE, DRAIN_LIMIT, EVENT_PAYLOAD_LIMIT, EXECUTED_VERSION, FAULTS_PATH, INVOCATION_TYPES,
-                       RESULTS_PATH, RUN_PAYLOAD_LIMIT, RUNS_PATH, STATUS_PATH, SYNC_PAYLOAD_LIMIT, invoke_target, log_tail, resolve_function)
+                       RESULTS_PATH, RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE, RUNS_PATH, STATUS_PATH, SYNC_PAYLOAD_LIMIT, invoke_target, log_tail, resolve_function)
 
 
 class Api:
@@ -43,11 +43,13 @@ class Api:
 
     def __init__(self, invoke: Callable[[object], tuple], status: Callable[[], dict], names: tuple[str, ...],
                  admission: Admission, events: EventQueue, faults: FaultSwitch, read_timeout: float,
-                 run: Callable[[dict], dict] | None = None, store: Callable[[object], dict] | None = None):
+                 run: Callable[[dict], dict] | None = None, store: Callable[[object], dict] | None = None,
+                 runs: RunAdmission | None = None):
         self.invoke, self.status, self.names = invoke, status, names
         self.admission, self.events, self.faults, self.read_timeout = admission, events, faults, read_timeout
         self.run = run  # a whole invoke-local run: its images as bytes (rcyc's own route, RUNS_PATH)
         self.store = store  # classify --local's result objects (rcyc's own route, RESULTS_PATH)
+        self.runs = runs or RunAdmission(RUNS_AT_ONCE, RUN_PAYLOAD_LIMIT)
         self.last_request = time.monotonic()  # for the idle stop of a stack invoke-local left behind
 
 
@@ -81,6 +83,8 @@ class JsonHandler(BaseHTTPRequestHandler):
     def setup(self):
         self.timeout = self.server.api.read_timeout  # per socket read: a silent client is answered (or dropped)
         super().setup()
+        self._answered = False  # one answer per request: bytes after an answered request that are no
+        # request (the rest of a body shorter than its Content-Length claimed) close the connection
         # Headers and body go out as two writes: without this, Nagle's algorithm and the client's delayed
         # ACK add ~40 ms to every keep-alive answer (measured with boto3: 52-80 ms p50 instead of ~10).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -122,6 +126,7 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     # -- answers --------------------------------------------------------------------------------------------
     def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+        self._answered = True
         self.send_response(status)
         self.send_header("X-Amzn-RequestId", str(uuid.uuid4()))
         if body or status not in (202, 204):
@@ -144,9 +149,13 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code, message=None, explain=None):
         # http.server's own refusals (bad request line, headers too long, unknown method): JSON too, with
-        # a status line even for a request too broken to have a version.
+        # a status line even for a request too broken to have a version. Not after an answer on this
+        # connection: what follows an answered request and is no request gets the connection closed,
+        # never a second reply the client did not ask for (it would read it as part of the first).
         self.close_connection = True
         self._linger = True
+        if self._answered:
+            return
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"
         kinds = {404: "UnknownOperationException", 405: "UnknownOperationException", 501: "UnknownOperationException"}
@@ -244,14 +253,30 @@ class InvokeHandler(JsonHandler):
         if path == FAULTS_PATH:
             self._json(api.faults.configure(_parse_json(self._read_body(64 * 1024))))
         elif path == RUNS_PATH and api.run is not None:
-            self._json(api.run(_parse_json(self._read_body(RUN_PAYLOAD_LIMIT))))
-            api.last_request = time.monotonic()  # a long run counts as activity until it ends
+            self._run(api)
         elif path == RESULTS_PATH and api.store is not None:
             self._json(api.store(_parse_json(self._read_body(SYNC_PAYLOAD_LIMIT))))
         elif (target := invoke_target(self.path)) is None:
             self._no_route()
         else:
             self._post_invoke(*target)
+
+    def _run(self, api: Api) -> None:
+        # Admitted by its declared size before a byte is read (a body that lies about it is refused by
+        # _read_body); beyond the runs or bytes in flight, 429 at once and the connection closes.
+        declared = (self.headers.get("Content-Length") or "").strip()
+        size = int(declared) if DIGITS_RE.fullmatch(declared) and len(declared) <= 15 else 0
+        if size > RUN_PAYLOAD_LIMIT:
+            self._read_body(RUN_PAYLOAD_LIMIT)  # raises the 413
+        if not api.runs.try_enter(size):
+            self._give_up()
+            raise throttled("Rate Exceeded. The stack holds as many runs (or bytes of runs) as it takes; "
+                            "retry when one ends.", reason="RunLimitExceeded")
+        try:
+            self._json(api.run(_parse_json(self._read_body(RUN_PAYLOAD_LIMIT))))
+        finally:
+            api.runs.leave(size)
+            api.last_request = time.monotonic()  # a long run counts as activity until it ends
 
     def _post_invoke(self, function_name: str, query: dict) -> None:
         api = self.server.api

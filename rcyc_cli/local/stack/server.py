@@ -28,11 +28,11 @@ from ..emulator import reaper
 from ..emulator.launcher import FunctionLauncher
 from ..emulator.s3 import EmbeddedS3
 from ..session import RUNS_PREFIX, Upload, image_key, invoke_images
-from .admission import Admission, EventQueue, FaultSwitch
-from .client import StackConfig, StackState, state_file
+from .admission import Admission, EventQueue, FaultSwitch, RunAdmission
+from .client import StackConfig, StackState, claim, state_file
 from .errors import invalid_content
 from .invoke_api import Api, StackHTTPServer
-from .protocol import EMULATOR_ALIAS, EXECUTED_VERSION
+from .protocol import EMULATOR_ALIAS, EXECUTED_VERSION, RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE
 
 
 def serve(config: StackConfig, owner: str | None = None) -> None:
@@ -48,9 +48,10 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         signal.signal(signum, lambda number, _frame: signalled.append(number))
     owner = owner or reaper.new_owner("stack")
     say = Reporter(status=lambda message: print(message, flush=True))
-    s3_server = EmbeddedS3().start()
-    pool = server = events = None
+    pool = server = events = s3_server = None
     try:
+        identity = claim(owner)  # noqa: F841 - held (open) for this process's life: the stack's identity
+        s3_server = EmbeddedS3().start()
         launcher = FunctionLauncher(config.function, say)
         # The state records the runtime that runs, never "auto": later calls compare against what is.
         config = replace(config, function=config.function.with_runtime(launcher.runtime))
@@ -80,8 +81,11 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         while not signalled and not stopping.wait(0.2):
             pass
     except RcycError as exc:
-        print(f"error: {exc.message}", flush=True)
+        print(f"error: {exc.message}", flush=True)  # the starting client shows this line and this status
         raise SystemExit(for_error(exc)) from None
+    except OSError as exc:  # a full disk, an unwritable cache: the cause, not "stopped in 0.04 s"
+        print(f"error: {exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}", flush=True)
+        raise SystemExit(4) from None
     finally:
         # The instances first: requests in flight end at once (no instance is ever started again), then the
         # server stops taking requests, then S3.
@@ -95,7 +99,8 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         if server:
             server.shutdown()
             server.server_close()
-        s3_server.stop()
+        if s3_server:
+            s3_server.stop()
         print(f"stopped in {time.monotonic() - stop_started:.2f} s", flush=True)
         try:
             if json.loads(state_file().read_text()).get("pid") == os.getpid():
@@ -108,7 +113,8 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
 def _stop_when_idle(api: Api, idle_seconds: float, stopping: threading.Event) -> None:
     """A stack invoke-local left behind stops by itself once nobody has called it for ``idle_seconds``."""
     while not stopping.wait(min(idle_seconds, 5.0)):
-        if time.monotonic() - api.last_request > idle_seconds and api.admission.in_use == 0:
+        # idle means no request for that long and none in the stack now: a warm run in flight is not idle
+        if time.monotonic() - api.last_request > idle_seconds and api.admission.in_use == 0 and api.runs.in_use == 0:
             print(f"idle for {idle_seconds:g} s: stopping", flush=True)
             stopping.set()
 
@@ -121,13 +127,15 @@ def warm_run(payload: object, s3_server: EmbeddedS3, bucket: str, pool) -> dict:
     try:
         uploads = [Upload(_safe_name(item["name"]), base64.b64decode(item["data"], validate=True), str(item.get("content_type") or ""))
                    for item in payload["images"]]
-        concurrency = min(max(int(payload.get("concurrency") or 1), 1), len(pool.instances))
-        batch_size = min(max(int(payload.get("batch_size") or 16), 1), 1000)
+        concurrency = min(max(_whole(payload.get("concurrency"), 1), 1), len(pool.instances))
+        batch_size = min(max(_whole(payload.get("batch_size"), 16), 1), 1000)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise invalid_content(f"a malformed run: {type(exc).__name__}: {str(exc)[:120]}") from None
     event = payload.get("event")
-    if event is not None and not isinstance(event, dict):
-        raise invalid_content("the run's event must be a JSON object")
+    if event is not None and not (isinstance(event, dict) and isinstance(event.get("Records", []), list)):
+        raise invalid_content('the run\'s event must be a JSON object, its "Records" a list')
+    if not uploads and event is None:
+        raise invalid_content("a run needs images, or an event")
     prefix = f"{RUNS_PREFIX}{uuid.uuid4().hex[:12]}/"
     keys = [image_key(prefix, upload) for upload in uploads]
     try:
@@ -140,6 +148,15 @@ def warm_run(payload: object, s3_server: EmbeddedS3, bucket: str, pool) -> dict:
     return {"response": outcome.response, "seconds": outcome.seconds, "prefix": prefix,
             "invocations": [{"response": None, "report": i.report.to_dict_raw(), "wall_ms": i.wall_ms, "logs": i.logs[-50:]}
                             for i in outcome.invocations]}
+
+
+def _whole(value: object, default: int) -> int:
+    """A count from a client: a JSON integer (1e309, true or "3" are a client's mistake: 400, not 500)."""
+    if value is None:
+        return default
+    if type(value) is not int:
+        raise ValueError(f"{str(value)[:40]} is not a whole number")
+    return value
 
 
 def store_results(payload: object, s3_server: EmbeddedS3) -> dict:
@@ -192,15 +209,17 @@ def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None, store=
     admission = Admission(config.instances, config.max_waiting)
     events = EventQueue(pool.invoke, admission, size=config.event_queue, workers=config.instances)
     faults = FaultSwitch()
+    runs = RunAdmission(RUNS_AT_ONCE, RUN_PAYLOAD_LIMIT)
     names = tuple(dict.fromkeys([config.function_name, EMULATOR_ALIAS]))
 
     def status() -> dict:
         return {"pid": os.getpid(), "s3_endpoint": s3_endpoint, "bucket": config.bucket,
                 "function": {"names": list(names), "version": EXECUTED_VERSION,
                              "capacity": admission.capacity, "in_flight": admission.in_use, "events": events.to_dict(), "faults": faults.to_dict()},
+                "runs": runs.to_dict(),
                 "instances": [instance.to_dict() for instance in pool.instances]}
 
-    api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout, run, store)
+    api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout, run, store, runs)
     server = StackHTTPServer(("127.0.0.1", 0), api)
     return server, events
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
+import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -36,7 +36,9 @@ def find_or_start(wanted: StackConfig, manifest, start: bool, report: Reporter =
         return None
     if not start:
         return None
-    idle = float(os.environ.get("RCYC_STACK_IDLE_SECONDS") or DEFAULT_STACK_IDLE_SECONDS)
+    from ...config import env_seconds
+
+    idle = env_seconds("RCYC_STACK_IDLE_SECONDS", DEFAULT_STACK_IDLE_SECONDS)
     report.notice(f"starting a warm local stack for this and later calls; it stops after {idle / 60:.3g} minutes idle "
                   "(rcyc local down stops it now; --no-stack or keep_warm = false in rcyc.toml skips it)")
     return stack_module.up(replace(wanted, idle_seconds=idle))
@@ -56,8 +58,7 @@ def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency
     request = urllib.request.Request(running.endpoint_url + RUNS_PATH, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=rounds * (config["timeout"] + 15) + 60) as reply:
-            answer = json.loads(reply.read())
+        answer = _post_run(request, rounds * (config["timeout"] + 15) + 60)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:300]
         raise FunctionError(f"the local stack refused the run ({exc.code}): {detail}", kind="EmulatorError",
@@ -76,9 +77,26 @@ def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency
     return answer
 
 
+def _post_run(request: urllib.request.Request, timeout: float, patience: float = 300.0) -> dict:
+    """The stack's answer to a run. A 429 (it holds as many runs or bytes as it takes) is waited out with
+    backoff, for up to ``patience`` seconds: the runs in it end, then this one is admitted."""
+    deadline, pause = time.monotonic() + patience, 0.1
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                return json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 429 or time.monotonic() + pause > deadline:
+                raise
+            exc.close()
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+
+
 def stack_conflict(wanted: StackConfig, state: dict, manifest) -> str | None:
     """Why the running stack cannot answer this invocation as asked (the first setting that differs), or None.
-    A run that names no model takes the stack's."""
+    A run that names no model takes the model of a stack started with ``local up --model``, and asks for the
+    default model of a stack a run left behind, as --no-stack and predict answer with it."""
     from ..emulator import rie as rie_finder
 
     config, spec = state["config"], wanted.function
@@ -96,11 +114,13 @@ def stack_conflict(wanted: StackConfig, state: dict, manifest) -> str | None:
             if spec.rie:
                 raise  # an explicit emulator that is not there is an error, stack or not
             # none installed here: the stack's own emulator is the only one there is
-    if wanted.model is not None:
-        stack_model = state.get("model") or {}
-        if stack_model.get("sha256") != manifest.sha256:
-            return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
-                    f"{manifest.name} {manifest.version} (starting instances of its own)")
+    # `local up --model M` pins M for every call; a stack a run left behind (it stops when idle) pins nothing:
+    # a plain call asks for the default model then, as --no-stack and predict answer, not whichever run's.
+    stack_model = state.get("model") or {}
+    pinned = not config.get("idle_seconds")
+    if (wanted.model is not None or not pinned) and stack_model.get("sha256") != manifest.sha256:
+        return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
+                f"{manifest.name} {manifest.version} (starting instances of its own)")
     for name, value in asked.items():
         if running.get(name) != value:
             return f"it runs with {name} {running.get(name)}, this call asks for {value} (rcyc local down, or --no-stack)"
