@@ -171,13 +171,16 @@ def test_the_accuracy_gate_on_a_folder_the_model_trained_on_says_so(tmp_path):
     assert reasons and "in the model's training set" in reasons[0] and "could be evaluated" not in reasons[0]
 
 
-def test_a_folder_of_broken_files_has_no_accuracy_rather_than_zero(tmp_path):
+def test_a_folder_of_broken_files_is_an_error_not_an_accuracy(tmp_path):
+    """No image could be classified: no figure at all (not 0.0%, not n/a with exit 0) but the documented
+    bad-input exit with the first broken file named (issue 20: quiet wrong answers are errors)."""
     for label in ("boxes", "soda_cans"):
         (tmp_path / label).mkdir()
         (tmp_path / label / "x.jpg").write_bytes(b"not an image")
-    evaluation = json.loads(run("eval", tmp_path, "--json").stdout)
-    assert evaluation["evaluated"] == 0 and evaluation["accuracy"] is None and evaluation["accuracy_ci"] is None
-    assert "accuracy n/a on 0 images" in " ".join(run("eval", tmp_path).stdout.split())
+    for args in (("--json",), ()):
+        result = run("eval", tmp_path, *args)
+        assert result.exit_code == 3 and result.stdout == ""
+        assert result.stderr.count("error:") == 1 and "x.jpg" in result.stderr and "hint:" in result.stderr
 
 
 def test_trains_held_out_figures_leave_out_copies_of_training_images(tmp_path, monkeypatch):
