@@ -357,7 +357,9 @@ def test_the_trigger_is_kept_whole_moved_whole_or_removed_whole(aws_on_moto, buc
     # What rcyc created passes the audit on this local endpoint (TLS-only: not applicable here).
     code, findings = audit_json(f"{bucket}/{function}")
     assert code == 0, findings
-    assert {f["severity"] for f in findings.values()} == {"ok", "not applicable"}
+    # (and a note, not a failure: this bucket has no Object Lock)
+    assert {f["severity"] for f in findings.values()} == {"ok", "not applicable", "low"}
+    assert [name for name, f in findings.items() if f["severity"] == "low"] == ["models lock-protected"]
 
 
 def arm64_image(engine) -> str:

@@ -189,4 +189,4 @@ def test_promote_needs_the_gate_and_a_bad_source_is_one_error_line(aws_on_moto, 
     missing = run("models", "import", tmp_path / "nope.tar.gz", "--name", "x", "--bucket", BUCKET)
     assert missing.exit_code == ExitStatus.BAD_INPUT and "does not exist" in missing.stderr
     no_object = run("models", "import", f"s3://{BUCKET}/training/jobs/none/output/model.tar.gz", "--name", "x", "--bucket", BUCKET)
-    assert no_object.exit_code == ExitStatus.AWS and "error: " in no_object.stderr
+    assert no_object.exit_code == ExitStatus.BAD_INPUT and no_object.stderr.count("error: ") == 1 and "hint: " in no_object.stderr
