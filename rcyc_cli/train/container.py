@@ -23,11 +23,12 @@ from rcyc_core.errors import InputError
 
 from ..paths import REPO_ROOT
 from ..reporting import SILENT, Reporter
+from .sagemaker import DEFAULT_CHANNEL, IN_CONTAINER, Layout
 
 DOCKERFILE = "Dockerfile.train"
 DEFAULT_BASE_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim-bookworm"
 LOCAL_TAG = "rcyc-train:local"
-CHANNEL = "training"
+CHANNEL = DEFAULT_CHANNEL
 
 
 class TrainingFailed(InputError):
@@ -93,20 +94,24 @@ class Staging:
     checkpoints: Path
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
+
+    @property
     def model(self) -> Path:
-        return self.root / "model"
+        return self.layout.model
 
     @property
     def output(self) -> Path:
-        return self.root / "output"
+        return self.layout.output
 
     def volumes(self) -> dict:
-        config = self.root / "input" / "config"
-        return {str(config): {"bind": "/opt/ml/input/config", "mode": "ro"},
-                str(self.data.resolve()): {"bind": f"/opt/ml/input/data/{CHANNEL}", "mode": "ro"},
-                str(self.model): {"bind": "/opt/ml/model", "mode": "rw"},
-                str(self.output): {"bind": "/opt/ml/output", "mode": "rw"},
-                str(self.checkpoints.resolve()): {"bind": "/opt/ml/checkpoints", "mode": "rw"}}
+        inside = IN_CONTAINER
+        return {str(self.layout.config): {"bind": str(inside.config), "mode": "ro"},
+                str(self.data.resolve()): {"bind": str(inside.data / CHANNEL), "mode": "ro"},
+                str(self.model): {"bind": str(inside.model), "mode": "rw"},
+                str(self.output): {"bind": str(inside.output), "mode": "rw"},
+                str(self.checkpoints.resolve()): {"bind": str(inside.checkpoints), "mode": "rw"}}
 
 
 def stage(data_dir: Path, hyperparameters: dict, checkpoints: Path) -> Staging:
@@ -121,7 +126,7 @@ def stage(data_dir: Path, hyperparameters: dict, checkpoints: Path) -> Staging:
         raise InputError(f"the checkpoint directory {checkpoints} cannot be made ({exc.strerror or exc})",
                          hint="Give --checkpoint-dir a folder (or a path where one can be made).") from None
     root = Path(tempfile.mkdtemp(prefix="rcyc-local-mode-"))
-    config = root / "input" / "config"
+    config = Layout(root).config
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(hyperparameters_json(hyperparameters))
     (config / "inputdataconfig.json").write_text(json.dumps(
@@ -164,7 +169,7 @@ def run_local(client, image: str, data_dir: Path, out_dir: Path, hyperparameters
                 on_line(line)
         status = container.wait().get("StatusCode", 1)
         if status != 0:
-            failure = staging.output / "failure"
+            failure = staging.layout.failure
             reason = failure.read_text().strip() if failure.is_file() else "no /opt/ml/output/failure was written"
             raise TrainingFailed(f"the training job failed (exit {status}): {reason}",
                                  hint="The job's log is above; fix the data or the hyperparameters and run again.")
@@ -222,7 +227,7 @@ def local_mode(data_dir: Path, out_dir: Path, hyperparameters: dict, image: str 
             report.stage(match[1], int(match[2]), int(match[3]))
 
     summary = run_local(client, image, data_dir, out_dir, hyperparameters, checkpoints, on_line)
-    channel = f"/opt/ml/input/data/{CHANNEL}/"
+    channel = f"{IN_CONTAINER.data / CHANNEL}/"
     summary["held_out_images"] = [(str(Path(data_dir) / p[len(channel):]) if p.startswith(channel) else p, label)
                                   for p, label in summary.get("held_out_images", [])]
     summary["out"] = str(out_dir)

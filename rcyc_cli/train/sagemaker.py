@@ -38,7 +38,6 @@ from rcyc_core.errors import InputError, RcycError
 DEFAULT_ROOT = "/opt/ml"
 ROOT_ENV = "RCYC_SAGEMAKER_ROOT"
 DEFAULT_CHANNEL = "training"
-CHECKPOINTS_LOCAL = "/opt/ml/checkpoints"  # CheckpointConfig.LocalPath: SageMaker syncs it with S3
 METRIC_PREFIX = "rcyc-metric"
 
 # For CreateTrainingJob's AlgorithmSpecification.MetricDefinitions: read from the lines metric_line() prints.
@@ -63,8 +62,12 @@ class Layout:
         return self.root / "input" / "data"
 
     @property
+    def config(self) -> Path:
+        return self.root / "input" / "config"
+
+    @property
     def hyperparameters(self) -> Path:
-        return self.root / "input" / "config" / "hyperparameters.json"
+        return self.config / "hyperparameters.json"
 
     @property
     def model(self) -> Path:
@@ -81,6 +84,11 @@ class Layout:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+
+# The tree as the training container sees it (also what --local-mode mounts the host's folders onto).
+IN_CONTAINER = Layout(Path(DEFAULT_ROOT))
+CHECKPOINTS_LOCAL = str(IN_CONTAINER.checkpoints)  # CheckpointConfig.LocalPath: SageMaker syncs it with S3
 
 
 @dataclass(frozen=True)
