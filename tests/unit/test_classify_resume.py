@@ -4,11 +4,9 @@ index entry only while the result's ETag is the one it names."""
 from __future__ import annotations
 
 import json
-import os
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from rcyc_cli.classify.resume import DONE, INDEX_FOLDER, NEW, READ, Resume
 from rcyc_core.result_store import read_result, write_result
@@ -19,13 +17,10 @@ IMAGE = "e0"  # the ETag of the image bytes each result here was made from
 
 
 @pytest.fixture
-def s3():
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3(moto_in_process):
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
 
 
 def count_gets(client) -> list[str]:

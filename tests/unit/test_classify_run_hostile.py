@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 
 import boto3
 import pytest
-from moto import mock_aws
 from rcyc_core.errors import RcycError
 
 from rcyc_cli.classify.run import ClassifyOptions, classify
@@ -37,14 +35,11 @@ class FakeLambda:
 
 
 @pytest.fixture
-def s3():
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        client.put_object(Bucket=BUCKET, Key=POINTER_KEY, Body=json.dumps({"manifest": "m.json", **MODEL}).encode())
-        yield client
+def s3(moto_in_process):
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    client.put_object(Bucket=BUCKET, Key=POINTER_KEY, Body=json.dumps({"manifest": "m.json", **MODEL}).encode())
+    return client
 
 
 def run(s3, lam: FakeLambda, **options) -> dict:
