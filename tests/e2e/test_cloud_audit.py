@@ -9,43 +9,27 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from rcyc_cli.cloud import aws as cloud_aws, buckets
+from rcyc_cli.cloud import buckets
 from rcyc_cli.cloud.functions import LAMBDA_TRUST_POLICY, role_policy
 from rcyc_cli.exit_status import ExitStatus
 from rcyc_cli.main import cli
-from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
 
 pytestmark = pytest.mark.e2e
 ACCOUNT = "123456789012"  # moto's
 OTHER = "210987654321"
 
 
-@pytest.fixture(scope="module")
-def moto_server():
-    server = MotoServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def aws(moto_server, monkeypatch, tmp_path):
-    point_aws_at(monkeypatch, moto_server.endpoint_url, tmp_path)
-    return cloud_aws.Aws()
-
-
-@pytest.fixture
-def setup(aws, request):
+def setup(aws_on_moto, request):
     """A bucket rcyc created and a function with rcyc's role; each test then makes one thing careless."""
     tag = hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
     bucket, function = f"rcyc-audit-{tag}", f"fn-{tag}"
-    buckets.ensure_private_bucket(aws.client("s3"), bucket, "us-east-1")
-    iam = aws.client("iam")
+    buckets.ensure_private_bucket(aws_on_moto.client("s3"), bucket, "us-east-1")
+    iam = aws_on_moto.client("iam")
     role = iam.create_role(RoleName=f"{function}-role", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST_POLICY))["Role"]
     iam.put_role_policy(RoleName=f"{function}-role", PolicyName="rcyc-least-privilege",
                         PolicyDocument=json.dumps(role_policy(bucket, "results/")))
-    aws.client("lambda").create_function(
+    aws_on_moto.client("lambda").create_function(
         FunctionName=function, Role=role["Arn"], Runtime="python3.12", Handler="app.handler",
         Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18}, Environment={"Variables": {"RCYC_MODEL_BUCKET": bucket}})
     return bucket, function
@@ -79,10 +63,10 @@ WIDE = {
 
 
 @pytest.mark.parametrize("case", list(WIDE))
-def test_a_role_granting_more_than_rcyc_is_a_finding_naming_the_grant(aws, setup, case):
+def test_a_role_granting_more_than_rcyc_is_a_finding_naming_the_grant(aws_on_moto, setup, case):
     bucket, function = setup
     statement = json.loads(json.dumps(WIDE[case]).replace("{bucket}", bucket))
-    aws.client("iam").put_role_policy(RoleName=f"{function}-role", PolicyName="extra",
+    aws_on_moto.client("iam").put_role_policy(RoleName=f"{function}-role", PolicyName="extra",
                                       PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
     code, findings, out = audit(f"{bucket}/{function}")
     assert code == ExitStatus.FINDINGS, out
@@ -90,9 +74,9 @@ def test_a_role_granting_more_than_rcyc_is_a_finding_naming_the_grant(aws, setup
     assert finding["severity"] == "high" and "inline policy extra" in finding["detail"], finding
 
 
-def test_an_admin_managed_policy_is_read_and_named(aws, setup):
+def test_an_admin_managed_policy_is_read_and_named(aws_on_moto, setup):
     bucket, function = setup
-    iam = aws.client("iam")
+    iam = aws_on_moto.client("iam")
     arn = iam.create_policy(PolicyName="AdminLike", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))["Policy"]["Arn"]
     iam.attach_role_policy(RoleName=f"{function}-role", PolicyArn=arn)
@@ -115,9 +99,9 @@ SECRETS = {
 
 
 @pytest.mark.parametrize("name", list(SECRETS))
-def test_secrets_in_the_environment_in_their_common_shapes_are_named_never_shown(aws, setup, name):
+def test_secrets_in_the_environment_in_their_common_shapes_are_named_never_shown(aws_on_moto, setup, name):
     bucket, function = setup
-    aws.client("lambda").update_function_configuration(FunctionName=function, Environment={"Variables": {
+    aws_on_moto.client("lambda").update_function_configuration(FunctionName=function, Environment={"Variables": {
         "RCYC_MODEL_BUCKET": bucket, "RCYC_POINTER_KEY": "models/current.json", "RCYC_RESULTS_PREFIX": "results/",
         name: SECRETS[name]}})
     code, findings, out = audit(f"{bucket}/{function}")
@@ -135,18 +119,18 @@ def test_secrets_in_the_environment_in_their_common_shapes_are_named_never_shown
     (OTHER, {}, "another account"),
     (f"arn:aws:iam::{OTHER}:role/x", {"SourceArn": "arn:aws:s3:::x"}, "another account"),
 ])
-def test_a_resource_policy_letting_others_invoke_is_a_finding(aws, setup, principal, extra, says):
+def test_a_resource_policy_letting_others_invoke_is_a_finding(aws_on_moto, setup, principal, extra, says):
     bucket, function = setup
-    aws.client("lambda").add_permission(FunctionName=function, StatementId="careless", Action="lambda:InvokeFunction",
+    aws_on_moto.client("lambda").add_permission(FunctionName=function, StatementId="careless", Action="lambda:InvokeFunction",
                                         Principal=principal, **extra)
     code, findings, out = audit(f"{bucket}/{function}")
     assert code == ExitStatus.FINDINGS, out
     assert findings["resource policy (invoke)"]["severity"] == "high" and says in findings["resource policy (invoke)"]["detail"]
 
 
-def test_rcyc_s_own_trigger_permission_passes(aws, setup):
+def test_rcyc_s_own_trigger_permission_passes(aws_on_moto, setup):
     bucket, function = setup
-    aws.client("lambda").add_permission(FunctionName=function, StatementId="rcyc-s3", Action="lambda:InvokeFunction",
+    aws_on_moto.client("lambda").add_permission(FunctionName=function, StatementId="rcyc-s3", Action="lambda:InvokeFunction",
                                         Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}", SourceAccount=ACCOUNT)
     assert audit(f"{bucket}/{function}")[1]["resource policy (invoke)"]["severity"] == "ok"
 
@@ -156,25 +140,25 @@ def test_rcyc_s_own_trigger_permission_passes(aws, setup):
     ({"AWS": "*"}, "anyone"),
     ({"Service": "ec2.amazonaws.com"}, "ec2.amazonaws.com"),
 ])
-def test_a_trust_policy_letting_others_assume_the_role_is_a_finding(aws, setup, principal, says):
+def test_a_trust_policy_letting_others_assume_the_role_is_a_finding(aws_on_moto, setup, principal, says):
     bucket, function = setup
     trust = {"Version": "2012-10-17", "Statement": [LAMBDA_TRUST_POLICY["Statement"][0],
                                                     {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]}
-    aws.client("iam").update_assume_role_policy(RoleName=f"{function}-role", PolicyDocument=json.dumps(trust))
+    aws_on_moto.client("iam").update_assume_role_policy(RoleName=f"{function}-role", PolicyDocument=json.dumps(trust))
     code, findings, out = audit(f"{bucket}/{function}")
     assert code == ExitStatus.FINDINGS, out
     assert findings["role: trust policy"]["severity"] == "high" and says in findings["role: trust policy"]["detail"]
 
 
-def test_a_public_function_url_is_a_finding(aws, setup):
+def test_a_public_function_url_is_a_finding(aws_on_moto, setup):
     bucket, function = setup
-    aws.client("lambda").create_function_url_config(FunctionName=function, AuthType="NONE")
+    aws_on_moto.client("lambda").create_function_url_config(FunctionName=function, AuthType="NONE")
     code, findings, _ = audit(f"{bucket}/{function}")
     assert code == ExitStatus.FINDINGS and findings["function URL"]["severity"] == "high"
 
 
 @pytest.mark.parametrize("target", ["rcyc-audit-x/fn/x", "rcyc-audit-x/fn name", "rcyc-audit-x/" + "f" * 65])
-def test_a_target_that_is_no_function_name_is_refused_before_any_request(aws, target, monkeypatch):
+def test_a_target_that_is_no_function_name_is_refused_before_any_request(aws_on_moto, target, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing answers: a request would fail otherwise
     result = CliRunner().invoke(cli, ["doctor", "--security", target], catch_exceptions=False)
     assert result.exit_code == ExitStatus.BAD_INPUT and "not a Lambda function name" in result.stderr

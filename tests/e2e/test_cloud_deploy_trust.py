@@ -4,65 +4,22 @@ functions: the fault endpoint in front of moto routes Lambda's invokes to it).""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
 import pytest
-from click.testing import CliRunner
 
-from rcyc_cli.cloud import aws as cloud_aws
 from rcyc_cli.cloud.functions import LAMBDA_TRUST_POLICY, ROLE_POLICY_NAME
 from rcyc_cli.exit_status import ExitStatus
 from rcyc_cli.local.emulator.sandbox import ProcessSandbox
-from rcyc_cli.main import cli
+from tests.cli import run
 from tests.conftest import IMAGES, MODELS, build_args, need
-from tests.e2e.cloud_fixtures import REGISTRY_BINARY, LocalRegistry, MotoServer, point_aws_at
-from tests.e2e.fault_endpoint import FaultEndpoint
+from tests.e2e.cloud_checks import ok
+from tests.e2e.cloud_fixtures import REGISTRY_BINARY, LocalRegistry
 
 pytestmark = pytest.mark.e2e
 OTHER = "210987654321"
 SODA = IMAGES / "soda_cans" / "soda_cans_0.jpg"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def ok(result) -> dict:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-3000:]}"
-    return json.loads(result.stdout)
-
-
-@pytest.fixture(scope="module")
-def moto_server():
-    server = MotoServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def front(moto_server):
-    endpoint = FaultEndpoint(moto_server.endpoint_url).start()
-    try:
-        yield endpoint
-    finally:
-        endpoint.stop()
-
-
-@pytest.fixture
-def aws(front, monkeypatch, tmp_path):
-    point_aws_at(monkeypatch, front.url, tmp_path)
-    front.clear()
-    yield cloud_aws.Aws()
-    front.clear()
-
-
-@pytest.fixture
-def bucket(request) -> str:
-    return "rcyc-dt-" + hashlib.sha256(request.node.name.encode()).hexdigest()[:10]
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +44,9 @@ def deploy_args(bucket, registry, function, *extra):
             "--registry", registry.host, "--registry-username", registry.username, *extra]
 
 
-def careless_role(aws, name: str) -> None:
+def careless_role(aws_via_front, name: str) -> None:
     """An existing role with an admin managed policy, an extra s3:* inline policy and a cross-account trust."""
-    iam = aws.client("iam")
+    iam = aws_via_front.client("iam")
     trust = {"Version": "2012-10-17", "Statement": [LAMBDA_TRUST_POLICY["Statement"][0], {
         "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OTHER}:root"}, "Action": "sts:AssumeRole"}]}
     iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
@@ -100,42 +57,42 @@ def careless_role(aws, name: str) -> None:
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
 
 
-def role_state(aws, name: str) -> tuple:
-    iam = aws.client("iam")
+def role_state(aws_via_front, name: str) -> tuple:
+    iam = aws_via_front.client("iam")
     return (sorted(iam.list_role_policies(RoleName=name)["PolicyNames"]),
             sorted(p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]),
             iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"])
 
 
-def test_a_role_granting_more_is_refused_by_name_before_anything_is_written(aws, bucket, registry, monkeypatch):
+def test_a_role_granting_more_is_refused_by_name_before_anything_is_written(aws_via_front, bucket, registry, monkeypatch):
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
     function = f"fn-{bucket}"
-    careless_role(aws, f"{function}-role")
-    before = role_state(aws, f"{function}-role")
+    careless_role(aws_via_front, f"{function}-role")
+    before = role_state(aws_via_front, f"{function}-role")
     for extra in ([], ["--dry-run"]):
         result = run(*deploy_args(bucket, registry, function, *extra))
         assert result.exit_code == ExitStatus.BAD_INPUT, result.stderr
         for named in (f"{function}-role-admin allows *", "everything-s3 allows s3:*", f"another account (arn:aws:iam::{OTHER}:root)"):
             assert named in result.stderr, (named, result.stderr)
         assert "--adopt-role" in result.stderr
-    assert role_state(aws, f"{function}-role") == before
-    assert not aws.client("lambda").list_functions()["Functions"] or function not in str(aws.client("lambda").list_functions())
-    assert not aws.client("ecr").describe_repositories()["repositories"] or f"repo-{bucket}" not in str(
-        aws.client("ecr").describe_repositories())
+    assert role_state(aws_via_front, f"{function}-role") == before
+    assert not aws_via_front.client("lambda").list_functions()["Functions"] or function not in str(aws_via_front.client("lambda").list_functions())
+    assert not aws_via_front.client("ecr").describe_repositories()["repositories"] or f"repo-{bucket}" not in str(
+        aws_via_front.client("ecr").describe_repositories())
 
 
-def test_adopt_role_narrows_it_to_rcyc_s_policy_and_says_what_it_removed(aws, bucket, registry, engine, function_image,
+def test_adopt_role_narrows_it_to_rcyc_s_policy_and_says_what_it_removed(aws_via_front, bucket, registry, engine, function_image,
                                                                            monkeypatch):
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
     function = f"fn-{bucket}"
-    careless_role(aws, f"{function}-role")
+    careless_role(aws_via_front, f"{function}-role")
     summary = ok(run(*deploy_args(bucket, registry, function, "--image", function_image, "--adopt-role")))
     narrowed = " | ".join(summary["role"]["narrowed"])
     assert "deleted the inline policy everything-s3" in narrowed and f"detached the managed policy {function}-role-admin" in narrowed
     assert "reset the trust policy" in narrowed and summary["role"]["left"] == []
-    inline, managed, trust = role_state(aws, f"{function}-role")
+    inline, managed, trust = role_state(aws_via_front, f"{function}-role")
     assert inline == [ROLE_POLICY_NAME] and managed == []
     assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
     code = run("doctor", "--security", f"{bucket}/{function}", "--json")
@@ -143,13 +100,13 @@ def test_adopt_role_narrows_it_to_rcyc_s_policy_and_says_what_it_removed(aws, bu
     assert findings["role: least privilege"] == findings["role: trust policy"] == findings["role: managed policies"] == "ok"
 
 
-def test_a_second_function_cannot_take_over_a_trigger_and_a_stale_permission_is_removed(aws, bucket, registry, engine,
+def test_a_second_function_cannot_take_over_a_trigger_and_a_stale_permission_is_removed(aws_via_front, bucket, registry, engine,
                                                                                          function_image, monkeypatch):
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
     first, second = f"a-{bucket}", f"b-{bucket}"
     ok(run(*deploy_args(bucket, registry, first, "--image", function_image, "--trigger", "incoming/")))
-    s3, lam = aws.client("s3"), aws.client("lambda")
+    s3, lam = aws_via_front.client("s3"), aws_via_front.client("lambda")
     before = s3.get_bucket_notification_configuration(Bucket=bucket)["LambdaFunctionConfigurations"]
     for prefix in ("incoming/", "incoming/sub/", "inc"):
         taken = run(*deploy_args(bucket, registry, second, "--image", function_image, "--trigger", prefix))
@@ -173,13 +130,13 @@ def _has_policy(lam, function) -> bool:
         return False
 
 
-def test_deploy_onto_a_zip_function_refuses_before_writing_the_role(aws, bucket, registry, monkeypatch):
+def test_deploy_onto_a_zip_function_refuses_before_writing_the_role(aws_via_front, bucket, registry, monkeypatch):
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
     function = f"zip-{bucket}"
-    iam = aws.client("iam")
+    iam = aws_via_front.client("iam")
     role = iam.create_role(RoleName=f"{function}-role", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST_POLICY))["Role"]
-    aws.client("lambda").create_function(FunctionName=function, Role=role["Arn"], Runtime="python3.12",
+    aws_via_front.client("lambda").create_function(FunctionName=function, Role=role["Arn"], Runtime="python3.12",
                                          Handler="app.handler", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
     result = run(*deploy_args(bucket, registry, function, "--dry-run"))
     assert result.exit_code == ExitStatus.AWS and "Zip function" in result.stderr, result.stderr
@@ -199,12 +156,12 @@ def emulator(moto_server, bucket, rie_path):
         box.stop()
 
 
-def test_a_smoke_key_the_function_answers_with_an_error_fails_the_deploy(aws, front, bucket, registry, engine,
+def test_a_smoke_key_the_function_answers_with_an_error_fails_the_deploy(aws_via_front, fault_front, bucket, registry, engine,
                                                                        function_image, emulator, monkeypatch):
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
     ok(run("upload-image", "--json", "--bucket", bucket, SODA))
-    front.route(emulator.endpoint_url, "lambda", r"/invocations$")
+    fault_front.route(emulator.endpoint_url, "lambda", r"/invocations$")
     function = f"fn-{bucket}"
     good = ok(run(*deploy_args(bucket, registry, function, "--image", function_image, "--smoke", "images/soda_cans_0.jpg")))
     assert good["smoke"]["response"]["results"][0]["label"]

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from rcyc_cli.exit_status import ExitStatus
 from rcyc_cli.main import cli
 from tests.conftest import IMAGES, MODELS
-from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
+from tests.e2e.cloud_fixtures import point_aws_at
 from tests.e2e.fault_endpoint import FAULTS, FaultEndpoint
 
 pytestmark = pytest.mark.e2e
@@ -51,15 +51,6 @@ def run(*args):
 
 
 @pytest.fixture(scope="module")
-def moto_server():
-    server = MotoServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def faults(moto_server):
     endpoint = FaultEndpoint(moto_server.endpoint_url, slow_seconds=2.5).start()
     try:
@@ -69,7 +60,7 @@ def faults(moto_server):
 
 
 @pytest.fixture
-def aws(faults, monkeypatch, tmp_path):
+def aws_at_faults(faults, monkeypatch, tmp_path):
     """Every AWS endpoint at the fault endpoint (which forwards to moto unless told otherwise)."""
     point_aws_at(monkeypatch, faults.url, tmp_path)
     monkeypatch.setenv("RCYC_AWS_TIMEOUT", "1")
@@ -92,24 +83,24 @@ def assert_one_line(result, says: tuple[str, ...] = ()) -> None:
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_every_cloud_command_fails_in_one_line_for_every_failure_class(aws, fault, command):
-    aws.fault(fault)
+def test_every_cloud_command_fails_in_one_line_for_every_failure_class(aws_at_faults, fault, command):
+    aws_at_faults.fault(fault)
     result = run(*COMMANDS[command])
     assert result.exit_code == ExitStatus.AWS, (result.exit_code, result.stderr)
     assert_one_line(result, SAYS[fault])
-    assert sum(aws.faulted.values()) >= 1  # the command did reach the endpoint
+    assert sum(aws_at_faults.faulted.values()) >= 1  # the command did reach the endpoint
     if fault in ("429", "500-html", "reset", "slow"):
         # retried by the one policy of its client: at most 3 attempts of one call
-        assert max(aws.faulted.values()) <= 3, aws.faulted
+        assert max(aws_at_faults.faulted.values()) <= 3, aws_at_faults.faulted
 
 
 @pytest.fixture
-def function_and_images(aws):
+def function_and_images(aws_at_faults):
     """A function moto knows (image package; moto cannot run it, the fault endpoint answers its invokes),
     a model and one image in the bucket."""
     import boto3
 
-    aws.clear()
+    aws_at_faults.clear()
     iam = boto3.client("iam", region_name="us-east-1")
     role = iam.create_role(RoleName="rcyc-faults-role", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
@@ -126,16 +117,16 @@ def function_and_images(aws):
 
 
 @pytest.mark.parametrize("fault", ["500-html", "429", "reset"])
-def test_classify_tries_an_event_a_bounded_number_of_times_in_all(aws, function_and_images, fault):
+def test_classify_tries_an_event_a_bounded_number_of_times_in_all(aws_at_faults, function_and_images, fault):
     """One retry policy: botocore makes one attempt per call and classify tries an event at most 3 times
     (not 3 tries x botocore's retries); the event's records end up in errors with the cause."""
     from rcyc_cli.classify.target import ATTEMPTS
 
-    aws.clear()
-    aws.fault(fault, "lambda", r"/invocations$")
+    aws_at_faults.clear()
+    aws_at_faults.fault(fault, "lambda", r"/invocations$")
     result = run("classify", "--json", "--function", function_and_images, f"s3://{BUCKET}/images/")
     assert result.exit_code == ExitStatus.RECORD_ERRORS, result.stderr
-    invokes = sum(n for (service, op), n in aws.requests.items() if op.endswith("/invocations"))
+    invokes = sum(n for (service, op), n in aws_at_faults.requests.items() if op.endswith("/invocations"))
     assert invokes == ATTEMPTS == 3
     summary = json.loads(result.stdout)
     assert summary["invocations"] == 0 and sum(summary["errors"].values()) == 1
@@ -190,11 +181,11 @@ CHAIN = {
 @pytest.mark.parametrize("chain", list(CHAIN))
 @pytest.mark.parametrize("command", ["upload-model", "models list", "models promote", "invoke", "classify",
                                      "deploy --dry-run", "doctor --security"])
-def test_the_credential_chains_own_failures_are_one_line(aws, tmp_path, monkeypatch, chain, command):
+def test_the_credential_chains_own_failures_are_one_line(aws_at_faults, tmp_path, monkeypatch, chain, command):
     body, says = CHAIN[chain]
     credential_profile(tmp_path, monkeypatch, body(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))  # no SSO token cache of the user's
     result = run(*COMMANDS[command])
     assert result.exit_code == ExitStatus.AWS, (result.exit_code, result.stderr)
     assert_one_line(result, (says,))
-    assert sum(aws.requests.values()) == 0  # nothing was sent without credentials
+    assert sum(aws_at_faults.requests.values()) == 0  # nothing was sent without credentials
