@@ -4,11 +4,13 @@ it, a bucket name per test."""
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 
 from rcyc_cli.cloud import aws as cloud_aws
-from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
+from tests.conftest import need
+from tests.e2e.cloud_fixtures import REGISTRY_BINARY, LocalRegistry, MotoServer, point_aws_at
 from tests.e2e.fault_endpoint import FaultEndpoint
 
 
@@ -53,3 +55,15 @@ def aws_via_front(fault_front, monkeypatch, tmp_path):
 def bucket(request) -> str:
     """A bucket name of this test's own (moto's state is shared by the module)."""
     return "rcyc-" + hashlib.sha256(request.node.name.encode()).hexdigest()[:12]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    """The CNCF registry (Debian's docker-registry) on 127.0.0.1, standing in for ECR's registry."""
+    need(os.path.exists(REGISTRY_BINARY), "the docker-registry binary (.ci/docker-up.sh installs it)")
+    server = LocalRegistry().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert server.process.poll() is not None  # stopped by its own handle

@@ -5,7 +5,6 @@ functions: the fault endpoint in front of moto routes Lambda's invokes to it).""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -13,23 +12,12 @@ from rcyc_cli.cloud.functions import LAMBDA_TRUST_POLICY, ROLE_POLICY_NAME
 from rcyc_cli.exit_status import ExitStatus
 from rcyc_cli.local.emulator.sandbox import ProcessSandbox
 from tests.cli import run
-from tests.conftest import IMAGES, MODELS, build_args, need
+from tests.conftest import IMAGES, MODELS, build_args
 from tests.e2e.cloud_checks import ok
-from tests.e2e.cloud_fixtures import REGISTRY_BINARY, LocalRegistry
 
 pytestmark = pytest.mark.e2e
 OTHER = "210987654321"
 SODA = IMAGES / "soda_cans" / "soda_cans_0.jpg"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    need(os.path.exists(REGISTRY_BINARY), "the docker-registry binary (.ci/docker-up.sh installs it)")
-    server = LocalRegistry().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,17 +26,6 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def registry():
-    need(os.path.exists(REGISTRY_BINARY), "the docker-registry binary (.ci/docker-up.sh installs it)")
-    server = LocalRegistry().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        assert server.process.poll() is not None  # stopped by its own handle
-
-
-@pytest.fixture(scope="module")
 def function_image(engine) -> str:
     """The function image (rcyc build; a cache hit when nothing changed), tagged for these tests."""
     result = run("build", "--json", "--tag", "rcyc-function:test-cloud", *build_args())
