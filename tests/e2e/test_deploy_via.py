@@ -14,7 +14,7 @@ from rcyc_cli.exit_status import ExitStatus
 from tests.conftest import MODELS
 from tests.cli import run
 from tests.e2e.cloud_checks import ok
-from tests.e2e.test_deploy import function_image, registry  # noqa: F401 - fixtures
+from tests.e2e.test_deploy import function_image  # noqa: F401 - fixture (registry: tests/e2e/conftest.py)
 
 pytestmark = pytest.mark.e2e
 
