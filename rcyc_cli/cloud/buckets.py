@@ -44,6 +44,15 @@ def validate_bucket_name(bucket: str) -> str:
     return bucket
 
 
+def parse_s3_uri(uri: str, hint: str = "Give s3://BUCKET/PREFIX/ (the <label>/<photo> folders under it).") -> tuple[str, str]:
+    """(bucket, key or prefix) of s3://BUCKET/KEY, the bucket name checked before any request."""
+    match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri or "")
+    if not match:
+        raise InputError(f"{uri!r} is not an s3:// URI", hint=hint)
+    validate_bucket_name(match[1])
+    return match[1], match[2]
+
+
 def tls_only_policy(bucket: str) -> dict:
     """Deny every request to the bucket and its objects that does not use TLS."""
     return {

@@ -70,7 +70,7 @@ def _model_in(folder: Path) -> Path:
 
 def _download(uri: str, into: Path, region: str | None, report: Reporter) -> Path:
     from .aws import Aws, aws_call, get_or_none
-    from .training import parse_s3_uri
+    from .buckets import parse_s3_uri
 
     hint = "Give s3://BUCKET/KEY/model.tar.gz (a training job's: training/jobs/<job>/output/model.tar.gz)."
     bucket, key = parse_s3_uri(uri, hint=hint)

@@ -21,6 +21,7 @@ from rcyc_core.errors import InputError
 
 from ..defaults import DEFAULT_BUCKET
 from ..reporting import SILENT, Reporter
+from .buckets import parse_s3_uri
 
 TRAINING_PREFIX = "training/"
 JOBS_PREFIX = TRAINING_PREFIX + "jobs/"
@@ -69,16 +70,6 @@ class JobOptions:
     hyperparameters: dict | None = None
     job_name: str | None = None
     poll_seconds: float = 15.0
-
-
-def parse_s3_uri(uri: str, hint: str = "Give s3://BUCKET/PREFIX/ (the <label>/<photo> folders under it).") -> tuple[str, str]:
-    from . import buckets
-
-    match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri or "")
-    if not match:
-        raise InputError(f"{uri!r} is not an s3:// URI", hint=hint)
-    buckets.validate_bucket_name(match[1])
-    return match[1], match[2]
 
 
 def job_name(now: float | None = None) -> str:
