@@ -538,7 +538,7 @@ def test_a_tag_naming_a_multi_platform_index_is_not_deployed(aws_on_moto, bucket
     assert plan["image"]["action"].startswith("refuse") and "index" in plan["image"]["action"]
 
 
-def test_deploy_against_a_local_ecr_without_registry_says_to_pass_one(aws_on_moto, bucket):
+def test_deploy_against_a_local_ecr_without_registry_says_to_pass_one(aws_on_moto, bucket, engine):  # a real deploy asks the engine first
     """moto's ECR names a registry host that exists nowhere: deploy (even --dry-run) says so before any build,
     with the option that fixes it, instead of failing to resolve that host."""
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
