@@ -22,6 +22,16 @@ from .files import kind_of, shown
 _PSEUDO = ("/proc", "/sys", "/dev")
 
 
+def _lstat(path: Path, option: str, hint: str) -> os.stat_result | None:
+    """What is at ``path`` itself (a link is not followed), None when nothing is; any other failure is bad input."""
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"{option} {shown(path)}: {exc.strerror}", hint=hint) from None
+
+
 def check_output_file(path: Path, option: str) -> Path:
     """``path`` if a file may be written there, else InputError (exit 3) naming ``option`` and why."""
     path = Path(path)
@@ -31,12 +41,7 @@ def check_output_file(path: Path, option: str) -> Path:
     hint = f"Give {option} a regular file, or a new file name in an existing writable folder."
     if shown(path.name) != path.name:  # a newline, an escape sequence or undecodable bytes in the name
         raise InputError(f"{option} {shown(path)}: the file name is not printable UTF-8", hint="Choose a plain file name.")
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise InputError(f"{option} {shown(path)}: {exc.strerror}", hint=hint) from None
+    info = _lstat(path, option, hint)
     if info is not None and stat.S_ISLNK(info.st_mode):
         raise InputError(f"{option} {shown(path)} is a symbolic link; rcyc never writes through one", hint=hint)
     if info is not None and not stat.S_ISREG(info.st_mode):
@@ -55,12 +60,7 @@ def check_output_dir(path: Path, option: str) -> Path:
     if not str(path).strip():
         raise InputError(f"{option} is empty", hint=f"Give {option} a new folder name.")
     hint = f"Give {option} a new folder name (or an empty folder) in an existing writable folder."
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise InputError(f"{option} {shown(path)}: {exc.strerror}", hint=hint) from None
+    info = _lstat(path, option, hint)
     if info is not None:
         if not stat.S_ISDIR(info.st_mode):
             raise InputError(f"{option} {shown(path)} is {kind_of(info.st_mode)}, not a folder", hint=hint)
