@@ -52,7 +52,7 @@ def role_state(aws_via_front, name: str) -> tuple:
             iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"])
 
 
-def test_a_role_granting_more_is_refused_by_name_before_anything_is_written(aws_via_front, bucket, registry, monkeypatch):
+def test_a_role_granting_more_is_refused_by_name_before_anything_is_written(aws_via_front, bucket, registry, engine, monkeypatch):  # a real deploy asks the engine first
     monkeypatch.setenv("RCYC_REGISTRY_PASSWORD", registry.password)
     ok(run("upload-model", "--json", "--bucket", bucket, MODELS["softmax"]))
     function = f"fn-{bucket}"
