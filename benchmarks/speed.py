@@ -153,7 +153,7 @@ def classify_rows(work: Path, images: int, resume_keys: int, rounds: int) -> dic
     folder = work / "classify"
     paths = image_folder(folder, images)
     running = stack.find()
-    s3 = s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
+    s3 = s3_client(running.state.s3_endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
     s3.create_bucket(Bucket=BUCKET)
     for path in paths:
         s3.put_object(Bucket=BUCKET, Key=f"photos/{path.name}", Body=path.read_bytes())
@@ -207,7 +207,7 @@ def memory_rows(work: Path, route: int) -> dict:
 
     folder = work / "memory"
     image_folder(folder, 200)
-    pid = stack.find().state["pid"]
+    pid = stack.find().state.pid
 
     def rss_mb() -> float:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

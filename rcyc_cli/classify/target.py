@@ -117,10 +117,11 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
     from ..local.stack import client as stack
 
     running, s3 = stack.find_or_up(report)
-    config = running.state["config"]
-    lam = lambda_client(running.endpoint_url, LOCAL_REGION, config["timeout"], concurrency, credentials=LOCAL_CREDENTIALS)
-    target = Target("local", lam, function, running.endpoint_url, config["memory"], rie.arch(),
-                    config["timeout"], config["instances"], config["bucket"], store=stack_store(running.endpoint_url))
+    config = running.state.config
+    timeout = config.function.timeout
+    lam = lambda_client(running.endpoint_url, LOCAL_REGION, timeout, concurrency, credentials=LOCAL_CREDENTIALS)
+    target = Target("local", lam, function, running.endpoint_url, config.function.memory, rie.arch(),
+                    timeout, config.instances, config.bucket, store=stack_store(running.endpoint_url))
     return target, s3
 
 

@@ -20,9 +20,9 @@ class StackRunner:
         from .stack import warm
 
         state = self.running.state
-        report.status(f"using the warm local stack ({state['runtime']}, {state['config']['instances']} instances)")
+        report.status(f"using the warm local stack ({state.runtime}, {state.config.instances} instances)")
         answer = warm.run_on_stack_in_parts(self.running, request.uploads, request.event, concurrency, batch_size, report)
-        info = RunInfo(f"{state['runtime']} (warm stack)", state["bucket"], state["s3_endpoint"],
+        info = RunInfo(f"{state.runtime} (warm stack)", state.bucket, state.s3_endpoint,
                        answered_by(answer["response"], request.manifest), answer["prefix"])
         return LocalRun(answer["response"], info, answer["invocations"], answer["seconds"], answer["keys"])
 

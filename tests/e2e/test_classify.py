@@ -35,7 +35,7 @@ def local_stack(rie_path, tmp_path_factory):
     os.environ["RCYC_RIE"] = str(rie_path)
     try:
         running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=2))
-        s3 = cloud_aws.s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
+        s3 = cloud_aws.s3_client(running.state.s3_endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
         s3.create_bucket(Bucket=BUCKET)
         yield running, s3
     finally:
@@ -153,7 +153,7 @@ def test_a_promoted_model_makes_the_next_run_reclassify(local_stack):
     truth = put_images(s3, ["promote/"], copies=1)
     first = json.loads(run(f"s3://{BUCKET}/promote/", "--local", "--json").stdout)
     assert first["classified"] == len(truth)
-    model_bucket = running.state["config"]["bucket"]
+    model_bucket = running.state.config.bucket
     store.put_model(s3, model_bucket, Manifest.load(MODELS["softmax"]), MODELS["softmax"])  # moves the pointer
     time.sleep(STACK_REFRESH_SECONDS + 0.5)  # the instances see it at their next pointer check
     second = json.loads(run(f"s3://{BUCKET}/promote/", "--local", "--json").stdout)

@@ -232,11 +232,11 @@ def test_kill_9_of_a_docker_stack_then_down_removes_its_containers(engine, slim_
     config = stack.StackConfig(instances=1, function=FunctionSpec(runtime="docker", rie=str(rie_path), base_image=TEST_BASE_IMAGE,
                                                                   ca_bundle=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None))
     running = stack.up(config)
-    owner = running.state["owner"]
+    owner = running.state.owner
     try:
         assert len(engine.containers.list(filters={"label": f"rcyc.owner={owner}"})) == 1
-        os.kill(running.state["pid"], signal.SIGKILL)
-        os.waitpid(running.state["pid"], 0)
+        os.kill(running.state.pid, signal.SIGKILL)
+        os.waitpid(running.state.pid, 0)
         assert len(engine.containers.list(filters={"label": f"rcyc.owner={owner}"})) == 1  # what a killed stack leaves
         assert stack.down() is False  # no stack runs any more; its leftovers are removed all the same
         assert engine.containers.list(all=True, filters={"label": f"rcyc.owner={owner}"}) == []

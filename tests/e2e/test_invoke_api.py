@@ -65,13 +65,13 @@ def local_stack(rie_path, tmp_path_factory):
 def image_key(local_stack) -> str:
     """A fixture image in the stack's bucket."""
     label, path = class_images()[0]
-    s3 = boto3.client("s3", endpoint_url=local_stack.state["s3_endpoint"], region_name=LOCAL_REGION, **LOCAL_CREDENTIALS)
-    s3.upload_file(str(path), local_stack.state["bucket"], "images/api.jpg")
+    s3 = boto3.client("s3", endpoint_url=local_stack.state.s3_endpoint, region_name=LOCAL_REGION, **LOCAL_CREDENTIALS)
+    s3.upload_file(str(path), local_stack.state.bucket, "images/api.jpg")
     return "images/api.jpg"
 
 
 def s3_event(stack_: stack.RemoteStack, key: str, count: int = 1) -> dict:
-    record = {"s3": {"bucket": {"name": stack_.state["bucket"]}, "object": {"key": key}}}
+    record = {"s3": {"bucket": {"name": stack_.state.bucket}, "object": {"key": key}}}
     return {"Records": [record] * count}
 
 

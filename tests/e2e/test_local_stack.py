@@ -71,8 +71,8 @@ def test_stale_state_is_detected_and_removed(private_state, rie_path):
     from rcyc_cli.local.emulator import reaper
 
     running = stack.up(stack.StackConfig(instances=1, function=FunctionSpec(rie=str(rie_path))))
-    pid = running.state["pid"]
-    assert reaper.owned_pids(running.state["owner"])  # its emulator and runtime
+    pid = running.state.pid
+    assert reaper.owned_pids(running.state.owner)  # its emulator and runtime
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)  # our child: reaped, so it is gone, not a zombie
     result = run("local", "status")

@@ -95,18 +95,18 @@ def test_a_runs_objects_are_gone_in_every_version_and_no_deleted_file_stays_open
     from rcyc_cli.cloud.aws import s3_client
     from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 
-    s3 = s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
-    assert s3.get_bucket_versioning(Bucket=running.state["bucket"]).get("Status") == "Enabled"
-    versions = s3.list_object_versions(Bucket=running.state["bucket"], Prefix="runs/")
+    s3 = s3_client(running.state.s3_endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
+    assert s3.get_bucket_versioning(Bucket=running.state.bucket).get("Status") == "Enabled"
+    versions = s3.list_object_versions(Bucket=running.state.bucket, Prefix="runs/")
     assert versions.get("Versions", []) == [] and versions.get("DeleteMarkers", []) == []
-    fds = Path(f"/proc/{running.state['pid']}/fd")
+    fds = Path(f"/proc/{running.state.pid}/fd")
     deleted = [os.readlink(fd) for fd in fds.iterdir() if os.readlink(fd).endswith("(deleted)")]
     assert deleted == [], deleted
 
 
 def test_the_idle_stop_never_ends_a_run_in_flight(own_cache):
     running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=1, idle_seconds=1))
-    pid = running.state["pid"]
+    pid = running.state.pid
     run = half_run(running, 1000)
     try:
         time.sleep(4)  # four idle periods with a run in the stack
@@ -161,7 +161,7 @@ def test_client_mistakes_are_400_and_a_key_that_is_not_a_string_is_an_invalid_re
             urllib.request.urlopen(request, timeout=30)
         assert refused.value.code == 400, (path, body, refused.value.read())
     event = own_cache / "event.json"
-    event.write_text(json.dumps({"Records": [{"s3": {"bucket": {"name": running.state["bucket"]}, "object": {"key": 5}}}]}))
+    event.write_text(json.dumps({"Records": [{"s3": {"bucket": {"name": running.state.bucket}, "object": {"key": 5}}}]}))
     for extra in ([], ["--no-stack"]):
         result = rcyc("invoke-local", "--event", event, IMAGE, "--json", *extra)
         assert result.returncode == 7, result.stderr

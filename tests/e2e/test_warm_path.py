@@ -65,8 +65,8 @@ def test_a_warm_call_imports_no_numpy_pillow_or_boto3(own_cache):
     from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 
     running = stack.find()
-    s3 = s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
-    assert s3.list_objects_v2(Bucket=running.state["bucket"], Prefix="runs/")["KeyCount"] == 0
+    s3 = s3_client(running.state.s3_endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
+    assert s3.list_objects_v2(Bucket=running.state.bucket, Prefix="runs/")["KeyCount"] == 0
 
 
 @pytest.mark.slow  # waits for the idle stop
@@ -77,12 +77,12 @@ def test_invoke_local_leaves_a_warm_stack_that_stops_when_idle(own_cache):
     assert first.returncode == 0, first.stderr
     assert "starting a warm local stack" in first.stderr and json.loads(first.stdout)["results"][0]["label"] == "boxes"
     running = stack.find()
-    assert running is not None and running.state["config"]["idle_seconds"] == 8
+    assert running is not None and running.state.config.idle_seconds == 8
     second = rcyc("invoke-local", image, "--json", env=env)
     assert "warm stack" in json.loads(second.stdout)["invocation"]["runtime"] and "starting a warm" not in second.stderr
     off = rcyc("invoke-local", image, "--json", "--no-stack", env=env)
     assert "warm stack" not in json.loads(off.stdout)["invocation"]["runtime"]
-    pid = running.state["pid"]
+    pid = running.state.pid
     deadline = time.monotonic() + 60
     while stack.running(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -99,11 +99,11 @@ def test_local_up_with_no_options_reports_the_stack_invoke_local_left(tmp_path, 
         first = rcyc("invoke-local", IMAGES / "boxes" / "boxes_1.jpg", "--json", env={"RCYC_KEEP_WARM": "1"})
         assert first.returncode == 0, first.stderr
         left = stack.find()
-        assert left is not None and left.state["config"]["runtime"] in ("docker", "process")
+        assert left is not None and left.state.config.function.runtime in ("docker", "process")
         up = rcyc("local", "up", "--json")
         assert up.returncode == 0, up.stderr
         status = json.loads(up.stdout)
-        assert status["pid"] == left.state["pid"] and status["runtime"] == left.state["runtime"]
-        assert status["endpoint"] == left.endpoint_url and len(status["instances"]) == left.state["config"]["instances"]
+        assert status["pid"] == left.state.pid and status["runtime"] == left.state.runtime
+        assert status["endpoint"] == left.endpoint_url and len(status["instances"]) == left.state.config.instances
     finally:
         stack.down()

@@ -230,13 +230,14 @@ def test_unwritable_paths_never_print_a_traceback_in_a_real_process(tmp_path):
 @pytest.mark.parametrize("setting", ["runtime", "flavor", "model", "base image", "CA bundle", "emulator", "memory", "bucket"])
 def test_a_stack_built_differently_is_not_reused(setting, tmp_path, rie_path):
     from rcyc_cli.local.run import Options
+    from rcyc_cli.local.stack.client import StackState
     from rcyc_cli.local.stack.warm import stack_conflict
     from rcyc_cli.function_spec import FunctionSpec
 
     manifest = Manifest.load(MODELS["one-vs-rest"])
-    state = {"runtime": "process", "rie_path": str(rie_path.resolve()), "model": manifest.summary(),
-             "config": {"bucket": "recycle-able-image", "timeout": 180, "memory": 1024, "flavor": "slim",
-                        "base_image": None, "ca_bundle": None}}
+    state = StackState.from_json({"runtime": "process", "rie_path": str(rie_path.resolve()), "model": manifest.summary(),
+                                  "config": {"bucket": "recycle-able-image", "timeout": 180, "memory": 1024, "flavor": "slim",
+                                             "base_image": None, "ca_bundle": None}})
     same = Options([IMAGE], function=FunctionSpec(rie=str(rie_path)))
     assert stack_conflict(same.wanted_stack(), state, manifest) is None
     other_rie = tmp_path / "rie"

@@ -98,9 +98,9 @@ class StackState:
 class RemoteStack:
     """A client of a running stack: ``invoke`` has the same shape as a sandbox's."""
 
-    def __init__(self, state: dict):
+    def __init__(self, state: StackState):
         self.state = state
-        self.endpoint_url = state["endpoint"]
+        self.endpoint_url = state.endpoint
 
     def status(self, timeout: float = 2.0) -> dict:
         with urllib.request.urlopen(self.endpoint_url + STATUS_PATH, timeout=timeout) as reply:
@@ -109,14 +109,14 @@ class RemoteStack:
     def invoke(self, event: object, attempts: int = 6) -> Invocation:
         """Invoke through the stack's Lambda Invoke API, with the log tail and rcyc's REPORT header. A 429
         (every instance busy and the wait queue full) is retried with backoff."""
-        name = self.state["config"].get("function_name", "function")
+        name = self.state.config.function_name
         request = urllib.request.Request(
             f"{self.endpoint_url}/2015-03-31/functions/{name}/invocations", data=payload(event), method="POST",
             headers={"Content-Type": "application/json", "X-Amz-Log-Type": "Tail", "X-Rcyc-Report": "1"})
         started = time.perf_counter()
         for attempt in range(attempts):
             try:
-                with urllib.request.urlopen(request, timeout=self.state["config"]["timeout"] + 30) as reply:
+                with urllib.request.urlopen(request, timeout=self.state.config.function.timeout + 30) as reply:
                     body, headers = reply.read(), reply.headers
                 break
             except urllib.error.HTTPError as exc:
@@ -165,21 +165,30 @@ def find() -> RemoteStack | None:
     state file, is cleaned). A living stack that does not answer is StackNotAnswering: never None, so no
     caller starts a second stack beside a slow one."""
     reaper.sweep_orphans()
-    alive, state = holder(), read_state()
+    alive, written = holder(), read_state()
     if alive is None:
-        clean_stale(state)
+        clean_stale(written)
         return None
-    if state is None or state["owner"] != alive["owner"]:
+    state = typed_state(written)
+    if state is None or state.owner != alive["owner"]:
         raise StackNotAnswering(f"a local stack of this cache (pid {alive['pid']}) is running but has not said where "
                                 "it answers yet: it is starting, or stuck", hint="Wait for it, or stop it: rcyc local down")
     stack = RemoteStack(state)
     try:
         stack.status()
     except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise StackNotAnswering(f"the local stack (pid {state['pid']}) is running but did not answer in 2 s "
+        raise StackNotAnswering(f"the local stack (pid {state.pid}) is running but did not answer in 2 s "
                                 f"({getattr(exc, 'reason', exc)}): it is stopped or overloaded",
                                 hint="rcyc local down stops it; or wait and try again") from None
     return stack
+
+
+def typed_state(written: dict | None) -> StackState | None:
+    """The state file's object (``read_state``) as a StackState; None when it is not one a stack wrote."""
+    try:
+        return StackState.from_json(written) if written is not None else None
+    except (KeyError, TypeError, ValueError, RcycError):
+        return None
 
 
 def clean_stale(state: dict | None) -> None:
@@ -213,7 +222,7 @@ def find_or_up(report=None) -> tuple[RemoteStack, object]:
         if report is not None:
             report.status(f"starting the local stack; it stops after {idle / 60:.3g} minutes idle (rcyc local down stops it now)")
         running = up(StackConfig(function=FunctionSpec(runtime="process"), idle_seconds=idle))
-    return running, s3_client(running.state["s3_endpoint"], LOCAL_REGION, LOCAL_CREDENTIALS)
+    return running, s3_client(running.state.s3_endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
 
 
 def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:
@@ -222,7 +231,7 @@ def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:
     with locked():
         existing = find()
         if existing:
-            if (difference := config_difference(config, existing.state.get("config", {}))):
+            if (difference := config_difference(config, existing.state.config.to_json())):
                 raise StackConflict(f"a local stack already runs with {difference}",
                                     hint="Stop it first (rcyc local down), or use it as it is.")
             return existing
@@ -259,8 +268,8 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise _start_failure(process.returncode, log_path)
-            state = read_state()
-            if state and state["owner"] == owner and state["pid"] == process.pid:
+            state = typed_state(read_state())
+            if state and state.owner == owner and state.pid == process.pid:
                 stack = RemoteStack(state)
                 with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
                     stack.status()
@@ -346,6 +355,6 @@ def describe(stack: RemoteStack) -> dict:
     try:
         status = stack.status()
     except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise StackNotAnswering(f"the local stack (pid {stack.state['pid']}) stopped answering "
+        raise StackNotAnswering(f"the local stack (pid {stack.state.pid}) stopped answering "
                                 f"({getattr(exc, 'reason', exc)})", hint="rcyc local down stops it") from None
-    return {**status, "endpoint": stack.endpoint_url, "runtime": stack.state.get("runtime")}
+    return {**status, "endpoint": stack.endpoint_url, "runtime": stack.state.runtime}

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
 
-from ...defaults import DEFAULT_BASE_IMAGE, DEFAULT_STACK_IDLE_SECONDS
+from ...defaults import DEFAULT_STACK_IDLE_SECONDS
 from ...invocation import Invocation, Report
 from ...reporting import SILENT, Reporter
 from ..session import Upload, image_key
 from . import client as stack_module
-from .client import RemoteStack, StackConfig
+from .client import RemoteStack, StackConfig, StackState
 from .protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
 
 
@@ -52,13 +52,13 @@ def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency
     if len(body) > RUN_PAYLOAD_LIMIT:
         raise InputError(f"these images are {len(body) / 1e6:.0f} MB encoded, more than a warm run takes at once",
                          hint="Split them over several calls, or pass --no-stack.")
-    config = running.state["config"]
+    timeout = running.state.config.function.timeout
     events = 1 if event is not None else -(-len(uploads) // max(1, min(batch_size, len(uploads) or 1)))
     rounds = -(-events // max(1, concurrency))
     request = urllib.request.Request(running.endpoint_url + RUNS_PATH, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        answer = _post_run(request, rounds * (config["timeout"] + 15) + 60)
+        answer = _post_run(request, rounds * (timeout + 15) + 60)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:300]
         raise FunctionError(f"the local stack refused the run ({exc.code}): {detail}", kind="EmulatorError",
@@ -93,31 +93,31 @@ def _post_run(request: urllib.request.Request, timeout: float, patience: float =
         pause = min(pause * 2, 5.0)
 
 
-def stack_conflict(wanted: StackConfig, state: dict, manifest) -> str | None:
+def stack_conflict(wanted: StackConfig, state: StackState, manifest) -> str | None:
     """Why the running stack cannot answer this invocation as asked (the first setting that differs), or None.
     A run that names no model takes the model of a stack started with ``local up --model``, and asks for the
     default model of a stack a run left behind, as --no-stack and predict answer with it."""
     from ..emulator import rie as rie_finder
 
-    config, spec = state["config"], wanted.function
-    if not spec.accepts_runtime(state.get("runtime")):
-        return f"it runs with runtime {state.get('runtime')}, this call asks for {spec.runtime} (rcyc local down, or --no-stack)"
+    config, spec = state.config, wanted.function
+    if not spec.accepts_runtime(state.runtime):
+        return f"it runs with runtime {state.runtime}, this call asks for {spec.runtime} (rcyc local down, or --no-stack)"
     asked = {"bucket": wanted.bucket, "timeout": spec.timeout, "memory": spec.memory, "flavor": spec.flavor,
              "base image": spec.base_image, "CA bundle": str(spec.ca_bundle) if spec.ca_bundle else None}
-    running = {"bucket": config.get("bucket"), "timeout": config.get("timeout"), "memory": config.get("memory"),
-               "flavor": config.get("flavor"), "base image": config.get("base_image") or DEFAULT_BASE_IMAGE,
-               "CA bundle": config.get("ca_bundle")}
-    if state.get("rie_path") is not None:
+    runs = config.function
+    running = {"bucket": config.bucket, "timeout": runs.timeout, "memory": runs.memory, "flavor": runs.flavor,
+               "base image": runs.base_image, "CA bundle": str(runs.ca_bundle) if runs.ca_bundle else None}
+    if state.rie_path is not None:
         try:
-            asked["emulator"], running["emulator"] = str(Path(rie_finder.locate(spec.rie)).resolve()), state["rie_path"]
+            asked["emulator"], running["emulator"] = str(Path(rie_finder.locate(spec.rie)).resolve()), state.rie_path
         except PrerequisiteError:
             if spec.rie:
                 raise  # an explicit emulator that is not there is an error, stack or not
             # none installed here: the stack's own emulator is the only one there is
     # `local up --model M` pins M for every call; a stack a run left behind (it stops when idle) pins nothing:
     # a plain call asks for the default model then, as --no-stack and predict answer, not whichever run's.
-    stack_model = state.get("model") or {}
-    pinned = not config.get("idle_seconds")
+    stack_model = state.model or {}
+    pinned = not config.idle_seconds
     if (wanted.model is not None or not pinned) and stack_model.get("sha256") != manifest.sha256:
         return (f"it runs the model {stack_model.get('name')} {stack_model.get('version')}, this call asks for "
                 f"{manifest.name} {manifest.version} (starting instances of its own)")
