@@ -141,6 +141,21 @@ def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = N
     return decision
 
 
+def gate_import(imported: dict, bucket: str, data_dir, region: str | None = None, report: Reporter = SILENT,
+                min_per_class: int = MIN_PER_CLASS) -> dict:
+    """``models import --promote --eval``: the :func:`promotion_gate` on a model ``cloud.imports.import_model``
+    uploaded, then the pointer moved to it only if the gate passed. Fills the import's ``gate``, ``promoted``
+    and (promoted) ``current``; ``gate["failed"]``: the caller exits 9."""
+    from ..cloud import models
+
+    gate = promotion_gate(bucket, f"{imported['name']}/{imported['version']}", Path(data_dir), region, report, min_per_class)
+    imported["gate"] = gate
+    if not gate["failed"]:
+        imported["current"] = models.promote_model(bucket, imported["name"], imported["version"], region, report)["current"]
+        imported["promoted"] = True
+    return imported
+
+
 def _percent(value: float | None, interval: list[float] | None) -> str:
     if value is None:
         return "n/a"

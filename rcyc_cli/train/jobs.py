@@ -20,7 +20,12 @@ from ..cloud import training
 from ..defaults import DEFAULT_BUCKET
 from ..reporting import SILENT, Reporter
 from .container import TrainingFailed, hyperparameters_json
-from .sagemaker import CHECKPOINTS_LOCAL, DEFAULT_CHANNEL, METRIC_DEFINITIONS, parse_hyperparameters
+from .sagemaker import (
+    CHECKPOINTS_LOCAL,
+    DEFAULT_CHANNEL,
+    METRIC_DEFINITIONS,
+    parse_hyperparameters,
+)
 
 
 @dataclass
