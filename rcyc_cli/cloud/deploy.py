@@ -11,7 +11,7 @@ from rcyc_core.errors import AwsError, FunctionError, InputError
 from rcyc_core.s3 import NOT_FOUND_CODES
 
 from ..defaults import (ARCHITECTURES, DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_REFRESH_SECONDS,
-                        DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, MODELS_PREFIX, POINTER_KEY)
+                        DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, DEFAULT_SQS_BATCH_SIZE, MODELS_PREFIX, POINTER_KEY)
 from ..function_spec import FunctionSpec
 from ..reporting import SILENT, Reporter, plural
 from . import buckets, roles, store
@@ -39,7 +39,7 @@ class DeployOptions:
     force_tag: bool = False
     trigger: str | None = None
     via: str | None = None  # how uploads reach the function (triggers.VIAS; default s3, or the existing trigger's)
-    batch_size: int = 10  # --via sqs: messages per invocation
+    batch_size: int = DEFAULT_SQS_BATCH_SIZE  # --via sqs: messages per invocation
     no_trigger: bool = False  # remove the function's S3 trigger whole (without either, an existing one is kept)
     results_prefix: str = DEFAULT_RESULTS_PREFIX
     dry_run: bool = False

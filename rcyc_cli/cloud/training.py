@@ -23,10 +23,7 @@ from .buckets import parse_s3_uri
 TRAINING_PREFIX = "training/"
 JOBS_PREFIX = TRAINING_PREFIX + "jobs/"
 CHECKPOINTS_PREFIX = TRAINING_PREFIX + "checkpoints/"
-DEFAULT_REPOSITORY = "rcyc-train"
 DEFAULT_ROLE = "rcyc-training-role"
-DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
-DEFAULT_MAX_RUNTIME = 3600
 ROLE_POLICY_NAME = "rcyc-training"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRUST_POLICY = {"Version": "2012-10-17", "Statement": [

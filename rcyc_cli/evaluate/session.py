@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rcyc_core.errors import InputError
 
-from ..defaults import MIN_PER_CLASS
+from ..defaults import DEFAULT_EVAL_VIA, MIN_PER_CLASS
 from ..files import shown
 from ..reporting import SILENT, Reporter
 from . import targets
@@ -28,7 +28,7 @@ class EvalOptions:
     data_dir: Path  # or a Dataset already loaded (train's held-out images)
     model: str | None = None
     against: str | None = None
-    via: str = "predict"
+    via: str = DEFAULT_EVAL_VIA
     bucket: str | None = None
     region: str | None = None
     min_accuracy: float | None = None

@@ -17,7 +17,8 @@ from pathlib import Path
 from rcyc_core.errors import InputError
 
 from ..cloud import training
-from ..defaults import DEFAULT_BUCKET
+from ..defaults import (DEFAULT_BUCKET, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUNTIME,
+                        DEFAULT_MODEL_NAME, DEFAULT_TRAIN_REPOSITORY)
 from ..reporting import SILENT, Reporter
 from .container import TrainingFailed, hyperparameters_json
 from .sagemaker import (
@@ -34,17 +35,17 @@ class JobOptions:
     role: str
     bucket: str = DEFAULT_BUCKET
     region: str | None = None
-    instance_type: str = training.DEFAULT_INSTANCE_TYPE
+    instance_type: str = DEFAULT_INSTANCE_TYPE
     spot: bool = False
-    max_runtime: int = training.DEFAULT_MAX_RUNTIME
+    max_runtime: int = DEFAULT_MAX_RUNTIME
     wait: bool = False
     dry_run: bool = False
     create_role: bool = False
     image: str | None = None  # a training image already in a registry: no build, no push
-    repository: str = training.DEFAULT_REPOSITORY
+    repository: str = DEFAULT_TRAIN_REPOSITORY
     base_image: str | None = None
     ca_bundle: Path | None = None
-    name: str = "rcyc-efficientnet-lite0"
+    name: str = DEFAULT_MODEL_NAME
     hyperparameters: dict | None = None
     job_name: str | None = None
     poll_seconds: float = 15.0
@@ -128,7 +129,7 @@ def submit(options: JobOptions, report: Reporter = SILENT) -> dict:
     fine_tune_epochs = 0
     hp = options.hyperparameters or {}
     if str(hp.get("fine_tune", "")).lower() in ("true", "1"):
-        fine_tune_epochs = int(hp.get("fine_tune_epochs", 3))
+        fine_tune_epochs = int(hp.get("fine_tune_epochs", DEFAULT_FINE_TUNE_EPOCHS))
     aws = Aws(options.region)  # reads the configuration only; no call
     training.check_partition(options.role, aws)
     if options.dry_run:
