@@ -318,14 +318,15 @@ def _converge_trigger(options: DeployOptions, lam, s3, aws, summary: dict, read:
 def _smoke(options: DeployOptions, aws, summary: dict, report: Reporter) -> None:
     """Invoke once with the smoke keys; a failure, or a key in the response's errors, raises with the summary."""
     from rcyc_core.errors import RcycError
+    from rcyc_core.results import RecordError
 
     report.status(f"smoke test: invoking {options.function} with {plural(len(options.smoke), 'key')}")
     try:
         summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
         errors = summary["smoke"]["response"].get("errors") or []
         if errors:  # a record the function could not classify is a failed smoke test, not a pass
-            raise FunctionError(f"the smoke test failed: {errors[0].get('key')}: {errors[0].get('error')}: "
-                                f"{errors[0].get('message')}", kind="SmokeTestFailed",
+            first = RecordError.from_json(errors[0])
+            raise FunctionError(f"the smoke test failed: {first.key}: {first.error}: {first.message}", kind="SmokeTestFailed",
                                 hint="The deployed function answered with an error for the smoke key: check the key and the model.")
     except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke
         summary["smoke"] = {"error": {"kind": exc.kind, "message": exc.message}, "log_tail": getattr(exc, "logs", [])}
