@@ -5,7 +5,8 @@ the containers of an owner that is gone.
 Temporary files and folders are made under ``<cache>/tmp`` with their owner's pid and start time in the
 name; a container gets a marker file there under the same rule (so a command that is not a docker one
 contacts the engine only when a dead owner's container may be left). ``sweep()`` runs before every command:
-a listing of one folder, and ``reaper.sweep_orphans`` (the environments in ``/proc``).
+a listing of one folder, and the emulator reaper's ``sweep_orphans`` (the environments in ``/proc``),
+which ``main`` passes in.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .paths import cache_dir
@@ -76,11 +78,11 @@ def container_marker(owner: str):
         marker.unlink(missing_ok=True)
 
 
-def sweep() -> int:
-    """Release what dead owners left; returns how many entries were removed. Never fails a command."""
-    from .local.emulator import reaper
-
-    removed, containers = 0, False
+def sweep(sandboxes: Callable[[], int], containers: Callable[[object], int]) -> int:
+    """Release what dead owners left; returns how many entries were removed. Never fails a command.
+    ``sandboxes()`` stops the dead owners' sandboxes, ``containers(engine)`` removes their containers (asked
+    only when a dead owner's container marker was found): the emulator's reaper, passed in by the caller."""
+    removed, dead_containers = 0, False
     try:
         entries = list(os.scandir(temp_root()))
     except OSError:
@@ -90,7 +92,7 @@ def sweep() -> int:
         if not match or _alive(int(match.group(1)), match.group(2)):
             continue
         if entry.name.startswith("container-"):
-            containers = True
+            dead_containers = True
         with contextlib.suppress(OSError):
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
@@ -98,10 +100,10 @@ def sweep() -> int:
                 os.unlink(entry.path)
             removed += 1
     with contextlib.suppress(OSError):
-        removed += reaper.sweep_orphans()
-    if containers:
+        removed += sandboxes()
+    if dead_containers:
         with contextlib.suppress(Exception):
             from . import image
 
-            removed += reaper.sweep_orphan_containers(image.engine())
+            removed += containers(image.engine())
     return removed

@@ -199,8 +199,14 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
         ctx.with_resource(native_noise_filtered())
     keep_loopback_off_proxies()
-    leftovers.sweep()  # what a killed rcyc left (temp files, sandboxes, containers) goes with any next command
+    sweep_leftovers()  # what a killed rcyc left (temp files, sandboxes, containers) goes with any next command
     load_config(ctx)
+
+
+def sweep_leftovers() -> int:
+    from .local.emulator import reaper
+
+    return leftovers.sweep(reaper.sweep_orphans, reaper.sweep_orphan_containers)
 
 
 def keep_loopback_off_proxies() -> None:

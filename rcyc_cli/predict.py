@@ -11,6 +11,7 @@ from rcyc_core.errors import InputError
 from rcyc_core.inference import CHUNK_RECORDS, Classifier, Item
 from rcyc_core.results import empty_response, error_entry
 
+from .defaults import DEFAULT_BACKEND
 from .files import read_regular
 from .model_source import resolve_model
 from .reporting import SILENT, Reporter
@@ -26,7 +27,7 @@ class Predictor:
     """One model loaded once, classifying files in-process: ``classify(paths)`` answers with the result
     contract, ``record`` = the index in ``paths``."""
 
-    def __init__(self, manifest, directory: Path, backend: str = "auto"):
+    def __init__(self, manifest, directory: Path, backend: str = DEFAULT_BACKEND):
         self.backend = choose_backend(backend, manifest)
         self.classifier = Classifier(manifest, backends.load(manifest, directory, self.backend))
 
@@ -51,12 +52,12 @@ class Predictor:
         return response
 
 
-def load_predictor(model: Path | None = None, backend: str = "auto", report: Reporter = SILENT) -> Predictor:
+def load_predictor(model: Path | None = None, backend: str = DEFAULT_BACKEND, report: Reporter = SILENT) -> Predictor:
     manifest, directory = resolve_model(model, report.status)
     return Predictor(manifest, directory, backend)
 
 
-def predict_files(paths: list[Path], model: Path | None = None, backend: str = "auto",
+def predict_files(paths: list[Path], model: Path | None = None, backend: str = DEFAULT_BACKEND,
                   report: Reporter = SILENT) -> dict:
     """Directories and quoted glob patterns expand as invoke-local expands them; a file named as such is a
     record even when it cannot be read (its entry in ``errors`` says why)."""

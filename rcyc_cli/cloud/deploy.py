@@ -11,7 +11,7 @@ from rcyc_core.errors import AwsError, FunctionError, InputError
 from rcyc_core.s3 import NOT_FOUND_CODES
 
 from ..defaults import (ARCHITECTURES, DEFAULT_BASE_IMAGE, DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_REFRESH_SECONDS,
-                        DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, MODELS_PREFIX, POINTER_KEY)
+                        DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, DEFAULT_SQS_BATCH_SIZE, MODELS_PREFIX, POINTER_KEY)
 from ..function_spec import FunctionSpec
 from ..reporting import SILENT, Reporter, plural
 from . import buckets, roles, store
@@ -39,7 +39,7 @@ class DeployOptions:
     force_tag: bool = False
     trigger: str | None = None
     via: str | None = None  # how uploads reach the function (triggers.VIAS; default s3, or the existing trigger's)
-    batch_size: int = 10  # --via sqs: messages per invocation
+    batch_size: int = DEFAULT_SQS_BATCH_SIZE  # --via sqs: messages per invocation
     no_trigger: bool = False  # remove the function's S3 trigger whole (without either, an existing one is kept)
     results_prefix: str = DEFAULT_RESULTS_PREFIX
     dry_run: bool = False
@@ -318,14 +318,15 @@ def _converge_trigger(options: DeployOptions, lam, s3, aws, summary: dict, read:
 def _smoke(options: DeployOptions, aws, summary: dict, report: Reporter) -> None:
     """Invoke once with the smoke keys; a failure, or a key in the response's errors, raises with the summary."""
     from rcyc_core.errors import RcycError
+    from rcyc_core.results import RecordError
 
     report.status(f"smoke test: invoking {options.function} with {plural(len(options.smoke), 'key')}")
     try:
         summary["smoke"] = invoke(options.smoke, options.bucket, options.function, region=aws.region)
         errors = summary["smoke"]["response"].get("errors") or []
         if errors:  # a record the function could not classify is a failed smoke test, not a pass
-            raise FunctionError(f"the smoke test failed: {errors[0].get('key')}: {errors[0].get('error')}: "
-                                f"{errors[0].get('message')}", kind="SmokeTestFailed",
+            first = RecordError.from_json(errors[0])
+            raise FunctionError(f"the smoke test failed: {first.key}: {first.error}: {first.message}", kind="SmokeTestFailed",
                                 hint="The deployed function answered with an error for the smoke key: check the key and the model.")
     except RcycError as exc:  # FunctionError (exit 6), or AWS refusing the invoke
         summary["smoke"] = {"error": {"kind": exc.kind, "message": exc.message}, "log_tail": getattr(exc, "logs", [])}

@@ -11,7 +11,7 @@ import urllib.parse
 from rcyc_core.errors import AwsError, InputError
 from rcyc_core.s3 import client_error_code
 
-from ..defaults import IMAGES_PREFIX, MODELS_PREFIX
+from ..defaults import DEFAULT_ARCHITECTURE, IMAGES_PREFIX, MODELS_PREFIX
 from .aws import aws_call, get_or_none, translate
 
 
@@ -162,7 +162,7 @@ def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None,
     update = _configuration_update(config, role_arn, memory, timeout, env)
     changes = [f"configuration: {', '.join(sorted(update))}"] if update else []
     code_changes = image_uri is not None and current.get("Code", {}).get("ImageUri") != image_uri
-    old_arch = (config.get("Architectures") or ["x86_64"])[0]
+    old_arch = (config.get("Architectures") or [DEFAULT_ARCHITECTURE])[0]
     arch_changes = old_arch != architecture
     if code_changes or image_uri is None:
         changes.append("code" if image_uri else "code (if the image differs)")
@@ -185,7 +185,7 @@ def ensure_function(lam, name: str, image_uri: str | None, role_arn: str | None,
     config = _wait(lam, "function_updated_v2", name, f"updating {name}")
     if config.get("LastUpdateStatus") not in (None, "Successful"):
         raise AwsError(f"updating {name} failed: {config.get('LastUpdateStatusReason', 'no reason given')}", kind="FunctionUpdateFailed")
-    now = (config.get("Architectures") or ["x86_64"])[0]
+    now = (config.get("Architectures") or [DEFAULT_ARCHITECTURE])[0]
     if now != architecture:
         raise AwsError(f"{name} is still {now} after the update to {architecture}", kind="FunctionUpdateFailed",
                        hint="Lambda did not take the architecture: check the image's platform and run rcyc deploy again.")
@@ -197,7 +197,7 @@ def _function_summary(config: dict, version: str | None, action: str, changes: l
     return {"name": config["FunctionName"], "arn": config["FunctionArn"], "version": version, "action": action,
             "changes": changes, "state": config.get("State"), "last_update_status": config.get("LastUpdateStatus"),
             "memory": config.get("MemorySize"), "timeout": config.get("Timeout"), "image_uri": image_uri,
-            "role": config.get("Role"), "architecture": (config.get("Architectures") or ["x86_64"])[0]}
+            "role": config.get("Role"), "architecture": (config.get("Architectures") or [DEFAULT_ARCHITECTURE])[0]}
 
 
 TRIGGER_RULE_PREFIX = "rcyc-"

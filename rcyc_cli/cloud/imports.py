@@ -12,7 +12,6 @@ from pathlib import Path
 from rcyc_core.errors import InputError, ModelError, RcycError
 from rcyc_core.manifest import MANIFEST_NAME
 
-from ..defaults import MIN_PER_CLASS
 from ..reporting import SILENT, Reporter
 
 MAX_ARCHIVE_BYTES = 4 * 1024**3  # unpacked; a packaged model is ~30 MB
@@ -113,11 +112,11 @@ def _check_parity(directory: Path, report: Reporter) -> str:
     return result.describe()
 
 
-def import_model(source: str, bucket: str, name: str, version: str | None = None, eval_dir: Path | None = None,
-                 region: str | None = None, report: Reporter = SILENT, min_per_class: int = MIN_PER_CLASS) -> dict:
-    """Unpack, validate by behaviour, upload as models/<name>/<version>/ (never moving the pointer), then with
-    ``eval_dir`` run the promotion gate and promote only if the model is not worse. The result says
-    ``promoted`` and carries the gate (``gate["failed"]``: the caller exits 9)."""
+def import_model(source: str, bucket: str, name: str, version: str | None = None, region: str | None = None,
+                 report: Reporter = SILENT) -> dict:
+    """Unpack, validate by behaviour, upload as models/<name>/<version>/ (never moving the pointer). The
+    result says ``promoted`` (False) and ``gate`` (None): :func:`rcyc_cli.evaluate.session.gate_import`
+    runs the promotion gate on it and promotes only if the model is not worse."""
     from . import buckets, models
 
     # checked before any download or unpacking, not after the model was packaged
@@ -133,16 +132,7 @@ def import_model(source: str, bucket: str, name: str, version: str | None = None
             # a file of the archive is named "SOURCE:member", not by the temporary folder it was unpacked into
             exc.args = (str(exc).replace(f"{tmp / 'unpacked'}/", f"{source}:"),)
             raise
-    result = {**uploaded, "source": source, "parity": parity, "promoted": False, "gate": None}
-    if eval_dir is not None:
-        from ..evaluate.session import promotion_gate
-
-        gate = promotion_gate(bucket, f"{uploaded['name']}/{uploaded['version']}", Path(eval_dir), region, report, min_per_class)
-        result["gate"] = gate
-        if not gate["failed"]:
-            result["current"] = models.promote_model(bucket, uploaded["name"], uploaded["version"], region, report)["current"]
-            result["promoted"] = True
-    return result
+    return {**uploaded, "source": source, "parity": parity, "promoted": False, "gate": None}
 
 
 def _import(source: str, tmp: Path, bucket: str, name: str, version: str | None, region: str | None,

@@ -10,7 +10,7 @@ from pathlib import Path
 from rcyc_core.errors import InputError, ModelError
 from rcyc_core.manifest import MANIFEST_NAME
 
-from ..defaults import MODELS_PREFIX, POINTER_KEY
+from ..defaults import DEFAULT_PROMOTE_ON_UPLOAD, MODELS_PREFIX, POINTER_KEY
 from ..reporting import SILENT, Reporter
 from . import buckets, store
 from .aws import Aws, aws_call
@@ -27,7 +27,7 @@ def _check_segment(value: str, what: str) -> str:
 
 
 
-def upload_model(path: Path, bucket: str, name: str | None = None, version: str | None = None, promote: bool = True,
+def upload_model(path: Path, bucket: str, name: str | None = None, version: str | None = None, promote: bool = DEFAULT_PROMOTE_ON_UPLOAD,
                  region: str | None = None, report: Reporter = SILENT) -> dict:
     """Validate and package PATH (a .h5/.keras file, a Portland State directory or a manifest directory),
     check it by behaviour on probe inputs, upload it under models/<name>/<version>/ (a published version

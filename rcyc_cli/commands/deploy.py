@@ -6,7 +6,7 @@ import os
 
 import click
 
-from ..defaults import DEFAULT_FUNCTION, DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX
+from ..defaults import DEFAULT_FUNCTION, DEFAULT_REFRESH_SECONDS, DEFAULT_REPOSITORY, DEFAULT_RESULTS_PREFIX, DEFAULT_SQS_BATCH_SIZE
 from .options import bucket_option, function_option, function_spec_options, region_option
 from .output import emit, json_option, progress
 
@@ -32,7 +32,7 @@ from .output import emit, json_option, progress
 @click.option("--via", type=click.Choice(["s3", "sqs", "eventbridge"]),
               help="With --trigger: how uploads reach the function. s3: bucket notifications (default); sqs: through a "
               "queue with a dead-letter queue and partial batch failures; eventbridge: through a rule on the default bus.")
-@click.option("--batch-size", default=10, show_default=True, type=click.IntRange(1, 1000),
+@click.option("--batch-size", default=DEFAULT_SQS_BATCH_SIZE, show_default=True, type=click.IntRange(1, 1000),
               help="With --via sqs: messages per invocation.")
 @click.option("--no-trigger", is_flag=True, help="Remove the function's trigger whole, whichever way it was wired "
               "(notification, queues, mapping, rule, permissions, role statements, results prefix).")

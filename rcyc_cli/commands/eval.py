@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..defaults import DEFAULT_EVAL_VIA, EVAL_VIAS
 from ..exit_status import ExitStatus
 from .options import Fraction, bucket_option, region_option
 from .output import emit, json_option, progress, wants_json
@@ -18,7 +19,7 @@ model_help = ("A local model (as predict --model takes), or a model in the bucke
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--model", "model", envvar="RCYC_MODEL", help=model_help)
 @click.option("--against", help="A second model (same forms as --model): both side by side, with an exact McNemar test.")
-@click.option("--via", type=click.Choice(["predict", "emulator"]), default="predict", show_default=True,
+@click.option("--via", type=click.Choice(EVAL_VIAS), default=DEFAULT_EVAL_VIA, show_default=True,
               help="predict: the function's core in-process; emulator: the local Lambda emulator pool (the deployed code path).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write a self-contained HTML report here.")
 @click.option("--min-accuracy", type=Fraction(0, 1), help="Gate: exit 9 when accuracy is below this fraction.")

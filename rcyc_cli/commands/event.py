@@ -8,6 +8,7 @@ import click
 
 from rcyc_core.events import SHAPES
 
+from ..defaults import DEFAULT_EVENT_REGION
 from .options import bucket_option
 from .output import emit
 
@@ -26,7 +27,7 @@ REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 @click.option("--test-event", is_flag=True, help="sqs, sns-sqs, sns: first a message holding S3's s3:TestEvent.")
 @click.option("--etag", "etags", metavar="KEY=ETAG", multiple=True,
               help="The object's ETag, as S3 puts it in its events (a repeat delivery then needs no S3 request).")
-@click.option("--region", default="us-east-1", show_default=True, help="The region the event names.")
+@click.option("--region", default=DEFAULT_EVENT_REGION, show_default=True, help="The region the event names.")
 def event(shape, bucket, keys, removed, message_ids, test_event, etags, region):
     """Print an event of SHAPE, as AWS delivers it, for `rcyc invoke-local --event FILE` (or any test).
 

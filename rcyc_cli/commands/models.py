@@ -99,7 +99,11 @@ def models_import(source, name, version, bucket, region, promote, eval_dir, min_
         raise click.UsageError("--promote and --eval go together: a trained model becomes current only through the gate")
     min_per_class_needs("--promote --eval", promote)
     with progress() as report:
-        result = import_model(source, bucket, name, version, eval_dir, region, report, min_per_class)
+        result = import_model(source, bucket, name, version, region, report)
+        if eval_dir is not None:
+            from ..evaluate.session import gate_import
+
+            gate_import(result, bucket, eval_dir, region, report, min_per_class)
     failed = result["gate"] is not None and result["gate"]["failed"]
     emit(result, lambda imported: _render_import(imported, bucket), ExitStatus.GATE_FAILED if failed else ExitStatus.OK)
 

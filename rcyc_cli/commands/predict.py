@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..defaults import BACKENDS, DEFAULT_BACKEND
 from .options import model_option
 from .output import emit, json_option, progress, record_status
 
@@ -13,7 +14,7 @@ from .output import emit, json_option, progress, record_status
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_option
-@click.option("--backend", type=click.Choice(["auto", "litert", "keras"]), default="auto", show_default=True,
+@click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULT_BACKEND, show_default=True,
               envvar="RCYC_BACKEND", help="litert runs the .tflite files; keras runs the .h5 files (needs TensorFlow).")
 @json_option
 def predict(images, model, backend):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..defaults import (DEFAULT_EPOCHS, DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUNTIME, DEFAULT_MODEL_NAME, DEFAULT_SEED,
+                        DEFAULT_VAL_SPLIT)
 from ..exit_status import ExitStatus
 from .options import SEED, Fraction, bucket_option, ca_bundle_option, min_per_class_needs, min_per_class_option, region_option
 from .output import emit, json_option, progress
@@ -14,13 +16,13 @@ from .output import emit, json_option, progress
 @click.command()
 @click.argument("data_dir", type=click.Path(path_type=Path), required=False)
 @click.option("--out", type=click.Path(path_type=Path), help="The new model directory (must not exist, or be empty).")
-@click.option("--name", default="rcyc-efficientnet-lite0", show_default=True, help="Model name in its manifest.")
+@click.option("--name", default=DEFAULT_MODEL_NAME, show_default=True, help="Model name in its manifest.")
 @click.option("--version", "version", help="Version (default: a hash of the trained model).")
-@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1, 1000), help="Head epochs.")
+@click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 1000), help="Head epochs.")
 @click.option("--fine-tune", is_flag=True, help="Then fine-tune the top backbone blocks (slower; BatchNorm stays frozen).")
-@click.option("--val-split", default=0.2, show_default=True, type=Fraction(0.05, 0.5),
+@click.option("--val-split", default=DEFAULT_VAL_SPLIT, show_default=True, type=Fraction(0.05, 0.5),
               help="Share of each class held out (never trained on) and evaluated.")
-@click.option("--seed", default=0, show_default=True, type=SEED, help="Same seed, same data: the same model.")
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=SEED, help="Same seed, same data: the same model.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="The held-out evaluation as an HTML report.")
 @click.option("--upload", is_flag=True, help="Upload it; promoted only with enough held-out images per class and if not "
               "significantly worse than the current model (else exit 9).")
@@ -35,9 +37,9 @@ from .output import emit, json_option, progress
               help="Train as a SageMaker training job on s3://BUCKET/PREFIX/<label>/<photo> (DATA_DIR not needed).")
 @click.option("--role", help="--sagemaker: the job's execution role (ARN or name).")
 @click.option("--create-role", is_flag=True, help="--sagemaker: create (or converge) --role NAME with least privilege.")
-@click.option("--instance-type", default="ml.m5.xlarge", show_default=True, help="--sagemaker: the training instance.")
+@click.option("--instance-type", default=DEFAULT_INSTANCE_TYPE, show_default=True, help="--sagemaker: the training instance.")
 @click.option("--spot", is_flag=True, help="--sagemaker: managed spot training (resumes from the checkpoints).")
-@click.option("--max-runtime", default=3600, show_default=True, type=click.IntRange(60, 28 * 24 * 3600),
+@click.option("--max-runtime", default=DEFAULT_MAX_RUNTIME, show_default=True, type=click.IntRange(60, 28 * 24 * 3600),
               help="--sagemaker: seconds before SageMaker stops the job.")
 @click.option("--wait", is_flag=True, help="--sagemaker: follow the job to its end, then import its model as a candidate.")
 @click.option("--job-name", help="--sagemaker: the job's name (default: rcyc-train-<UTC time>-<random>).")

@@ -28,7 +28,7 @@ def _render_local(summary: dict) -> None:
 
 def sagemaker_job(data_uri, role, create_role, bucket, region, instance_type, spot, max_runtime, wait, dry_run, image,
                   base_image, ca_bundle, hyperparameters, job_name) -> None:
-    from ..cloud.training import JobOptions, submit
+    from ..train.jobs import JobOptions, submit
 
     if not role:
         raise click.UsageError("--sagemaker needs --role (an execution role ARN, or a NAME with --create-role)")

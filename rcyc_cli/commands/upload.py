@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..defaults import IMAGES_PREFIX
+from ..defaults import DEFAULT_PROMOTE_ON_UPLOAD, IMAGES_PREFIX
 from .options import bucket_option, endpoint_option, function_option, region_option
 from .output import emit, json_option, progress, record_status
 
@@ -16,7 +16,7 @@ from .output import emit, json_option, progress, record_status
 @click.option("--name", help="Model name in the bucket (default: the file or directory name).")
 @click.option("--version", "version", help="Version (default: a hash of the model's files).")
 @bucket_option
-@click.option("--promote/--no-promote", default=True, show_default=True, help="Move the current-model pointer to it.")
+@click.option("--promote/--no-promote", default=DEFAULT_PROMOTE_ON_UPLOAD, show_default=True, help="Move the current-model pointer to it.")
 @region_option
 @json_option
 def upload_model(path, name, version, bucket, promote, region):

@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 from rcyc_core.errors import InputError
 from rcyc_core.labels import LABELS
+from rcyc_core.results import RecordError, Result, Skipped
 
 from ..dataset import Dataset
 from .compare import ALPHA, compare_evaluations
@@ -26,13 +27,17 @@ def _chunks(items: list, size: int) -> Iterator[tuple[int, list]]:
         yield start, items[start:start + size]
 
 
-def _entries_by_record(response: dict, count: int) -> Iterator[tuple[int, str, dict]]:
-    """(record, 'result' | 'error' | 'skipped', entry) for every well-formed entry of ``response``."""
-    for section, kind in (("results", "result"), ("errors", "error"), ("skipped", "skipped")):
+Entry = Result | RecordError | Skipped
+
+
+def _entries_by_record(response: dict, count: int) -> Iterator[tuple[int, Entry]]:
+    """(record, entry) for every entry of ``response`` that names one of its ``count`` records, parsed
+    into the contract's types; the rest (not an object, no such record) is no answer."""
+    for section, kind in (("results", Result), ("errors", RecordError), ("skipped", Skipped)):
         for entry in response.get(section) or []:
             record = entry.get("record") if isinstance(entry, dict) else None
             if isinstance(record, int) and not isinstance(record, bool) and 0 <= record < count:
-                yield record, kind, entry
+                yield record, kind.from_json(entry)
 
 
 def _model_identity(model: dict | None) -> tuple:
@@ -65,26 +70,25 @@ def run_model(dataset: Dataset, classify: Classify, model_name: str = "",
             raise InputError(
                 f"the model changed during the evaluation: {_describe(model)} then {_describe(response.get('model'))}",
                 hint="Run again, or name the model by NAME/VERSION so it cannot move under the run.")
-        answered: dict[int, tuple[str, dict]] = {}
-        for record, kind, entry in _entries_by_record(response, len(chunk)):
-            answered.setdefault(record, (kind, entry))
+        answered: dict[int, Entry] = {}
+        for record, entry in _entries_by_record(response, len(chunk)):
+            answered.setdefault(record, entry)
         for offset, image in enumerate(chunk):
             relative = dataset.relative(image.path)
-            kind, entry = answered.get(offset, ("missing", {}))
-            if kind == "result" and entry.get("label") in LABELS:
+            entry = answered.get(offset)
+            if isinstance(entry, Result) and entry.label in LABELS:
                 try:
                     predictions.append(_prediction(relative, image.label, entry))
                 except (TypeError, ValueError, AttributeError) as exc:
                     broken.append({"path": relative, "error": "InvalidAnswer",
                                    "message": f"unusable confidence or scores in the answer ({exc})"})
-            elif kind == "result":
+            elif isinstance(entry, Result):
                 broken.append({"path": relative, "error": "UnknownLabel",
-                               "message": f"the model answered {entry.get('label')!r}, not one of the labels"})
-            elif kind == "error":
-                broken.append({"path": relative, "error": str(entry.get("error") or "Error"),
-                               "message": str(entry.get("message") or "")})
-            elif kind == "skipped":
-                broken.append({"path": relative, "error": "Skipped", "message": str(entry.get("reason") or "")})
+                               "message": f"the model answered {entry.label!r}, not one of the labels"})
+            elif isinstance(entry, RecordError):
+                broken.append({"path": relative, "error": str(entry.error or "Error"), "message": str(entry.message or "")})
+            elif isinstance(entry, Skipped):
+                broken.append({"path": relative, "error": "Skipped", "message": str(entry.reason or "")})
             else:
                 broken.append({"path": relative, "error": "NoAnswer",
                                "message": "the classifier returned no entry for this image"})
@@ -119,14 +123,14 @@ def run_model(dataset: Dataset, classify: Classify, model_name: str = "",
     }
 
 
-def _prediction(path: str, true: str, entry: dict) -> dict:
-    confidence = float(entry.get("confidence"))
-    scores = entry.get("scores") or {}
+def _prediction(path: str, true: str, entry: Result) -> dict:
+    confidence = float(entry.confidence)
+    scores = entry.scores or {}
     values = {label: float(scores.get(label, 0.0)) for label in LABELS}
     if not all(math.isfinite(x) for x in (confidence, *values.values())):
         raise ValueError("not a finite number")
-    return {"path": path, "true": true, "predicted": entry["label"], "confidence": confidence, "scores": values,
-            "correct": entry["label"] == true}
+    return {"path": path, "true": true, "predicted": entry.label, "confidence": confidence, "scores": values,
+            "correct": entry.label == true}
 
 
 def _describe(model: dict | None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rcyc_core.errors import InputError
 
-from ..defaults import MIN_PER_CLASS
+from ..defaults import DEFAULT_EVAL_VIA, MIN_PER_CLASS
 from ..files import shown
 from ..reporting import SILENT, Reporter
 from . import targets
@@ -28,7 +28,7 @@ class EvalOptions:
     data_dir: Path  # or a Dataset already loaded (train's held-out images)
     model: str | None = None
     against: str | None = None
-    via: str = "predict"
+    via: str = DEFAULT_EVAL_VIA
     bucket: str | None = None
     region: str | None = None
     min_accuracy: float | None = None
@@ -139,6 +139,21 @@ def promotion_gate(bucket: str, candidate: str, data_dir, region: str | None = N
                         current_accuracy=None, current_accuracy_ci=None, p_value=None, more_images_needed=None,
                         note=unreadable or "no current model to compare with")
     return decision
+
+
+def gate_import(imported: dict, bucket: str, data_dir, region: str | None = None, report: Reporter = SILENT,
+                min_per_class: int = MIN_PER_CLASS) -> dict:
+    """``models import --promote --eval``: the :func:`promotion_gate` on a model ``cloud.imports.import_model``
+    uploaded, then the pointer moved to it only if the gate passed. Fills the import's ``gate``, ``promoted``
+    and (promoted) ``current``; ``gate["failed"]``: the caller exits 9."""
+    from ..cloud import models
+
+    gate = promotion_gate(bucket, f"{imported['name']}/{imported['version']}", Path(data_dir), region, report, min_per_class)
+    imported["gate"] = gate
+    if not gate["failed"]:
+        imported["current"] = models.promote_model(bucket, imported["name"], imported["version"], region, report)["current"]
+        imported["promoted"] = True
+    return imported
 
 
 def _percent(value: float | None, interval: list[float] | None) -> str:

@@ -21,13 +21,13 @@ from typing import Callable
 
 from rcyc_core.errors import InputError
 
+from ..defaults import DEFAULT_TRAIN_BASE_IMAGE, DEFAULT_TRAIN_REPOSITORY
 from ..paths import REPO_ROOT
 from ..reporting import SILENT, Reporter
 from .sagemaker import DEFAULT_CHANNEL, IN_CONTAINER, Layout
 
 DOCKERFILE = "Dockerfile.train"
-DEFAULT_BASE_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim-bookworm"
-LOCAL_TAG = "rcyc-train:local"
+LOCAL_TAG = f"{DEFAULT_TRAIN_REPOSITORY}:local"
 CHANNEL = DEFAULT_CHANNEL
 
 
@@ -74,7 +74,7 @@ def build(client, tag: str = LOCAL_TAG, base_image: str | None = None, ca_bundle
 
     require_checkout()
     report.status(f"building the training image {tag}")
-    return images.build(client, tag, base_image=base_image or DEFAULT_BASE_IMAGE, platform=platform, ca_bundle=ca_bundle,
+    return images.build(client, tag, base_image=base_image or DEFAULT_TRAIN_BASE_IMAGE, platform=platform, ca_bundle=ca_bundle,
                         on_step=report.build_step, context=build_context(ca_bundle))
 
 

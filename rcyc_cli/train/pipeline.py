@@ -41,6 +41,7 @@ import numpy as np
 from rcyc_core.errors import InputError, PrerequisiteError
 from rcyc_core.labels import LABELS
 
+from ..defaults import DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_MODEL_NAME, DEFAULT_SEED, DEFAULT_VAL_SPLIT
 from ..evaluate import provenance
 from ..evaluate import suspects as label_check
 from . import backbone, require, weights
@@ -50,8 +51,6 @@ from .fitting import _loss_accuracy, _softmax, fine_tune_model, train_head
 from .samples import Progress, Sample, _noop, _pairs, default_cache_root, scan, split
 from .suspects import find_suspects
 
-DEFAULT_EPOCHS = 40
-DEFAULT_FINE_TUNE_EPOCHS = 3
 PARITY_SAMPLES = 4
 
 
@@ -100,13 +99,13 @@ def train(
     images: Iterable[Any],
     out_dir: Path,
     *,
-    name: str = "rcyc-efficientnet-lite0",
+    name: str = DEFAULT_MODEL_NAME,
     version: str | None = None,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     epochs: int = DEFAULT_EPOCHS,
     fine_tune: bool = False,
     fine_tune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS,
-    val_split: float = 0.2,
+    val_split: float = DEFAULT_VAL_SPLIT,
     progress: Progress | None = None,
     cache_root: Path | None = None,
     exclude_suspects: bool = False,

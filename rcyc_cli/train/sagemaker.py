@@ -35,6 +35,8 @@ from pathlib import Path
 
 from rcyc_core.errors import InputError, RcycError
 
+from ..defaults import DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_MODEL_NAME, DEFAULT_SEED, DEFAULT_VAL_SPLIT
+
 DEFAULT_ROOT = "/opt/ml"
 ROOT_ENV = "RCYC_SAGEMAKER_ROOT"
 DEFAULT_CHANNEL = "training"
@@ -93,12 +95,12 @@ CHECKPOINTS_LOCAL = str(IN_CONTAINER.checkpoints)  # CheckpointConfig.LocalPath:
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    epochs: int = 40
-    seed: int = 0
-    val_split: float = 0.2
+    epochs: int = DEFAULT_EPOCHS
+    seed: int = DEFAULT_SEED
+    val_split: float = DEFAULT_VAL_SPLIT
     fine_tune: bool = False
-    fine_tune_epochs: int = 3
-    name: str = "rcyc-efficientnet-lite0"
+    fine_tune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
+    name: str = DEFAULT_MODEL_NAME
     version: str | None = None
     channel: str | None = None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..defaults import MIN_PER_CLASS
+from ..defaults import DEFAULT_EPOCHS, DEFAULT_MODEL_NAME, DEFAULT_SEED, DEFAULT_VAL_SPLIT, MIN_PER_CLASS
 from ..reporting import SILENT, Reporter
 
 
@@ -15,12 +15,12 @@ from ..reporting import SILENT, Reporter
 class TrainOptions:
     data_dir: Path
     out: Path
-    name: str = "rcyc-efficientnet-lite0"
+    name: str = DEFAULT_MODEL_NAME
     version: str | None = None
-    epochs: int = 40
+    epochs: int = DEFAULT_EPOCHS
     fine_tune: bool = False
-    val_split: float = 0.2
-    seed: int = 0
+    val_split: float = DEFAULT_VAL_SPLIT
+    seed: int = DEFAULT_SEED
     report_path: Path | None = None
     upload: bool = False
     bucket: str | None = None

@@ -9,6 +9,7 @@ import tarfile
 import pytest
 
 from rcyc_cli.cloud import training
+from rcyc_cli.train import jobs
 from tests.cli import run
 
 
@@ -72,9 +73,9 @@ def test_following_a_failed_job_raises_its_failure_reason():
     stages = []
     aws = _Aws([{"TrainingJobStatus": "InProgress", "SecondaryStatus": "Training"},
                 {"TrainingJobStatus": "Failed", "SecondaryStatus": "Failed", "FailureReason": "no data channel 'training'"}])
-    options = training.JobOptions("s3://data/x/", "arn:aws:iam::123456789012:role/r", poll_seconds=0)
+    options = jobs.JobOptions("s3://data/x/", "arn:aws:iam::123456789012:role/r", poll_seconds=0)
     with pytest.raises(TrainingFailed, match="ended Failed: no data channel 'training'"):
-        training.follow(aws, "job", options, Reporter(stage=lambda *a: stages.append(a)))
+        jobs.follow(aws, "job", options, Reporter(stage=lambda *a: stages.append(a)))
     assert ("head", 1, 3) in stages
 
 
@@ -112,9 +113,9 @@ def test_ctrl_c_while_following_says_the_job_keeps_running_and_how_to_stop_it():
     aws = _Aws([])
     aws.stub = Interrupting([])
     notices = []
-    options = training.JobOptions("s3://data/x/", "arn:aws:iam::123456789012:role/r", bucket="models-bucket", poll_seconds=0)
+    options = jobs.JobOptions("s3://data/x/", "arn:aws:iam::123456789012:role/r", bucket="models-bucket", poll_seconds=0)
     with pytest.raises(KeyboardInterrupt):
-        training.follow(aws, "job-7", options, Reporter(notice=notices.append))
+        jobs.follow(aws, "job-7", options, Reporter(notice=notices.append))
     assert "keeps running" in notices[0] and "stop-training-job --training-job-name job-7" in notices[0]
     assert "s3://models-bucket/training/jobs/job-7/output/model.tar.gz" in notices[0]
 
