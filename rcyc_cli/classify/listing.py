@@ -6,25 +6,10 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from rcyc_core.config import Config
-from rcyc_core.errors import InputError
 
 from ..files import IMAGE_SUFFIXES
 
 MAX_IMAGE_BYTES = Config().max_bytes  # what the function refuses anyway: not worth an invocation
-
-
-def parse_uri(uri: str) -> tuple[str, str]:
-    """(bucket, prefix) of s3://BUCKET/PREFIX."""
-    from ..files import check_text
-
-    check_text(uri, "the address")
-    if not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
-        raise InputError(f"{uri!r} is not an s3://BUCKET/PREFIX address", hint="e.g. rcyc classify s3://my-bucket/photos/")
-    bucket, _, prefix = uri[5:].partition("/")
-    from ..cloud.buckets import validate_bucket_name
-
-    validate_bucket_name(bucket)  # before any request: a name S3 would refuse is bad input, not an AWS error
-    return bucket, prefix
 
 
 @dataclass

@@ -13,22 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rcyc_core import events
+from rcyc_core.answers import IMAGE_ERRORS
 from rcyc_core.errors import AwsError, FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
 
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
-from ..files import shown
+from ..cloud.buckets import parse_s3_uri
+from ..files import check_text, shown
 from ..outputs import atomic_file, check_output_file
 from ..reporting import SILENT, Reporter
 from . import cost
-from .listing import Counts, batches, iter_images, parse_uri
+from .listing import Counts, batches, iter_images
 from .resume import READ, Resume, made_from, read_checked
 from .target import Target, invoke
 from .writer import Writer
 
-# Record errors that say something about the image itself: stored as results (a rerun would only repeat
-# them). Anything else (S3 unreachable, throttled, the function crashed) is retried by the next run.
-LASTING_ERRORS = {"NotAnImage", "EmptyImage", "CorruptImage", "ImageTooLarge", "InvalidImage"}
 KEEP_LISTING = 100_000  # images (key, ETag) kept from the counting listing (~20 MB); a larger prefix is listed again
 OUTPUT_COLUMNS = ["key", "label", "confidence", *LABELS, "model_version", "error", "message"]
 
@@ -128,7 +127,7 @@ def current_model(target: Target, s3, bucket: str) -> dict | None:
 def check_options(options: ClassifyOptions) -> tuple[str, str]:
     """(bucket, prefix) once the address, the results prefix and --output are usable; before any work (a
     local stack is started, a listing made)."""
-    bucket, prefix = parse_uri(options.uri)
+    bucket, prefix = parse_s3_uri(check_text(options.uri, "the address"), hint="e.g. rcyc classify s3://my-bucket/photos/")
     results_prefix = options.results_prefix
     if not results_prefix or not results_prefix.endswith("/"):
         raise InputError(f"--results-prefix {shown(results_prefix)} must end in '/'", hint="e.g. --results-prefix results/")
@@ -314,7 +313,9 @@ def _classify_keys(target: Target, writer: Writer, bucket: str, images: dict[str
     answered = {e["key"] for e in results + errors + skipped}
     for entry in results + errors:
         entry = {k: v for k, v in entry.items() if k != "record"}
-        if "label" in entry or entry.get("error") in LASTING_ERRORS:
+        # An error about the image's own bytes is stored as its result (a rerun would only repeat it); anything
+        # else (S3 unreachable, throttled, the function crashed) is retried by the next run.
+        if "label" in entry or entry.get("error") in IMAGE_ERRORS:
             storable.append(entry)
         out.append((entry, model, False))
     for entry in skipped:
