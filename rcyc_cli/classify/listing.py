@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Iterator
 
 from rcyc_core.config import Config
@@ -10,6 +11,30 @@ from rcyc_core.config import Config
 from ..files import IMAGE_SUFFIXES
 
 MAX_IMAGE_BYTES = Config().max_bytes  # what the function refuses anyway: not worth an invocation
+
+
+def lean_timestamps(s3) -> None:
+    """Parse the timestamps of ``s3``'s answers with ``datetime.fromisoformat`` where it can: botocore's own
+    parser (dateutil) costs ~0.08 ms a timestamp, and a listing has one a key (0.16 s of CPU in a resume of
+    1,000 keys, which lists the images and their results). The values are the same aware UTC datetimes; an
+    answer in another format (an HTTP date header) goes to botocore's parser. Only this client's answers:
+    botocore gives no public hook per client, so a botocore without the attribute keeps its own parser."""
+    from botocore.parsers import ResponseParserFactory
+    from botocore.utils import parse_timestamp
+
+    endpoint = getattr(s3, "_endpoint", None)
+    if endpoint is None or not hasattr(endpoint, "_response_parser_factory"):
+        return
+
+    def parse(value):
+        try:
+            return datetime.fromisoformat(value) if isinstance(value, str) and value[-1:] == "Z" else parse_timestamp(value)
+        except ValueError:
+            return parse_timestamp(value)
+
+    factory = ResponseParserFactory()
+    factory.set_parser_defaults(timestamp_parser=parse)
+    endpoint._response_parser_factory = factory
 
 
 @dataclass

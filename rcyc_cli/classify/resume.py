@@ -40,10 +40,13 @@ class Resume:
         self._changed = False
         self._lock = threading.Lock()
 
-    def load(self) -> "Resume":
+    def load(self, list_results: bool = True) -> "Resume":
+        """Read the model's index, and list the results under this run's prefix to check it against. With
+        ``list_results`` False (--force: every key is classified again, nothing is looked up) only the index is
+        read, for the keys outside this run's prefix that it carries over."""
         index_root = self.results_prefix + INDEX_FOLDER
         listed: dict[str, str] = {}  # key -> its result's ETag
-        for obj in self._list(self.results_prefix + self.prefix):
+        for obj in self._list(self.results_prefix + self.prefix) if list_results else ():
             name = obj["Key"]
             if not name.startswith(index_root) and name.endswith(".json"):
                 listed[name[len(self.results_prefix):-len(".json")]] = obj.get("ETag")

@@ -17,15 +17,15 @@ from rcyc_core.answers import IMAGE_ERRORS
 from rcyc_core.errors import AwsError, FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
 
-from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
 from ..cloud.buckets import parse_s3_uri
+from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
 from ..files import check_text, shown
 from ..outputs import atomic_file, check_output_file
 from ..reporting import SILENT, Reporter
 from . import cost
-from .listing import Counts, batches, iter_images
+from .listing import Counts, batches, iter_images, lean_timestamps
 from .resume import READ, Resume, made_from, read_checked
-from .target import Target, invoke
+from .target import Target, in_background, invoke
 from .writer import Writer
 
 KEEP_LISTING = 100_000  # images (key, ETag) kept from the counting listing (~20 MB); a larger prefix is listed again
@@ -145,11 +145,15 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     bucket, prefix = check_options(options)
     results_prefix = options.results_prefix
     concurrency = min(options.concurrency, target.concurrency_limit or options.concurrency)
+    lean_timestamps(s3)
     pointer = current_model(target, s3, bucket)
     current_sha = (pointer or {}).get("sha256")
 
     report.status(f"listing s3://{bucket}/{prefix}")
+    # The results (what a rerun may skip) are listed while the images are: two listings, one wait.
+    loading = in_background(Resume(s3, bucket, results_prefix, prefix, current_sha).load, not options.force) if current_sha else None
     counted, listed = _count(s3, bucket, prefix, results_prefix, options.limit)
+    resume = loading.result() if loading else None
     report.status(f"{counted.images} images ({counted.not_images} other objects, never invoked); "
                   f"concurrency {concurrency}, events of up to {options.batch_size} records")
     summary = {"bucket": bucket, "prefix": prefix, "target": target.kind, "function": target.function,
@@ -157,7 +161,6 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
                "not_image_examples": counted.not_images_examples, "results_prefix": results_prefix,
                "concurrency": concurrency, "batch_size": options.batch_size, "current_model": pointer,
                "memory_mb": target.memory_mb, "architecture": target.architecture}
-    resume = Resume(s3, bucket, results_prefix, prefix, current_sha).load() if current_sha else None
     if options.dry_run:
         todo = counted.images if options.force else sum(
             1 for key, image in _keys(listed, s3, bucket, prefix, results_prefix, options.limit)

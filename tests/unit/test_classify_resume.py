@@ -87,3 +87,35 @@ def test_a_damaged_index_file_is_ignored(s3):
     write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
     resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
     assert resume.lookup("photos/a.jpg", IMAGE) == (READ, None)
+
+
+def count_lists(client) -> list[str]:
+    seen: list[str] = []
+    client.meta.events.register("before-call.s3.ListObjectsV2", lambda params, **_: seen.append(params["query_string"]["prefix"]))
+    return seen
+
+
+def test_a_forced_run_reads_the_index_but_lists_no_results_and_keeps_the_keys_outside_its_prefix(s3):
+    first_run(s3, ["photos/a.jpg", "other/b.jpg"])
+    lists = count_lists(s3)
+    forced = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load(list_results=False)
+    assert lists == [f"results/{INDEX_FOLDER}{MODEL['sha256']}/"]  # the index folder, not results/photos/
+    forced.record(entry("photos/c.jpg"), MODEL, write_result(s3, BUCKET, "results/", entry("photos/c.jpg"), MODEL))
+    forced.save()
+    again = Resume(s3, BUCKET, "results/", "", MODEL["sha256"]).load()
+    assert again.lookup("other/b.jpg", IMAGE)[0] == DONE and again.lookup("photos/c.jpg", IMAGE)[0] == DONE
+    # photos/a.jpg was dropped from the index by the forced run (its prefix's keys are all redone): its result is
+    # read and checked, as without an index, never trusted blindly
+    assert again.lookup("photos/a.jpg", IMAGE)[0] == READ
+
+
+def test_listing_timestamps_parse_to_the_same_datetimes_as_botocores_own(s3):
+    from rcyc_cli.classify.listing import lean_timestamps
+
+    s3.put_object(Bucket=BUCKET, Key="photos/x.jpg", Body=b"x")
+    plain = boto3.client("s3", region_name="us-east-1")
+    lean_timestamps(s3)
+    ours = s3.list_objects_v2(Bucket=BUCKET)["Contents"][0]["LastModified"]
+    theirs = plain.list_objects_v2(Bucket=BUCKET)["Contents"][0]["LastModified"]
+    assert ours == theirs and ours.utcoffset() is not None
+    assert s3.head_object(Bucket=BUCKET, Key="photos/x.jpg")["LastModified"] == theirs  # an HTTP date header too
