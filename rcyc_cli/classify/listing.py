@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Iterator
 
 from rcyc_core.config import Config
+from rcyc_core.errors import AwsError
 
 from ..files import IMAGE_SUFFIXES
 
+PAGE = 1000  # keys a listing request asks for (S3's most)
 MAX_IMAGE_BYTES = Config().max_bytes  # what the function refuses anyway: not worth an invocation
 
 
@@ -50,18 +52,16 @@ def is_image(key: str, size: int) -> bool:
 
 
 def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts: Counts,
-                limit: int | None = None) -> Iterator[tuple[str, str]]:
+                limit: int | None = None, first_page: int = PAGE) -> Iterator[tuple[str, str]]:
     """(key, ETag without quotes) of the images under ``prefix`` in S3's listing order; ``counts`` tallies what
-    was passed over. The ETag names the bytes a result is for (a replaced image is classified again)."""
+    was passed over. The ETag names the bytes a result is for (a replaced image is classified again). The first
+    request asks for ``first_page`` keys (a caller that starts work on them at once waits less), the rest for
+    full pages."""
     from ..cloud.aws import aws_call
 
-    paginator = s3.get_paginator("list_objects_v2")
-    pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000})
-    iterator = iter(pages)
+    request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max(1, min(first_page, PAGE))}
     while True:
-        page = aws_call(f"list s3://{bucket}/{prefix}", next, iterator, None)
-        if page is None:
-            return
+        page = aws_call(f"list s3://{bucket}/{prefix}", s3.list_objects_v2, **request)
         for obj in page.get("Contents", []):
             key, size = obj["Key"], obj.get("Size", 0)
             if results_prefix and key.startswith(results_prefix):
@@ -75,6 +75,12 @@ def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts
                 counts.not_images += 1
                 if len(counts.not_images_examples) < 5:
                     counts.not_images_examples.append(key)
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return
+        if token == request.get("ContinuationToken"):  # an endpoint that would list the same page forever
+            raise AwsError(f"list s3://{bucket}/{prefix}: the endpoint repeated its continuation token", kind="S3Error")
+        request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": PAGE, "ContinuationToken": token}
 
 
 def batches(keys: Iterator, size: int) -> Iterator[list]:
