@@ -74,6 +74,7 @@ def pages(client: Client, **query) -> list[tuple[dict, list[dict]]]:
     {"prefix": "photos/with space+", "max-keys": "1000", "encoding-type": "url"},
     {"max-keys": "3"},
     {"prefix": "nothing-here/"},
+    {"prefix": "", "encoding-type": "url"},  # the bucket's root
     {"prefix": "photos/", "max-keys": "0"},
 ])
 def test_each_page_is_the_one_moto_would_answer(apps, query):

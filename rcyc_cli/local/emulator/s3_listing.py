@@ -40,7 +40,7 @@ def listing(environ: dict, backend: Callable[[], object]) -> bytes | None:
     query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     if query.get("list-type") != ["2"] or not set(query) <= PLAIN or any(len(v) != 1 for v in query.values()):
         return None
-    bucket_name = urllib.parse.unquote(environ.get("PATH_INFO", "")).strip("/")
+    bucket_name = environ.get("PATH_INFO", "").strip("/")  # already decoded (WSGI)
     if not bucket_name or "/" in bucket_name or not _path_style(environ.get("HTTP_HOST", "")):
         return None
     encoding = query.get("encoding-type", [None])[0]
