@@ -8,7 +8,7 @@ import json
 import boto3
 import pytest
 
-from rcyc_cli.classify.resume import DONE, INDEX_FOLDER, NEW, READ, Resume
+from rcyc_cli.classify.resume import DONE, INDEX_FILES_BESIDE, INDEX_FOLDER, NEW, READ, Resume
 from rcyc_core.result_store import read_result, write_result
 
 BUCKET = "archive"
@@ -95,18 +95,33 @@ def count_lists(client) -> list[str]:
     return seen
 
 
-def test_a_forced_run_reads_the_index_but_lists_no_results_and_keeps_the_keys_outside_its_prefix(s3):
+def test_a_forced_run_reads_no_result_nor_index_and_the_next_run_merges_its_index_with_the_old(s3):
     first_run(s3, ["photos/a.jpg", "other/b.jpg"])
-    lists = count_lists(s3)
+    lists, gets = count_lists(s3), count_gets(s3)
     forced = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load(list_results=False)
-    assert lists == [f"results/{INDEX_FOLDER}{MODEL['sha256']}/"]  # the index folder, not results/photos/
+    assert lists == [f"results/{INDEX_FOLDER}{MODEL['sha256']}/"] and gets == []  # the index folder's names only
     forced.record(entry("photos/c.jpg"), MODEL, write_result(s3, BUCKET, "results/", entry("photos/c.jpg"), MODEL))
     forced.save()
+    folder = f"results/{INDEX_FOLDER}{MODEL['sha256']}/"
+    assert len(s3.list_objects_v2(Bucket=BUCKET, Prefix=folder)["Contents"]) == 2  # its own file beside the old
     again = Resume(s3, BUCKET, "results/", "", MODEL["sha256"]).load()
-    assert again.lookup("other/b.jpg", IMAGE)[0] == DONE and again.lookup("photos/c.jpg", IMAGE)[0] == DONE
-    # photos/a.jpg was dropped from the index by the forced run (its prefix's keys are all redone): its result is
-    # read and checked, as without an index, never trusted blindly
-    assert again.lookup("photos/a.jpg", IMAGE)[0] == READ
+    for key in ("other/b.jpg", "photos/a.jpg", "photos/c.jpg"):
+        assert again.lookup(key, IMAGE)[0] == DONE, key
+    again.save()  # merged into one file
+    assert len(s3.list_objects_v2(Bucket=BUCKET, Prefix=folder)["Contents"]) == 1
+
+
+def test_forced_runs_merge_the_index_once_it_has_several_files(s3):
+    first_run(s3, ["photos/a.jpg"])
+    for n in range(6):
+        forced = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load(list_results=False)
+        key = f"photos/f{n}.jpg"
+        forced.record(entry(key), MODEL, write_result(s3, BUCKET, "results/", entry(key), MODEL))
+        forced.save()
+        files = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/{INDEX_FOLDER}{MODEL['sha256']}/")["Contents"]
+        assert len(files) <= INDEX_FILES_BESIDE  # never more than a few, however many forced runs
+    again = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    assert all(again.lookup(key, IMAGE)[0] == DONE for key in ["photos/a.jpg"] + [f"photos/f{n}.jpg" for n in range(6)])
 
 
 def test_listing_timestamps_parse_to_the_same_datetimes_as_botocores_own(s3):
