@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from .events import Delivery
 
-# Errors that say something about the record or the image itself: the same bytes fail the same way again.
-PERMANENT_ERRORS = frozenset({"NotAnImage", "EmptyImage", "CorruptImage", "ImageTooLarge", "InvalidImage",
-                              "InvalidRecord", "InvalidEvent", "NoSuchKey"})
+# Errors that say something about the image's bytes themselves: the same bytes fail the same way again
+# (rcyc classify stores these as results; a rerun skips them until the bytes change).
+IMAGE_ERRORS = frozenset({"NotAnImage", "EmptyImage", "CorruptImage", "ImageTooLarge", "InvalidImage"})
+# Errors that say something about the record or the image itself: retrying the record fails again.
+PERMANENT_ERRORS = IMAGE_ERRORS | {"InvalidRecord", "InvalidEvent", "NoSuchKey"}
 
 
 def retryable(kind: str | None) -> bool:

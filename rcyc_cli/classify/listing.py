@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Iterator
 
 from rcyc_core.config import Config
-from rcyc_core.errors import InputError
+from rcyc_core.errors import AwsError
 
 from ..files import IMAGE_SUFFIXES
 
+PAGE = 1000  # keys a listing request asks for (S3's most)
 MAX_IMAGE_BYTES = Config().max_bytes  # what the function refuses anyway: not worth an invocation
 
 
-def parse_uri(uri: str) -> tuple[str, str]:
-    """(bucket, prefix) of s3://BUCKET/PREFIX."""
-    from ..files import check_text
+def lean_timestamps(s3) -> None:
+    """Parse the timestamps of ``s3``'s answers with ``datetime.fromisoformat`` where it can: botocore's own
+    parser (dateutil) costs ~0.08 ms a timestamp, and a listing has one a key (0.16 s of CPU in a resume of
+    1,000 keys, which lists the images and their results). The values are the same aware UTC datetimes; an
+    answer in another format (an HTTP date header) goes to botocore's parser. Only this client's answers:
+    botocore gives no public hook per client, so a botocore without the attribute keeps its own parser."""
+    from botocore.parsers import ResponseParserFactory
+    from botocore.utils import parse_timestamp
 
-    check_text(uri, "the address")
-    if not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
-        raise InputError(f"{uri!r} is not an s3://BUCKET/PREFIX address", hint="e.g. rcyc classify s3://my-bucket/photos/")
-    bucket, _, prefix = uri[5:].partition("/")
-    from ..cloud.buckets import validate_bucket_name
+    endpoint = getattr(s3, "_endpoint", None)
+    if endpoint is None or not hasattr(endpoint, "_response_parser_factory"):
+        return
 
-    validate_bucket_name(bucket)  # before any request: a name S3 would refuse is bad input, not an AWS error
-    return bucket, prefix
+    def parse(value):
+        try:
+            return datetime.fromisoformat(value) if isinstance(value, str) and value[-1:] == "Z" else parse_timestamp(value)
+        except ValueError:
+            return parse_timestamp(value)
+
+    factory = ResponseParserFactory()
+    factory.set_parser_defaults(timestamp_parser=parse)
+    endpoint._response_parser_factory = factory
 
 
 @dataclass
@@ -40,18 +52,16 @@ def is_image(key: str, size: int) -> bool:
 
 
 def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts: Counts,
-                limit: int | None = None) -> Iterator[tuple[str, str]]:
+                limit: int | None = None, first_page: int = PAGE) -> Iterator[tuple[str, str]]:
     """(key, ETag without quotes) of the images under ``prefix`` in S3's listing order; ``counts`` tallies what
-    was passed over. The ETag names the bytes a result is for (a replaced image is classified again)."""
+    was passed over. The ETag names the bytes a result is for (a replaced image is classified again). The first
+    request asks for ``first_page`` keys (a caller that starts work on them at once waits less), the rest for
+    full pages."""
     from ..cloud.aws import aws_call
 
-    paginator = s3.get_paginator("list_objects_v2")
-    pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000})
-    iterator = iter(pages)
+    request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max(1, min(first_page, PAGE))}
     while True:
-        page = aws_call(f"list s3://{bucket}/{prefix}", next, iterator, None)
-        if page is None:
-            return
+        page = aws_call(f"list s3://{bucket}/{prefix}", s3.list_objects_v2, **request)
         for obj in page.get("Contents", []):
             key, size = obj["Key"], obj.get("Size", 0)
             if results_prefix and key.startswith(results_prefix):
@@ -65,6 +75,12 @@ def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts
                 counts.not_images += 1
                 if len(counts.not_images_examples) < 5:
                     counts.not_images_examples.append(key)
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return
+        if token == request.get("ContinuationToken"):  # an endpoint that would list the same page forever
+            raise AwsError(f"list s3://{bucket}/{prefix}: the endpoint repeated its continuation token", kind="S3Error")
+        request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": PAGE, "ContinuationToken": token}
 
 
 def batches(keys: Iterator, size: int) -> Iterator[list]:

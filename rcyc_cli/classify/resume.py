@@ -4,7 +4,7 @@ A result's metadata names the model that made it, but a listing shows no metadat
 ETag (its content hash). So a run leaves an index for the current model under
 ``<results prefix>.rcyc-index/<model sha256>/``: every key it knows to be done by that model, with its
 result's ETag and entry. A rerun lists the results once and reads the model's index files (one request a
-file, one file a run); a key whose listed ETag is the indexed one has a result by the current model,
+file; a run that looks keys up merges them into one, a forced run adds its own beside a few); a key whose listed ETag is the indexed one has a result by the current model,
 unchanged since it was checked, which counts while the image's own listed ETag is the one it was made from; a key with a result the index does not vouch for is read (one GET, as
 without an index); a key with no result is classified. The index is held in memory while a run lasts
 (about 0.3 KB a done key).
@@ -26,6 +26,7 @@ INDEX_FOLDER = ".rcyc-index/"
 DONE, READ, NEW = "done", "read", "new"
 INDEX_BYTES_PER_KEY = 1024  # a real index holds about 0.3 KB a key
 INDEX_MIN_BUDGET = 64 * 1024 * 1024
+INDEX_FILES_BESIDE = 4  # a forced run adds its index file beside fewer files than this; with more, it merges them
 
 
 class Resume:
@@ -40,17 +41,24 @@ class Resume:
         self._changed = False
         self._lock = threading.Lock()
 
-    def load(self) -> "Resume":
+    def load(self, list_results: bool = True) -> "Resume":
+        """Read the model's index, and list the results under this run's prefix to check it against. With
+        ``list_results`` False (--force: every key is classified again, nothing is looked up) no result is
+        listed, and while the index has few files none is read: this run's index file goes beside them (the next
+        run that looks keys up merges them), so a forced run costs its own keys, not every key the model did."""
         index_root = self.results_prefix + INDEX_FOLDER
         listed: dict[str, str] = {}  # key -> its result's ETag
-        for obj in self._list(self.results_prefix + self.prefix):
+        for obj in self._list(self.results_prefix + self.prefix) if list_results else ():
             name = obj["Key"]
             if not name.startswith(index_root) and name.endswith(".json"):
                 listed[name[len(self.results_prefix):-len(".json")]] = obj.get("ETag")
+        files = list(self._list(self.folder))
+        if not list_results and len(files) < INDEX_FILES_BESIDE:
+            return self  # nothing carried, nothing replaced: save() writes this run's keys alone
         # An index is a hint: one far larger than the results it could vouch for is not read at all.
         budget = max(INDEX_MIN_BUDGET, INDEX_BYTES_PER_KEY * len(listed))
         indexed: dict[str, tuple[str, dict]] = {}
-        for obj in self._list(self.folder):
+        for obj in files:
             budget -= obj.get("Size", 0)
             document = self._read_index(obj["Key"]) if budget >= 0 else None
             if document is not None:
@@ -66,7 +74,9 @@ class Resume:
                 self.done[key] = known
             else:
                 self._with_result.add(key)
-        self._carried = {key: value for key, value in indexed.items() if not key.startswith(self.prefix)}
+        # Kept as they were: keys outside this run's prefix, and under --force (nothing listed) every key (a
+        # result this run rewrites replaces its entry; one it does not is still checked by ETag when looked up).
+        self._carried = {key: value for key, value in indexed.items() if not (list_results and key.startswith(self.prefix))}
         # Index entries whose result changed or went away, or several files: the next index says it once.
         self._changed = len(indexed) != len(self._carried) or len(self._files) > 1
         return self

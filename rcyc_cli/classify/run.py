@@ -13,22 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rcyc_core import events
+from rcyc_core.answers import IMAGE_ERRORS
 from rcyc_core.errors import AwsError, FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
 
+from ..cloud.buckets import parse_s3_uri
 from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
-from ..files import shown
+from ..files import check_text, shown
 from ..outputs import atomic_file, check_output_file
 from ..reporting import SILENT, Reporter
 from . import cost
-from .listing import Counts, batches, iter_images, parse_uri
+from .listing import Counts, batches, iter_images, lean_timestamps
 from .resume import READ, Resume, made_from, read_checked
-from .target import Target, invoke
+from .target import Target, in_background, invoke
 from .writer import Writer
 
-# Record errors that say something about the image itself: stored as results (a rerun would only repeat
-# them). Anything else (S3 unreachable, throttled, the function crashed) is retried by the next run.
-LASTING_ERRORS = {"NotAnImage", "EmptyImage", "CorruptImage", "ImageTooLarge", "InvalidImage"}
 KEEP_LISTING = 100_000  # images (key, ETag) kept from the counting listing (~20 MB); a larger prefix is listed again
 OUTPUT_COLUMNS = ["key", "label", "confidence", *LABELS, "model_version", "error", "message"]
 
@@ -128,7 +127,7 @@ def current_model(target: Target, s3, bucket: str) -> dict | None:
 def check_options(options: ClassifyOptions) -> tuple[str, str]:
     """(bucket, prefix) once the address, the results prefix and --output are usable; before any work (a
     local stack is started, a listing made)."""
-    bucket, prefix = parse_uri(options.uri)
+    bucket, prefix = parse_s3_uri(check_text(options.uri, "the address"), hint="e.g. rcyc classify s3://my-bucket/photos/")
     results_prefix = options.results_prefix
     if not results_prefix or not results_prefix.endswith("/"):
         raise InputError(f"--results-prefix {shown(results_prefix)} must end in '/'", hint="e.g. --results-prefix results/")
@@ -146,36 +145,37 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     bucket, prefix = check_options(options)
     results_prefix = options.results_prefix
     concurrency = min(options.concurrency, target.concurrency_limit or options.concurrency)
+    lean_timestamps(s3)
     pointer = current_model(target, s3, bucket)
     current_sha = (pointer or {}).get("sha256")
 
     report.status(f"listing s3://{bucket}/{prefix}")
-    counted, listed = _count(s3, bucket, prefix, results_prefix, options.limit)
-    report.status(f"{counted.images} images ({counted.not_images} other objects, never invoked); "
-                  f"concurrency {concurrency}, events of up to {options.batch_size} records")
+    resume = Resume(s3, bucket, results_prefix, prefix, current_sha) if current_sha else None
+    # The results (what a rerun may skip) are listed while the images are: two listings, one wait.
+    loading = in_background(resume.load, not options.force) if resume is not None else None
     summary = {"bucket": bucket, "prefix": prefix, "target": target.kind, "function": target.function,
-               "endpoint": target.endpoint, "images": counted.images, "not_images": counted.not_images,
-               "not_image_examples": counted.not_images_examples, "results_prefix": results_prefix,
-               "concurrency": concurrency, "batch_size": options.batch_size, "current_model": pointer,
+               "endpoint": target.endpoint, "images": None, "not_images": None, "not_image_examples": None,
+               "results_prefix": results_prefix, "concurrency": concurrency, "batch_size": options.batch_size, "current_model": pointer,
                "memory_mb": target.memory_mb, "architecture": target.architecture}
-    resume = Resume(s3, bucket, results_prefix, prefix, current_sha).load() if current_sha else None
     if options.dry_run:
+        counted, listed = _count(s3, bucket, prefix, results_prefix, options.limit)
+        resume = loading.result() if loading else None
         todo = counted.images if options.force else sum(
             1 for key, image in _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
             if _reusable(s3, bucket, results_prefix, key, image, resume) is None)
-        summary.update(dry_run=True, to_classify=todo, done_before=counted.images - todo,
+        summary.update(_counts(counted), dry_run=True, to_classify=todo, done_before=counted.images - todo,
                        estimate=cost.estimate(todo, options.batch_size, concurrency, target.memory_mb, target.architecture))
         return summary
 
-    report.expect(counted.images)
-    tally = Tally()
+    tally, counted = Tally(), Counts()
     started = time.perf_counter()
     writer = Writer(s3, bucket, results_prefix, max(2, concurrency), resume, target.store)
 
     def work(objects: list[tuple[str, str]]) -> tuple[list[tuple[dict, dict | None, bool]], list[Future]]:
+        loaded = loading.result() if loading else None  # the first events wait for the index (a failure ends the run)
         out, todo, written = [], {}, []
         for key, image in objects:
-            stored = None if options.force else _reusable(s3, bucket, results_prefix, key, image, resume)
+            stored = None if options.force else _reusable(s3, bucket, results_prefix, key, image, loaded)
             if stored is not None:
                 out.append((stored, stored.get("model"), True))
             else:
@@ -185,31 +185,30 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
             out += entries
         return out, written
 
+    def listed() -> None:
+        """The listing is done (the events went out as it went): what it found, and the total to expect."""
+        if loading:
+            loading.result()
+        report.status(f"{counted.images} images ({counted.not_images} other objects, never invoked); "
+                      f"concurrency {concurrency}, events of up to {options.batch_size} records")
+        report.expect(counted.images)
+
+    # Invoked as listed: a first page of a few events' keys (the instances start at once), then full pages.
+    keys = iter_images(s3, bucket, prefix, results_prefix, counted, options.limit, first_page=2 * concurrency * options.batch_size)
     failure: BaseException | None = None
     try:
-        with Output(options.output) as output, ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
-            pending: set[Future] = set()
-            keys = _keys(listed, s3, bucket, prefix, results_prefix, options.limit)
-            try:
-                for batch in batches(keys, options.batch_size):
-                    pending.add(pool.submit(work, batch))
-                    if len(pending) >= 2 * concurrency:
-                        pending = _drain(pending, output, tally, report, FIRST_COMPLETED)
-                pending = _drain(pending, output, tally, report, ALL_COMPLETED)
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+        with Output(options.output) as output:
+            _run_batches(work, batches(keys, options.batch_size), concurrency, output, tally, report, listed)
     except BaseException as exc:
         failure = exc
         raise
     finally:
         writer.close()
-        if resume is not None:
+        if loading is not None and loading.done() and loading.exception() is None:
             _save_quietly(resume)
         _say_lost(writer, failure)
     seconds = time.perf_counter() - started
-    summary.update(dry_run=False, classified=tally.classified, done_before=tally.done_before,
+    summary.update(_counts(counted), dry_run=False, classified=tally.classified, done_before=tally.done_before,
                    per_class={label: tally.labels[label] for label in LABELS}, errors=dict(tally.errors),
                    invocations=tally.invocations, retries=tally.retries, seconds=round(seconds, 3),
                    images_per_second=round(tally.classified / seconds, 2) if seconds and tally.classified else None,
@@ -219,6 +218,28 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
         summary.update(billed_ms=round(tally.billed_ms), gb_seconds=round(cost.gb_seconds(tally.billed_ms, target.memory_mb), 3),
                        cost_usd=round(cost.cost(tally.billed_ms, tally.invocations, target.memory_mb, target.architecture), 6))
     return summary
+
+
+def _counts(counted: Counts) -> dict:
+    return {"images": counted.images, "not_images": counted.not_images, "not_image_examples": counted.not_images_examples}
+
+
+def _run_batches(work, batched, concurrency: int, output: Output, tally: Tally, report: Reporter, listed) -> None:
+    """Each batch to ``work`` in a pool of ``concurrency`` threads, at most twice that many waiting; ``listed()``
+    once every batch is handed over; their entries written out as they finish."""
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="classify") as pool:
+        pending: set[Future] = set()
+        try:
+            for batch in batched:
+                pending.add(pool.submit(work, batch))
+                if len(pending) >= 2 * concurrency:
+                    pending = _drain(pending, output, tally, report, FIRST_COMPLETED)
+            listed()
+            _drain(pending, output, tally, report, ALL_COMPLETED)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
 
 
 def _stale_model_warnings(tally: Tally, pointer: dict | None) -> list[str]:
@@ -314,7 +335,9 @@ def _classify_keys(target: Target, writer: Writer, bucket: str, images: dict[str
     answered = {e["key"] for e in results + errors + skipped}
     for entry in results + errors:
         entry = {k: v for k, v in entry.items() if k != "record"}
-        if "label" in entry or entry.get("error") in LASTING_ERRORS:
+        # An error about the image's own bytes is stored as its result (a rerun would only repeat it); anything
+        # else (S3 unreachable, throttled, the function crashed) is retried by the next run.
+        if "label" in entry or entry.get("error") in IMAGE_ERRORS:
             storable.append(entry)
         out.append((entry, model, False))
     for entry in skipped:

@@ -5,7 +5,9 @@ event at most ``ATTEMPTS`` times in all (throttling and transient faults, with b
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -119,10 +121,39 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
     running, s3 = stack.find_or_up(report)
     config = running.state.config
     timeout = config.function.timeout
-    lam = lambda_client(running.endpoint_url, LOCAL_REGION, timeout, concurrency, credentials=LOCAL_CREDENTIALS)
+    # Made while the prefix is listed (a boto3 client costs ~70 ms of CPU, which the listing's waits on the
+    # stack cover); the first invoke waits for it.
+    lam = Prepared(lambda: lambda_client(running.endpoint_url, LOCAL_REGION, timeout, concurrency,
+                                         credentials=LOCAL_CREDENTIALS))
     target = Target("local", lam, function, running.endpoint_url, config.function.memory, rie.arch(),
                     timeout, config.instances, config.bucket, store=stack_store(running.endpoint_url))
     return target, s3
+
+
+def in_background(call: Callable, *args) -> Future:
+    """``call(*args)`` in a daemon thread (a Ctrl-C or a failure meanwhile does not wait for it); its result,
+    or its exception, from the future."""
+    future: Future = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(call(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True, name="classify-background").start()
+    return future
+
+
+class Prepared:
+    """An object made in the background from now on; its first use waits for it (and raises what making it raised)."""
+
+    def __init__(self, make: Callable[[], object]):
+        self._made = in_background(make)
+
+    def __getattr__(self, name: str):
+        return getattr(self._made.result(), name)
 
 
 class NoStoreRoute(Exception):

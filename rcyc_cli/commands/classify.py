@@ -35,7 +35,6 @@ def classify(uri, local, function, concurrency, batch_size, results_prefix, outp
     """
     from ..classify.run import ClassifyOptions, check_options, classify as run_classify
     from ..classify.target import aws_target, local_target
-    from ..render.classify import render_summary
 
     function = function or DEFAULT_FUNCTION
     options = ClassifyOptions(uri, local, None, function, concurrency, batch_size, results_prefix, output, force, limit,
@@ -44,4 +43,11 @@ def classify(uri, local, function, concurrency, batch_size, results_prefix, outp
     with progress(transient=True) as report:
         target, s3 = local_target(function, concurrency, report) if local else aws_target(function, region, concurrency)
         summary = run_classify(options, target, s3, report)
-    emit(summary, render_summary, record_status(summary))
+    emit(summary, _render, record_status(summary))
+
+
+def _render(summary: dict) -> None:
+    # rich's tables: only for people, never with --json
+    from ..render.classify import render_summary
+
+    render_summary(summary)

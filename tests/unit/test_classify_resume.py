@@ -8,7 +8,7 @@ import json
 import boto3
 import pytest
 
-from rcyc_cli.classify.resume import DONE, INDEX_FOLDER, NEW, READ, Resume
+from rcyc_cli.classify.resume import DONE, INDEX_FILES_BESIDE, INDEX_FOLDER, NEW, READ, Resume
 from rcyc_core.result_store import read_result, write_result
 
 BUCKET = "archive"
@@ -87,3 +87,50 @@ def test_a_damaged_index_file_is_ignored(s3):
     write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL)
     resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
     assert resume.lookup("photos/a.jpg", IMAGE) == (READ, None)
+
+
+def count_lists(client) -> list[str]:
+    seen: list[str] = []
+    client.meta.events.register("before-call.s3.ListObjectsV2", lambda params, **_: seen.append(params["query_string"]["prefix"]))
+    return seen
+
+
+def test_a_forced_run_reads_no_result_nor_index_and_the_next_run_merges_its_index_with_the_old(s3):
+    first_run(s3, ["photos/a.jpg", "other/b.jpg"])
+    lists, gets = count_lists(s3), count_gets(s3)
+    forced = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load(list_results=False)
+    assert lists == [f"results/{INDEX_FOLDER}{MODEL['sha256']}/"] and gets == []  # the index folder's names only
+    forced.record(entry("photos/c.jpg"), MODEL, write_result(s3, BUCKET, "results/", entry("photos/c.jpg"), MODEL))
+    forced.save()
+    folder = f"results/{INDEX_FOLDER}{MODEL['sha256']}/"
+    assert len(s3.list_objects_v2(Bucket=BUCKET, Prefix=folder)["Contents"]) == 2  # its own file beside the old
+    again = Resume(s3, BUCKET, "results/", "", MODEL["sha256"]).load()
+    for key in ("other/b.jpg", "photos/a.jpg", "photos/c.jpg"):
+        assert again.lookup(key, IMAGE)[0] == DONE, key
+    again.save()  # merged into one file
+    assert len(s3.list_objects_v2(Bucket=BUCKET, Prefix=folder)["Contents"]) == 1
+
+
+def test_forced_runs_merge_the_index_once_it_has_several_files(s3):
+    first_run(s3, ["photos/a.jpg"])
+    for n in range(6):
+        forced = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load(list_results=False)
+        key = f"photos/f{n}.jpg"
+        forced.record(entry(key), MODEL, write_result(s3, BUCKET, "results/", entry(key), MODEL))
+        forced.save()
+        files = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/{INDEX_FOLDER}{MODEL['sha256']}/")["Contents"]
+        assert len(files) <= INDEX_FILES_BESIDE  # never more than a few, however many forced runs
+    again = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    assert all(again.lookup(key, IMAGE)[0] == DONE for key in ["photos/a.jpg"] + [f"photos/f{n}.jpg" for n in range(6)])
+
+
+def test_listing_timestamps_parse_to_the_same_datetimes_as_botocores_own(s3):
+    from rcyc_cli.classify.listing import lean_timestamps
+
+    s3.put_object(Bucket=BUCKET, Key="photos/x.jpg", Body=b"x")
+    plain = boto3.client("s3", region_name="us-east-1")
+    lean_timestamps(s3)
+    ours = s3.list_objects_v2(Bucket=BUCKET)["Contents"][0]["LastModified"]
+    theirs = plain.list_objects_v2(Bucket=BUCKET)["Contents"][0]["LastModified"]
+    assert ours == theirs and ours.utcoffset() is not None
+    assert s3.head_object(Bucket=BUCKET, Key="photos/x.jpg")["LastModified"] == theirs  # an HTTP date header too

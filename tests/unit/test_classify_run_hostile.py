@@ -176,3 +176,37 @@ def test_an_answer_about_keys_the_event_did_not_name_is_neither_stored_nor_count
     assert summary["classified"] == 3 and summary["errors"] == {}
     stored = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="results/")["Contents"]]
     assert not any(k.startswith("results/models/") for k in stored)
+
+
+def test_keys_beyond_the_first_short_page_are_each_classified_once_and_the_run_invokes_before_the_listing_ends(s3):
+    for n in range(25):
+        s3.put_object(Bucket=BUCKET, Key=f"photos/{n:02d}.jpg", Body=b"photo %d" % n)
+    s3.put_object(Bucket=BUCKET, Key="photos/notes.txt", Body=b"not an image")
+    events: list[str] = []
+    s3.meta.events.register("before-call.s3.ListObjectsV2", lambda params, **_: events.append(
+        f"list {params['query_string'].get('max-keys')}" if params["query_string"].get("prefix") == "photos/" else "other"))
+
+    class Recording(FakeLambda):
+        def invoke(self, **kwargs):
+            events.append("invoke")
+            return super().invoke(**kwargs)
+
+    lam = Recording()
+    summary = run(s3, lam, force=True)
+    assert sorted(lam.asked) == [f"photos/{n:02d}.jpg" for n in range(25)]  # every image once, never the .txt
+    assert summary["images"] == 25 and summary["not_images"] == 1 and summary["classified"] == 25
+    lists = [e for e in events if e.startswith("list")]
+    assert lists[0] == "list 16" and lists[1:] == ["list 1000"]  # 2 x concurrency 2 x batch 4 keys first
+    assert events.index("invoke") < events.index("list 1000")  # the first events went out before the rest was listed
+
+
+def test_an_endpoint_repeating_its_continuation_token_ends_the_listing_with_an_error():
+    from rcyc_cli.classify.listing import Counts, iter_images
+
+    class Looping:
+        def list_objects_v2(self, **request):
+            return {"Contents": [{"Key": "photos/a.jpg", "Size": 3, "ETag": '"e"'}], "IsTruncated": True,
+                    "NextContinuationToken": "same"}
+
+    with pytest.raises(RcycError, match="repeated its continuation token"):
+        list(iter_images(Looping(), BUCKET, "photos/", "results/", Counts()))

@@ -25,7 +25,9 @@ class EmbeddedS3:
 
         # werkzeug logs every request to stderr by default; that is noise in a CLI (and in test output).
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = create_backend_app("s3")
+        from .s3_listing import fast_listing
+
+        app = fast_listing(create_backend_app("s3"), self._backend)  # listings without moto's serializer
         _stop_tracking_instances()
         self._server = make_server("127.0.0.1", 0, app, threaded=True,
                                    request_handler=MotoRequestHandler)
