@@ -249,7 +249,7 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
     log_path = directory / "stack.log"
     owner = reaper.new_owner("stack")
     # The stack carries its own owner token, so that it too is proven ours before any signal (down, clean).
-    env = {**os.environ, reaper.OWNER_VARIABLE: owner}
+    env = {**_compiled_once(os.environ), reaper.OWNER_VARIABLE: owner}
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack.server", json.dumps(config.to_json()), owner],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -265,7 +265,7 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
                 with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
                     stack.status()
                     return stack
-            time.sleep(0.1)
+            time.sleep(0.02)  # a state file is a small read: looking often costs nothing, waiting 0.1 s did
         raise PrerequisiteError("the local stack did not become ready in time", hint=f"Its log: {log_path}")
     except BaseException:  # not ready, an error, Ctrl-C or SIGTERM: the half-started stack stops everything it started
         if process.poll() is None:
@@ -278,6 +278,19 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
         reaper.stop_owned(owner)  # even what it started before it could write its state
         clean_stale(None)  # its state file, if it wrote one (it holds the lock no more)
         raise
+
+
+def _compiled_once(environ) -> dict[str, str]:
+    """The stack's environment, its Python code compiled once rather than at every start: where the caller
+    forbids writing bytecode beside the sources (PYTHONDONTWRITEBYTECODE), the stack keeps it in rcyc's
+    cache instead (PYTHONPYCACHEPREFIX), so moto, werkzeug and rcyc are not compiled again (~1 s each start)."""
+    env = dict(environ)
+    if env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):
+        from ...paths import cache_dir
+
+        del env["PYTHONDONTWRITEBYTECODE"]
+        env["PYTHONPYCACHEPREFIX"] = str(cache_dir() / "bytecode")
+    return env
 
 
 def _start_failure(status: int, log_path: Path) -> RcycError:
