@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "lambda"))
 
 from rcyc_cli.cloud import aws  # noqa: E402
-from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION  # noqa: E402
+from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION, POINTER_KEY  # noqa: E402
 from rcyc_cli.local.emulator.launcher import FunctionLauncher, FunctionSpec  # noqa: E402
 from rcyc_cli.local.emulator.s3 import EmbeddedS3  # noqa: E402
 from rcyc_cli.model_source import resolve_model  # noqa: E402
@@ -46,8 +46,9 @@ def main() -> None:
             prefix = f"results-{uuid.uuid4().hex[:8]}/"  # a fresh store: the first delivery does all the work
             if pool is not None:
                 pool.stop()
+            server.seed_model(BUCKET, manifest, model_dir, POINTER_KEY)
             pool = FunctionLauncher(FunctionSpec(runtime="process", timeout=120)).start(
-                s3, BUCKET, manifest, model_dir, refresh_seconds=60, results_prefix=prefix)
+                server.endpoint_url, BUCKET, refresh_seconds=60, results_prefix=prefix)
             sandbox = pool.instances[0].sandbox
             sandbox.invoke({"warmup": True})
             keys = [f"images/{i}-{IMAGES[i % len(IMAGES)].name}" for i in range(args.images)]

@@ -26,11 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 from rcyc_cli import image as function_image  # noqa: E402
 from rcyc_cli.cloud import aws, store  # noqa: E402
-from rcyc_cli.defaults import DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_CREDENTIALS, LOCAL_REGION  # noqa: E402
+from rcyc_cli.files import keyed_by_name  # noqa: E402
+from rcyc_cli.defaults import DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_CREDENTIALS, IMAGES_PREFIX, LOCAL_REGION, POINTER_KEY  # noqa: E402
 from rcyc_cli.local.emulator import rie  # noqa: E402
 from rcyc_cli.local.emulator.pool import Pool, run_keys  # noqa: E402
 from rcyc_cli.function_spec import FunctionSpec  # noqa: E402
-from rcyc_cli.local.emulator.launcher import FunctionLauncher, seed_bucket  # noqa: E402
+from rcyc_cli.local.emulator.launcher import FunctionLauncher  # noqa: E402
 from rcyc_cli.local.emulator.s3 import EmbeddedS3  # noqa: E402
 from rcyc_cli.local.emulator.sandbox import ProcessSandbox  # noqa: E402
 from rcyc_cli.model_source import resolve_model  # noqa: E402
@@ -68,9 +69,9 @@ class Bench:
         self.s3_server = EmbeddedS3().start()
         self.s3 = aws.s3_client(self.s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
         manifest, directory = resolve_model(args.model)
-        seed_bucket(self.s3, BUCKET, manifest, directory)
+        self.s3_server.seed_model(BUCKET, manifest, directory, POINTER_KEY)
         self.model = manifest
-        pairs = store.image_keys(IMAGES)
+        pairs = keyed_by_name(IMAGES, IMAGES_PREFIX)
         store.put_images(self.s3, BUCKET, pairs)
         self.keys = [key for _, key in pairs]
         self.rie = rie.locate()

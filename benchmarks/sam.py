@@ -48,9 +48,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import sam_host_network  # noqa: E402
 from rcyc_cli import paths  # noqa: E402
 from rcyc_cli.cloud import aws  # noqa: E402
-from rcyc_cli.defaults import DEFAULT_BASE_IMAGE, DEFAULT_FUNCTION, LOCAL_CREDENTIALS, LOCAL_REGION  # noqa: E402
+from rcyc_cli.defaults import DEFAULT_BASE_IMAGE, DEFAULT_FUNCTION, LOCAL_CREDENTIALS, LOCAL_REGION, POINTER_KEY  # noqa: E402
 from rcyc_cli.local.emulator import rie  # noqa: E402
-from rcyc_cli.local.emulator.launcher import seed_bucket  # noqa: E402
 from rcyc_cli.local.emulator.s3 import EmbeddedS3  # noqa: E402
 from rcyc_cli.model_source import resolve_model  # noqa: E402
 from rcyc_core import LABELS, events  # noqa: E402
@@ -299,7 +298,7 @@ def main() -> int:
     logging.getLogger("werkzeug").propagate = False
     s3 = aws.s3_client(moto.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
     manifest, model_dir = resolve_model(None)
-    seed_bucket(s3, BUCKET, manifest, model_dir)
+    moto.seed_model(BUCKET, manifest, model_dir, POINTER_KEY)
     s3.upload_file(str(IMAGE), BUCKET, KEY)
     event = events.make_event(BUCKET, [KEY])
     (work / "event.json").write_text(json.dumps(event))

@@ -11,6 +11,7 @@ import glob
 import os
 import stat
 from pathlib import Path
+from typing import Iterable
 
 from rcyc_core.errors import InputError
 
@@ -131,3 +132,16 @@ def expand_images(arguments: list[Path]) -> list[Path]:
     for path in found:
         check_name(path)
     return found
+
+
+def keyed_by_name(paths: Iterable[Path], prefix: str) -> list[tuple[Path, str]]:
+    """(path, ``prefix`` + its file name) of each path; two different files of one name would be one key:
+    refused before anything is written."""
+    pairs, seen = [], {}
+    for path in paths:
+        key = prefix + path.name
+        if key in seen and seen[key] != path.resolve():
+            raise InputError(f"{seen[key]} and {path} would both be uploaded as {key}", hint="Rename one of them.")
+        seen[key] = path.resolve()
+        pairs.append((path, key))
+    return pairs

@@ -7,6 +7,7 @@ from pathlib import Path
 from rcyc_core.errors import InputError
 
 from ..defaults import IMAGES_PREFIX
+from ..files import keyed_by_name
 from ..reporting import SILENT, Reporter
 from . import buckets, store
 from .aws import Aws
@@ -52,7 +53,7 @@ def upload_images(paths: list[Path], bucket: str, prefix: str = IMAGES_PREFIX, r
     if not paths:
         raise InputError("no image files were found in what was given", hint="Give image files, a directory of them, or a quoted glob pattern.")
     types = {p: check_image(p) for p in paths}  # refuse before uploading anything
-    pairs = store.image_keys(paths, prefix)
+    pairs = keyed_by_name(paths, prefix)
     if s3 is None:
         aws = Aws(region)
         s3, region = aws.client("s3"), aws.region

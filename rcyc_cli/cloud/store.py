@@ -11,13 +11,13 @@ import mimetypes
 import os
 import secrets
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, NamedTuple
 
 from rcyc_core.errors import InputError, ModelError
 from rcyc_core.manifest import MANIFEST_NAME, Manifest, sha256_file
 from rcyc_core.s3 import NOT_FOUND_CODES, client_error_code
 
-from ..defaults import IMAGES_PREFIX, MODELS_PREFIX, POINTER_KEY
+from ..defaults import MODELS_PREFIX, POINTER_KEY
 from .aws import aws_call, get_or_none, translate
 
 Progress = Callable[[str, int, int], None]
@@ -245,17 +245,6 @@ def move_pointer(s3, bucket: str, manifest: Manifest, manifest_key: str, pointer
     """One write: the function's next pointer check sees either the old model or the new one."""
     aws_call("move the current-model pointer", s3.put_object, Bucket=bucket, Key=pointer_key,
              Body=pointer_body(manifest, manifest_key), ContentType="application/json")
-
-
-def image_keys(paths: Iterable[Path], prefix: str = IMAGES_PREFIX) -> list[tuple[Path, str]]:
-    pairs, seen = [], {}
-    for path in paths:
-        key = prefix + path.name
-        if key in seen and seen[key] != path.resolve():
-            raise InputError(f"{seen[key]} and {path} would both be uploaded as {key}", hint="Rename one of them.")
-        seen[key] = path.resolve()
-        pairs.append((path, key))
-    return pairs
 
 
 def put_images(s3, bucket: str, pairs: list[tuple[Path, str]], content_types: dict[Path, str] | None = None,

@@ -23,8 +23,7 @@ def through_emulator(model_dir: Path | None, stack: contextlib.ExitStack, instan
                      report: Reporter = SILENT) -> Classify:
     """Start the embedded S3 and a pool of function instances (process runtime) for this model; each call
     uploads its files under a prefix of its own and posts them as S3 events of up to 16 records."""
-    from ..cloud import aws, store
-    from ..defaults import IMAGES_PREFIX, LOCAL_CREDENTIALS, LOCAL_REGION
+    from ..defaults import IMAGES_PREFIX, POINTER_KEY
     from ..local.emulator.pool import run_keys
     from ..function_spec import FunctionSpec
     from ..local.emulator.launcher import FunctionLauncher
@@ -35,9 +34,9 @@ def through_emulator(model_dir: Path | None, stack: contextlib.ExitStack, instan
     launcher = FunctionLauncher(FunctionSpec(runtime="process"), report)
     server = EmbeddedS3().start()
     stack.callback(server.stop)
-    s3 = aws.s3_client(server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
     bucket = "rcyc-eval"
-    pool = launcher.start(s3, bucket, manifest, directory, instances, warm=True)
+    server.seed_model(bucket, manifest, directory, POINTER_KEY)
+    pool = launcher.start(server.endpoint_url, bucket, instances, warm=True)
     stack.callback(pool.stop)
     run_id = uuid.uuid4().hex[:12]
     calls = iter(range(1 << 62))
@@ -45,7 +44,7 @@ def through_emulator(model_dir: Path | None, stack: contextlib.ExitStack, instan
     def classify(paths: list[Path]) -> dict:
         prefix = f"{IMAGES_PREFIX}eval-{run_id}/{next(calls)}/"
         pairs = [(Path(path), f"{prefix}{index}/{Path(path).name}") for index, path in enumerate(paths)]
-        store.put_images(s3, bucket, pairs)
+        server.put_objects(bucket, [(key, path.read_bytes()) for path, key in pairs])
         keys = [key for _, key in pairs]
         return run_keys(lambda event: pool.invoke(event)[0], bucket, keys, batch_size=16, concurrency=instances).response
 

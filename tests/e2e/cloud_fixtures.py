@@ -147,3 +147,13 @@ def point_aws_at(monkeypatch, endpoint_url: str, tmp_path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL_S3", "RCYC_BUCKET", "RCYC_FUNCTION"):
         monkeypatch.delenv(name, raising=False)
+
+
+def seed_bucket(s3, bucket: str, manifest, model_dir) -> None:
+    """A private bucket holding the model, named by the pointer, through the S3 API (rcyc's own upload path),
+    for an S3 that a test started apart from rcyc."""
+    from rcyc_cli.cloud import buckets, store
+    from rcyc_cli.defaults import LOCAL_REGION
+
+    buckets.ensure_private_bucket(s3, bucket, LOCAL_REGION)
+    store.put_model(s3, bucket, manifest, model_dir)

@@ -36,8 +36,8 @@ def function(rie_path):
     try:
         s3 = cloud_aws.s3_client(server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
         launcher = FunctionLauncher(FunctionSpec(runtime="process", rie=str(rie_path), timeout=60))
-        pool = launcher.start(s3, BUCKET, Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"], refresh_seconds=0,
-                              results_prefix=results)
+        server.seed_model(BUCKET, Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"], POINTER_KEY)
+        pool = launcher.start(server.endpoint_url, BUCKET, refresh_seconds=0, results_prefix=results)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         for key, (_, path) in GOOD.items():
             s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())

@@ -188,7 +188,7 @@ def test_a_crashed_container_in_a_pool_is_replaced_like_a_process(engine, slim_i
     from pathlib import Path
 
     from rcyc_cli.cloud import aws as cloud_aws
-    from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+    from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION, POINTER_KEY
     from rcyc_cli.function_spec import FunctionSpec
     from rcyc_cli.local.emulator.launcher import FunctionLauncher
     from rcyc_cli.local.emulator.s3 import EmbeddedS3
@@ -202,7 +202,8 @@ def test_a_crashed_container_in_a_pool_is_replaced_like_a_process(engine, slim_i
         ca = Path(CA_BUNDLE) if os.path.isfile(CA_BUNDLE) else None
         launcher = FunctionLauncher(FunctionSpec(runtime="docker", base_image=TEST_BASE_IMAGE, ca_bundle=ca, rie=str(rie_path),
                                                  timeout=60))
-        pool = launcher.start(s3, "recycle-able-image", Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"], 1)
+        server.seed_model("recycle-able-image", Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"], POINTER_KEY)
+        pool = launcher.start(server.endpoint_url, "recycle-able-image", 1)
         s3.put_object(Bucket="recycle-able-image", Key="images/box.jpg", Body=(IMAGES / "boxes" / "boxes_0.jpg").read_bytes())
         [instance] = pool.instances
         first = instance.sandbox

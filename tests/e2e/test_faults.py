@@ -11,7 +11,7 @@ from moto.server import ThreadedMotoServer
 from rcyc_cli.cloud import aws as cloud_aws
 from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 from rcyc_cli.local.emulator.ports import free_port
-from rcyc_cli.local.emulator.launcher import seed_bucket
+from tests.e2e.cloud_fixtures import seed_bucket
 from rcyc_cli.local.emulator.sandbox import ProcessSandbox
 from rcyc_cli.local.emulator.pool import Pool
 from rcyc_core import events

@@ -10,6 +10,7 @@ from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 from rcyc_cli.local.emulator.s3 import EmbeddedS3
 from rcyc_cli.function_spec import FunctionSpec
 from rcyc_cli.local.emulator.launcher import FunctionLauncher
+from tests.e2e.cloud_fixtures import seed_bucket
 from rcyc_cli.local.emulator.sandbox import ProcessSandbox
 from rcyc_core import events
 from rcyc_core.errors import FunctionError
@@ -44,7 +45,8 @@ def stack(s3_server, rie_path, tmp_path):
     sequence, as invoke-local and the stack use it)."""
     s3 = cloud_aws.s3_client(s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
     launcher = FunctionLauncher(FunctionSpec(runtime="process", rie=str(rie_path), timeout=30))
-    pool = launcher.start(s3, BUCKET, Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"], refresh_seconds=0)
+    seed_bucket(s3, BUCKET, Manifest.load(MODELS["one-vs-rest"]), MODELS["one-vs-rest"])
+    pool = launcher.start(s3_server.endpoint_url, BUCKET, refresh_seconds=0)
     sandbox = pool.instances[0].sandbox
     try:
         yield s3, sandbox

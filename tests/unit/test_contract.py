@@ -45,7 +45,7 @@ def test_what_predict_prints_is_the_contract():
 
 def test_the_local_types_round_trip_through_their_json(tmp_path):
     from rcyc_cli.function_spec import FunctionSpec
-    from rcyc_cli.local.run import RunInfo
+    from rcyc_cli.local.answer import RunInfo
     from rcyc_cli.local.stack.client import StackConfig, StackState
 
     spec = FunctionSpec(flavor="keras", ca_bundle=tmp_path / "ca.pem", memory=2048, runtime="process", architecture="arm64")

@@ -1,5 +1,5 @@
 """Starting the function locally: pick the runtime (a process on this machine, or the image in a
-container), seed the bucket with the model, then start a pool of sandboxes against that bucket.
+container), then start a pool of sandboxes against a bucket that holds the model.
 
 This is the one start-up sequence: ``invoke-local``, the warm stack, the benchmarks and the tests all go
 through ``FunctionLauncher``.
@@ -7,14 +7,12 @@ through ``FunctionLauncher``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 from rcyc_core.config import function_environment
 from rcyc_core.errors import PrerequisiteError
-from rcyc_core.manifest import Manifest
 
-from ...defaults import (DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, LOCAL_REGION, POINTER_KEY)
+from ...defaults import (DEFAULT_BASE_IMAGE, DEFAULT_REPOSITORY, POINTER_KEY)
 from ...reporting import SILENT, Reporter, plural
 from ...function_spec import FunctionSpec
 from . import rie as rie_finder
@@ -45,18 +43,9 @@ def choose_runtime(runtime: str, report: Reporter = SILENT, base_image: str | No
     return client
 
 
-def seed_bucket(s3, bucket: str, manifest: Manifest, model_dir: Path, pointer_key: str = POINTER_KEY) -> None:
-    """A private bucket holding the model, named by the pointer (an unchanged model is not re-uploaded)."""
-    from ...cloud import buckets, store
-
-    buckets.ensure_private_bucket(s3, bucket, LOCAL_REGION)
-    if (store.read_pointer(s3, bucket, pointer_key) or {}).get("sha256") != manifest.sha256:
-        store.put_model(s3, bucket, manifest, model_dir, pointer_key=pointer_key)
-
-
 class FunctionLauncher:
     """Checks the prerequisites when made (a missing emulator or engine fails before anything starts);
-    ``start`` seeds the bucket and starts the sandboxes."""
+    ``start`` starts the sandboxes against a bucket the caller seeded."""
 
     def __init__(self, spec: FunctionSpec, report: Reporter = SILENT):
         from . import reaper
@@ -69,20 +58,17 @@ class FunctionLauncher:
             reaper.sweep_orphan_containers(self.docker)  # containers an rcyc process killed with -9 left behind
         self._image_id: str | None = None
 
-    def start(self, s3, bucket: str, manifest: Manifest, model_dir: Path, instances: int = 1, warm: bool = False,
+    def start(self, endpoint_url: str, bucket: str, instances: int = 1, warm: bool = False,
               refresh_seconds: float | None = None, pointer_key: str = POINTER_KEY, owner: str | None = None,
-              results_prefix: str | None = None, seed: bool = True) -> Pool:
-        """Seed ``bucket`` (through the client ``s3``) with the model, then start ``instances`` sandboxes
-        reading it (through ``pointer_key``). Every sandbox carries ``owner`` (a new token by default) so
+              results_prefix: str | None = None) -> Pool:
+        """Start ``instances`` sandboxes reading the model that ``pointer_key`` names in ``bucket`` at
+        ``endpoint_url`` (the caller seeded it). Every sandbox carries ``owner`` (a new token by default) so
         that whatever is left of it can be found and stopped (``reaper``). The caller stops the pool."""
         from . import reaper
 
-        if seed:  # (a run on a shared bucket has put its model where it belongs already)
-            self.report.status(f"preparing bucket {bucket}")
-            seed_bucket(s3, bucket, manifest, model_dir, pointer_key)
         self.owner = owner or reaper.new_owner("run")
         env = {**function_environment(bucket, refresh_seconds, results_prefix, pointer_key=pointer_key),
-               "AWS_ENDPOINT_URL_S3": s3.meta.endpoint_url, reaper.OWNER_VARIABLE: self.owner}
+               "AWS_ENDPOINT_URL_S3": endpoint_url, reaper.OWNER_VARIABLE: self.owner}
         factory = self.sandbox_factory(env)
         self.report.status(f"starting {plural(instances, 'Lambda emulator instance')}")
         pool = Pool(factory, instances)

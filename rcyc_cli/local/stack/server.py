@@ -19,8 +19,7 @@ from pathlib import Path
 
 from rcyc_core.errors import RcycError
 
-from ...cloud import aws
-from ...defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
+from ...defaults import POINTER_KEY, STACK_REFRESH_SECONDS
 from ...exit_status import for_error
 from ...model_source import resolve_model
 from ...reporting import Reporter
@@ -56,10 +55,11 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         # The state records the runtime that runs, never "auto": later calls compare against what is.
         config = replace(config, function=config.function.with_runtime(launcher.runtime))
         manifest, model_dir = resolve_model(Path(config.model) if config.model else None)
-        s3 = aws.s3_client(s3_server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
+        say.status(f"preparing bucket {config.bucket}")
+        s3_server.seed_model(config.bucket, manifest, model_dir, POINTER_KEY)
         # No run moves the stack's pointer (a run asking for another model gets instances of its own), so a
         # pointer check per second is plenty: one GET a second at most, not one per request.
-        pool = launcher.start(s3, config.bucket, manifest, model_dir, config.instances, warm=True,
+        pool = launcher.start(s3_server.endpoint_url, config.bucket, config.instances, warm=True,
                               refresh_seconds=STACK_REFRESH_SECONDS, owner=owner)
         if stopping.is_set() or signalled:  # told to stop while the instances warmed up
             return
