@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from ...function_spec import FunctionSpec
 from ...invocation import Invocation, Report, decode_reply, log_tail_lines
 from ..emulator import reaper
 from ..emulator.sandbox import payload
+from . import loopback
 from .ownership import (StackNotAnswering, claim, ensure_state_dir, holder, lock_file, locked,  # noqa: F401 - the
                         read_state, state_dir, state_file)  # client's names for them, as server and tests import them
 from .protocol import STATUS_PATH
@@ -103,12 +103,16 @@ class RemoteStack:
         self.endpoint_url = state["endpoint"]
 
     def status(self, timeout: float = 2.0) -> dict:
-        with urllib.request.urlopen(self.endpoint_url + STATUS_PATH, timeout=timeout) as reply:
-            return json.loads(reply.read())
+        code, body = loopback.request(self.endpoint_url + STATUS_PATH, timeout=timeout)
+        if code != 200:
+            raise loopback.StackAnswerError(f"the stack answered its status with {code}")
+        return json.loads(body)
 
     def invoke(self, event: object, attempts: int = 6) -> Invocation:
         """Invoke through the stack's Lambda Invoke API, with the log tail and rcyc's REPORT header. A 429
         (every instance busy and the wait queue full) is retried with backoff."""
+        import urllib.request  # (here, not for every command: a warm invoke-local posts through loopback)
+
         name = self.state["config"].get("function_name", "function")
         request = urllib.request.Request(
             f"{self.endpoint_url}/2015-03-31/functions/{name}/invocations", data=payload(event), method="POST",
