@@ -85,6 +85,11 @@ def main() -> None:
 
     name_the_emulator()  # each side's cache is fresh: the emulator is named for both
     work = Path(tempfile.mkdtemp(prefix="rcyc-latency-"))
+    # One bytecode cache for every command of the run, both sides and the references (filled in the untimed
+    # first round): an environment that forbids bytecode, or a venv installed without it, would otherwise
+    # time the compiling of click, moto and rcyc at every start (benchmarks/speed.py does the same).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(work / "bytecode")
     sides = [Side("after", None, work)] + ([Side("before", args.before.resolve(), work)] if args.before else [])
     folder = work / "images"
     folder.mkdir()

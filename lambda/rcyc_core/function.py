@@ -27,6 +27,7 @@ from .s3 import NOT_MODIFIED_CODES, client_error_code, make_s3_client, object_re
 class Fetched:
     body: bytes
     version: dict  # {"etag", "version_id"} of the bytes read: what a stored result is for
+    prepared: object = None  # the model input (or the record's error entry, or the batch's failure)
 
 
 @dataclass
@@ -110,11 +111,21 @@ class Function:
         sha256 = classifier.manifest.sha256
 
         def fetch(record):
-            return self._fetch(record, sha256)
+            fetched = self._fetch(record, sha256)
+            if isinstance(fetched, Fetched):
+                # Decoded in the fetching thread, as soon as its bytes are here: the image is ready while
+                # the other records are still on their way (Pillow's decoding lets the other threads run).
+                item = Item(record.index, record.bucket, record.key, fetched.body)
+                try:
+                    fetched.prepared = classifier.prepare(item, self.config.max_pixels)
+                except Exception as exc:  # not an image error: the batch's failure, as the backend's would be
+                    fetched.prepared = exc
+            return fetched
 
         # Fetch in parallel (per-record latency is mostly waiting on S3) with threads kept for the instance's
         # life; a single record is fetched inline, with no thread hand-off at all.
         fetched_all = map(fetch, objects) if len(objects) == 1 else self._fetch_pool().map(fetch, objects)
+        prepared = []
         for record, fetched in zip(objects, fetched_all):
             if isinstance(fetched, RcycError):
                 unfetched.append(error_entry(record.index, record.bucket, record.key, fetched.kind, fetched.message))
@@ -123,10 +134,15 @@ class Function:
                 response["results" if "label" in entry else "errors"].append(entry)
                 reused += 1
             else:
-                items.append(Item(record.index, record.bucket, record.key, fetched.body))
+                item = Item(record.index, record.bucket, record.key, fetched.body)
+                items.append(item)
+                prepared.append((item, fetched.prepared))
                 versions[record.index] = fetched.version
         try:
-            results, errors = classifier.classify(items, self.config.max_pixels)
+            failure = next((p for _item, p in prepared if isinstance(p, Exception)), None)
+            if failure is not None:
+                raise failure
+            results, errors = classifier.classify_prepared(prepared)
         except Exception as exc:  # a backend failure costs this batch, never the instance
             log("inference_failed", error=type(exc).__name__, trace=traceback.format_exc(limit=3))
             results, errors = [], [error_entry(i.record, i.bucket, i.key, "InferenceError", str(exc)[:200]) for i in items]

@@ -35,20 +35,27 @@ class Classifier:
         raw = self.backend.run(batch)
         return backends.scores(self.manifest.layout, raw), raw
 
+    def prepare(self, item: Item, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | dict:
+        """The model input for ``item``, or its error entry when the bytes are no usable image (any other
+        failure raises: it is the batch's, not the record's)."""
+        try:
+            return preprocess(item.data, self.manifest.input, max_pixels)
+        except ImageError as exc:
+            return error_entry(item.record, item.bucket, item.key, exc.kind, exc.message)
+
     def classify(self, items: Sequence[Item], max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[dict], list[dict]]:
         """(results, errors) for these items; an image that fails never costs the others their result."""
-        arrays, good, errors = [], [], []
-        for item in items:
-            try:
-                arrays.append(preprocess(item.data, self.manifest.input, max_pixels))
-                good.append(item)
-            except ImageError as exc:
-                errors.append(error_entry(item.record, item.bucket, item.key, exc.kind, exc.message))
+        return self.classify_prepared([(item, self.prepare(item, max_pixels)) for item in items])
+
+    def classify_prepared(self, prepared: Sequence[tuple[Item, np.ndarray | dict]]) -> tuple[list[dict], list[dict]]:
+        """(results, errors) for items ``prepare`` has made inputs (or error entries) of."""
+        good = [(item, array) for item, array in prepared if not isinstance(array, dict)]
+        errors = [array for _item, array in prepared if isinstance(array, dict)]
         results = []
         if good:
             # One batch for every record: one backend call per member network instead of one per image.
-            scores, raw = self.run(np.stack(arrays))
-            for row, item in enumerate(good):
+            scores, raw = self.run(np.stack([array for _item, array in good]))
+            for row, (item, _array) in enumerate(good):
                 member_rows = [out[row] for out in raw]
                 results.append(result_entry(item.record, item.bucket, item.key, scores[row], member_rows))
         return results, errors

@@ -17,7 +17,8 @@ from rcyc_cli.local.stack import client as stack
 from tests.conftest import IMAGES
 
 pytestmark = pytest.mark.e2e
-HEAVY = ("numpy", "PIL", "boto3", "botocore", "moto", "tensorflow")
+# http.client (with the email parser and ssl it imports): the warm path posts through a plain socket (stack/loopback)
+HEAVY = ("numpy", "PIL", "boto3", "botocore", "moto", "tensorflow", "http.client")
 PROBE = (
     "import json, sys\n"
     "from rcyc_cli.main import cli\n"

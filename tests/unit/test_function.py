@@ -226,3 +226,27 @@ def test_a_malformed_manifest_is_a_model_error(members):
     data["members"] = members
     with pytest.raises(ModelError):
         Manifest.from_dict(data)
+
+
+@pytest.mark.parametrize("where", ["prepare", "run"])
+def test_a_failure_that_is_no_image_error_costs_the_batch_not_the_instance(s3, tmp_path, monkeypatch, where):
+    """Decoding happens in the fetching threads, inference after: a failure in either (not an image's
+    fault) makes every record of the batch an InferenceError, and the next event is answered."""
+    from rcyc_core.inference import Classifier
+
+    put_model(s3)
+    keys = [f"images/{n}.jpg" for n in range(3)]
+    for key in keys:
+        put(s3, key, IMAGES / "boxes" / "boxes_0.jpg")
+    function = make_function(s3, tmp_path)
+    original = getattr(Classifier, where)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the backend is gone")
+
+    monkeypatch.setattr(Classifier, where, broken)
+    response = function.handle(events.make_event(BUCKET, keys))
+    assert response["results"] == []
+    assert [(e["record"], e["error"]) for e in response["errors"]] == [(0, "InferenceError"), (1, "InferenceError"), (2, "InferenceError")]
+    monkeypatch.setattr(Classifier, where, original)
+    assert [r["label"] for r in function.handle(events.make_event(BUCKET, keys))["results"]] == ["boxes"] * 3

@@ -17,7 +17,9 @@ POLL_SECONDS = 0.05  # how often the serving loop looks for a stop: werkzeug's 0
 class EmbeddedS3:
     """moto's S3 server on a free 127.0.0.1 port, in a thread of this process."""
 
-    def __init__(self):
+    def __init__(self, listener=None):
+        """``listener``: a socket already bound and listening to serve on (its address can be handed out
+        before moto is loaded; requests wait in its queue until ``start``); by default a free port."""
         import logging
 
         from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
@@ -29,8 +31,8 @@ class EmbeddedS3:
 
         app = fast_listing(create_backend_app("s3"), self._backend)  # listings without moto's serializer
         _stop_tracking_instances()
-        self._server = make_server("127.0.0.1", 0, app, threaded=True,
-                                   request_handler=MotoRequestHandler)
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler,
+                                   fd=listener.fileno() if listener is not None else None)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
         self._thread: threading.Thread | None = None

@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from rcyc_core.errors import EventError, FunctionError, PrerequisiteError
@@ -117,6 +115,9 @@ class Sandbox:
 
     def invoke(self, event: object) -> Invocation:
         """Post one event to the emulator; raise FunctionError if the function failed."""
+        import urllib.error  # (here: a client of the warm stack imports this module and never invokes)
+        import urllib.request
+
         body = payload(event)
         request = urllib.request.Request(self.endpoint_url + INVOKE_PATH, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})

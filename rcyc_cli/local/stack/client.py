@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from ...function_spec import FunctionSpec
 from ...invocation import Invocation, Report, decode_reply, log_tail_lines
 from ..emulator import reaper
 from ..emulator.sandbox import payload
+from . import loopback
 from .ownership import (StackNotAnswering, claim, ensure_state_dir, holder, lock_file, locked,  # noqa: F401 - the
                         read_state, state_dir, state_file)  # client's names for them, as server and tests import them
 from .protocol import STATUS_PATH
@@ -103,12 +103,16 @@ class RemoteStack:
         self.endpoint_url = state.endpoint
 
     def status(self, timeout: float = 2.0) -> dict:
-        with urllib.request.urlopen(self.endpoint_url + STATUS_PATH, timeout=timeout) as reply:
-            return json.loads(reply.read())
+        code, body = loopback.request(self.endpoint_url + STATUS_PATH, timeout=timeout)
+        if code != 200:
+            raise loopback.StackAnswerError(f"the stack answered its status with {code}")
+        return json.loads(body)
 
     def invoke(self, event: object, attempts: int = 6) -> Invocation:
         """Invoke through the stack's Lambda Invoke API, with the log tail and rcyc's REPORT header. A 429
         (every instance busy and the wait queue full) is retried with backoff."""
+        import urllib.request  # (here, not for every command: a warm invoke-local posts through loopback)
+
         name = self.state.config.function_name
         request = urllib.request.Request(
             f"{self.endpoint_url}/2015-03-31/functions/{name}/invocations", data=payload(event), method="POST",
@@ -258,7 +262,7 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
     log_path = directory / "stack.log"
     owner = reaper.new_owner("stack")
     # The stack carries its own owner token, so that it too is proven ours before any signal (down, clean).
-    env = {**os.environ, reaper.OWNER_VARIABLE: owner}
+    env = {**_compiled_once(os.environ), reaper.OWNER_VARIABLE: owner}
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.local.stack.server", json.dumps(config.to_json()), owner],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -274,7 +278,7 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
                 with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
                     stack.status()
                     return stack
-            time.sleep(0.1)
+            time.sleep(0.02)  # a state file is a small read: looking often costs nothing, waiting 0.1 s did
         raise PrerequisiteError("the local stack did not become ready in time", hint=f"Its log: {log_path}")
     except BaseException:  # not ready, an error, Ctrl-C or SIGTERM: the half-started stack stops everything it started
         if process.poll() is None:
@@ -287,6 +291,19 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
         reaper.stop_owned(owner)  # even what it started before it could write its state
         clean_stale(None)  # its state file, if it wrote one (it holds the lock no more)
         raise
+
+
+def _compiled_once(environ) -> dict[str, str]:
+    """The stack's environment, its Python code compiled once rather than at every start: where the caller
+    forbids writing bytecode beside the sources (PYTHONDONTWRITEBYTECODE), the stack keeps it in rcyc's
+    cache instead (PYTHONPYCACHEPREFIX), so moto, werkzeug and rcyc are not compiled again (~1 s each start)."""
+    env = dict(environ)
+    if env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):
+        from ...paths import cache_dir
+
+        del env["PYTHONDONTWRITEBYTECODE"]
+        env["PYTHONPYCACHEPREFIX"] = str(cache_dir() / "bytecode")
+    return env
 
 
 def _start_failure(status: int, log_path: Path) -> RcycError:

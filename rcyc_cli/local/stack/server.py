@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from ...model_source import resolve_model
 from ...reporting import Reporter
 from ..emulator import reaper
 from ..emulator.launcher import FunctionLauncher
+from ..emulator.pool import Pool
 from ..emulator.s3 import EmbeddedS3
 from ..session import RUNS_PREFIX, Upload, image_key, invoke_images
 from .admission import Admission, EventQueue, FaultSwitch, RunAdmission
@@ -50,17 +52,11 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
     pool = server = events = s3_server = None
     try:
         identity = claim(owner)  # noqa: F841 - held (open) for this process's life: the stack's identity
-        s3_server = EmbeddedS3().start()
         launcher = FunctionLauncher(config.function, say)
         # The state records the runtime that runs, never "auto": later calls compare against what is.
         config = replace(config, function=config.function.with_runtime(launcher.runtime))
         manifest, model_dir = resolve_model(Path(config.model) if config.model else None)
-        say.status(f"preparing bucket {config.bucket}")
-        s3_server.seed_model(config.bucket, manifest, model_dir, POINTER_KEY)
-        # No run moves the stack's pointer (a run asking for another model gets instances of its own), so a
-        # pointer check per second is plenty: one GET a second at most, not one per request.
-        pool = launcher.start(s3_server.endpoint_url, config.bucket, config.instances, warm=True,
-                              refresh_seconds=STACK_REFRESH_SECONDS, owner=owner)
+        s3_server, pool = _start_together(launcher, config, manifest, model_dir, owner, say)
         if stopping.is_set() or signalled:  # told to stop while the instances warmed up
             return
         server, events = _invoke_server(pool, s3_server.endpoint_url, config,
@@ -108,6 +104,52 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         except (OSError, ValueError):
             pass
 
+
+
+def _start_together(launcher: FunctionLauncher, config: StackConfig, manifest, model_dir: Path, owner: str,
+                    say: Reporter) -> tuple[EmbeddedS3, Pool]:
+    """The embedded S3 and the instances, started at once rather than one after the other (moto's import and
+    an instance's start each take a few hundred ms). S3's socket is bound and listening first, so the
+    instances get its address at once; their first reads (the warm-up loads the model) wait in the socket's
+    queue until S3 serves, which it does only once the model is in its store. Whatever fails, both sides are
+    stopped and the first failure (S3's, else the instances') is raised."""
+    from ...cloud.buckets import validate_bucket_name
+
+    validate_bucket_name(config.bucket)  # a bad name fails now, not after the instances waited on S3 for it
+    listener = socket.create_server(("127.0.0.1", 0))
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    started: dict = {}
+
+    def start_s3() -> None:
+        try:
+            started["s3"] = EmbeddedS3(listener)
+            say.status(f"preparing bucket {config.bucket}")
+            started["s3"].seed_model(config.bucket, manifest, model_dir, POINTER_KEY)
+            started["s3"].start()
+        except BaseException as exc:  # raised in the main thread, below
+            started["error"] = exc
+
+    thread = threading.Thread(target=start_s3, name="embedded-s3-start", daemon=True)
+    thread.start()
+    pool = None
+    try:
+        # No run moves the stack's pointer (a run asking for another model gets instances of its own), so a
+        # pointer check per second is plenty: one GET a second at most, not one per request.
+        pool = launcher.start(endpoint, config.bucket, config.instances, warm=True,
+                              refresh_seconds=STACK_REFRESH_SECONDS, owner=owner)
+    finally:
+        thread.join()
+        if pool is None or "error" in started:
+            if pool is not None:
+                pool.stop()
+            if "s3" in started:
+                started["s3"].stop()
+        # S3 serves on a copy of its own. Closed only now, after the instances stopped if S3 failed: the port
+        # stays ours while any instance could still send a request to it.
+        listener.close()
+    if "error" in started:
+        raise started["error"]
+    return started["s3"], pool
 
 
 def _stop_when_idle(api: Api, idle_seconds: float, stopping: threading.Event) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from ...invocation import Invocation, Report
 from ...reporting import SILENT, Reporter
 from ..session import Upload, image_key
 from . import client as stack_module
+from . import loopback
 from .client import RemoteStack, StackConfig, StackState
 from .protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
 
@@ -55,16 +54,13 @@ def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency
     timeout = running.state.config.function.timeout
     events = 1 if event is not None else -(-len(uploads) // max(1, min(batch_size, len(uploads) or 1)))
     rounds = -(-events // max(1, concurrency))
-    request = urllib.request.Request(running.endpoint_url + RUNS_PATH, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
     try:
-        answer = _post_run(request, rounds * (timeout + 15) + 60)
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")[:300]
-        raise FunctionError(f"the local stack refused the run ({exc.code}): {detail}", kind="EmulatorError",
+        answer = _post_run(running.endpoint_url + RUNS_PATH, body, rounds * (timeout + 15) + 60)
+    except _Refused as exc:
+        raise FunctionError(f"the local stack refused the run ({exc.code}): {exc.detail}", kind="EmulatorError",
                             hint="rcyc local status; rcyc local down, or --no-stack") from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
-        raise FunctionError(f"the local stack did not answer: {getattr(exc, 'reason', exc)}", kind="EmulatorError",
+    except (OSError, ValueError) as exc:  # refused, reset, silent, or no HTTP / no JSON
+        raise FunctionError(f"the local stack did not answer: {exc}", kind="EmulatorError",
                             hint="rcyc local status; rcyc local down && rcyc local up, or --no-stack") from None
     if "error" in answer:
         error = answer["error"]
@@ -77,18 +73,22 @@ def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency
     return answer
 
 
-def _post_run(request: urllib.request.Request, timeout: float, patience: float = 300.0) -> dict:
+class _Refused(Exception):
+    def __init__(self, code: int, detail: str):
+        super().__init__(code, detail)
+        self.code, self.detail = code, detail
+
+
+def _post_run(url: str, body: bytes, timeout: float, patience: float = 300.0) -> dict:
     """The stack's answer to a run. A 429 (it holds as many runs or bytes as it takes) is waited out with
     backoff, for up to ``patience`` seconds: the runs in it end, then this one is admitted."""
     deadline, pause = time.monotonic() + patience, 0.1
     while True:
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as reply:
-                return json.loads(reply.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code != 429 or time.monotonic() + pause > deadline:
-                raise
-            exc.close()
+        status, answer = loopback.request(url, body, timeout)
+        if 200 <= status < 300:
+            return json.loads(answer)
+        if status != 429 or time.monotonic() + pause > deadline:
+            raise _Refused(status, answer.decode("utf-8", "replace")[:300])
         time.sleep(pause)
         pause = min(pause * 2, 5.0)
 
