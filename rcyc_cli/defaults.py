@@ -3,7 +3,8 @@ the function's environment all read them from here."""
 
 from __future__ import annotations
 
-from rcyc_core.config import DEFAULT_POINTER_KEY
+# The function defines these; the CLI names them from here like every other default.
+from rcyc_core.config import DEFAULT_EVENT_REGION, DEFAULT_POINTER_KEY, DEFAULT_REFRESH_SECONDS  # noqa: F401
 
 # Where models and images live
 DEFAULT_BUCKET = "recycle-able-image"
@@ -17,14 +18,12 @@ DEFAULT_FUNCTION = "rcyc-function"
 DEFAULT_REPOSITORY = "rcyc-function"
 DEFAULT_TIMEOUT = 180  # seconds (the original hand-made function: 3 minutes)
 DEFAULT_MEMORY = 1024  # MB
-DEFAULT_REFRESH_SECONDS = 30  # how often a warm instance re-checks the pointer
 DEFAULT_FLAVOR = "slim"  # slim: LiteRT runs the .tflite files; keras: TensorFlow runs the .h5 files
 FLAVORS = ("slim", "keras")
 DEFAULT_BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
 ARCHITECTURES = {"linux/amd64": "x86_64", "linux/arm64": "arm64"}  # --platform -> Lambda's architecture
 DEFAULT_ARCHITECTURE = "x86_64"  # Lambda's, when a function's configuration names none
 DEFAULT_SQS_BATCH_SIZE = 10  # deploy --trigger --via sqs: messages per invocation
-DEFAULT_EVENT_REGION = "us-east-1"  # the region `rcyc event` names (rcyc_core.events.build's default too)
 
 # Local runs
 LOCAL_REGION = "us-east-1"

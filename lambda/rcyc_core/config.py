@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_POINTER_KEY = "models/current.json"
+DEFAULT_REFRESH_SECONDS = 30  # how often a warm instance re-checks the pointer
+DEFAULT_EVENT_REGION = "us-east-1"  # the region an event names when none is given (rcyc_core.events)
 DEFAULT_MAX_PIXELS = 40_000_000  # an image with more pixels is refused before it is decoded
 
 
@@ -16,7 +18,7 @@ class Config:
 
     model_bucket: str | None = None
     pointer_key: str = DEFAULT_POINTER_KEY
-    refresh_seconds: float = 30.0
+    refresh_seconds: float = DEFAULT_REFRESH_SECONDS
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = 50 * 1024 * 1024
     backend: str = "litert"

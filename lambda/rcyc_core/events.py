@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote_plus, unquote_plus
 
+from .config import DEFAULT_EVENT_REGION
 from .errors import EventError, InputError
 
 MAX_KEY_BYTES = 1024  # S3's own limit on object key length
@@ -239,7 +240,7 @@ ACCOUNT = "123456789012"
 
 
 def make(shape: str, bucket: str, keys: list[str] = (), removed: list[str] = (), message_ids: list[str] = (),
-         region: str = "us-east-1", etags: dict[str, str] | None = None, test_event: bool = False) -> dict:
+         region: str = DEFAULT_EVENT_REGION, etags: dict[str, str] | None = None, test_event: bool = False) -> dict:
     """An event of ``shape`` (SHAPES) for objects created at ``keys`` and deleted at ``removed``, as AWS
     delivers it. sqs and sns-sqs: one message per object (as S3 sends them), ids from ``message_ids`` or
     derived from bucket/key (so the same call makes the same event: a repeat delivery); sqs, sns-sqs and

@@ -3,6 +3,8 @@ current price list for your region: https://aws.amazon.com/lambda/pricing/)."""
 
 from __future__ import annotations
 
+from ..defaults import DEFAULT_ARCHITECTURE
+
 PRICE_PER_GB_SECOND = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
 PRICE_PER_REQUEST = 0.20 / 1_000_000
 # S3 Standard requests (us-east-1): PUT/COPY/POST/LIST, and GET. Per image a backfill makes one PUT (its
@@ -25,12 +27,12 @@ def gb_seconds(billed_ms: float, memory_mb: int) -> float:
     return billed_ms / 1000 * memory_mb / 1024
 
 
-def cost(billed_ms: float, invocations: int, memory_mb: int, architecture: str = "x86_64") -> float:
-    return gb_seconds(billed_ms, memory_mb) * PRICE_PER_GB_SECOND.get(architecture, PRICE_PER_GB_SECOND["x86_64"]) \
+def cost(billed_ms: float, invocations: int, memory_mb: int, architecture: str = DEFAULT_ARCHITECTURE) -> float:
+    return gb_seconds(billed_ms, memory_mb) * PRICE_PER_GB_SECOND.get(architecture, PRICE_PER_GB_SECOND[DEFAULT_ARCHITECTURE]) \
         + invocations * PRICE_PER_REQUEST
 
 
-def estimate(images: int, batch_size: int, concurrency: int, memory_mb: int, architecture: str = "x86_64",
+def estimate(images: int, batch_size: int, concurrency: int, memory_mb: int, architecture: str = DEFAULT_ARCHITECTURE,
              ms_per_image: float = ESTIMATED_MS_PER_IMAGE) -> dict:
     """Invocations, billed time (cold starts included), Lambda's and S3's request costs and wall time for
     ``images`` images, from the per-image figure."""

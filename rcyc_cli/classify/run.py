@@ -18,7 +18,7 @@ from rcyc_core.errors import AwsError, FunctionError, InputError, RcycError
 from rcyc_core.labels import LABELS
 
 from ..cloud.buckets import parse_s3_uri
-from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
+from ..defaults import DEFAULT_BATCH_SIZE, DEFAULT_CLASSIFY_CONCURRENCY, DEFAULT_FUNCTION, DEFAULT_RESULTS_PREFIX
 from ..files import check_text, shown
 from ..outputs import atomic_file, check_output_file
 from ..reporting import SILENT, Reporter
@@ -38,7 +38,7 @@ class ClassifyOptions:
     local: bool = False
     endpoint_url: str | None = None  # --local: the S3 the local function reads (default: the stack's own)
     function: str = DEFAULT_FUNCTION
-    concurrency: int = 32
+    concurrency: int = DEFAULT_CLASSIFY_CONCURRENCY
     batch_size: int = DEFAULT_BATCH_SIZE
     results_prefix: str = DEFAULT_RESULTS_PREFIX
     output: Path | None = None

@@ -14,6 +14,7 @@ from typing import Callable
 from rcyc_core.errors import FunctionError
 
 from ..cloud.aws import translate
+from ..defaults import DEFAULT_ARCHITECTURE
 from ..invocation import Report, decode_reply, log_tail_lines, parse_report
 
 # Whole-invocation failures worth another try: throttling left after boto3's own retries, Lambda's or the
@@ -107,7 +108,7 @@ def aws_target(function: str, region: str | None, concurrency: int) -> tuple[Tar
             reserved = None
     env = (config.get("Environment") or {}).get("Variables", {})
     target = Target("aws", lam, function, f"aws ({aws.region})", config.get("MemorySize", 128),
-                    (config.get("Architectures") or ["x86_64"])[0], config.get("Timeout", 900), reserved,
+                    (config.get("Architectures") or [DEFAULT_ARCHITECTURE])[0], config.get("Timeout", 900), reserved,
                     env.get("RCYC_MODEL_BUCKET"))
     return target, aws.client("s3")
 

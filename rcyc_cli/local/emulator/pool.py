@@ -18,6 +18,7 @@ from rcyc_core import events
 from rcyc_core.errors import FunctionError
 from rcyc_core.results import error_entry
 
+from ...defaults import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from ...invocation import Invocation
 from .sandbox import Sandbox
 
@@ -128,8 +129,8 @@ class BatchRun:
         return done / self.seconds if self.seconds else 0.0
 
 
-def run_keys(invoke: Callable[[dict], Invocation], bucket: str, keys: list[str], batch_size: int = 16,
-             concurrency: int = 1, on_done: Callable[[int], None] = lambda n: None) -> BatchRun:
+def run_keys(invoke: Callable[[dict], Invocation], bucket: str, keys: list[str], batch_size: int = DEFAULT_BATCH_SIZE,
+             concurrency: int = DEFAULT_CONCURRENCY, on_done: Callable[[int], None] = lambda n: None) -> BatchRun:
     """Classify ``keys`` as events of up to ``batch_size`` records, ``concurrency`` events at a time.
 
     The merged response keeps the result contract: every key once, ``record`` = its index in ``keys``.
