@@ -50,6 +50,11 @@ def session_cache_home(tmp_path_factory):
     patch.setenv("RCYC_KEEP_WARM", "0")
     if emulator:
         patch.setenv("RCYC_RIE", emulator)
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+        # Where the environment forbids bytecode beside the sources, each stack a test starts would compile
+        # moto, werkzeug and rcyc into its fresh cache (~1 s): the session's processes share one cache of it.
+        patch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("bytecode")))
+        patch.delenv("PYTHONDONTWRITEBYTECODE")
     yield cache
     patch.undo()
 
