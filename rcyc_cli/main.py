@@ -34,7 +34,13 @@ class RcycGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            return self._failures_told(ctx)
+        except KeyboardInterrupt as exc:
+            self._interrupted(ctx, exc)
+
+    def _failures_told(self, ctx: click.Context):
+        try:
+            return self._stop_wins(ctx)
         except click.UsageError as exc:
             # A bad option value or an unknown option: the same one error: line and hint: line as any
             # other expected failure, with click's exit status 2.
@@ -51,14 +57,26 @@ class RcycGroup(click.Group):
             self._machine_refused(ctx, exc)
         except Exception as exc:
             self._unexpected(ctx, exc)
-        except KeyboardInterrupt as exc:
-            from .render import console
 
-            if isinstance(exc, Terminated):
-                console.error(f"stopped by {exc.name}; everything rcyc started has been stopped")
-                ctx.exit(128 + exc.signum)
-            console.error("interrupted; everything rcyc started has been stopped")
-            ctx.exit(ExitStatus.INTERRUPTED)
+    def _stop_wins(self, ctx: click.Context):
+        """The command; a failure raised while Ctrl-C (or SIGTERM/SIGHUP) unwound is that stop again."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            interrupt = _interrupt_behind(exc)
+            if interrupt is None:
+                raise
+            raise interrupt from None
+
+    @staticmethod
+    def _interrupted(ctx: click.Context, exc: KeyboardInterrupt):
+        from .render import console
+
+        if isinstance(exc, Terminated):
+            console.error(f"stopped by {exc.name}; everything rcyc started has been stopped")
+            ctx.exit(128 + exc.signum)
+        console.error("interrupted; everything rcyc started has been stopped")
+        ctx.exit(ExitStatus.INTERRUPTED)
 
     @staticmethod
     def _fail(ctx: click.Context, exc: RcycError):
@@ -91,6 +109,20 @@ class RcycGroup(click.Group):
             ctx.exit(ExitStatus.BAD_INPUT)
         console.error(f"{exc.strerror or exc}{where}", "Free some space, or fix the permissions of that place.")
         ctx.exit(ExitStatus.MISSING_PREREQ)
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM/SIGHUP) during whose unwinding ``exc`` was raised: a signal can land inside
+    any library call, and a clean-up (a progress display stopped half-started, a socket closed twice) may
+    then fail in its own way. The user asked to stop: that is what is told, with its status, not a
+    traceback. click's own exit (a status chosen on purpose) is not such a failure."""
+    seen = set()
+    while exc is not None and id(exc) not in seen and not isinstance(exc, click.exceptions.Exit):
+        seen.add(id(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        exc = exc.__context__
+    return None
 
 
 class Terminated(KeyboardInterrupt):
