@@ -134,17 +134,29 @@ class Terminated(KeyboardInterrupt):
         self.signum, self.name = signum, signal.Signals(signum).name
 
 
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STILL_STOPPING = b"rcyc: still stopping what it started (kill -9 abandons it, and leaves it behind)\n"
+
+
 def stop_like_ctrl_c() -> None:
-    """SIGTERM and SIGHUP raise ``Terminated`` in the main thread. Once raised, further SIGTERM/SIGHUP are
-    ignored so that the clean-up they asked for is not cut short by a second one."""
+    """SIGINT (Ctrl-C) raises KeyboardInterrupt, SIGTERM and SIGHUP raise ``Terminated``, in the main thread.
+    Once one has, every further one only says that the clean-up is under way: a second Ctrl-C (people press
+    it twice) or a SIGTERM after it no longer cuts short the clean-up the first asked for (instances
+    stopped, a shared bucket's run prefix removed). A signal ignored when rcyc starts (nohup) stays ignored."""
+
+    def stopping(signum, frame):
+        with contextlib.suppress(OSError):
+            os.write(2, STILL_STOPPING)
 
     def handler(signum, frame):
-        for other in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(other, signal.SIG_IGN)
-        raise Terminated(signum)
+        for other in STOPS:
+            if signal.getsignal(other) is handler:
+                signal.signal(other, stopping)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) is signal.SIG_DFL:  # nohup (SIG_IGN) is respected
+    for signum in STOPS:
+        current = signal.getsignal(signum)
+        if current is signal.SIG_DFL or (signum == signal.SIGINT and current is signal.default_int_handler):
             signal.signal(signum, handler)
 
 
@@ -258,7 +270,15 @@ plain_text_everywhere(cli)
 
 def main() -> None:
     stop_like_ctrl_c()
-    cli(prog_name="rcyc")
+    try:
+        cli(prog_name="rcyc")
+    finally:
+        # Once stopped, a further signal while the interpreter exits is ignored for good: Python's own exit
+        # puts its handlers back to the default, and a late second Ctrl-C would end rcyc by SIGINT instead of
+        # with the stop's status (an ignored signal is left ignored).
+        for signum in STOPS:
+            if getattr(signal.getsignal(signum), "__name__", "") == "stopping":
+                signal.signal(signum, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
