@@ -42,4 +42,19 @@ class FunctionSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> FunctionSpec:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if data.get(f.name) is not None})
+        """The spec a stack wrote (its state file, its command line); ValueError when a field has the wrong type."""
+        given = {f.name: data[f.name] for f in fields(cls) if data.get(f.name) is not None}
+        checked(given, {"flavor": str, "base_image": str, "ca_bundle": str, "memory": int, "timeout": int,
+                        "runtime": str, "architecture": str, "rie": str})
+        return cls(**given)
+
+
+def checked(data: dict, kinds: dict[str, type | tuple[type, ...]]) -> dict:
+    """``data`` when each of its fields named in ``kinds`` is None or of that kind (a bool is no number);
+    ValueError naming the first that is not. A JSON file rcyc wrote can still be edited or damaged: its
+    readers get the types they were promised, or a refusal, never an AttributeError deep inside."""
+    for name, kind in kinds.items():
+        value = data.get(name)
+        if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+            raise ValueError(f"{name} is {type(value).__name__}, not {getattr(kind, '__name__', kind)}")
+    return data

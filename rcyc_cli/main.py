@@ -34,7 +34,13 @@ class RcycGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            return self._failures_told(ctx)
+        except KeyboardInterrupt as exc:
+            self._interrupted(ctx, exc)
+
+    def _failures_told(self, ctx: click.Context):
+        try:
+            return self._stop_wins(ctx)
         except click.UsageError as exc:
             # A bad option value or an unknown option: the same one error: line and hint: line as any
             # other expected failure, with click's exit status 2.
@@ -51,14 +57,26 @@ class RcycGroup(click.Group):
             self._machine_refused(ctx, exc)
         except Exception as exc:
             self._unexpected(ctx, exc)
-        except KeyboardInterrupt as exc:
-            from .render import console
 
-            if isinstance(exc, Terminated):
-                console.error(f"stopped by {exc.name}; everything rcyc started has been stopped")
-                ctx.exit(128 + exc.signum)
-            console.error("interrupted; everything rcyc started has been stopped")
-            ctx.exit(ExitStatus.INTERRUPTED)
+    def _stop_wins(self, ctx: click.Context):
+        """The command; a failure raised while Ctrl-C (or SIGTERM/SIGHUP) unwound is that stop again."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            interrupt = _interrupt_behind(exc)
+            if interrupt is None:
+                raise
+            raise interrupt from None
+
+    @staticmethod
+    def _interrupted(ctx: click.Context, exc: KeyboardInterrupt):
+        from .render import console
+
+        if isinstance(exc, Terminated):
+            console.error(f"stopped by {exc.name}; everything rcyc started has been stopped")
+            ctx.exit(128 + exc.signum)
+        console.error("interrupted; everything rcyc started has been stopped")
+        ctx.exit(ExitStatus.INTERRUPTED)
 
     @staticmethod
     def _fail(ctx: click.Context, exc: RcycError):
@@ -93,6 +111,20 @@ class RcycGroup(click.Group):
         ctx.exit(ExitStatus.MISSING_PREREQ)
 
 
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM/SIGHUP) during whose unwinding ``exc`` was raised: a signal can land inside
+    any library call, and a clean-up (a progress display stopped half-started, a socket closed twice) may
+    then fail in its own way. The user asked to stop: that is what is told, with its status, not a
+    traceback. click's own exit (a status chosen on purpose) is not such a failure."""
+    seen = set()
+    while exc is not None and id(exc) not in seen and not isinstance(exc, click.exceptions.Exit):
+        seen.add(id(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        exc = exc.__context__
+    return None
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP: unwinds exactly as Ctrl-C does (every ``finally`` and ExitStack stops what it
     started), then exits 128 + the signal's number."""
@@ -102,17 +134,29 @@ class Terminated(KeyboardInterrupt):
         self.signum, self.name = signum, signal.Signals(signum).name
 
 
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STILL_STOPPING = b"rcyc: still stopping what it started (kill -9 abandons it, and leaves it behind)\n"
+
+
 def stop_like_ctrl_c() -> None:
-    """SIGTERM and SIGHUP raise ``Terminated`` in the main thread. Once raised, further SIGTERM/SIGHUP are
-    ignored so that the clean-up they asked for is not cut short by a second one."""
+    """SIGINT (Ctrl-C) raises KeyboardInterrupt, SIGTERM and SIGHUP raise ``Terminated``, in the main thread.
+    Once one has, every further one only says that the clean-up is under way: a second Ctrl-C (people press
+    it twice) or a SIGTERM after it no longer cuts short the clean-up the first asked for (instances
+    stopped, a shared bucket's run prefix removed). A signal ignored when rcyc starts (nohup) stays ignored."""
+
+    def stopping(signum, frame):
+        with contextlib.suppress(OSError):
+            os.write(2, STILL_STOPPING)
 
     def handler(signum, frame):
-        for other in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(other, signal.SIG_IGN)
-        raise Terminated(signum)
+        for other in STOPS:
+            if signal.getsignal(other) is handler:
+                signal.signal(other, stopping)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) is signal.SIG_DFL:  # nohup (SIG_IGN) is respected
+    for signum in STOPS:
+        current = signal.getsignal(signum)
+        if current is signal.SIG_DFL or (signum == signal.SIGINT and current is signal.default_int_handler):
             signal.signal(signum, handler)
 
 
@@ -226,7 +270,15 @@ plain_text_everywhere(cli)
 
 def main() -> None:
     stop_like_ctrl_c()
-    cli(prog_name="rcyc")
+    try:
+        cli(prog_name="rcyc")
+    finally:
+        # Once stopped, a further signal while the interpreter exits is ignored for good: Python's own exit
+        # puts its handlers back to the default, and a late second Ctrl-C would end rcyc by SIGINT instead of
+        # with the stop's status (an ignored signal is left ignored).
+        for signum in STOPS:
+            if getattr(signal.getsignal(signum), "__name__", "") == "stopping":
+                signal.signal(signum, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

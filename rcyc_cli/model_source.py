@@ -7,7 +7,7 @@ from typing import Callable
 
 from rcyc_core.manifest import MANIFEST_NAME, Manifest
 
-from .paths import DEFAULT_MODEL, FIXTURES, cache_dir
+from .paths import DEFAULT_MODEL, FIXTURES, cache_dir, try_write
 
 
 def parity_samples() -> list[bytes]:
@@ -32,14 +32,11 @@ def resolve_model(path: Path | None, status: Callable[[str], None] = lambda mess
 
 def writable_cache(directory: Path) -> Path:
     """``directory`` created and writable, or a clear error (never a traceback from deep inside)."""
-    import tempfile
-
     from rcyc_core.errors import PrerequisiteError
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-"):
-            pass
+        try_write(directory)
     except OSError as exc:
         raise PrerequisiteError(f"the rcyc cache {directory} is not writable: {exc.strerror or exc}", kind="CacheUnwritable",
                                 hint="Point RCYC_CACHE_HOME at a writable folder.") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -28,3 +29,25 @@ def require_checkout() -> None:
 def cache_dir() -> Path:
     base = os.environ.get("RCYC_CACHE_HOME") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "rcyc"
+
+
+def try_write(directory: Path) -> None:
+    """Raise OSError unless a file can be made in ``directory`` (also as root: a read-only mount refuses).
+    The probe has no name (O_TMPFILE) where the file system allows, so a stop at any instant leaves nothing
+    behind; elsewhere a named one is removed whatever happens."""
+    flags = getattr(os, "O_TMPFILE", 0)
+    if flags:
+        try:
+            os.close(os.open(directory, flags | os.O_WRONLY, 0o600))
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
+                raise
+    probe = directory / f".write-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    finally:
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass

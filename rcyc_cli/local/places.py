@@ -63,6 +63,7 @@ class SharedPlace:
             pointer = f"{self.prefix}current.json"  # another run's model never answers here
             store.put_model(self.s3, self.bucket, manifest, model_dir, pointer_key=pointer, root=self.prefix)
             return manifest, pointer
+        self.require_bucket()
         current = store.read_pointer(self.s3, self.bucket)
         if current is None:
             raise ModelError(f"s3://{self.bucket} at {self.endpoint_url} has no current model ({POINTER_KEY})",
@@ -79,6 +80,18 @@ class SharedPlace:
         from .session import put_images
 
         return put_images(self.s3, self.bucket, self.prefix, uploads)
+
+    def require_bucket(self) -> None:
+        """The bucket is there: "no current model" would send the user after the wrong thing."""
+        from rcyc_core.errors import AwsError
+        from rcyc_core.s3 import NOT_FOUND_CODES
+
+        from ..cloud import aws
+
+        if aws.get_or_none(f"reach s3://{self.bucket} at {self.endpoint_url}", self.s3.head_bucket, NOT_FOUND_CODES,
+                           Bucket=self.bucket) is None:
+            raise AwsError(f"there is no bucket {self.bucket} at {self.endpoint_url}", kind="NoSuchBucket",
+                           hint="Check --bucket and --s3-endpoint-url; or give --model PATH, which creates it (private).")
 
     def close(self) -> None:
         from .session import remove_prefix

@@ -55,8 +55,8 @@ def read_uploads(paths: list[Path]) -> list[Upload]:
 
 def load_event(path: Path) -> dict:
     """The event file, refused before anything starts if Lambda would refuse it: more than the 6 MB a
-    synchronous invoke carries, not UTF-8, not strict JSON (NaN, Infinity), nested too deep, or no shape the
-    function reads (docs/events.md)."""
+    synchronous invoke carries, not UTF-8, not strict JSON (NaN, Infinity), nested too deep, no shape the
+    function reads (docs/events.md), or no record at all."""
     data = read_regular(path, LAMBDA_MAX_PAYLOAD, what="event")
     try:
         text = data.decode("utf-8")
@@ -68,7 +68,9 @@ def load_event(path: Path) -> dict:
         raise EventError(f"the event {path} is nested too deep") from None
     except ValueError as exc:
         raise EventError(f"the event {path} is not JSON: {exc}") from None
-    events.parse(event)  # refuse a malformed event before starting anything
+    if not events.parse(event):  # a malformed event is refused here too, before anything starts
+        # Nothing to classify, skip or refuse: the run would answer nothing and exit 0 (a quiet wrong answer).
+        raise EventError(f"the event {path} holds no records: nothing would be classified")
     return event
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from rcyc_core.errors import AwsError, FunctionError, InputError, PrerequisiteError, RcycError
 
 from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_STACK_INSTANCES
-from ...function_spec import FunctionSpec
+from ...function_spec import FunctionSpec, checked
 from ...invocation import Invocation, Report, decode_reply, log_tail_lines
 from ..emulator import reaper
 from ..emulator.sandbox import payload
@@ -67,7 +67,14 @@ class StackConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> StackConfig:
+        """ValueError when a field has the wrong type (``checked``)."""
         own = {f.name: data[f.name] for f in fields(cls) if f.name != "function" and f.name in data}
+        number = (int, float)
+        checked(own, {"instances": int, "model": str, "bucket": str, "function_name": str, "max_waiting": int,
+                      "event_queue": int, "read_timeout": number, "idle_seconds": number})
+        for name in ("bucket", "function_name", "max_waiting", "event_queue", "read_timeout"):
+            if name in own and own[name] is None:
+                raise ValueError(f"{name} is null")
         return cls(function=FunctionSpec.from_json(data), **own)
 
 
@@ -92,7 +99,15 @@ class StackState:
 
     @classmethod
     def from_json(cls, data: dict) -> StackState:
-        return cls(**{**{f.name: data.get(f.name) for f in fields(cls)}, "config": StackConfig.from_json(data["config"])})
+        """The state a stack wrote; ValueError when a field has the wrong type (an edited or
+        damaged file), so that no reader meets a str where a dict was promised."""
+        number = (int, float)
+        own = checked({f.name: data.get(f.name) for f in fields(cls)},
+                      {"pid": int, "endpoint": str, "s3_endpoint": str, "bucket": str, "config": dict, "runtime": str,
+                       "started_at": number, "owner": str, "rie_path": str, "model": dict, "instance_pids": list})
+        if not all(type(pid) is int for pid in own["instance_pids"] or []):
+            raise ValueError("instance_pids are not pids")
+        return cls(**{**own, "config": StackConfig.from_json(own["config"])})
 
 
 class RemoteStack:
@@ -174,6 +189,10 @@ def find() -> RemoteStack | None:
         clean_stale(written)
         return None
     state = typed_state(written)
+    if state is None and written is not None and written.get("owner") == alive["owner"]:
+        raise StackNotAnswering(f"the local stack of this cache (pid {alive['pid']}) is running, but its state file "
+                                f"{state_file()} is damaged (not as the stack wrote it)",
+                                hint="Stop the stack (rcyc local down) and start it again.")
     if state is None or state.owner != alive["owner"]:
         raise StackNotAnswering(f"a local stack of this cache (pid {alive['pid']}) is running but has not said where "
                                 "it answers yet: it is starting, or stuck", hint="Wait for it, or stop it: rcyc local down")
@@ -189,8 +208,10 @@ def find() -> RemoteStack | None:
 
 def typed_state(written: dict | None) -> StackState | None:
     """The state file's object (``read_state``) as a StackState; None when it is not one a stack wrote."""
+    if written is None or any(written.get(name) is None for name in ("pid", "endpoint", "config", "owner")):
+        return None
     try:
-        return StackState.from_json(written) if written is not None else None
+        return StackState.from_json(written)
     except (KeyError, TypeError, ValueError, RcycError):
         return None
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError
 
-from ...paths import cache_dir
+from ...paths import cache_dir, try_write
 
 
 def state_dir() -> Path:
@@ -98,9 +98,7 @@ def ensure_state_dir() -> Path:
     directory = state_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        try_write(directory)
     except OSError as exc:
         raise PrerequisiteError(f"the rcyc cache {directory} is not writable: {exc.strerror}", kind="CacheUnwritable",
                                 hint="Point RCYC_CACHE_HOME at a writable folder.") from None
