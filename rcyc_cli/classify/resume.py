@@ -21,6 +21,7 @@ from rcyc_core.labels import LABELS
 from rcyc_core.result_store import read_result
 
 from ..cloud.aws import aws_call, translate
+from .listing import pages
 
 INDEX_FOLDER = ".rcyc-index/"
 DONE, READ, NEW = "done", "read", "new"
@@ -131,9 +132,7 @@ class Resume:
         return stored
 
     def _list(self, prefix: str):
-        paginator = self.s3.get_paginator("list_objects_v2")
-        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}))
-        while (page := aws_call(f"list s3://{self.bucket}/{prefix}", next, pages, None)) is not None:
+        for page in pages(self.s3, self.bucket, prefix):
             yield from page.get("Contents", [])
 
 
