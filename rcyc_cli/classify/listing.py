@@ -57,11 +57,7 @@ def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts
     was passed over. The ETag names the bytes a result is for (a replaced image is classified again). The first
     request asks for ``first_page`` keys (a caller that starts work on them at once waits less), the rest for
     full pages."""
-    from ..cloud.aws import aws_call
-
-    request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max(1, min(first_page, PAGE))}
-    while True:
-        page = aws_call(f"list s3://{bucket}/{prefix}", s3.list_objects_v2, **request)
+    for page in pages(s3, bucket, prefix, first_page):
         for obj in page.get("Contents", []):
             key, size = obj["Key"], obj.get("Size", 0)
             if results_prefix and key.startswith(results_prefix):
@@ -75,11 +71,32 @@ def iter_images(s3, bucket: str, prefix: str, results_prefix: str | None, counts
                 counts.not_images += 1
                 if len(counts.not_images_examples) < 5:
                     counts.not_images_examples.append(key)
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated") or not token:
+
+
+def pages(s3, bucket: str, prefix: str, first_page: int = PAGE) -> Iterator[dict]:
+    """The ListObjectsV2 pages of ``prefix``, the first of ``first_page`` keys, the rest full. Every listing of
+    classify goes through here: an endpoint that says a page is truncated but names no continuation token,
+    or that names a token it already named (one page repeated, or several in a cycle), ends the run with an
+    error instead of a quietly short listing or a listing that never ends (one token a page is kept: ~100
+    bytes a thousand keys)."""
+    from ..cloud.aws import aws_call
+
+    what = f"list s3://{bucket}/{prefix}"
+    request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max(1, min(first_page, PAGE))}
+    seen: set[str] = set()
+    while True:
+        page = aws_call(what, s3.list_objects_v2, **request)
+        yield page
+        if not page.get("IsTruncated"):
             return
-        if token == request.get("ContinuationToken"):  # an endpoint that would list the same page forever
-            raise AwsError(f"list s3://{bucket}/{prefix}: the endpoint repeated its continuation token", kind="S3Error")
+        token = page.get("NextContinuationToken")
+        if not token:
+            raise AwsError(f"{what}: the endpoint said the listing goes on but gave no continuation token", kind="S3Error",
+                           hint="The S3 endpoint answered out of the S3 API; run the command again, or check the endpoint.")
+        if token in seen:  # an endpoint that would list the same pages forever
+            raise AwsError(f"{what}: the endpoint repeated its continuation token", kind="S3Error",
+                           hint="The S3 endpoint answered out of the S3 API; run the command again, or check the endpoint.")
+        seen.add(token)
         request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": PAGE, "ContinuationToken": token}
 
 

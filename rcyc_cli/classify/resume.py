@@ -21,6 +21,7 @@ from rcyc_core.labels import LABELS
 from rcyc_core.result_store import read_result
 
 from ..cloud.aws import aws_call, translate
+from .listing import pages
 
 INDEX_FOLDER = ".rcyc-index/"
 DONE, READ, NEW = "done", "read", "new"
@@ -131,9 +132,7 @@ class Resume:
         return stored
 
     def _list(self, prefix: str):
-        paginator = self.s3.get_paginator("list_objects_v2")
-        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}))
-        while (page := aws_call(f"list s3://{self.bucket}/{prefix}", next, pages, None)) is not None:
+        for page in pages(self.s3, self.bucket, prefix):
             yield from page.get("Contents", [])
 
 
@@ -168,10 +167,15 @@ def read_checked(s3, bucket: str, results_prefix: str, key: str) -> tuple[dict |
 
 
 def _read(s3, bucket: str, name: str) -> tuple[object, str]:
+    """An index file's document, or None: not JSON, or gone since it was listed (another run on the prefix
+    merged it into its own and removed it; its entries are in that run's file, or checked by ETag here)."""
     try:
         obj = s3.get_object(Bucket=bucket, Key=name)
         return json.loads(obj["Body"].read()), obj.get("ETag", "")
     except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return None, ""
     except Exception as exc:
-        raise translate(f"read s3://{bucket}/{name}", exc) from None
+        error = translate(f"read s3://{bucket}/{name}", exc)
+        if error.kind in ("NoSuchKey", "404"):
+            return None, ""
+        raise error from None

@@ -28,6 +28,7 @@ from .resume import READ, Resume, made_from, read_checked
 from .target import Target, in_background, invoke
 from .writer import Writer
 
+S3_MAX_KEY_BYTES = 1024  # S3 refuses a longer key (UTF-8)
 KEEP_LISTING = 100_000  # images (key, ETag) kept from the counting listing (~20 MB); a larger prefix is listed again
 OUTPUT_COLUMNS = ["key", "label", "confidence", *LABELS, "model_version", "error", "message"]
 
@@ -175,6 +176,9 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
         loaded = loading.result() if loading else None  # the first events wait for the index (a failure ends the run)
         out, todo, written = [], {}, []
         for key, image in objects:
+            if (unstorable := _result_key_too_long(bucket, results_prefix, key)) is not None:
+                out.append((unstorable, None, False))  # not invoked: its result could not be stored
+                continue
             stored = None if options.force else _reusable(s3, bucket, results_prefix, key, image, loaded)
             if stored is not None:
                 out.append((stored, stored.get("model"), True))
@@ -298,6 +302,18 @@ def _reusable(s3, bucket: str, results_prefix: str, key: str, image: str, resume
             resume.record(document, document["model"], etag)
             return document
     return stored
+
+
+def _result_key_too_long(bucket: str, results_prefix: str, key: str) -> dict | None:
+    """The error entry of a key whose result key (results prefix + key + .json) is over S3's 1024 bytes: S3
+    refuses that write, and a refused write ends the run; one such key must cost only its own result."""
+    from rcyc_core.result_store import result_key
+
+    size = len(result_key(results_prefix, key).encode("utf-8", "surrogatepass"))
+    if size <= S3_MAX_KEY_BYTES:
+        return None
+    return {"key": key, "bucket": bucket, "error": "ResultKeyTooLong",
+            "message": f"its result key would be {size} bytes, over S3's {S3_MAX_KEY_BYTES} (a shorter --results-prefix may fit)"}
 
 
 def _say_lost(writer: Writer, failure: BaseException | None) -> None:

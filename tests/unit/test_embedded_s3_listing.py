@@ -109,3 +109,17 @@ def test_any_other_request_is_moto_s(query):
     assert listing({**environ, "QUERY_STRING": "list-type=2", "HTTP_HOST": f"{BUCKET}.localhost:9"}, lambda: None) is None
     assert listing({**environ, "QUERY_STRING": "list-type=2", "PATH_INFO": "/no-such-bucket"},
                    lambda: type("Store", (), {"buckets": {}})()) is None  # moto's NoSuchBucket
+
+
+@pytest.mark.parametrize("query", ["list-type=2&prefix=%FF", "list-type=2&prefix=photos%2F%C3", "list-type=2&prefix=%ED%A0%80"])
+def test_a_query_that_is_not_utf_8_is_answered_as_moto_answers_it(apps, query):
+    """Percent-escapes that decode to no UTF-8: moto keeps them as they are (a key may start with "%FF"), a
+    lenient decode made them U+FFFD and listed other keys."""
+    moto, fast, s3 = apps
+    s3.put_object(Bucket=BUCKET, Key="%FF literal.jpg", Body=b"x")
+    try:
+        answers = [client.get(f"/{BUCKET}", query_string=query, headers={"Host": "127.0.0.1:9"}) for client in (fast, moto)]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert parsed(answers[0].data) == parsed(answers[1].data)
+    finally:
+        s3.delete_object(Bucket=BUCKET, Key="%FF literal.jpg")

@@ -37,7 +37,10 @@ def fast_listing(app: Callable, backend: Callable[[], object]) -> Callable:
 
 def listing(environ: dict, backend: Callable[[], object]) -> bytes | None:
     """The XML of a plain ListObjectsV2 page, or None when moto should answer the request itself."""
-    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    try:  # escapes that decode to no UTF-8 are kept as they are by moto, not replaced: its answer
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        return None
     if query.get("list-type") != ["2"] or not set(query) <= PLAIN or any(len(v) != 1 for v in query.values()):
         return None
     bucket_name = environ.get("PATH_INFO", "").strip("/")  # already decoded (WSGI)
