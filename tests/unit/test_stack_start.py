@@ -125,3 +125,18 @@ def test_the_stack_keeps_its_bytecode_in_rcyc_cache_where_the_caller_forbids_it_
     assert _compiled_once({"PATH": "/bin"}) == {"PATH": "/bin"}  # allowed: Python's own __pycache__, unchanged
     own = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": "/mine"}
     assert _compiled_once(own) == own  # a prefix of the caller's own is the caller's choice
+
+
+def test_a_stack_that_fails_to_start_passes_on_its_errors_hint(tmp_path):
+    """`local up --bucket BAD` failed inside the stack process: the client showed the cause but only "Its
+    log" as the hint; the cause's own hint (what to give instead) comes first now."""
+    from rcyc_cli.local.stack.client import _start_failure
+    from rcyc_core.errors import InputError
+
+    log = tmp_path / "stack.log"
+    log.write_text("starting\nerror: bucket name 'B' is bad\nhint: Pass another --bucket.\n")
+    failure = _start_failure(3, log)
+    assert isinstance(failure, InputError) and "bucket name 'B' is bad" in failure.message
+    assert failure.hint.startswith("Pass another --bucket.") and str(log) in failure.hint
+    log.write_text("error: no emulator\n")
+    assert _start_failure(2, log).hint == f"Its log: {log}"

@@ -336,10 +336,14 @@ def _start_failure(status: int, log_path: Path) -> RcycError:
         lines = log_path.read_text(errors="replace").strip().splitlines()
     except OSError:
         lines = []
-    errors = [line[len("error: "):] for line in lines if line.startswith("error: ")]
-    cause = errors[-1] if errors else (lines[-1] if lines else f"it exited with status {status}")
+    last = max((i for i, line in enumerate(lines) if line.startswith("error: ")), default=None)
+    cause = lines[last][len("error: "):] if last is not None else (lines[-1] if lines else f"it exited with status {status}")
+    # The cause's own hint (a bad --model or --bucket says what to give instead), then where the log is.
+    hint = lines[last + 1][len("hint: "):] if last is not None and lines[last + 1:last + 2] and \
+        lines[last + 1].startswith("hint: ") else None
     kinds = {ExitStatus.BAD_INPUT: InputError, ExitStatus.AWS: AwsError, ExitStatus.FUNCTION_FAILED: FunctionError}
-    return kinds.get(status, PrerequisiteError)(f"the local stack did not start: {cause}", hint=f"Its log: {log_path}")
+    return kinds.get(status, PrerequisiteError)(f"the local stack did not start: {cause}",
+                                                hint=f"{hint} (Its log: {log_path})" if hint else f"Its log: {log_path}")
 
 
 def down(timeout: float = 30.0) -> bool:

@@ -77,7 +77,9 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         while not signalled and not stopping.wait(0.2):
             pass
     except RcycError as exc:
-        print(f"error: {exc.message}", flush=True)  # the starting client shows this line and this status
+        print(f"error: {exc.message}", flush=True)  # the starting client shows these lines and this status
+        if exc.hint:
+            print(f"hint: {exc.hint}", flush=True)
         raise SystemExit(for_error(exc)) from None
     except OSError as exc:  # a full disk, an unwritable cache: the cause, not "stopped in 0.04 s"
         print(f"error: {exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}", flush=True)
