@@ -9,10 +9,10 @@ import socket
 import threading
 
 import pytest
+from rcyc_core.errors import FunctionError
 
 from rcyc_cli.local.session import Upload
 from rcyc_cli.local.stack import client, warm
-from rcyc_core.errors import FunctionError
 
 
 def serve_json(document: object) -> str:
