@@ -18,6 +18,7 @@ from .errors import RcycError
 from .inference import CHUNK_RECORDS, Item
 from .log import log
 from .model_store import ModelStore
+from .preprocess import PixelBudget
 from .result_store import read_result, reusable, stored_entry, write_result
 from .results import empty_response, error_entry, skipped_entry
 from .s3 import NOT_MODIFIED_CODES, client_error_code, make_s3_client, object_read_error
@@ -42,6 +43,8 @@ class Function:
         self.store = ModelStore(self.s3, self.config)
         self.invocations = 0
         self._pool: ThreadPoolExecutor | None = None
+        # the fetching threads decode at once, but never hold more decoded pixels together than one image may have
+        self.pixels = PixelBudget(self.config.max_pixels)
 
     def handle(self, event: object, context: object = None) -> dict:
         started = time.perf_counter()
@@ -117,7 +120,7 @@ class Function:
                 # the other records are still on their way (Pillow's decoding lets the other threads run).
                 item = Item(record.index, record.bucket, record.key, fetched.body)
                 try:
-                    fetched.prepared = classifier.prepare(item, self.config.max_pixels)
+                    fetched.prepared = classifier.prepare(item, self.config.max_pixels, self.pixels)
                 except Exception as exc:  # not an image error: the batch's failure, as the backend's would be
                     fetched.prepared = exc
             return fetched

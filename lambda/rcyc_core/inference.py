@@ -10,7 +10,7 @@ import numpy as np
 from . import backends
 from .errors import ImageError
 from .manifest import Manifest
-from .preprocess import DEFAULT_MAX_PIXELS, preprocess
+from .preprocess import DEFAULT_MAX_PIXELS, PixelBudget, preprocess
 from .results import error_entry, result_entry
 
 CHUNK_RECORDS = 32  # images fetched, decoded and predicted together (function and predict); bounds memory
@@ -35,11 +35,12 @@ class Classifier:
         raw = self.backend.run(batch)
         return backends.scores(self.manifest.layout, raw), raw
 
-    def prepare(self, item: Item, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | dict:
+    def prepare(self, item: Item, max_pixels: int = DEFAULT_MAX_PIXELS,
+                budget: PixelBudget | None = None) -> np.ndarray | dict:
         """The model input for ``item``, or its error entry when the bytes are no usable image (any other
-        failure raises: it is the batch's, not the record's)."""
+        failure raises: it is the batch's, not the record's). Threads preparing at once share a ``budget``."""
         try:
-            return preprocess(item.data, self.manifest.input, max_pixels)
+            return preprocess(item.data, self.manifest.input, max_pixels, budget)
         except ImageError as exc:
             return error_entry(item.record, item.bucket, item.key, exc.kind, exc.message)
 
