@@ -10,7 +10,7 @@ import numpy as np
 from . import backends
 from .errors import ImageError
 from .manifest import Manifest
-from .preprocess import DEFAULT_MAX_PIXELS, PixelBudget, preprocess
+from .preprocess import DEFAULT_MAX_PIXELS, decoded_pixels, draft_size, preprocess
 from .results import error_entry, result_entry
 
 CHUNK_RECORDS = 32  # images fetched, decoded and predicted together (function and predict); bounds memory
@@ -35,12 +35,15 @@ class Classifier:
         raw = self.backend.run(batch)
         return backends.scores(self.manifest.layout, raw), raw
 
-    def prepare(self, item: Item, max_pixels: int = DEFAULT_MAX_PIXELS,
-                budget: PixelBudget | None = None) -> np.ndarray | dict:
+    def decoded_pixels(self, item: Item, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+        """The pixels ``prepare`` decodes ``item`` to, from its header alone (0: it refuses it undecoded)."""
+        return decoded_pixels(item.data, max_pixels, draft_size(self.manifest.input))
+
+    def prepare(self, item: Item, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | dict:
         """The model input for ``item``, or its error entry when the bytes are no usable image (any other
-        failure raises: it is the batch's, not the record's). Threads preparing at once share a ``budget``."""
+        failure raises: it is the batch's, not the record's)."""
         try:
-            return preprocess(item.data, self.manifest.input, max_pixels, budget)
+            return preprocess(item.data, self.manifest.input, max_pixels)
         except ImageError as exc:
             return error_entry(item.record, item.bucket, item.key, exc.kind, exc.message)
 

@@ -3,9 +3,7 @@ second copy)."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import threading
 import warnings
 
 import numpy as np
@@ -86,18 +84,17 @@ def to_input(image: Image.Image, spec: InputSpec) -> np.ndarray:
     return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
 
 
-def preprocess(data: bytes, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS,
-               budget: PixelBudget | None = None) -> np.ndarray:
-    """The model input of ``data``. With a ``budget``, the decoded image's pixels are held in it from its
-    decoding to its resizing: threads decoding at once never hold more than the budget's pixels."""
+def preprocess(data: bytes, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return to_input(decode(data, max_pixels, draft_size=draft_size(spec)), spec)
+
+
+def draft_size(spec: InputSpec) -> tuple[int, int]:
     # Draft at twice the input size (both orientations, since EXIF may rotate the image after decoding).
     side = 2 * max(spec.width, spec.height)
-    held = budget.hold(decoded_pixels(data, max_pixels, (side, side))) if budget else contextlib.nullcontext()
-    with held:
-        return to_input(decode(data, max_pixels, draft_size=(side, side)), spec)
+    return side, side
 
 
-def decoded_pixels(data: bytes, max_pixels: int, draft_size: tuple[int, int]) -> int:
+def decoded_pixels(data: bytes, max_pixels: int, draft: tuple[int, int]) -> int:
     """The pixels ``decode`` will hold for ``data``, from its header alone (a JPEG at its draft scale); 0 for
     bytes it refuses before decoding (no image, too many pixels)."""
     try:
@@ -107,31 +104,7 @@ def decoded_pixels(data: bytes, max_pixels: int, draft_size: tuple[int, int]) ->
             if image.size[0] * image.size[1] > max_pixels:
                 return 0
             if image.format == "JPEG":
-                image.draft("RGB", draft_size)
+                image.draft("RGB", draft)
             return image.size[0] * image.size[1]
     except Exception:  # decode says what is wrong with it
         return 0
-
-
-class PixelBudget:
-    """Decoded pixels held at once by the threads of one function instance, at most ``limit`` (the largest
-    image it decodes): images decoded while their batch is still fetched (each in its fetching thread) never
-    need more memory together than the largest one alone. Eight 36-megapixel PNGs of 1 MB each, decoded at
-    once, peaked at 5.5 GB in a 1 GB function; small images still decode side by side."""
-
-    def __init__(self, limit: int):
-        self.limit, self.in_use = max(1, limit), 0
-        self._changed = threading.Condition()
-
-    @contextlib.contextmanager
-    def hold(self, pixels: int):
-        pixels = min(max(0, pixels), self.limit)
-        with self._changed:
-            self._changed.wait_for(lambda: self.in_use + pixels <= self.limit)
-            self.in_use += pixels
-        try:
-            yield
-        finally:
-            with self._changed:
-                self.in_use -= pixels
-                self._changed.notify_all()
