@@ -10,7 +10,7 @@ import numpy as np
 from . import backends
 from .errors import ImageError
 from .manifest import Manifest
-from .preprocess import DEFAULT_MAX_PIXELS, preprocess
+from .preprocess import DEFAULT_MAX_PIXELS, decoded_pixels, draft_size, preprocess
 from .results import error_entry, result_entry
 
 CHUNK_RECORDS = 32  # images fetched, decoded and predicted together (function and predict); bounds memory
@@ -34,6 +34,10 @@ class Classifier:
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         raw = self.backend.run(batch)
         return backends.scores(self.manifest.layout, raw), raw
+
+    def decoded_pixels(self, item: Item, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+        """The pixels ``prepare`` decodes ``item`` to, from its header alone (0: it refuses it undecoded)."""
+        return decoded_pixels(item.data, max_pixels, draft_size(self.manifest.input))
 
     def prepare(self, item: Item, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | dict:
         """The model input for ``item``, or its error entry when the bytes are no usable image (any other

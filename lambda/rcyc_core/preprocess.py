@@ -85,6 +85,26 @@ def to_input(image: Image.Image, spec: InputSpec) -> np.ndarray:
 
 
 def preprocess(data: bytes, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return to_input(decode(data, max_pixels, draft_size=draft_size(spec)), spec)
+
+
+def draft_size(spec: InputSpec) -> tuple[int, int]:
     # Draft at twice the input size (both orientations, since EXIF may rotate the image after decoding).
     side = 2 * max(spec.width, spec.height)
-    return to_input(decode(data, max_pixels, draft_size=(side, side)), spec)
+    return side, side
+
+
+def decoded_pixels(data: bytes, max_pixels: int, draft: tuple[int, int]) -> int:
+    """The pixels ``decode`` will hold for ``data``, from its header alone (a JPEG at its draft scale); 0 for
+    bytes it refuses before decoding (no image, too many pixels)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            if image.size[0] * image.size[1] > max_pixels:
+                return 0
+            if image.format == "JPEG":
+                image.draft("RGB", draft)
+            return image.size[0] * image.size[1]
+    except Exception:  # decode says what is wrong with it
+        return 0

@@ -31,7 +31,7 @@ from ...function_spec import FunctionSpec, checked
 from ...invocation import Invocation, Report, decode_reply, log_tail_lines
 from ..emulator import reaper
 from ..emulator.sandbox import payload
-from . import loopback
+from . import loopback, replies
 from .ownership import (StackNotAnswering, claim, ensure_state_dir, holder, lock_file, locked,  # noqa: F401 - the
                         read_state, state_dir, state_file)  # client's names for them, as server and tests import them
 from .protocol import STATUS_PATH
@@ -121,7 +121,7 @@ class RemoteStack:
         code, body = loopback.request(self.endpoint_url + STATUS_PATH, timeout=timeout)
         if code != 200:
             raise loopback.StackAnswerError(f"the stack answered its status with {code}")
-        return json.loads(body)
+        return replies.status(body)
 
     def invoke(self, event: object, attempts: int = 6) -> Invocation:
         """Invoke through the stack's Lambda Invoke API, with the log tail and rcyc's REPORT header. A 429

@@ -6,9 +6,11 @@ Content-Length (``invoke_api``); anything else it says is refused here, never gu
 from __future__ import annotations
 
 import socket
+import time
 from urllib.parse import urlsplit
 
 ANSWER_LIMIT = 64 * 1024 * 1024  # more than any answer of the stack (a run's results): a broken peer is cut off
+HEAD_LIMIT = 16 * 1024  # the stack's status line and headers are a few hundred bytes
 
 
 class StackAnswerError(ConnectionError):
@@ -18,7 +20,8 @@ class StackAnswerError(ConnectionError):
 def request(url: str, body: bytes | None = None, timeout: float = 2.0,
             content_type: str = "application/json") -> tuple[int, bytes]:
     """(status, body) of a GET (``body`` None) or POST to ``url`` on 127.0.0.1. Raises OSError when nothing
-    answers (refused, reset, ``timeout`` seconds of silence on any read) or the answer is no HTTP."""
+    answers (refused, reset) or the answer is no HTTP, and TimeoutError when the whole exchange takes more
+    than ``timeout`` seconds: a peer that answers a byte at a time is cut off like a silent one."""
     parts = urlsplit(url)
     if parts.scheme != "http" or parts.hostname != "127.0.0.1" or not parts.port:
         raise ValueError(f"not the stack's loopback address: {url}")
@@ -27,21 +30,34 @@ def request(url: str, body: bytes | None = None, timeout: float = 2.0,
              "Connection: close", "Accept: application/json"]
     if body is not None:
         lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    deadline = time.monotonic() + timeout
     with socket.create_connection(("127.0.0.1", parts.port), timeout=timeout) as sock:
+        _remaining(sock, deadline)
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + (body or b""))
-        return _read_answer(sock)
+        return _read_answer(sock, deadline)
 
 
-def _read_answer(sock: socket.socket) -> tuple[int, bytes]:
+def _remaining(sock: socket.socket, deadline: float) -> None:
+    """The socket's next operation may take only what is left of the exchange's time."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    sock.settimeout(left)
+
+
+def _read_answer(sock: socket.socket, deadline: float) -> tuple[int, bytes]:
     received = bytearray()
-    length = None
+    head_end, status, length = -1, 0, None
     while True:
+        _remaining(sock, deadline)
         chunk = sock.recv(1 << 16)
-        if chunk:
-            received += chunk
-            if len(received) > ANSWER_LIMIT:
-                raise StackAnswerError("the stack's answer is larger than any it gives")
-        head_end = received.find(b"\r\n\r\n")
+        received += chunk
+        if head_end < 0:
+            head_end = received.find(b"\r\n\r\n")  # in at most HEAD_LIMIT + one chunk: never a long scan
+        if head_end < 0 and len(received) > HEAD_LIMIT:
+            raise StackAnswerError("the stack's answer has a head larger than any it gives")
+        if len(received) > ANSWER_LIMIT + HEAD_LIMIT:
+            raise StackAnswerError("the stack's answer is larger than any it gives")
         if head_end >= 0 and length is None:
             status, length = _parse_head(bytes(received[:head_end]))
         if length is not None and len(received) - head_end - 4 >= length:
@@ -54,12 +70,19 @@ def _parse_head(head: bytes) -> tuple[int, int]:
     """(status, Content-Length) of an answer's status line and headers."""
     lines = head.decode("latin-1").split("\r\n")
     status_line = lines[0].split(" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith("HTTP/") or not status_line[1].isdigit():
+    if len(status_line) < 2 or not status_line[0].startswith("HTTP/") or not _decimal(status_line[1], 3):
         raise StackAnswerError(f"the stack's answer is not HTTP: {lines[0][:60]!r}")
     for line in lines[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "content-length":
-            if not value.strip().isdigit():
+            if not _decimal(value.strip(), 12):
                 raise StackAnswerError("the stack's answer has no usable Content-Length")
+            if int(value.strip()) > ANSWER_LIMIT:
+                raise StackAnswerError("the stack's answer is larger than any it gives")
             return int(status_line[1]), int(value.strip())
     raise StackAnswerError("the stack's answer has no Content-Length")
+
+
+def _decimal(text: str, digits: int) -> bool:
+    """Whether ``text`` is 1 to ``digits`` ASCII digits (str.isdigit also takes '²', which int() refuses)."""
+    return 0 < len(text) <= digits and all("0" <= c <= "9" for c in text)

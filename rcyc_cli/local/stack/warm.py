@@ -17,7 +17,7 @@ from ...invocation import Invocation, Report
 from ...reporting import SILENT, Reporter
 from ..session import Upload, image_key
 from . import client as stack_module
-from . import loopback
+from . import loopback, replies
 from .client import RemoteStack, StackConfig, StackState
 from .protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
 
@@ -86,7 +86,7 @@ def _post_run(url: str, body: bytes, timeout: float, patience: float = 300.0) ->
     while True:
         status, answer = loopback.request(url, body, timeout)
         if 200 <= status < 300:
-            return json.loads(answer)
+            return replies.run(answer)
         if status != 429 or time.monotonic() + pause > deadline:
             raise _Refused(status, answer.decode("utf-8", "replace")[:300])
         time.sleep(pause)
