@@ -37,7 +37,6 @@ from .ownership import (StackNotAnswering, claim, ensure_state_dir, holder, lock
 from .protocol import STATUS_PATH
 
 
-
 class StackConflict(InputError):
     """``local up`` asked for a stack other than the one running."""
 
@@ -167,7 +166,6 @@ class RemoteStack:
         return Invocation(response, Report(**meta.get("report", {})), wall_ms, logs)
 
 
-
 def _refusal(error: urllib.error.HTTPError) -> str:
     """``Type: message`` of an Invoke API error answer."""
     try:
@@ -176,7 +174,6 @@ def _refusal(error: urllib.error.HTTPError) -> str:
     except (OSError, ValueError, AttributeError):
         message = ""
     return f"{error.code} {error.headers.get('X-Amzn-ErrorType') or error.reason}: {message}".rstrip(": ")
-
 
 
 def find() -> RemoteStack | None:
@@ -338,9 +335,8 @@ def _start_failure(status: int, log_path: Path) -> RcycError:
         lines = []
     last = max((i for i, line in enumerate(lines) if line.startswith("error: ")), default=None)
     cause = lines[last][len("error: "):] if last is not None else (lines[-1] if lines else f"it exited with status {status}")
-    # The cause's own hint (a bad --model or --bucket says what to give instead), then where the log is.
-    hint = lines[last + 1][len("hint: "):] if last is not None and lines[last + 1:last + 2] and \
-        lines[last + 1].startswith("hint: ") else None
+    after = lines[last + 1] if last is not None and last + 1 < len(lines) else ""
+    hint = after[len("hint: "):] if after.startswith("hint: ") else None  # the cause's own hint, then the log
     kinds = {ExitStatus.BAD_INPUT: InputError, ExitStatus.AWS: AwsError, ExitStatus.FUNCTION_FAILED: FunctionError}
     return kinds.get(status, PrerequisiteError)(f"the local stack did not start: {cause}",
                                                 hint=f"{hint} (Its log: {log_path})" if hint else f"Its log: {log_path}")
@@ -389,7 +385,6 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
 
 
 def describe(stack: RemoteStack) -> dict:
