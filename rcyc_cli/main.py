@@ -236,6 +236,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
         # a name that is not UTF-8 (a file name's undecodable bytes) is printed escaped, never a traceback
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")
+    from .quiet import Diagnostics
+
+    if not isinstance(sys.stderr, Diagnostics):
+        sys.stderr = Diagnostics(sys.stderr)
     if verbose:
         os.environ["RCYC_VERBOSE"] = "1"  # read where TensorFlow is imported (rcyc_core.backends.import_keras)
     elif ctx.invoked_subcommand in LOADS_NATIVE_LOGGERS:

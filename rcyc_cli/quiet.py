@@ -31,6 +31,40 @@ NOISE = re.compile(
 )
 
 
+class Diagnostics:
+    """sys.stderr for a command: a reader of its diagnostics that went away (`rcyc ... 2>&1 | head`) drops
+    them (``drop_stream``) instead of ending the command with click's or rich's exit 1 from any write
+    (click.echo, print, rich); the command goes on and ends with its own status."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            drop_stream(self._stream)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            drop_stream(self._stream)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def drop_stream(stream) -> None:
+    """The reader of ``stream`` went away: its descriptor now points at /dev/null, so no later write (nor the
+    interpreter's last flush) fails on the closed pipe."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
 @contextlib.contextmanager
 def native_noise_filtered():
     """While open, lines matching NOISE that native code writes to fd 2 are dropped; the rest pass."""
@@ -46,14 +80,15 @@ def native_noise_filtered():
     os.dup2(write_end, 2)
     os.close(write_end)
     python_stderr = sys.stderr
-    sys.stderr = os.fdopen(os.dup(real), "w", buffering=1, encoding=getattr(python_stderr, "encoding", None) or "utf-8",
-                           errors="backslashreplace")
+    sys.stderr = Diagnostics(os.fdopen(os.dup(real), "w", buffering=1, errors="backslashreplace",
+                                       encoding=getattr(python_stderr, "encoding", None) or "utf-8"))
 
     def forward() -> None:
         with os.fdopen(read_end, "rb") as lines:
             for line in lines:
                 if not NOISE.match(line):
-                    os.write(real, line)
+                    with contextlib.suppress(OSError):  # nobody reads stderr any more: still drained, dropped
+                        os.write(real, line)
 
     thread = threading.Thread(target=forward, name="stderr-filter", daemon=True)
     thread.start()

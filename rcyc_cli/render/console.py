@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..quiet import drop_stream
 from ..reporting import plural  # noqa: F401 - the renderers' one plural
 
 _consoles: dict[bool, object] = {}
@@ -21,7 +22,14 @@ def _console(stderr: bool):
                 self.quiet = True
                 raise BrokenPipeError
 
-        _consoles[stderr] = (Console if stderr else OutConsole)(stderr=stderr, highlight=False)
+        class ErrConsole(Console):
+            def on_broken_pipe(self) -> None:
+                # rich's own answer is SystemExit(1) (and stdout pointed at /dev/null): the reader of the
+                # diagnostics went away (`rcyc ... 2>&1 | head`), not the work's. They go nowhere from now
+                # on; the command goes on and ends with its own status.
+                drop_stream(sys.stderr)
+
+        _consoles[stderr] = (ErrConsole if stderr else OutConsole)(stderr=stderr, highlight=False)
     return _consoles[stderr]
 
 
@@ -76,7 +84,10 @@ def plain_notice(message: str) -> None:
     """A notice without rich (the --json path imports no rich)."""
     from ..files import shown
 
-    print(f"rcyc: {shown(message)}", file=sys.stderr, flush=True)
+    try:
+        print(f"rcyc: {shown(message)}", file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        drop_stream(sys.stderr)
 
 
 def warning(message: str) -> None:
