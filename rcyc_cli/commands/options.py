@@ -70,9 +70,17 @@ def check_endpoint_url(ctx, param, value):
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
-        ok = False
+        parts, ok = None, False
+    import re
+
+    shown = re.sub(r"//[^/?#]*@", "//...@", value)  # what a message may repeat: never a user:password
+    if parts is not None and "@" in parts.netloc:
+        # botocore never authenticates with a URL's user:password, and the URL is echoed in --json, errors and
+        # logs: a secret in it would leak; refused, without repeating it.
+        raise click.BadParameter(f"{shown!r} holds a user name or password, which S3 and Lambda never "
+                                 "use and rcyc would show: remove it (credentials come from the AWS profile)")
     if not ok:
-        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:5000")
+        raise click.BadParameter(f"{shown!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:5000")
     return value
 
 
