@@ -24,7 +24,7 @@ import urllib.error
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from rcyc_core.errors import AwsError, FunctionError, InputError, PrerequisiteError, RcycError
+from rcyc_core.errors import FunctionError, InputError, PrerequisiteError, RcycError
 
 from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_STACK_INSTANCES
 from ...function_spec import FunctionSpec, checked
@@ -35,6 +35,22 @@ from . import loopback, replies
 from .ownership import (StackNotAnswering, claim, ensure_state_dir, holder, lock_file, locked,  # noqa: F401 - the
                         read_state, state_dir, state_file)  # client's names for them, as server and tests import them
 from .protocol import STATUS_PATH
+from .starting import _compiled_once, _start_failure
+
+
+class StackStarting(StackNotAnswering):
+    """A stack of this cache holds its lock but has not yet said where it answers: starting, or stuck."""
+
+
+def find_settled() -> RemoteStack | None:
+    """``find``, waiting for a stack that another command is starting (it holds ``locked`` until the stack
+    answers, or until a failed start is cleaned): two first calls at once use one stack, as two ``up`` do.
+    A stack starting with nobody waiting on it (its starter was killed) is still StackStarting."""
+    try:
+        return find()
+    except StackStarting:
+        with locked():
+            return find()
 
 
 class StackConflict(InputError):
@@ -191,7 +207,7 @@ def find() -> RemoteStack | None:
                                 f"{state_file()} is damaged (not as the stack wrote it)",
                                 hint="Stop the stack (rcyc local down) and start it again.")
     if state is None or state.owner != alive["owner"]:
-        raise StackNotAnswering(f"a local stack of this cache (pid {alive['pid']}) is running but has not said where "
+        raise StackStarting(f"a local stack of this cache (pid {alive['pid']}) is running but has not said where "
                                 "it answers yet: it is starting, or stuck", hint="Wait for it, or stop it: rcyc local down")
     stack = RemoteStack(state)
     try:
@@ -232,12 +248,10 @@ def find_or_up(report=None) -> tuple[RemoteStack, object]:
     """The running stack, else one started with the defaults (as `rcyc local up`), and a client of its S3:
     the one S3 every local command (invoke-local, upload-image --local, classify --local) works on."""
     from ...cloud.aws import s3_client
-    from ...defaults import LOCAL_CREDENTIALS, LOCAL_REGION
-
     from ...config import env_seconds
-    from ...defaults import DEFAULT_STACK_IDLE_SECONDS
+    from ...defaults import DEFAULT_STACK_IDLE_SECONDS, LOCAL_CREDENTIALS, LOCAL_REGION
 
-    running = find()
+    running = find_settled()
     if running is None:
         # nobody owns it once the command is done, so it stops by itself when idle (like invoke-local's)
         idle = env_seconds("RCYC_STACK_IDLE_SECONDS", DEFAULT_STACK_IDLE_SECONDS)
@@ -309,37 +323,6 @@ def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
         reaper.stop_owned(owner)  # even what it started before it could write its state
         clean_stale(None)  # its state file, if it wrote one (it holds the lock no more)
         raise
-
-
-def _compiled_once(environ) -> dict[str, str]:
-    """The stack's environment, its Python code compiled once rather than at every start: where the caller
-    forbids writing bytecode beside the sources (PYTHONDONTWRITEBYTECODE), the stack keeps it in rcyc's
-    cache instead (PYTHONPYCACHEPREFIX), so moto, werkzeug and rcyc are not compiled again (~1 s each start)."""
-    env = dict(environ)
-    if env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):
-        from ...paths import cache_dir
-
-        del env["PYTHONDONTWRITEBYTECODE"]
-        env["PYTHONPYCACHEPREFIX"] = str(cache_dir() / "bytecode")
-    return env
-
-
-def _start_failure(status: int, log_path: Path) -> RcycError:
-    """Why a stack exited before it was ready, from its own last ``error:`` line (the cause: no emulator,
-    a model that is not there, a full disk), with that error's exit status; the log's tail otherwise."""
-    from ...exit_status import ExitStatus
-
-    try:
-        lines = log_path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        lines = []
-    last = max((i for i, line in enumerate(lines) if line.startswith("error: ")), default=None)
-    cause = lines[last][len("error: "):] if last is not None else (lines[-1] if lines else f"it exited with status {status}")
-    after = lines[last + 1] if last is not None and last + 1 < len(lines) else ""
-    hint = after[len("hint: "):] if after.startswith("hint: ") else None  # the cause's own hint, then the log
-    kinds = {ExitStatus.BAD_INPUT: InputError, ExitStatus.AWS: AwsError, ExitStatus.FUNCTION_FAILED: FunctionError}
-    return kinds.get(status, PrerequisiteError)(f"the local stack did not start: {cause}",
-                                                hint=f"{hint} (Its log: {log_path})" if hint else f"Its log: {log_path}")
 
 
 def down(timeout: float = 30.0) -> bool:

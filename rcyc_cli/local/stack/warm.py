@@ -26,7 +26,7 @@ from .protocol import RUN_PAYLOAD_LIMIT, RUNS_PATH
 def find_or_start(wanted: StackConfig, manifest, start: bool, report: Reporter = SILENT) -> RemoteStack | None:
     """The running stack if it can answer this run as asked; else, with ``start`` and no stack running, a new
     one started as ``wanted`` (it stops by itself when idle). None: run one-shot."""
-    running = stack_module.find()
+    running = stack_module.find_settled()
     if running is not None:
         conflict = stack_conflict(wanted, running.state, manifest)
         if conflict is None:
@@ -40,7 +40,11 @@ def find_or_start(wanted: StackConfig, manifest, start: bool, report: Reporter =
     idle = env_seconds("RCYC_STACK_IDLE_SECONDS", DEFAULT_STACK_IDLE_SECONDS)
     report.notice(f"starting a warm local stack for this and later calls; it stops after {idle / 60:.3g} minutes idle "
                   "(rcyc local down stops it now; --no-stack or keep_warm = false in rcyc.toml skips it)")
-    return stack_module.up(replace(wanted, idle_seconds=idle))
+    try:
+        return stack_module.up(replace(wanted, idle_seconds=idle))
+    except stack_module.StackConflict as exc:  # another call started one meanwhile, with other settings
+        report.status(f"not using the warm local stack: {exc.message}")
+        return None
 
 
 def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency: int, batch_size: int) -> dict:
