@@ -64,6 +64,9 @@ def test_the_stacks_own_status_shape_is_read():
     assert client.describe(remote(serve_json(status)))["instances"][0]["instance"] == 0
 
 
+RESULT = {"record": 0, "bucket": "b", "key": "runs/x/images/a.jpg", "label": "boxes", "confidence": 0.9,
+          "scores": {"boxes": 0.9, "glass_bottles": 0.1, "soda_cans": 0.0, "crushed_soda_cans": 0.0, "plastic_bottles": 0.0},
+          "raw": [0.9, 0.1, 0.0, 0.0, 0.0]}
 NOT_A_RUN = [[], 3, "done", {}, {"error": "boom"}, {"error": {"message": 5}}, {"error": {"message": "m", "logs": "x"}},
              {"response": {}, "invocations": [], "seconds": 0.1},  # no prefix
              {"response": [], "invocations": [], "seconds": 0.1, "prefix": "runs/x/"},
@@ -84,7 +87,7 @@ def test_a_warm_run_answered_by_something_that_is_not_the_stack_is_one_function_
 
 
 def test_the_stacks_own_run_answer_shape_is_read():
-    answer = {"response": {"results": [{"record": 0}], "errors": [], "skipped": []}, "seconds": 0.5, "prefix": "runs/x/",
+    answer = {"response": {"results": [RESULT], "errors": [], "skipped": []}, "seconds": 0.5, "prefix": "runs/x/",
               "invocations": [{"response": None, "report": {"init_ms": None, "duration_ms": 3.0, "billed_ms": 3.0,
                                                             "memory_mb": 1024, "peak_mb": 80.5, "memory_enforced": False},
                                "wall_ms": 4.0, "logs": ["a line"]}]}

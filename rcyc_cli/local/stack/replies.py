@@ -37,24 +37,56 @@ def run(body: bytes) -> dict:
             raise StackAnswerError("the stack's error answer to the run is not one it gives")
         return answer
     response, invocations = answer.get("response"), answer.get("invocations")
-    ok = (isinstance(response, dict) and isinstance(answer.get("prefix"), str)
+    ok = (isinstance(response, dict) and _response(response) and isinstance(answer.get("prefix"), str)
           and type(answer.get("seconds")) in _NUMBER
-          and all(isinstance(response.get(name, []), list) and all(isinstance(e, dict) for e in response.get(name, []))
-                  for name in ("results", "errors", "skipped"))
           and isinstance(invocations, list) and all(_invocation(i) for i in invocations))
     if not ok:
         raise StackAnswerError("the stack's answer to the run is not one it gives")
     return answer
 
 
+# Each entry of a response as the result contract has it (rcyc_core.results), so that neither the tables nor
+# the summaries meet a missing score or a label that is none of the five.
+_TEXT_OR_NONE = (str, type(None))
+_ENTRY_FIELDS = {
+    "results": {"record": int, "bucket": _TEXT_OR_NONE, "key": _TEXT_OR_NONE, "label": str, "confidence": _NUMBER,
+                "scores": dict},
+    "errors": {"record": (int, type(None)), "bucket": _TEXT_OR_NONE, "key": _TEXT_OR_NONE, "error": str, "message": str},
+    "skipped": {"record": int, "bucket": _TEXT_OR_NONE, "key": _TEXT_OR_NONE, "reason": str},
+}
+
+
+def _response(response: dict) -> bool:
+    from rcyc_core.labels import LABELS
+
+    for name, kinds in _ENTRY_FIELDS.items():
+        entries = response.get(name, [])
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and all(type(e.get(k)) in _tuple(t) for k, t in kinds.items()) for e in entries):
+            return False
+        if name == "results" and not all(e["label"] in LABELS and set(e["scores"]) >= set(LABELS)
+                                         and all(type(e["scores"][label]) in _NUMBER for label in LABELS)
+                                         for e in entries):
+            return False
+    model = response.get("model")
+    failures = response.get("batchItemFailures", [])
+    return ((model is None or (isinstance(model, dict) and all(isinstance(model.get(k), str) for k in ("name", "version", "sha256"))))
+            and isinstance(failures, list) and all(isinstance(f, dict) and isinstance(f.get("itemIdentifier"), str)
+                                                    for f in failures))
+
+
 def _json(body: bytes, what: str) -> dict:
     try:
-        answer = json.loads(body)
+        answer = json.loads(body, parse_constant=_no_constant)  # NaN or Infinity: no figure the stack gives
     except (ValueError, RecursionError):
         raise StackAnswerError(f"the stack's {what} is not JSON") from None
     if not isinstance(answer, dict):
         raise StackAnswerError(f"the stack's {what} is not a JSON object")
     return answer
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def _instance(instance: object) -> bool:
