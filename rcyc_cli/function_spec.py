@@ -28,6 +28,8 @@ class FunctionSpec:
         object.__setattr__(self, "base_image", self.base_image or DEFAULT_BASE_IMAGE)
         if self.ca_bundle is not None:
             object.__setattr__(self, "ca_bundle", Path(self.ca_bundle).resolve())
+        if self.rie:  # absolute too: the emulator runs in its sandbox's folder, a stack compares it across folders
+            object.__setattr__(self, "rie", str(Path(self.rie).expanduser().absolute()))
 
     def with_runtime(self, runtime: str) -> FunctionSpec:
         return replace(self, runtime=runtime)

@@ -60,7 +60,7 @@ def candidates(explicit: str | None = None):
 def locate(explicit: str | None = None) -> Path:
     for source, path in candidates(explicit):
         if path.is_file() and os.access(path, os.X_OK):
-            return path
+            return path.absolute()  # run from the sandbox's own folder: a relative path would name nothing there
         if source in ("--rie", "RCYC_RIE"):
             # An explicit choice that is wrong is an error, not a reason to silently use another binary.
             raise PrerequisiteError(f"the emulator given by {source} ({path}) is not an executable file", hint=INSTALL_HINT)
