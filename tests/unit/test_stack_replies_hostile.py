@@ -94,3 +94,20 @@ def test_the_stacks_own_run_answer_shape_is_read():
     upload = Upload(name="a.jpg", body=b"x", content_type="image/jpeg")
     got = warm.run_on_stack(remote(serve_json(answer)), [upload], None, 1, 1)
     assert got["invocations"][0].report.duration_ms == 3.0 and got["prefix"] == "runs/x/"
+
+
+@pytest.mark.parametrize("document", [[], {"s3_endpoint": "x"}])
+def test_a_living_stack_answering_what_no_stack_says_is_not_called_slow(document, monkeypatch):
+    # "did not answer in 2 s: it is stopped or overloaded" was said of every failure, also of an answer given at
+    # once: only a silence is called slow; a wrong answer is named as such, with the address it came from
+    endpoint = serve_json(document)
+    state = remote(endpoint).state
+    monkeypatch.setattr(client, "holder", lambda: {"pid": 1, "owner": "not-a-stack"})
+    monkeypatch.setattr(client, "read_state", lambda: {"pid": 1, "endpoint": endpoint, "owner": "not-a-stack", "config": {}})
+    monkeypatch.setattr(client, "typed_state", lambda written: state)
+    monkeypatch.setattr(client.reaper, "sweep_orphans", lambda: None)
+    with pytest.raises(client.StackNotAnswering) as caught:
+        client.find()
+    assert "in 2 s" not in caught.value.message and "overloaded" not in caught.value.message
+    assert endpoint in caught.value.message
+    assert "not one it gives" in caught.value.message or "not a JSON object" in caught.value.message

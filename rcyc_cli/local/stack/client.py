@@ -27,6 +27,7 @@ from pathlib import Path
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError, RcycError
 
 from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_STACK_INSTANCES
+from ...files import shown
 from ...function_spec import FunctionSpec, checked
 from ...invocation import Invocation, Report, decode_reply, log_tail_lines
 from ..emulator import reaper
@@ -212,10 +213,13 @@ def find() -> RemoteStack | None:
     stack = RemoteStack(state)
     try:
         stack.status()
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise StackNotAnswering(f"the local stack (pid {state.pid}) is running but did not answer in 2 s "
-                                f"({getattr(exc, 'reason', exc)}): it is stopped or overloaded",
-                                hint="rcyc local down stops it; or wait and try again") from None
+    except TimeoutError:
+        raise StackNotAnswering(f"the local stack (pid {state.pid}) is running but did not answer in 2 s: it is "
+                                "stopped or overloaded", hint="rcyc local down stops it; or wait and try again") from None
+    except (OSError, ValueError) as exc:  # refused, or an answer no stack gives: its address is not its own
+        raise StackNotAnswering(f"the local stack (pid {state.pid}) is running but did not answer as a stack does on "
+                                f"{shown(state.endpoint)[:80]} ({exc})",
+                                hint="Stop it and start it again: rcyc local down && rcyc local up") from None
     return stack
 
 
