@@ -242,7 +242,11 @@ class ProcessSandbox(Sandbox):
             raise PrerequisiteError(f"cannot run the emulator {self.rie}: {exc.strerror}", hint="Reinstall it: rcyc rie install --force.") from None
         finally:
             log.close()
-        wait_for_port(self.port, ready_timeout, alive=lambda: self.process.poll() is None)
+        try:
+            wait_for_port(self.port, ready_timeout, alive=lambda: self.process.poll() is None)
+        except FunctionError as exc:  # what it said before it died (or while it did not listen) is the why
+            exc.logs = self.read_log().decode("utf-8", "replace").splitlines()[-20:]
+            raise
         return self
 
     def invoke(self, event: object) -> Invocation:

@@ -77,6 +77,8 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
         while not signalled and not stopping.wait(0.2):
             pass
     except RcycError as exc:
+        for line in (getattr(exc, "logs", None) or [])[-20:]:  # what the emulator said: the starting client shows it
+            print(f"log: {line}", flush=True)
         print(f"error: {exc.message}", flush=True)  # the starting client shows these lines and this status
         if exc.hint:
             print(f"hint: {exc.hint}", flush=True)

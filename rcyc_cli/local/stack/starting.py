@@ -33,6 +33,13 @@ def _start_failure(status: int, log_path: Path) -> RcycError:
     cause = lines[last][len("error: "):] if last is not None else (lines[-1] if lines else f"it exited with status {status}")
     after = lines[last + 1] if last is not None and last + 1 < len(lines) else ""
     hint = after[len("hint: "):] if after.startswith("hint: ") else None  # the cause's own hint, then the log
+    logs = []  # the cause's own log lines (an emulator's last words), printed by the stack just before it
+    for line in reversed(lines[:last] if last is not None else []):
+        if not line.startswith("log: "):
+            break
+        logs.insert(0, line[len("log: "):])
     kinds = {ExitStatus.BAD_INPUT: InputError, ExitStatus.AWS: AwsError, ExitStatus.FUNCTION_FAILED: FunctionError}
-    return kinds.get(status, PrerequisiteError)(f"the local stack did not start: {cause}",
-                                                hint=f"{hint} (Its log: {log_path})" if hint else f"Its log: {log_path}")
+    failure = kinds.get(status, PrerequisiteError)(f"the local stack did not start: {cause}",
+                                                   hint=f"{hint} (Its log: {log_path})" if hint else f"Its log: {log_path}")
+    failure.logs = logs
+    return failure
