@@ -69,11 +69,10 @@ _CODE_IN_MESSAGE = re.compile(r"An error occurred \(([^)]+)\)(?: when calling th
 
 def read_timeout(default: float) -> float:
     """Seconds to wait for an answer: RCYC_AWS_TIMEOUT when set (a slow link, or a test's fault endpoint)."""
-    value = os.environ.get("RCYC_AWS_TIMEOUT")
-    try:
-        return float(value) if value else default
-    except ValueError:
-        raise InputError(f"RCYC_AWS_TIMEOUT={value!r} is not a number of seconds", hint="Set it to e.g. 30, or unset it.") from None
+    from ..config import env_seconds
+
+    # a finite number above 0: botocore raises a bare ValueError on 0 or -1, and NaN or inf fails every socket
+    return env_seconds("RCYC_AWS_TIMEOUT", default, minimum=0.1, maximum=3600)
 
 
 def client_config(read: float = 60, connect: float = 5, attempts: int = 3, **extra):
