@@ -335,14 +335,15 @@ def _sqs_record(body: str, message_id: str, region: str) -> dict:
 
 # --- rebasing events ---------------------------------------------------------------------------------------
 
-def rebase(event: object, moved: dict[str, str]) -> tuple[object, int]:
+def rebase(event: object, moved: dict[str, str], bucket: str | None = None) -> tuple[object, int]:
     """The event with every object key found in ``moved`` (decoded keys) replaced by its value, in every
-    shape (encoded again where the shape encodes); returns (event, how many were moved)."""
+    shape (encoded again where the shape encodes); returns (event, how many were moved). With ``bucket``, only
+    the objects of that bucket move: a record naming another bucket names another object, whatever its key."""
     count = 0
 
-    def key_of(old: str) -> str:
+    def key_of(old: str, in_bucket: object) -> str:
         nonlocal count
-        if old in moved:
+        if old in moved and (bucket is None or in_bucket == bucket):
             count += 1
             return moved[old]
         return old
@@ -350,14 +351,20 @@ def rebase(event: object, moved: dict[str, str]) -> tuple[object, int]:
     return _rebase(event, key_of, 0), count
 
 
-def _rebase(event: object, key_of: Callable[[str], str], depth: int) -> object:
+def _name_of(holder: object) -> object:
+    """``holder["bucket"]["name"]`` where there is one (an S3 record's ``s3``, an EventBridge ``detail``)."""
+    found = holder.get("bucket") if isinstance(holder, dict) else None
+    return found.get("name") if isinstance(found, dict) else None
+
+
+def _rebase(event: object, key_of: Callable[[str, object], str], depth: int) -> object:
     if not isinstance(event, dict) or depth > MAX_WRAPPING + 1:
         return event
     if _is_eventbridge(event):
         detail = event.get("detail")
         obj = detail.get("object") if isinstance(detail, dict) else None
         if isinstance(obj, dict) and isinstance(obj.get("key"), str):
-            return {**event, "detail": {**detail, "object": {**obj, "key": key_of(obj["key"])}}}
+            return {**event, "detail": {**detail, "object": {**obj, "key": key_of(obj["key"], _name_of(detail))}}}
         return event
     if event.get("Type") == "Notification" and isinstance(event.get("Message"), str):
         return {**event, "Message": _rebase_text(event["Message"], key_of, depth)}
@@ -366,7 +373,7 @@ def _rebase(event: object, key_of: Callable[[str], str], depth: int) -> object:
     return {**event, "Records": [_rebase_record(r, key_of, depth) for r in event["Records"]]}
 
 
-def _rebase_record(record: object, key_of: Callable[[str], str], depth: int) -> object:
+def _rebase_record(record: object, key_of: Callable[[str, object], str], depth: int) -> object:
     source = _source(record)
     if source == "aws:sqs" and isinstance(record.get("body"), str):
         return {**record, "body": _rebase_text(record["body"], key_of, depth)}
@@ -376,13 +383,13 @@ def _rebase_record(record: object, key_of: Callable[[str], str], depth: int) -> 
     obj = s3.get("object") if isinstance(s3, dict) else None
     if isinstance(obj, dict) and isinstance(obj.get("key"), str):
         key = unquote_plus(obj["key"])
-        new = key_of(key)
+        new = key_of(key, _name_of(s3))
         if new != key:
             return {**record, "s3": {**s3, "object": {**obj, "key": quote_plus(new, safe="/")}}}
     return record
 
 
-def _rebase_text(text: str, key_of: Callable[[str], str], depth: int) -> str:
+def _rebase_text(text: str, key_of: Callable[[str, object], str], depth: int) -> str:
     try:
         inner = json.loads(text)
     except (ValueError, RecursionError):

@@ -32,7 +32,7 @@ class LocalRun:
     invocations: list[Invocation]
     seconds: float
     keys: list[str] = field(default_factory=list)  # each image's key, in the order given
-    files: dict[str, str] = field(default_factory=dict)  # key -> the image's path as the user gave it (for titles)
+    files: dict[str, str] = field(default_factory=dict)  # s3://bucket/key -> the image's path as given (for titles)
 
     def figures(self) -> dict:
         """The emulator's figures: the report of a single invocation, or a summary over many."""

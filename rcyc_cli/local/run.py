@@ -50,7 +50,7 @@ def run(options: Options, report: Reporter = SILENT) -> LocalRun:
     request = read_request(options.images, options.event_file, options.model, report)
     runner = _runner(options, request.manifest, report)
     local = runner.run(request, options.concurrency, options.batch_size, report)
-    local.files = {key: str(path) for key, path in zip(local.keys, request.paths)}
+    local.files = {f"s3://{local.info.bucket}/{key}": str(path) for key, path in zip(local.keys, request.paths)}
     return local
 
 

@@ -84,7 +84,7 @@ def invoke_images(invoke: Callable[[dict], Invocation], bucket: str, keys: list[
     or batches of up to ``batch_size`` spread over ``concurrency`` instances."""
     started = time.perf_counter()
     if event is not None:
-        event, count = events.rebase(event, run_copies(keys))
+        event, count = events.rebase(event, run_copies(keys), bucket)  # another bucket's objects are its own
         if count:
             report.status(f"{plural(count, 'record')} of the event point at this run's own copies of the images")
         report.status("invoking the function with the event")

@@ -15,12 +15,14 @@ from .console import log_lines, out, plural, title
 
 
 def where(entry, files: dict[str, str] | None = None) -> str:
-    """What to call a result, an error or a skip: the user's own file when the key is one this run uploaded
-    (``files``: key -> the path as given), else its S3 URI (or the key, for rcyc predict)."""
+    """What to call a result, an error or a skip: the user's own file when the object is one this run uploaded
+    (``files``: its S3 URI -> the path as given; the same key in another bucket is another object), else its
+    S3 URI (or the key, for rcyc predict)."""
     key = str(entry.key)
-    if files and key in files:
-        return shown(files[key])
-    return shown(f"s3://{entry.bucket}/{key}" if entry.bucket else key)
+    uri = f"s3://{entry.bucket}/{key}"
+    if files and entry.bucket and uri in files:
+        return shown(files[uri])
+    return shown(uri if entry.bucket else key)
 
 
 def prediction_table(entry: Result) -> Table:
@@ -42,7 +44,7 @@ TABLES_UP_TO = 8  # more results than this: a per-class summary instead of a tab
 
 def render_response(response: dict, files: dict[str, str] | None = None) -> None:
     """The five-way prediction of every record (or a per-class summary of many), then each error and skip.
-    ``files`` (key -> the user's path) names results after the files they came from."""
+    ``files`` (S3 URI -> the user's path) names results after the files they came from."""
     typed = Response.from_json(response)
     results = typed.results
     if len(results) <= TABLES_UP_TO:

@@ -321,3 +321,14 @@ def test_classify_refuses_images_under_the_results_prefix_instead_of_finding_non
 
     with pytest.raises(InputError, match="under the results prefix"):
         classify(ClassifyOptions(uri, results_prefix="images/"), target=None, s3=None)
+
+
+@pytest.mark.parametrize("shape", ["s3", "sqs", "sns", "sns-sqs", "eventbridge"])
+def test_rebase_onto_a_bucket_leaves_another_buckets_objects_as_they_are(shape):
+    # invoke-local --event naming another bucket: its key is that bucket's object, never this run's copy (it
+    # once became s3://other/runs/<id>/images/x.jpg, an object the user never named)
+    mine, theirs = events.make(shape, "bkt", ["x.jpg"]), events.make(shape, "other", ["x.jpg"])
+    assert [r.key for r in events.parse(events.rebase(mine, {"x.jpg": "runs/r1/images/x.jpg"}, "bkt")[0])] == \
+        ["runs/r1/images/x.jpg"]
+    rebased, moved = events.rebase(theirs, {"x.jpg": "runs/r1/images/x.jpg"}, "bkt")
+    assert moved == 0 and [(r.bucket, r.key) for r in events.parse(rebased)] == [("other", "x.jpg")]

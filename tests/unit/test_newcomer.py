@@ -60,7 +60,9 @@ def test_results_are_titled_with_the_users_path_when_the_key_is_one_the_run_uplo
     from rcyc_core.results import RecordError
 
     entry = RecordError(0, "b", "runs/0bb1ed5f1990/images/soda_cans_0.jpg", "NoSuchKey", "gone")
-    assert where(entry, {"runs/0bb1ed5f1990/images/soda_cans_0.jpg": "photos/soda_cans_0.jpg"}) == "photos/soda_cans_0.jpg"
+    assert where(entry, {"s3://b/runs/0bb1ed5f1990/images/soda_cans_0.jpg": "photos/soda_cans_0.jpg"}) == "photos/soda_cans_0.jpg"
+    # the same key in another bucket (an --event naming it) is another object, never the user's file
+    assert where(entry, {"s3://c/runs/0bb1ed5f1990/images/soda_cans_0.jpg": "photos/soda_cans_0.jpg"}).startswith("s3://b/")
     assert where(entry, {}) == "s3://b/runs/0bb1ed5f1990/images/soda_cans_0.jpg"
     assert where(RecordError(0, None, "x.jpg", "NotFound", "gone")) == "x.jpg"
 
@@ -76,7 +78,7 @@ def test_a_long_title_is_not_wrapped_mid_word_at_80_columns(monkeypatch):
 
         scores = dict.fromkeys(("boxes", "glass_bottles", "soda_cans", "crushed_soda_cans", "plastic_bottles"), 0.0)
         render_response({"results": [{"bucket": "b", "key": "k", "label": "boxes", "confidence": 1.0,
-                                      "scores": {**scores, "boxes": 1.0}}]}, {"k": path})
+                                      "scores": {**scores, "boxes": 1.0}}]}, {"s3://b/k": path})
     console._consoles.clear()
     assert path in captured.get().splitlines()
 
