@@ -34,7 +34,7 @@ from ..emulator import reaper
 from ..emulator.sandbox import payload
 from . import loopback, replies
 from .ownership import (StackNotAnswering, claim, ensure_state_dir, holder, lock_file, locked,  # noqa: F401 - the
-                        read_state, state_dir, state_file)  # client's names for them, as server and tests import them
+                        own_file, read_state, state_dir, state_file)  # client's names for them, as server and tests import them
 from .protocol import STATUS_PATH
 from .starting import _compiled_once, _start_failure
 
@@ -295,7 +295,7 @@ def config_difference(wanted: StackConfig, running: dict) -> str | None:
 def _start(config: StackConfig, wait_seconds: float) -> RemoteStack:
     config = replace(config, instances=config.instances or DEFAULT_STACK_INSTANCES)
     directory = ensure_state_dir()
-    log_path = directory / "stack.log"
+    log_path = own_file(directory / "stack.log")
     owner = reaper.new_owner("stack")
     # The stack carries its own owner token, so that it too is proven ours before any signal (down, clean).
     env = {**_compiled_once(os.environ), reaper.OWNER_VARIABLE: owner}

@@ -72,10 +72,7 @@ def claim(owner: str, wait: float = 5.0) -> int:
     """Take the stack's lock for the life of this process (the stack's own first step) and write its pid
     and owner token in it; returns the descriptor, which must stay open. Another living stack of this
     cache is a PrerequisiteError (readers hold the lock only for an instant: that is waited out)."""
-    path = ensure_state_dir() / "stack.lock"
-    with contextlib.suppress(FileNotFoundError):
-        if not stat.S_ISREG(os.lstat(path).st_mode):  # junk in rcyc's own place (a FIFO, a folder): replaced
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    path = own_file(ensure_state_dir() / "stack.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
     deadline = time.monotonic() + wait
     while True:
@@ -91,6 +88,15 @@ def claim(owner: str, wait: float = 5.0) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps({"pid": os.getpid(), "owner": owner}).encode(), 0)
     return fd
+
+
+def own_file(path: Path) -> Path:
+    """``path``, a file of rcyc's own folder, with whatever junk stood there removed (a FIFO would hang the
+    open, a folder refuse it, a link send the write elsewhere): only a regular file is written in place."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    return path
 
 
 def ensure_state_dir() -> Path:
@@ -109,7 +115,8 @@ def ensure_state_dir() -> Path:
 def locked():
     """The stack's lock (``flock`` on ``local/lock``): one ``up``/``down`` at a time, so two concurrent
     ``local up`` give one stack. Released by the kernel if its holder dies."""
-    fd = os.open(ensure_state_dir() / "lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    fd = os.open(own_file(ensure_state_dir() / "lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

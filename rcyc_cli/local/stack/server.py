@@ -30,7 +30,7 @@ from ..emulator.pool import Pool
 from ..emulator.s3 import EmbeddedS3
 from ..session import RUNS_PREFIX, Upload, image_key, invoke_images
 from .admission import Admission, EventQueue, FaultSwitch, RunAdmission
-from .client import StackConfig, StackState, claim, state_file
+from .client import StackConfig, StackState, claim, own_file, state_file
 from .errors import invalid_content
 from .invoke_api import Api, StackHTTPServer
 from .protocol import EMULATOR_ALIAS, EXECUTED_VERSION, RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE
@@ -70,9 +70,12 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
                            runtime=pool.instances[0].sandbox.runtime, started_at=time.time(), owner=owner,
                            rie_path=str(Path(launcher.rie_path).resolve()), model=manifest.summary(),
                            instance_pids=[i.sandbox.process.pid for i in pool.instances if getattr(i.sandbox, "process", None)])
-        partial = state_file().with_name(f"state.{os.getpid()}.part")
-        partial.write_text(json.dumps(state.to_json(), indent=2))
-        os.replace(partial, state_file())  # readers never see half a state file
+        partial = own_file(state_file().with_name(f"state.{os.getpid()}.part"))
+        try:
+            partial.write_text(json.dumps(state.to_json(), indent=2))
+            os.replace(partial, own_file(state_file()))  # readers never see half a state file
+        finally:
+            partial.unlink(missing_ok=True)
         print(f"ready: {state.endpoint}", flush=True)
         while not signalled and not stopping.wait(0.2):
             pass
