@@ -140,3 +140,21 @@ def test_a_stack_that_fails_to_start_passes_on_its_errors_hint(tmp_path):
     assert failure.hint.startswith("Pass another --bucket.") and str(log) in failure.hint
     log.write_text("error: no emulator\n")
     assert _start_failure(2, log).hint == f"Its log: {log}"
+
+
+def test_a_stack_that_could_not_even_write_its_log_on_a_full_disk_says_so(tmp_path, monkeypatch):
+    # On a full disk the stack's log stays empty (its error line could not be written either): "it exited with
+    # status 1" was all that was said. The free space of its folder names the cause.
+    import shutil
+    from collections import namedtuple
+
+    from rcyc_cli.local.stack.client import _start_failure
+
+    log = tmp_path / "stack.log"
+    log.write_text("")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(48 << 10, 48 << 10, 0))
+    failure = _start_failure(1, log)
+    assert failure.kind == "DiskFull" and "is full" in failure.message and "RCYC_CACHE_HOME" in failure.hint
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(1 << 40, 1 << 30, 1 << 39))
+    assert "exited with status 1" in _start_failure(1, log).message

@@ -30,6 +30,11 @@ def _start_failure(status: int, log_path: Path) -> RcycError:
     except OSError:
         lines = []
     last = max((i for i, line in enumerate(lines) if line.startswith("error: ")), default=None)
+    if last is None and (full := _full(log_path.parent)):
+        # A full disk: the stack could not even write its log (nor the error that would have said so).
+        return PrerequisiteError(f"the local stack did not start: the file system of {log_path.parent} is full "
+                                 f"({full})", kind="DiskFull", hint="Free some space there, or point RCYC_CACHE_HOME "
+                                 "at a folder with room.")
     cause = lines[last][len("error: "):] if last is not None else (lines[-1] if lines else f"it exited with status {status}")
     after = lines[last + 1] if last is not None and last + 1 < len(lines) else ""
     hint = after[len("hint: "):] if after.startswith("hint: ") else None  # the cause's own hint, then the log
@@ -43,3 +48,14 @@ def _start_failure(status: int, log_path: Path) -> RcycError:
                                                    hint=f"{hint} (Its log: {log_path})" if hint else f"Its log: {log_path}")
     failure.logs = logs
     return failure
+
+
+def _full(directory: Path, need: int = 1 << 20) -> str | None:
+    """What is left on ``directory``'s file system when it is less than ``need`` bytes, else None."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return None
+    return f"{free:,} bytes free" if free < need else None
