@@ -105,6 +105,15 @@ class ModelStore:
         backends.check_behaviour(manifest, backend)
         return Classifier(manifest, backend)
 
+    def _chunks(self, bucket: str, key: str):
+        """The object's bytes, a MB at a time; a failed read (S3 refused, unreachable, cut short) is the model's error."""
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+            while chunk := body.read(1 << 20):
+                yield chunk
+        except Exception as exc:
+            raise model_read_error(exc, f"s3://{bucket}/{key}", "model file") from None
+
     def _fetch_file(self, bucket: str, key: str, sha256: str, fmt: str) -> Path:
         """Download into the cache under a name derived from the sha256 only (never from the key),
         atomically (temp file + rename) and verified, so a half-written or wrong file is never used."""
@@ -120,13 +129,9 @@ class ModelStore:
             raise ModelError(f"cannot write the model cache {directory}: {exc.strerror}", kind="CacheUnwritable") from None
         try:
             with os.fdopen(fd, "wb") as out:
-                try:
-                    body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
-                    for chunk in iter(lambda: body.read(1 << 20), b""):
-                        digest.update(chunk)
-                        out.write(chunk)
-                except Exception as exc:
-                    raise model_read_error(exc, f"s3://{bucket}/{key}", "model file") from None
+                for chunk in self._chunks(bucket, key):
+                    digest.update(chunk)
+                    out.write(chunk)  # a failed write is the cache's (a full /tmp), below: never "cannot reach S3"
             if digest.hexdigest() != sha256:
                 raise ModelError(
                     f"s3://{bucket}/{key} has sha256 {digest.hexdigest()[:12]}…, the manifest says {sha256[:12]}…",
