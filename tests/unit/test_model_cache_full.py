@@ -63,3 +63,15 @@ def test_a_good_download_is_cached(tmp_path):
     store = model_store.ModelStore(FakeS3(), Config(cache_dir=tmp_path))
     path = store._fetch_file("b", "models/m/1/model.tflite", hashlib.sha256(DATA).hexdigest(), "tflite")
     assert path.read_bytes() == DATA
+
+
+@pytest.mark.parametrize("logs, above", [([], False), (["START RequestId: x", "Runtime exited"], True)])
+def test_a_hint_points_at_the_log_above_only_when_there_is_one(logs, above):
+    # A runtime that died on a full disk left no log: "The function's log is above." pointed at nothing.
+    from rcyc_cli.invocation import LOG_ABOVE
+    from rcyc_cli.local.emulator.sandbox import NO_LOG, Sandbox
+
+    sandbox = Sandbox.__new__(Sandbox)
+    sandbox._new_log_lines = lambda wait_for_report: list(logs)
+    failure = sandbox._failure("the emulator did not answer: Bad Gateway", "EmulatorError")
+    assert failure.logs == logs and failure.hint == (LOG_ABOVE if above else NO_LOG)

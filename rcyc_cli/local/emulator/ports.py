@@ -20,12 +20,12 @@ def wait_for_port(port: int, timeout: float, alive=lambda: True) -> None:
     while time.monotonic() < deadline:
         if not alive():
             raise FunctionError("the emulator exited while starting", kind="EmulatorError",
-                                hint="Its output is above; check the emulator (--rie, RCYC_RIE, or rcyc rie install --force).")
+                                hint="Check the emulator (--rie, RCYC_RIE, or rcyc rie install --force) and what it said, if anything, above.")
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.settimeout(0.2)
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.01)
     raise FunctionError(f"the emulator did not listen on 127.0.0.1:{port} within {timeout:.0f} s", kind="EmulatorError",
-                        hint="Its output is above; the machine may be overloaded: try again.")
+                        hint="The machine may be overloaded: try again (what the emulator said, if anything, is above).")
 

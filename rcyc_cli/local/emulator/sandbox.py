@@ -20,6 +20,9 @@ from rcyc_core.errors import EventError, FunctionError, PrerequisiteError
 from ... import leftovers
 from ...defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LAMBDA_MAX_PAYLOAD, LOCAL_CREDENTIALS, LOCAL_REGION
 from ...invocation import LOG_ABOVE, Invocation, decode_reply, parse_report, with_measured_peak
+
+# A function that died without a word (its log could not even be written: a full disk, the memory gone)
+NO_LOG = "It left no log: check this machine's free disk space (the cache, /tmp) and memory, then run again."
 from ...paths import FUNCTION_DIR, require_checkout
 from .ports import free_port, wait_for_port
 
@@ -134,12 +137,15 @@ class Sandbox:
             response = decode_reply(raw.decode("utf-8", "replace"))
         except FunctionError as exc:
             exc.logs = lines
+            if not lines and exc.hint == LOG_ABOVE:
+                exc.hint = NO_LOG
             raise
         return Invocation(response, parse_report(lines), wall_ms, lines)
 
     def _failure(self, message: str, kind: str) -> FunctionError:
-        error = FunctionError(message, kind=kind, hint=LOG_ABOVE)
-        error.logs = self._new_log_lines(wait_for_report=False)
+        logs = self._new_log_lines(wait_for_report=False)
+        error = FunctionError(message, kind=kind, hint=LOG_ABOVE if logs else NO_LOG)
+        error.logs = logs
         return error
 
     def _new_log_lines(self, wait_for_report: bool) -> list[str]:
