@@ -35,7 +35,7 @@ class EmbeddedPlace:
 
     def put_images(self, uploads: list[Upload]) -> list[str]:
         keys = [image_key("", upload) for upload in uploads]
-        self.server.put_objects(self.bucket, [(key, upload.body) for key, upload in zip(keys, uploads)])
+        self.server.put_objects(self.bucket, ((key, upload.data()) for key, upload in zip(keys, uploads)))  # one at a time
         return keys
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from rcyc_core.errors import EventError, InputError
 from rcyc_core.manifest import Manifest
 
 from ..defaults import IMAGES_PREFIX, LAMBDA_MAX_PAYLOAD
-from ..files import IMAGE_SUFFIXES, expand_images, keyed_by_name, read_regular
+from ..files import IMAGE_SUFFIXES, expand_images, keyed_by_name, read_regular, regular_size
 from ..model_source import resolve_model
 from ..reporting import SILENT, Reporter
 from .session import Upload
@@ -41,16 +41,17 @@ def read_request(images: list[Path], event_file: Path | None, model: Path | None
 
 
 def read_uploads(paths: list[Path]) -> list[Upload]:
-    """Each image's bytes (at most what the function accepts), refused before anything starts if two files of
-    one name would be one object."""
+    """Each image (a regular file of at most what the function accepts), refused before anything starts if two
+    files of one name would be one object; its bytes are read when it is sent."""
     import mimetypes
 
     from rcyc_core.config import Config
 
     keyed_by_name(paths, IMAGES_PREFIX)
     limit = Config().max_bytes
-    return [Upload(path.name, read_regular(path, limit, what="image"),
-                   mimetypes.guess_type(path.name)[0] or "application/octet-stream") for path in paths]
+    # checked now, read when sent: memory stays flat however many files a run names
+    return [Upload(path.name, None, mimetypes.guess_type(path.name)[0] or "application/octet-stream", path,
+                   regular_size(path, limit, what="image"), limit) for path in paths]
 
 
 def load_event(path: Path) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from rcyc_core import events
@@ -22,8 +23,16 @@ UPLOAD_WORKERS = 8  # S3 puts in flight at once: one at a time cost 1.7 s of a 4
 @dataclass
 class Upload:
     name: str  # the file's name: its key is <prefix>images/<name>
-    body: bytes
+    body: bytes | None  # None: read from ``path`` only when sent (checked, not read, before the run starts)
     content_type: str
+    path: Path | None = None
+    size: int = 0  # bytes (``body``'s, or the file's when it was checked)
+    limit: int | None = None  # the most bytes the file may have grown to when it is read
+
+    def data(self) -> bytes:
+        from ..files import read_regular
+
+        return self.body if self.body is not None else read_regular(self.path, self.limit, what="image")
 
 
 @dataclass
@@ -43,7 +52,7 @@ def put_images(s3, bucket: str, prefix: str, uploads: list[Upload]) -> list[str]
 
     def put(pair: tuple[str, Upload]) -> None:
         key, upload = pair
-        aws.aws_call(f"upload {key}", s3.put_object, Bucket=bucket, Key=key, Body=upload.body,
+        aws.aws_call(f"upload {key}", s3.put_object, Bucket=bucket, Key=key, Body=upload.data(),
                      ContentType=upload.content_type)
 
     from concurrent.futures import ThreadPoolExecutor

@@ -49,7 +49,7 @@ def find_or_start(wanted: StackConfig, manifest, start: bool, report: Reporter =
 
 def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency: int, batch_size: int) -> dict:
     """Post the run to the stack; returns {"response", "invocations": [Invocation], "seconds", "prefix"}."""
-    body = json.dumps({"images": [{"name": u.name, "data": base64.b64encode(u.body).decode(), "content_type": u.content_type}
+    body = json.dumps({"images": [{"name": u.name, "data": base64.b64encode(u.data()).decode(), "content_type": u.content_type}
                                   for u in uploads],
                        "event": event, "concurrency": concurrency, "batch_size": batch_size}).encode()
     if len(body) > RUN_PAYLOAD_LIMIT:
@@ -133,22 +133,36 @@ def stack_conflict(wanted: StackConfig, state: StackState, manifest) -> str | No
 
 # A warm run answers only when it is done, so a large one is posted in parts (one per round of events over
 # the pool, a few times over) to show its progress; a part costs one request, a few ms on a run of seconds.
+# A part also holds at most PART_BYTES of images (base64 makes 4/3 of it): the CLI
+# reads a part's files only when it sends it, so its memory stays flat whatever the run's size.
 PART_ROUNDS = 4
+PART_BYTES = 32 * 1024 * 1024  # far under RUN_PAYLOAD_LIMIT: the encoded request is about four times this in memory
+
+
+def parts(uploads: list[Upload], count: int, budget: int = PART_BYTES) -> list[tuple[int, list[Upload]]]:
+    """(index of its first upload, uploads) of each part: at most ``count`` uploads and ``budget`` bytes (one
+    larger file is a part of its own)."""
+    found, start, size = [], 0, 0
+    for index, upload in enumerate(uploads):
+        if index > start and (index - start >= count or size + upload.size > budget):
+            found.append((start, uploads[start:index]))
+            start, size = index, 0
+        size += upload.size
+    return found + ([(start, uploads[start:])] if start < len(uploads) else [])
 
 
 def run_on_stack_in_parts(running, uploads: list[Upload], event: dict | None, concurrency: int, batch_size: int,
                           report: Reporter = SILENT) -> dict:
     """run_on_stack, in parts when there are many images, with report.expect/done for a progress bar; the
     answer is one run's (records numbered across parts) plus ``keys``: each upload's key, in order."""
-    part = max(1, concurrency) * max(1, batch_size) * PART_ROUNDS
-    if event is not None or len(uploads) <= part:
+    split = parts(uploads, max(1, concurrency) * max(1, batch_size) * PART_ROUNDS)
+    if event is not None or len(split) <= 1:
         answer = run_on_stack(running, uploads, event, concurrency, batch_size)
         answer["keys"] = [image_key(answer["prefix"], upload) for upload in uploads]
         return answer
     report.expect(len(uploads))
     merged = {"response": {"results": [], "errors": [], "skipped": []}, "invocations": [], "seconds": 0.0, "keys": []}
-    for start in range(0, len(uploads), part):
-        chunk = uploads[start:start + part]
+    for start, chunk in split:
         answer = run_on_stack(running, chunk, None, concurrency, batch_size)
         response = answer["response"]
         for name in ("results", "errors", "skipped"):
