@@ -38,7 +38,7 @@ class EmbeddedPlace:
         self.server.put_objects(self.bucket, ((key, upload.data()) for key, upload in zip(keys, uploads)))  # one at a time
         return keys
 
-    def close(self) -> None:
+    def close(self, report: Reporter) -> None:
         self.server.stop()
 
 
@@ -93,10 +93,12 @@ class SharedPlace:
             raise AwsError(f"there is no bucket {self.bucket} at {self.endpoint_url}", kind="NoSuchBucket",
                            hint="Check --bucket and --s3-endpoint-url; or give --model PATH, which creates it (private).")
 
-    def close(self) -> None:
+    def close(self, report: Reporter) -> None:
         from .session import remove_prefix
 
-        remove_prefix(self.s3, self.bucket, self.prefix)
+        if not remove_prefix(self.s3, self.bucket, self.prefix):  # said, never left behind in silence
+            report.notice(f"could not remove this run's objects from s3://{self.bucket}/{self.prefix} at "
+                          f"{self.endpoint_url}; remove them yourself (every version)")
 
 
 @contextlib.contextmanager
@@ -106,4 +108,4 @@ def open_place(bucket: str, endpoint_url: str | None, report: Reporter):
     try:
         yield place
     finally:
-        place.close()
+        place.close(report)

@@ -62,19 +62,23 @@ def put_images(s3, bucket: str, prefix: str, uploads: list[Upload]) -> list[str]
     return keys
 
 
-def remove_prefix(s3, bucket: str, prefix: str) -> None:
+def remove_prefix(s3, bucket: str, prefix: str) -> bool:
     """Remove a run's objects from a shared bucket, every version of them (on a versioned bucket a plain
-    delete only adds a marker and keeps the bytes, readable by VersionId). Best effort: a stopped S3 has
-    nothing to clean."""
+    delete only adds a marker and keeps the bytes, readable by VersionId). Never raises: cleanup must not mask
+    the run's own outcome; returns whether the prefix is known to be gone (S3 refused or failed no key of it:
+    DeleteObjects answers 200 with per-key Errors, an AccessDenied among them)."""
     try:
         paginator = s3.get_paginator("list_object_versions")
+        gone = True
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
                     for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
             if keys:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                gone = gone and not answer.get("Errors")
+        return gone
     except Exception:  # noqa: BLE001 - cleanup must never mask the run's own outcome
-        pass
+        return False
 
 
 def run_copies(keys: list[str]) -> dict[str, str]:

@@ -22,7 +22,7 @@ class FakeS3:
     def __init__(self, fail_read: bool = False):
         self.fail_read = fail_read
 
-    def get_object(self, Bucket, Key):  # noqa: N803 - botocore's names
+    def get_object(self, Bucket, Key):
         if self.fail_read:
             raise ConnectionResetError(errno.ECONNRESET, "reset")
         return {"Body": io.BytesIO(DATA)}
