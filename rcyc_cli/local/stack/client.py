@@ -33,8 +33,8 @@ from ...invocation import Invocation, Report, decode_reply, log_tail_lines
 from ..emulator import reaper
 from ..emulator.sandbox import payload
 from . import loopback, replies
-from .ownership import (StackNotAnswering, claim, ensure_state_dir, holder, lock_file, locked,  # noqa: F401 - the
-                        own_file, read_state, state_dir, state_file)  # client's names for them, as server and tests import them
+from .ownership import (StackNotAnswering, being_started, claim, ensure_state_dir, holder, lock_file,  # noqa: F401
+                        locked, own_file, read_state, state_dir, state_file)  # - the client's names, as server and tests import them
 from .protocol import STATUS_PATH
 from .starting import _compiled_once, _start_failure
 
@@ -43,15 +43,20 @@ class StackStarting(StackNotAnswering):
     """A stack of this cache holds its lock but has not yet said where it answers: starting, or stuck."""
 
 
-def find_settled() -> RemoteStack | None:
+def find_settled(patience: float = 900.0) -> RemoteStack | None:
     """``find``, waiting for a stack that another command is starting (it holds ``locked`` until the stack
     answers, or until a failed start is cleaned): two first calls at once use one stack, as two ``up`` do.
-    A stack starting with nobody waiting on it (its starter was killed) is still StackStarting."""
-    try:
-        return find()
-    except StackStarting:
-        with locked():
+    Looked at again every 0.1 s rather than waited on: a starter that is itself stopped (Ctrl-Z) must not
+    hold up a stack that is ready. A stack starting with nobody starting it (its starter was killed) is
+    still StackStarting, at once."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
             return find()
+        except StackStarting:
+            if not being_started() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 class StackConflict(InputError):

@@ -125,6 +125,19 @@ def locked():
 
 
 
+def being_started() -> bool:
+    """Whether a command holds ``locked`` now (an ``up`` starting the stack, or a ``down``), without waiting."""
+    fd = os.open(own_file(ensure_state_dir() / "lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 STATE_LIMIT = 1 << 20
 
 
