@@ -104,7 +104,7 @@ flavor_option = click.option("--flavor", type=click.Choice(FLAVORS), default=DEF
                              envvar="RCYC_FLAVOR", help="slim: LiteRT runs the .tflite files; keras: TensorFlow runs the .h5 files.")
 base_image_option = click.option("--base-image", envvar="RCYC_BASE_IMAGE",
                                  help=f"Base image (default {DEFAULT_BASE_IMAGE}). [env RCYC_BASE_IMAGE]")
-ca_bundle_option = click.option("--ca-bundle", type=click.Path(path_type=Path), envvar="RCYC_CA_BUNDLE",
+ca_bundle_option = click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="RCYC_CA_BUNDLE",
                                 help="CA bundle pip trusts during the build (TLS-intercepting proxies). [env RCYC_CA_BUNDLE]")
 rie_option = click.option("--rie", envvar="RCYC_RIE", help="Path of the aws-lambda-rie binary. [env RCYC_RIE]")
 timeout_option = click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.IntRange(1, 900),

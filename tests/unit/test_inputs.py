@@ -128,6 +128,15 @@ def test_a_bad_endpoint_url_is_a_usage_error(url):
     one_error(run("invoke-local", "--endpoint-url", url), ExitStatus.USAGE, "--endpoint-url")
 
 
+@pytest.mark.parametrize("command", [["invoke-local"], ["local", "up"], ["build"], ["deploy", "--tag", "v1"]])
+@pytest.mark.parametrize("given", ["no-such-ca.pem", "."])
+def test_a_ca_bundle_that_is_no_file_is_refused_whatever_the_runtime(command, given, monkeypatch):
+    """It was used only by an image build, and silently ignored by a process-runtime run or stack."""
+    one_error(run(*command, "--ca-bundle", given), ExitStatus.USAGE, "--ca-bundle")
+    monkeypatch.setenv("RCYC_CA_BUNDLE", given)
+    one_error(run(*command), ExitStatus.USAGE, "--ca-bundle")
+
+
 # --- configuration and cache --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content", [b"model = 5\n", b'bucket = "\xff"\n', b"model = [1, 2]\n"])
