@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from xml.sax.saxutils import escape
 
@@ -29,7 +30,8 @@ def fast_listing(app: Callable, backend: Callable[[], object]) -> Callable:
         body = listing(environ, backend) if environ.get("REQUEST_METHOD") == "GET" else None
         if body is None:
             return app(environ, start_response)
-        start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+        start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body))),
+                                   ("x-amz-request-id", uuid.uuid4().hex)])  # as S3 and moto (rcyc checks for one)
         return [body]
 
     return answer
