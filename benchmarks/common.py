@@ -52,5 +52,16 @@ def figures(values: list[float], digits: int = 1) -> dict:
             "max": round(max(values), digits), "n": len(values)}
 
 
+def interleaved(rounds: int, runs: dict) -> dict[str, list[float]]:
+    """Each measurement once per round, in turn (one untimed round first)."""
+    out: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(rounds + 1):
+        for name, measure in runs.items():
+            value = measure()
+            if round_:
+                out[name].append(value)
+    return out
+
+
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import figures, image_folder, load, use_private_cache  # noqa: E402
+from benchmarks.common import figures, image_folder, interleaved, load, use_private_cache  # noqa: E402
 
 PYTHON = sys.executable
 IMAGE = ROOT / "fixtures" / "images" / "soda_cans" / "soda_cans_0.jpg"
@@ -105,17 +105,6 @@ def workers(mode: str, folder: Path, cpus: list[str]) -> float:
         for process in started:
             process.kill()
             process.wait()
-
-
-def interleaved(rounds: int, runs: dict) -> dict[str, list[float]]:
-    """Each measurement once per round, in turn (one untimed round first)."""
-    out: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(rounds + 1):
-        for name, measure in runs.items():
-            value = measure()
-            if round_:
-                out[name].append(value)
-    return out
 
 
 def core_rows(work: Path, images: int, rounds: int) -> dict:
