@@ -10,6 +10,7 @@ the two).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 POLL_SECONDS = 0.05  # how often the serving loop looks for a stop: werkzeug's 0.5 s default cost each one-shot run ~0.4 s
 
@@ -73,7 +74,7 @@ class EmbeddedS3:
     # The process that hosts the server can write into its store directly: no HTTP, no request signing
     # (~0.02 ms an object against ~5 ms through boto3). The warm stack puts a run's images this way; what
     # the function reads still goes through the S3 API over HTTP, as on AWS.
-    def put_objects(self, bucket: str, items: list[tuple[str, bytes]]) -> None:
+    def put_objects(self, bucket: str, items: Iterable[tuple[str, bytes]]) -> None:
         backend = self._backend()
         for key, body in items:
             backend.put_object(bucket, key, body)
