@@ -101,6 +101,40 @@ class EmbeddedS3:
                     version.dispose()  # its body's buffer closed now, not when the collector finds it
             dict.pop(keys, name, None)  # the store's own pop calls dispose() on a delete marker too, which has none
 
+    # The warm stack's own CLI reads through these (stack.protocol.S3_READ_PATH): a ListObjectsV2 page and an
+    # object from the store, with no signed round trip, so a command that only reads needs no boto3. moto's own
+    # errors (NoSuchBucket, InvalidArgument) go to the caller; None: ask the S3 API (a bucket with a policy).
+    def list_page(self, bucket: str, prefix: str, token: str | None, max_keys: int) -> dict | None:
+        from moto.s3.exceptions import InvalidContinuationToken
+
+        backend = self._backend()
+        found = backend.get_bucket(bucket)
+        if getattr(found, "policy", None):
+            return None
+        try:
+            keys, truncated, next_token = backend.list_objects_v2(bucket=found, prefix=prefix or None, delimiter=None,
+                                                                  continuation_token=token, start_after=None,
+                                                                  max_keys=max_keys)
+        except TypeError:  # a token this store never gave out (moto compares its key names with None)
+            raise InvalidContinuationToken() from None
+        page = {"IsTruncated": truncated, "KeyCount": len(keys),
+                "Contents": [{"Key": key.name, "Size": key.size, "ETag": key.etag} for key in keys]}
+        if next_token:
+            page["NextContinuationToken"] = next_token
+        return page
+
+    def read_object(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """(body, ETag) of ``key``; moto's NoSuchKey when there is none (or it is deleted)."""
+        from moto.s3.exceptions import MissingKey
+
+        backend = self._backend()
+        if getattr(backend.get_bucket(bucket), "policy", None):
+            return None
+        stored = backend.get_object(bucket, key)
+        if stored is None:
+            raise MissingKey(key=key)
+        return stored.value, stored.etag
+
     @staticmethod
     def _backend():
         from moto.backends import get_backend
