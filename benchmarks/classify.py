@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import figures, image_folder, interleaved, load, use_private_cache  # noqa: E402
+from benchmarks.common import figures, image_folder, interleaved, load, own_bytecode_cache, use_private_cache  # noqa: E402
 
 PYTHON = sys.executable
 BUCKET = "bench-classify"
@@ -149,6 +149,7 @@ def main() -> None:
     cache = use_private_cache("rcyc-bench-classify-")  # the emulator named (installed when missing): a fresh cache has none
     os.environ["RCYC_RUNTIME"] = "process"
     work = Path(tempfile.mkdtemp(prefix="rcyc-bench-classify-"))
+    own_bytecode_cache(work)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rounds": args.rounds}
     finished = False
