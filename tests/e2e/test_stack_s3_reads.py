@@ -12,15 +12,12 @@ import sys
 import pytest
 from botocore.exceptions import ClientError
 
-from rcyc_cli.cloud import aws as cloud_aws
-from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
-from rcyc_cli.function_spec import FunctionSpec
-from rcyc_cli.local.stack import client as stack
 from rcyc_cli.local.stack import loopback
 from rcyc_cli.local.stack.protocol import S3_LIST_PATH, S3_OBJECT_PATH
 from rcyc_cli.local.stack.s3_reads import StackS3
 from rcyc_core.errors import AwsError
 from tests.conftest import FIXTURES, class_images
+from tests.e2e.cloud_fixtures import private_stack
 
 pytestmark = pytest.mark.e2e
 BUCKET = "reads-bucket"
@@ -31,25 +28,12 @@ KEYS = ["a/with space.jpg", "a/plus+sign.jpg", "a/ünïcødé.jpg", "a/per%cent.
 @pytest.fixture(scope="module")
 def warm(rie_path, tmp_path_factory):
     """A private warm stack, its boto3 S3 client and its stack-read client; stopped after the module."""
-    saved = {name: os.environ.get(name) for name in ("RCYC_CACHE_HOME", "RCYC_RIE")}
-    os.environ["RCYC_CACHE_HOME"] = str(tmp_path_factory.mktemp("reads-cache"))
-    os.environ["RCYC_RIE"] = str(rie_path)
-    try:
-        running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=1))
-        s3 = cloud_aws.s3_client(running.state.s3_endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
-        s3.create_bucket(Bucket=BUCKET)
+    with private_stack(tmp_path_factory.mktemp("reads-cache"), rie_path, BUCKET, instances=1) as (running, s3):
         for n, key in enumerate(KEYS):
             s3.put_object(Bucket=BUCKET, Key=key, Body=f"body {n}".encode() * (n + 1))
         made = []
         reads = StackS3(running.endpoint_url, lambda: made.append(1) or s3)
         yield running, s3, reads, made
-    finally:
-        stack.down()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def shape(page: dict) -> tuple:
