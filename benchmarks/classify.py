@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import figures, image_folder, load, use_private_cache  # noqa: E402
+from benchmarks.common import figures, image_folder, interleaved, load, own_bytecode_cache, use_private_cache  # noqa: E402
 
 PYTHON = sys.executable
 BUCKET = "bench-classify"
@@ -54,17 +54,6 @@ def run(command: list[str]) -> tuple[float, str]:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command[2:])} failed ({done.returncode}): {done.stderr.decode()[-800:]}")
     return elapsed, done.stdout.decode()
-
-
-def interleaved(rounds: int, runs: dict) -> dict[str, list[float]]:
-    """Each measurement once per round, in turn (one untimed round first)."""
-    out: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(rounds + 1):
-        for name, measure in runs.items():
-            value = measure()
-            if round_:
-                out[name].append(value)
-    return out
 
 
 def seed(work: Path, images: int, resume_keys: int) -> Path:
@@ -160,6 +149,7 @@ def main() -> None:
     cache = use_private_cache("rcyc-bench-classify-")  # the emulator named (installed when missing): a fresh cache has none
     os.environ["RCYC_RUNTIME"] = "process"
     work = Path(tempfile.mkdtemp(prefix="rcyc-bench-classify-"))
+    own_bytecode_cache(work)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rounds": args.rounds}
     finished = False

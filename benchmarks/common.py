@@ -37,6 +37,15 @@ def use_private_cache(prefix: str) -> Path:
     return cache
 
 
+def own_bytecode_cache(work: Path) -> None:
+    """Every command of the run, rcyc's and the references alike, reads its bytecode from one cache of the
+    run's own (filled in the untimed first round), as on an installed machine where Python compiled each
+    module once: an environment that forbids bytecode (PYTHONDONTWRITEBYTECODE) or a venv installed without
+    it would otherwise time the compiling of moto, click and rcyc at every start, not rcyc."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(work / "bytecode")
+
+
 def image_folder(folder: Path, count: int) -> list[Path]:
     """``count`` copies of the fixture drawings under ``folder`` (names unique, classes mixed)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,6 +59,17 @@ def image_folder(folder: Path, count: int) -> list[Path]:
 def figures(values: list[float], digits: int = 1) -> dict:
     return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
             "max": round(max(values), digits), "n": len(values)}
+
+
+def interleaved(rounds: int, runs: dict) -> dict[str, list[float]]:
+    """Each measurement once per round, in turn (one untimed round first)."""
+    out: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(rounds + 1):
+        for name, measure in runs.items():
+            value = measure()
+            if round_:
+                out[name].append(value)
+    return out
 
 
 def load() -> list[float]:

@@ -1,6 +1,7 @@
-"""The embedded S3: moto's all-services dispatcher (what rcyc served before) against moto's S3 app alone (what
-it serves now), per GetObject of a fixture drawing through boto3, as the function fetches its images.
-Interleaved A/B rounds in one process; CPU is this process's (client and server threads together).
+"""The embedded S3, per GetObject of a fixture drawing through boto3 (as the function fetches its images):
+moto's all-services dispatcher (what rcyc served first), moto's S3 app alone (what it served next), and that
+app with rcyc's answer to a plain GET from the store in front (``local/emulator/s3_get.py``: what it serves
+now). Interleaved rounds in one process; CPU is this process's (client and server threads together).
 
     .venv/bin/python benchmarks/s3_server.py --rounds 7 --gets 300
 """
@@ -43,10 +44,13 @@ def main() -> None:
 
     from rcyc_cli.cloud.aws import s3_client
     from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+    from rcyc_cli.local.emulator.s3 import EmbeddedS3
+    from rcyc_cli.local.emulator.s3_get import fast_get
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     servers = {"all services (moto's dispatcher)": serve(DomainDispatcherApplication(create_backend_app)),
-               "S3 alone (moto's S3 app)": serve(create_backend_app("s3"))}
+               "S3 alone (moto's S3 app)": serve(create_backend_app("s3")),
+               "S3 alone, plain GETs from the store (rcyc's)": serve(fast_get(create_backend_app("s3"), EmbeddedS3._backend))}
     body = DRAWINGS[0].read_bytes()
     clients = {}
     for name, (endpoint, _) in servers.items():
@@ -67,11 +71,13 @@ def main() -> None:
         server.shutdown()
     names = list(servers)
     ratio = [b / a for a, b in zip(cpu[names[0]], cpu[names[1]])]
+    plain = [c / b for b, c in zip(cpu[names[1]], cpu[names[2]])]
     print(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
                       "load": load(), "gets_per_round": args.gets,
                       "cpu_ms_per_get": {n: figures(v, 3) for n, v in cpu.items()},
                       "wall_ms_per_get": {n: figures(v, 3) for n, v in wall.items()},
-                      "cpu_s3_alone / cpu_all_services (per round)": figures(ratio, 2)}, indent=2))
+                      "cpu_s3_alone / cpu_all_services (per round)": figures(ratio, 2),
+                      "cpu_plain_gets / cpu_s3_alone (per round)": figures(plain, 2)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import figures, image_folder, load, use_private_cache  # noqa: E402
+from benchmarks.common import figures, image_folder, interleaved, load, own_bytecode_cache, use_private_cache  # noqa: E402
 
 PYTHON = sys.executable
 IMAGE = ROOT / "fixtures" / "images" / "soda_cans" / "soda_cans_0.jpg"
@@ -105,17 +105,6 @@ def workers(mode: str, folder: Path, cpus: list[str]) -> float:
         for process in started:
             process.kill()
             process.wait()
-
-
-def interleaved(rounds: int, runs: dict) -> dict[str, list[float]]:
-    """Each measurement once per round, in turn (one untimed round first)."""
-    out: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(rounds + 1):
-        for name, measure in runs.items():
-            value = measure()
-            if round_:
-                out[name].append(value)
-    return out
 
 
 def core_rows(work: Path, images: int, rounds: int) -> dict:
@@ -241,12 +230,7 @@ def main() -> None:
     use_private_cache("rcyc-bench-speed-")
     os.environ["RCYC_RUNTIME"] = "process"
     work = Path(tempfile.mkdtemp(prefix="rcyc-speed-"))
-    # Every command, rcyc's and the references alike, reads its bytecode from one cache of the run's own (filled
-    # in the untimed first round), as on an installed machine where Python compiled each module once: an
-    # environment that forbids bytecode (PYTHONDONTWRITEBYTECODE) or a venv installed without it would
-    # otherwise time the compiling of moto, click and rcyc at every start, not rcyc.
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(work / "bytecode")
+    own_bytecode_cache(work)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_at_start": load(), "sections": {}}
     sections = result["sections"]

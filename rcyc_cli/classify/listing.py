@@ -21,12 +21,11 @@ def lean_timestamps(s3) -> None:
     1,000 keys, which lists the images and their results). The values are the same aware UTC datetimes; an
     answer in another format (an HTTP date header) goes to botocore's parser. Only this client's answers:
     botocore gives no public hook per client, so a botocore without the attribute keeps its own parser."""
-    from botocore.parsers import ResponseParserFactory
-    from botocore.utils import parse_timestamp
-
-    endpoint = getattr(s3, "_endpoint", None)
+    endpoint = vars(s3).get("_endpoint")  # a botocore client's own (the stack's own reads have no timestamps)
     if endpoint is None or not hasattr(endpoint, "_response_parser_factory"):
         return
+    from botocore.parsers import ResponseParserFactory
+    from botocore.utils import parse_timestamp
 
     def parse(value):
         try:

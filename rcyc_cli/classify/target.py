@@ -122,10 +122,10 @@ def local_target(function: str, concurrency: int, report) -> tuple[Target, objec
     running, s3 = stack.find_or_up(report)
     config = running.state.config
     timeout = config.function.timeout
-    # Made while the prefix is listed (a boto3 client costs ~70 ms of CPU, which the listing's waits on the
-    # stack cover); the first invoke waits for it.
+    # Made once the run finds a key to classify, while it lists on (boto3's import and a client cost ~0.3 s of
+    # CPU, which a resume with nothing to do never pays); the first invoke waits for it.
     lam = Prepared(lambda: lambda_client(running.endpoint_url, LOCAL_REGION, timeout, concurrency,
-                                         credentials=LOCAL_CREDENTIALS))
+                                         credentials=LOCAL_CREDENTIALS), started=False)
     target = Target("local", lam, function, running.endpoint_url, config.function.memory, rie.arch(),
                     timeout, config.instances, config.bucket, store=stack_store(running.endpoint_url))
     return target, s3
@@ -148,13 +148,30 @@ def in_background(call: Callable, *args) -> Future:
 
 
 class Prepared:
-    """An object made in the background from now on; its first use waits for it (and raises what making it raised)."""
+    """An object made in the background (from now on, or from ``begin()``); its first use waits for it (and
+    raises what making it raised)."""
 
-    def __init__(self, make: Callable[[], object]):
-        self._made = in_background(make)
+    def __init__(self, make: Callable[[], object], started: bool = True):
+        self._make, self._made, self._lock = make, None, threading.Lock()
+        if started:
+            self.begin()
+
+    def begin(self) -> Future:
+        with self._lock:
+            if self._made is None:
+                self._made = in_background(self._make)
+            return self._made
 
     def __getattr__(self, name: str):
-        return getattr(self._made.result(), name)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.begin().result(), name)
+
+
+def begin_invoking(target: Target) -> None:
+    """The run has a key to classify: the invoking client, if it is still to be made, is made from now on."""
+    if isinstance(target.lam, Prepared):
+        target.lam.begin()
 
 
 class NoStoreRoute(Exception):
@@ -163,14 +180,14 @@ class NoStoreRoute(Exception):
 
 def stack_store(endpoint_url: str):
     """The local stack's results route: an event's result objects in one request, stored in its S3 directly."""
-    import urllib.error
-    import urllib.request
-
     from rcyc_core.errors import AwsError
 
     from ..local.stack.protocol import RESULTS_PATH
 
     def store(bucket: str, items: list[tuple[str, bytes, dict]]) -> list[str]:
+        import urllib.error  # (here: a run that stores nothing never imports http.client)
+        import urllib.request
+
         body = json.dumps({"bucket": bucket, "objects": [{"key": key, "body": data.decode(), "metadata": metadata}
                                                          for key, data, metadata in items]}).encode()
         request = urllib.request.Request(endpoint_url + RESULTS_PATH, data=body, method="POST",

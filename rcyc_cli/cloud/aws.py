@@ -83,12 +83,30 @@ def client_config(read: float = 60, connect: float = 5, attempts: int = 3, **ext
                   read_timeout=read_timeout(read), **extra)
 
 
+NOT_S3_HINT = ("Something other than S3 answered (a web server, a proxy's page): check --s3-endpoint-url, "
+               "AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 and any proxy settings.")
+
+
+class NotAnS3Answer(Exception):
+    """A success that carries none of S3's ``x-amz-*`` headers (AWS, moto and the S3-compatible servers send a
+    request id with every answer): a web server or a proxy's page said 200. botocore would take it as a
+    PutObject or HeadBucket that succeeded, or as an object whose bytes are that page."""
+
+
+def _require_s3_answer(response_dict: dict, **_) -> None:
+    if 200 <= response_dict.get("status_code", 0) < 300 and not any(
+            str(name).lower().startswith("x-amz") for name in response_dict.get("headers", {})):
+        raise NotAnS3Answer(f"the endpoint answered {response_dict['status_code']} without any of S3's headers")
+
+
 def s3_client(endpoint_url: str | None = None, region: str | None = None, credentials: dict | None = None, session=None):
     import boto3
 
     kwargs = dict(credentials or {})
-    return (session or boto3).client("s3", endpoint_url=endpoint_url, region_name=region,
-                                     config=client_config(read=30, connect=3), **kwargs)
+    s3 = (session or boto3).client("s3", endpoint_url=endpoint_url, region_name=region,
+                                   config=client_config(read=30, connect=3), **kwargs)
+    s3.meta.events.register("before-parse.s3", _require_s3_answer)
+    return s3
 
 
 def one_line(text: str, limit: int = 240) -> str:
@@ -122,6 +140,8 @@ def translate(what: str, exc: BaseException) -> RcycError:
 
     if isinstance(exc, RcycError):
         return exc
+    if isinstance(exc, NotAnS3Answer):
+        return AwsError(f"{what}: {exc}", kind="NotS3", hint=NOT_S3_HINT)
     if (error := _configuration_error(what, exc)) is not None:
         return error
     if isinstance(exc, bx.ParamValidationError):
@@ -164,7 +184,7 @@ def is_aws_failure(exc: BaseException) -> bool:
     """A failure of boto3/botocore/s3transfer (or of the credential chain) that no call site translated:
     the CLI's boundary turns it into one line too."""
     module = type(exc).__module__ or ""
-    return module.split(".")[0] in ("botocore", "boto3", "s3transfer") or (
+    return module.split(".")[0] in ("botocore", "boto3", "s3transfer") or isinstance(exc, NotAnS3Answer) or (
         isinstance(exc, RuntimeError) and REFRESH_EXPIRED in str(exc))
 
 

@@ -22,8 +22,8 @@ def in_process(model_dir: Path | None, report: Reporter = SILENT) -> Classify:
 def through_emulator(model_dir: Path | None, stack: contextlib.ExitStack, instances: int = 2,
                      report: Reporter = SILENT) -> Classify:
     """Start the embedded S3 and a pool of function instances (process runtime) for this model; each call
-    uploads its files under a prefix of its own and posts them as S3 events of at most ``DEFAULT_BATCH_SIZE``
-    records (invoke-local's batch)."""
+    uploads its files under a prefix of its own, posts them as S3 events of at most ``DEFAULT_BATCH_SIZE``
+    records (invoke-local's batch), and removes them."""
     from ..defaults import DEFAULT_BATCH_SIZE, IMAGES_PREFIX, POINTER_KEY
     from ..local.emulator.pool import run_keys
     from ..function_spec import FunctionSpec
@@ -45,8 +45,12 @@ def through_emulator(model_dir: Path | None, stack: contextlib.ExitStack, instan
     def classify(paths: list[Path]) -> dict:
         prefix = f"{IMAGES_PREFIX}eval-{run_id}/{next(calls)}/"
         pairs = [(Path(path), f"{prefix}{index}/{Path(path).name}") for index, path in enumerate(paths)]
-        server.put_objects(bucket, [(key, path.read_bytes()) for path, key in pairs])
         keys = [key for _, key in pairs]
-        return run_keys(lambda event: pool.invoke(event)[0], bucket, keys, batch_size=DEFAULT_BATCH_SIZE, concurrency=instances).response
+        try:  # one file read at a time, and each call's objects removed after it: the store holds one chunk
+            server.put_objects(bucket, ((key, path.read_bytes()) for path, key in pairs))
+            return run_keys(lambda event: pool.invoke(event)[0], bucket, keys, batch_size=DEFAULT_BATCH_SIZE,
+                            concurrency=instances).response
+        finally:
+            server.delete_prefix(bucket, prefix)
 
     return classify

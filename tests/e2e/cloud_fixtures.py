@@ -5,6 +5,7 @@ port, keeps its files in its own temp directory, and is stopped by its own handl
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import shutil
@@ -157,3 +158,29 @@ def seed_bucket(s3, bucket: str, manifest, model_dir) -> None:
 
     buckets.ensure_private_bucket(s3, bucket, LOCAL_REGION)
     store.put_model(s3, bucket, manifest, model_dir)
+
+
+@contextlib.contextmanager
+def private_stack(cache: Path, rie_path: Path, bucket: str, instances: int = 2):
+    """A warm stack of ``instances`` process instances in a cache directory of its own (RCYC_CACHE_HOME, for
+    this process and what it starts), with ``bucket`` created in its S3: (the running stack, a boto3 client of
+    its S3). Stopped, and the environment put back, when the block ends, also on failure."""
+    from rcyc_cli.cloud.aws import s3_client
+    from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+    from rcyc_cli.function_spec import FunctionSpec
+    from rcyc_cli.local.stack import client as stack
+
+    saved = {name: os.environ.get(name) for name in ("RCYC_CACHE_HOME", "RCYC_RIE")}
+    os.environ["RCYC_CACHE_HOME"], os.environ["RCYC_RIE"] = str(cache), str(rie_path)
+    try:
+        running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=instances))
+        s3 = s3_client(running.state.s3_endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
+        s3.create_bucket(Bucket=bucket)
+        yield running, s3
+    finally:
+        stack.down()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -4,7 +4,6 @@ stack's Lambda Invoke API through boto3's Lambda client (the same path as AWS La
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,12 +12,11 @@ import urllib.request
 
 import pytest
 
-from rcyc_cli.cloud import aws as cloud_aws, store
-from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION, STACK_REFRESH_SECONDS
-from rcyc_cli.function_spec import FunctionSpec
-from rcyc_cli.local.stack import client as stack
+from rcyc_cli.cloud import store
+from rcyc_cli.defaults import STACK_REFRESH_SECONDS
 from rcyc_core.manifest import Manifest
 from tests.cli import run as run_cli
+from tests.e2e.cloud_fixtures import private_stack
 from tests.conftest import IMAGES, MODELS, class_images
 
 pytestmark = pytest.mark.e2e
@@ -30,21 +28,8 @@ FOLDERS = ["photos/with space/", "photos/plus+sign/", "photos/ünïcødé/", "ph
 @pytest.fixture(scope="module")
 def local_stack(rie_path, tmp_path_factory):
     """A private warm stack (its own RCYC_CACHE_HOME), stopped after the module, also on failure."""
-    saved = {name: os.environ.get(name) for name in ("RCYC_CACHE_HOME", "RCYC_RIE")}
-    os.environ["RCYC_CACHE_HOME"] = str(tmp_path_factory.mktemp("classify-cache"))
-    os.environ["RCYC_RIE"] = str(rie_path)
-    try:
-        running = stack.up(stack.StackConfig(function=FunctionSpec(runtime="process"), instances=2))
-        s3 = cloud_aws.s3_client(running.state.s3_endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
-        s3.create_bucket(Bucket=BUCKET)
+    with private_stack(tmp_path_factory.mktemp("classify-cache"), rie_path, BUCKET) as (running, s3):
         yield running, s3
-    finally:
-        stack.down()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def put_images(s3, prefix_folders: list[str], copies: int) -> dict[str, str]:

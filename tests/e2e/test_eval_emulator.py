@@ -25,3 +25,21 @@ def test_the_emulator_gives_the_same_matrix_as_the_core(rie_path, monkeypatch, l
     assert emulator["accuracy"] == predict["accuracy"]
     assert sorted(b["path"] for b in emulator["broken"]) == sorted(b["path"] for b in predict["broken"])
     assert emulator["model"]["sha256"] == predict["model"]["sha256"]
+
+
+def test_each_call_leaves_no_image_in_the_embedded_s3(rie_path, monkeypatch):
+    """The store holds one call's images at a time: 200 MB of photos must not stay in memory for the run."""
+    import contextlib
+
+    from rcyc_cli.evaluate.targets import through_emulator
+    from rcyc_cli.local.emulator.s3 import EmbeddedS3
+
+    monkeypatch.setenv("RCYC_RIE", str(rie_path))
+    photos = sorted((FIXTURES / "images").glob("*/*_[0-9].jpg"))[:3]
+    with contextlib.ExitStack() as stack:
+        classify = through_emulator(MODELS["softmax"], stack, instances=1)
+        for _ in range(2):
+            response = classify(photos)
+            assert len(response["results"]) == len(photos), response
+            left = [key for key in EmbeddedS3._backend().get_bucket("rcyc-eval").keys if not key.startswith("models/")]
+            assert left == [], left

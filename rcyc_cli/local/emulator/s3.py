@@ -10,6 +10,7 @@ the two).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 POLL_SECONDS = 0.05  # how often the serving loop looks for a stop: werkzeug's 0.5 s default cost each one-shot run ~0.4 s
 
@@ -27,9 +28,11 @@ class EmbeddedS3:
 
         # werkzeug logs every request to stderr by default; that is noise in a CLI (and in test output).
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        from .s3_get import fast_get
         from .s3_listing import fast_listing
 
-        app = fast_listing(create_backend_app("s3"), self._backend)  # listings without moto's serializer
+        # listings and the function's GETs answered from the store, without moto's request handling
+        app = fast_get(fast_listing(create_backend_app("s3"), self._backend), self._backend)
         _stop_tracking_instances()
         self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler,
                                    fd=listener.fileno() if listener is not None else None)
@@ -73,7 +76,7 @@ class EmbeddedS3:
     # The process that hosts the server can write into its store directly: no HTTP, no request signing
     # (~0.02 ms an object against ~5 ms through boto3). The warm stack puts a run's images this way; what
     # the function reads still goes through the S3 API over HTTP, as on AWS.
-    def put_objects(self, bucket: str, items: list[tuple[str, bytes]]) -> None:
+    def put_objects(self, bucket: str, items: Iterable[tuple[str, bytes]]) -> None:
         backend = self._backend()
         for key, body in items:
             backend.put_object(bucket, key, body)
@@ -99,6 +102,40 @@ class EmbeddedS3:
                 if hasattr(version, "dispose"):
                     version.dispose()  # its body's buffer closed now, not when the collector finds it
             dict.pop(keys, name, None)  # the store's own pop calls dispose() on a delete marker too, which has none
+
+    # The warm stack's own CLI reads through these (stack.protocol.S3_READ_PATH): a ListObjectsV2 page and an
+    # object from the store, with no signed round trip, so a command that only reads needs no boto3. moto's own
+    # errors (NoSuchBucket, InvalidArgument) go to the caller; None: ask the S3 API (a bucket with a policy).
+    def list_page(self, bucket: str, prefix: str, token: str | None, max_keys: int) -> dict | None:
+        from moto.s3.exceptions import InvalidContinuationToken
+
+        backend = self._backend()
+        found = backend.get_bucket(bucket)
+        if getattr(found, "policy", None):
+            return None
+        try:
+            keys, truncated, next_token = backend.list_objects_v2(bucket=found, prefix=prefix or None, delimiter=None,
+                                                                  continuation_token=token, start_after=None,
+                                                                  max_keys=max_keys)
+        except TypeError:  # a token this store never gave out (moto compares its key names with None)
+            raise InvalidContinuationToken() from None
+        page = {"IsTruncated": truncated, "KeyCount": len(keys),
+                "Contents": [{"Key": key.name, "Size": key.size, "ETag": key.etag} for key in keys]}
+        if next_token:
+            page["NextContinuationToken"] = next_token
+        return page
+
+    def read_object(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """(body, ETag) of ``key``; moto's NoSuchKey when there is none (or it is deleted)."""
+        from moto.s3.exceptions import MissingKey
+
+        backend = self._backend()
+        if getattr(backend.get_bucket(bucket), "policy", None):
+            return None
+        stored = backend.get_object(bucket, key)
+        if stored is None:
+            raise MissingKey(key=key)
+        return stored.value, stored.etag
 
     @staticmethod
     def _backend():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from xml.sax.saxutils import escape
 
@@ -29,7 +30,8 @@ def fast_listing(app: Callable, backend: Callable[[], object]) -> Callable:
         body = listing(environ, backend) if environ.get("REQUEST_METHOD") == "GET" else None
         if body is None:
             return app(environ, start_response)
-        start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+        start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body))),
+                                   ("x-amz-request-id", uuid.uuid4().hex)])  # as S3 and moto (rcyc checks for one)
         return [body]
 
     return answer
@@ -44,7 +46,7 @@ def listing(environ: dict, backend: Callable[[], object]) -> bytes | None:
     if query.get("list-type") != ["2"] or not set(query) <= PLAIN or any(len(v) != 1 for v in query.values()):
         return None
     bucket_name = environ.get("PATH_INFO", "").strip("/")  # already decoded (WSGI)
-    if not bucket_name or "/" in bucket_name or not _path_style(environ.get("HTTP_HOST", "")):
+    if not bucket_name or "/" in bucket_name or not path_style(environ.get("HTTP_HOST", "")):
         return None
     encoding = query.get("encoding-type", [None])[0]
     token = query.get("continuation-token", [None])[0]
@@ -52,7 +54,7 @@ def listing(environ: dict, backend: Callable[[], object]) -> bytes | None:
         max_keys = int(query.get("max-keys", ["1000"])[0])
     except ValueError:
         return None
-    if encoding not in (None, "url") or token == "" or not 0 <= max_keys <= 1000 or not _open_to_all():
+    if encoding not in (None, "url") or token == "" or not 0 <= max_keys <= 1000 or not open_to_all():
         return None
     store = backend()
     bucket = getattr(store, "buckets", {}).get(bucket_name)
@@ -82,7 +84,7 @@ def _xml(bucket: str, prefix: str, max_keys: int, encoding: str | None, keys, tr
     return "".join(parts).encode()
 
 
-def _path_style(host: str) -> bool:
+def path_style(host: str) -> bool:
     """An address naming no bucket (127.0.0.1:PORT, localhost): the bucket is the path's."""
     name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
     if name == "localhost":
@@ -94,7 +96,7 @@ def _path_style(host: str) -> bool:
         return False
 
 
-def _open_to_all() -> bool:
+def open_to_all() -> bool:
     """moto checks signatures and IAM policies only when told to (INITIAL_NO_AUTH_ACTION_COUNT); then it answers."""
     from moto import settings
 

@@ -35,6 +35,7 @@ from ..emulator.sandbox import payload
 from . import loopback, replies
 from .ownership import (StackNotAnswering, being_started, claim, ensure_state_dir, holder, lock_file,  # noqa: F401
                         locked, own_file, read_state, state_dir, state_file)  # - the client's names, as server and tests import them
+from .s3_reads import StackS3
 from .protocol import STATUS_PATH
 from .starting import _compiled_once, _start_failure
 
@@ -255,7 +256,8 @@ def clean_stale(state: dict | None) -> None:
 
 def find_or_up(report=None) -> tuple[RemoteStack, object]:
     """The running stack, else one started with the defaults (as `rcyc local up`), and a client of its S3:
-    the one S3 every local command (invoke-local, upload-image --local, classify --local) works on."""
+    the one S3 every local command (invoke-local, upload-image --local, classify --local) works on. Its reads
+    come from the stack over the loopback socket; boto3 is imported for the first call that is not a read."""
     from ...cloud.aws import s3_client
     from ...config import env_seconds
     from ...defaults import DEFAULT_STACK_IDLE_SECONDS, LOCAL_CREDENTIALS, LOCAL_REGION
@@ -267,7 +269,8 @@ def find_or_up(report=None) -> tuple[RemoteStack, object]:
         if report is not None:
             report.status(f"starting the local stack; it stops after {idle / 60:.3g} minutes idle (rcyc local down stops it now)")
         running = up(StackConfig(function=FunctionSpec(runtime="process"), idle_seconds=idle))
-    return running, s3_client(running.state.s3_endpoint, LOCAL_REGION, LOCAL_CREDENTIALS)
+    endpoint = running.state.s3_endpoint
+    return running, StackS3(running.endpoint_url, lambda: s3_client(endpoint, LOCAL_REGION, LOCAL_CREDENTIALS))
 
 
 def up(config: StackConfig, wait_seconds: float = 900.0) -> RemoteStack:

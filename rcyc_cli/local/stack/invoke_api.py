@@ -31,11 +31,13 @@ from urllib.parse import urlsplit
 
 from rcyc_core.errors import FunctionError
 
+from . import s3_route
 from .admission import Admission, EventQueue, FaultSwitch, RunAdmission
 from .errors import (ApiError, error_object, fault_error, invalid_content, invalid_parameter, service_error, throttled,
                      too_large)
 from .protocol import (DIGITS_RE, DRAIN_LIMIT, EVENT_PAYLOAD_LIMIT, EXECUTED_VERSION, FAULTS_PATH, INVOCATION_TYPES,
-                       RESULTS_PATH, RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE, RUNS_PATH, STATUS_PATH, SYNC_PAYLOAD_LIMIT, invoke_target, log_tail, resolve_function)
+                       RESULTS_PATH, RUN_PAYLOAD_LIMIT, RUNS_AT_ONCE, RUNS_PATH, S3_LIST_PATH, S3_OBJECT_PATH, STATUS_PATH,
+                       SYNC_PAYLOAD_LIMIT, invoke_target, log_tail, resolve_function)
 
 
 class Api:
@@ -44,11 +46,12 @@ class Api:
     def __init__(self, invoke: Callable[[object], tuple], status: Callable[[], dict], names: tuple[str, ...],
                  admission: Admission, events: EventQueue, faults: FaultSwitch, read_timeout: float,
                  run: Callable[[dict], dict] | None = None, store: Callable[[object], dict] | None = None,
-                 runs: RunAdmission | None = None):
+                 runs: RunAdmission | None = None, s3=None):
         self.invoke, self.status, self.names = invoke, status, names
         self.admission, self.events, self.faults, self.read_timeout = admission, events, faults, read_timeout
         self.run = run  # a whole invoke-local run: its images as bytes (rcyc's own route, RUNS_PATH)
         self.store = store  # classify --local's result objects (rcyc's own route, RESULTS_PATH)
+        self.s3 = s3  # the stack's EmbeddedS3, which rcyc's own reads come from (S3_LIST_PATH, S3_OBJECT_PATH)
         self.runs = runs or RunAdmission(RUNS_AT_ONCE, RUN_PAYLOAD_LIMIT)
         self.last_request = time.monotonic()  # for the idle stop of a stack invoke-local left behind
 
@@ -232,6 +235,12 @@ class InvokeHandler(JsonHandler):
             self._json(api.status())
         elif path == FAULTS_PATH:
             self._json(api.faults.to_dict())
+        elif path in (S3_LIST_PATH, S3_OBJECT_PATH) and api.s3 is not None:
+            try:
+                self._reply(*s3_route.answer(path, urlsplit(self.path).query, api.s3))
+            except Exception as exc:  # a bug: the client still gets an answer, the server keeps serving
+                self.close_connection = True
+                self._reply(*s3_route.error(500, "InternalError", f"{type(exc).__name__}: {str(exc)[:200]}"))
         else:
             self._no_route()
 

@@ -24,6 +24,8 @@ RUNS_PATH = "/rcyc/runs"  # rcyc's own route: a whole invoke-local run, its imag
 RUN_PAYLOAD_LIMIT = 256 * 1024 * 1024  # a run's images, base64-encoded, in one request; also the bytes of all
 RUNS_AT_ONCE = 8  # the runs in a stack at once (admission.RunAdmission): beyond either bound, 429
 RESULTS_PATH = "/rcyc/results"  # rcyc's own route: classify --local's result objects, stored in one request an event
+S3_LIST_PATH = "/rcyc/s3/list"  # rcyc's own reads of the stack's S3 (GET): ?bucket=&prefix=&max-keys=&continuation-token=
+S3_OBJECT_PATH = "/rcyc/s3/object"  # ?bucket=&key=: the object's bytes, its ETag in the ETag header
 FAULT_STATUSES = (429, 500, 502, 503)
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")

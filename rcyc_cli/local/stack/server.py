@@ -61,7 +61,7 @@ def serve(config: StackConfig, owner: str | None = None) -> None:
             return
         server, events = _invoke_server(pool, s3_server.endpoint_url, config,
                                         run=lambda payload: warm_run(payload, s3_server, config.bucket, pool),
-                                        store=lambda payload: store_results(payload, s3_server))
+                                        store=lambda payload: store_results(payload, s3_server), s3=s3_server)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if config.idle_seconds:
             threading.Thread(target=_stop_when_idle, args=(server.api, config.idle_seconds, stopping), daemon=True).start()
@@ -253,7 +253,7 @@ def _safe_name(name: object) -> str:
     return name
 
 
-def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None, store=None) -> tuple[StackHTTPServer, EventQueue]:
+def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None, store=None, s3=None) -> tuple[StackHTTPServer, EventQueue]:
     """The Lambda Invoke API on a free 127.0.0.1 port, in front of the pool (not yet serving)."""
     admission = Admission(config.instances, config.max_waiting)
     events = EventQueue(pool.invoke, admission, size=config.event_queue, workers=config.instances)
@@ -268,7 +268,7 @@ def _invoke_server(pool, s3_endpoint: str, config: StackConfig, run=None, store=
                 "runs": runs.to_dict(),
                 "instances": [instance.to_dict() for instance in pool.instances]}
 
-    api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout, run, store, runs)
+    api = Api(pool.invoke, status, names, admission, events, faults, config.read_timeout, run, store, runs, s3)
     server = StackHTTPServer(("127.0.0.1", 0), api)
     return server, events
 

@@ -1,0 +1,127 @@
+"""The embedded S3 answers the function's plain GetObject itself (moto's request handling cost ~2 ms of the
+stack's CPU a GET): the same status, body and headers as moto's own answer for tricky keys, versions,
+metadata, checksums and If-None-Match; anything else is moto's to answer."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+
+import pytest
+from werkzeug.test import Client
+
+from rcyc_cli.cloud.aws import s3_client
+from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+from rcyc_cli.local.emulator.s3 import EmbeddedS3
+from rcyc_cli.local.emulator.s3_get import fast_get, plain_get
+
+BUCKET, PLAIN_BUCKET = "get-test", "get-test-unversioned"
+KEYS = ["photos/a.jpg", "photos/b&c <d> \"e\" 'f'.jpg", "photos/with space+plus.jpg", "photos/ünïcødé/ж.jpg",
+        "photos%2Fencoded.jpg", "results/r.json", "~tilde/x.jpg"]
+SIGNED = {"Host": "127.0.0.1:9", "Authorization": "AWS4-HMAC-SHA256 Credential=local/20261206/us-east-1/s3/aws4_request, "
+          "SignedHeaders=host, Signature=0", "X-Amz-Date": "20261206T000000Z", "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+ANY_ANSWER = {"x-amzn-requestid", "date", "server"}  # differ from answer to answer
+
+
+@pytest.fixture(scope="module")
+def apps():
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    server = EmbeddedS3().start()
+    try:
+        s3 = s3_client(server.endpoint_url, LOCAL_REGION, LOCAL_CREDENTIALS)
+        for bucket in (BUCKET, PLAIN_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        for n, key in enumerate(KEYS):
+            for bucket in (BUCKET, PLAIN_BUCKET):  # a checksum (boto3's default) on every other object
+                s3.put_object(Bucket=bucket, Key=key, Body=b"x" * (n + 1), Metadata={"rcyc-n": str(n)},
+                              **({"ChecksumAlgorithm": "SHA256"} if n % 2 else {}),
+                              **({"ContentType": "application/json"} if key.endswith(".json") else {}))
+        server.put_objects(BUCKET, [("direct/stored.jpg", b"stored in the store")])  # as a warm run's images
+        s3.put_object(Bucket=BUCKET, Key="photos/a.jpg", Body=b"a newer version")
+        s3.put_object(Bucket=BUCKET, Key="photos/gone.jpg", Body=b"deleted")
+        s3.delete_object(Bucket=BUCKET, Key="photos/gone.jpg")  # a delete marker on top
+        moto = create_backend_app("s3")
+        yield Client(moto), Client(fast_get(moto, server._backend)), s3, server
+    finally:
+        for bucket in (BUCKET, PLAIN_BUCKET):
+            server._backend().buckets.pop(bucket, None)
+        server.stop()
+
+
+def get(client: Client, bucket: str, key: str, query: str = "", **headers):
+    path = f"/{bucket}/{urllib.parse.quote(key, safe='/~')}"
+    reply = client.get(path, query_string=query, headers={**SIGNED, **headers},
+                       environ_overrides={"RAW_URI": path + (f"?{query}" if query else "")})
+    body = re.sub(rb"<(RequestId|HostId)>[^<]*</(RequestId|HostId)>", b"", reply.data)  # an error's own ids
+    return reply.status_code, body, {k.lower(): v for k, v in reply.headers.items() if k.lower() not in ANY_ANSWER}
+
+
+def environ(bucket: str, key: str, query: str = "", **headers) -> dict:
+    path = f"/{bucket}/{urllib.parse.quote(key, safe='/~')}"
+    return {"REQUEST_METHOD": "GET", "QUERY_STRING": query, "RAW_URI": path + (f"?{query}" if query else ""),
+            **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in {**SIGNED, **headers}.items()}}
+
+
+@pytest.mark.parametrize("bucket", [BUCKET, PLAIN_BUCKET])
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("headers", [{}, {"x-amz-checksum-mode": "ENABLED"}, {"If-None-Match": "ETAG"},
+                                     {"If-None-Match": '"not-the-etag"'}])
+def test_each_answer_is_the_one_moto_would_give(apps, bucket, key, headers):
+    moto, fast, s3, server = apps
+    if headers.get("If-None-Match") == "ETAG":
+        headers = {"If-None-Match": s3.head_object(Bucket=bucket, Key=key)["ETag"]}
+    assert plain_get(environ(bucket, key, **headers), server._backend) is not None  # answered from the store
+    assert get(fast, bucket, key, **headers) == get(moto, bucket, key, **headers)
+
+
+def test_an_object_written_into_the_store_is_answered_too(apps):
+    moto, fast, _, _ = apps
+    status, body, _ = get(fast, BUCKET, "direct/stored.jpg")
+    assert (status, body) == (200, b"stored in the store") and get(fast, BUCKET, "direct/stored.jpg") == get(moto, BUCKET, "direct/stored.jpg")
+
+
+def test_boto3_reads_the_same_objects_through_the_fast_answer(apps):
+    _, _, s3, _ = apps
+    for n, key in enumerate(KEYS):
+        answer = s3.get_object(Bucket=PLAIN_BUCKET, Key=key)  # botocore checks the SHA256 where there is one
+        assert answer["Body"].read() == b"x" * (n + 1) and answer["Metadata"] == {"rcyc-n": str(n)}
+
+
+@pytest.mark.parametrize("bucket, key, query, headers", [
+    (BUCKET, "photos/a.jpg", "versionId=null", {}),
+    (BUCKET, "photos/a.jpg", "partNumber=1", {}),
+    (BUCKET, "photos/a.jpg", "response-content-type=text%2Fplain", {}),
+    (BUCKET, "photos/a.jpg", "", {"Range": "bytes=0-1"}),
+    (BUCKET, "photos/a.jpg", "", {"If-Match": '"x"'}),
+    (BUCKET, "photos/a.jpg", "", {"If-Modified-Since": "Sun, 06 Dec 2026 00:00:00 GMT"}),
+    (BUCKET, "photos/a.jpg", "", {"Origin": "http://example.invalid"}),
+    (BUCKET, "photos/gone.jpg", "", {}),  # a delete marker: moto's 404
+    (BUCKET, "photos/none.jpg", "", {}),  # moto's NoSuchKey
+    ("no-such-bucket", "k", "", {}),  # moto's NoSuchBucket
+    (BUCKET, "", "", {}),  # no key: a bucket request
+])
+def test_any_other_request_is_moto_s(apps, bucket, key, query, headers):
+    moto, fast, _, server = apps
+    assert plain_get(environ(bucket, key, query, **headers), server._backend) is None
+    assert get(fast, bucket, key, query, **headers) == get(moto, bucket, key, query, **headers)
+
+
+def test_an_unsigned_request_or_a_bucket_with_a_policy_is_moto_s(apps):
+    _, _, s3, server = apps
+    unsigned = {k: v for k, v in environ(BUCKET, "photos/a.jpg").items() if k != "HTTP_AUTHORIZATION"}
+    assert plain_get(unsigned, server._backend) is None  # moto decides what an anonymous reader may see
+    s3.put_bucket_policy(Bucket=PLAIN_BUCKET, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": f"arn:aws:s3:::{PLAIN_BUCKET}"}]}))
+    try:
+        assert plain_get(environ(PLAIN_BUCKET, "photos/a.jpg"), server._backend) is None
+    finally:
+        s3.delete_bucket_policy(Bucket=PLAIN_BUCKET)
+
+
+@pytest.mark.parametrize("raw_key", ["%FF.jpg", "photos%2F%C3", "%ED%A0%80"])
+def test_a_path_that_is_not_utf_8_is_moto_s(apps, raw_key):
+    _, _, _, server = apps
+    assert plain_get({**environ(BUCKET, "x"), "RAW_URI": f"/{BUCKET}/{raw_key}"}, server._backend) is None

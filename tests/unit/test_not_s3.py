@@ -1,0 +1,74 @@
+"""An endpoint that is not S3 but says 200 (a web server, a captive portal, a proxy's page) is an error, not a
+write that succeeded, a bucket that is there, or an object whose bytes are an HTML page."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from rcyc_cli.cloud.aws import aws_call, s3_client
+from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
+from rcyc_core.errors import AwsError
+from tests.cli import run
+
+PAGE = b"<!DOCTYPE html><html><head><title>Welcome</title></head><body>It works!</body></html>"
+
+
+class WebServer(BaseHTTPRequestHandler):
+    """Every request: 200 and the same page (what a wrong --s3-endpoint-url often is)."""
+
+    def _page(self, body: bool = True) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        if body:
+            self.wfile.write(PAGE)
+
+    do_GET = do_PUT = do_POST = do_DELETE = _page
+
+    def do_HEAD(self):
+        self._page(body=False)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def web_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WebServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("operation, kwargs", [
+    ("head_bucket", {}),
+    ("put_object", {"Key": "models/current.json", "Body": b"{}"}),
+    ("get_object", {"Key": "models/current.json"}),
+    ("list_objects_v2", {}),
+])
+def test_a_200_without_s3s_headers_is_one_error_naming_the_endpoint_settings(web_server, operation, kwargs):
+    s3 = s3_client(web_server, LOCAL_REGION, LOCAL_CREDENTIALS)
+    with pytest.raises(AwsError) as caught:
+        aws_call(f"{operation} s3://bucket", getattr(s3, operation), Bucket="bucket", **kwargs)
+    assert caught.value.kind == "NotS3"
+    assert "without any of S3's headers" in str(caught.value) and "--s3-endpoint-url" in caught.value.hint
+
+
+def test_invoke_local_against_a_web_server_says_so_instead_of_no_current_model(web_server, tmp_path):
+    from tests.conftest import IMAGES
+
+    result = run("invoke-local", "--no-stack", "--s3-endpoint-url", web_server, IMAGES / "boxes" / "boxes_0.jpg")
+    assert result.exit_code == 5, result.output
+    assert "without any of S3's headers" in result.stderr and "no current model" not in result.stderr
+    assert "Traceback" not in result.output
