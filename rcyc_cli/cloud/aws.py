@@ -98,17 +98,22 @@ class NotAnS3Answer(Exception):
 
 
 S3_HEADER_PREFIXES = ("x-amz", "x-goog")
+CDN_HEADER_PREFIX = "x-amz-cf-"  # CloudFront's (x-amz-cf-id, -pop): on every answer it relays, a web site's too
 REDIRECTS = (301, 302, 303, 307, 308)
+OBJECT_READS = ("GetObject", "HeadObject")  # an object's own bytes may be an HTML page
+HTML_RE = re.compile(rb"\s*<(!doctype\s+html|html[\s>])", re.I)
 
 
 def _require_s3_answer(response_dict: dict, operation_model=None, **_) -> None:
     status, headers = response_dict.get("status_code", 0), response_dict.get("headers", {})
     names = {str(name).lower() for name in headers}
-    from_s3 = any(name.startswith(S3_HEADER_PREFIXES) for name in names)
+    from_s3 = any(name.startswith(S3_HEADER_PREFIXES) and not name.startswith(CDN_HEADER_PREFIX) for name in names)
+    operation, body = getattr(operation_model, "name", ""), response_dict.get("body")
     if 200 <= status < 300 and not from_s3:
         raise NotAnS3Answer(f"the endpoint answered {status} without any of S3's headers")
-    if status in REDIRECTS and (not from_s3 or (getattr(operation_model, "name", "") == "HeadBucket"
-                                                and "x-amz-bucket-region" not in names)):
+    if 200 <= status < 300 and operation not in OBJECT_READS and isinstance(body, bytes) and HTML_RE.match(body[:64]):
+        raise NotAnS3Answer(f"the endpoint answered {status} with an HTML page, which no S3 {operation or 'request'} answers")
+    if status in REDIRECTS and (not from_s3 or (operation == "HeadBucket" and "x-amz-bucket-region" not in names)):
         location = next((value for name, value in headers.items() if str(name).lower() == "location"), "")
         where = f" to {one_line(location, 120)}" if location else ""
         raise NotAnS3Answer(f"the endpoint answered {status} (a redirect{where}), not as S3 redirects (naming the bucket's region)")

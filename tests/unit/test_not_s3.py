@@ -145,3 +145,53 @@ def test_upload_image_against_a_redirect_exits_5_without_a_traceback(redirecting
     result = run("upload-image", IMAGES / "boxes" / "boxes_0.jpg")
     assert result.exit_code == 5, result.output
     assert "redirect" in result.stderr and "Traceback" not in result.output
+
+
+class BehindACdn(WebServer):
+    """A web site behind CloudFront: its page with CloudFront's x-amz-cf-* headers (on every answer it relays)."""
+
+    def end_headers(self):
+        self.send_header("x-amz-cf-id", "l3mLe0bEXAMPLE==")
+        self.send_header("x-amz-cf-pop", "FRA56-P1")
+        super().end_headers()
+
+
+class HtmlWithRequestId(WebServer):
+    """A page with an S3-like request id (an S3 website endpoint's index page): no API answer is an HTML page."""
+
+    def end_headers(self):
+        self.send_header("x-amz-request-id", "0123456789ABCDEF")
+        super().end_headers()
+
+
+OPERATIONS = {"head_bucket": {}, "put_object": {"Key": "models/current.json", "Body": b"{}"},
+              "get_object": {"Key": "models/current.json"}, "list_objects_v2": {}, "get_public_access_block": {}}
+
+
+@pytest.mark.parametrize("site, operation", [(BehindACdn, name) for name in OPERATIONS] + [
+    # with S3's own request id, the page decides: an answer with no body, or an object's bytes (any page), is S3's
+    (HtmlWithRequestId, "list_objects_v2"), (HtmlWithRequestId, "get_public_access_block")])
+def test_an_html_site_with_amz_headers_is_not_s3_either(site, operation):
+    """botocore parses an HTML page as an empty listing (a prefix with no images, exit 0) or a write that was done."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), site)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        s3 = s3_client(f"http://127.0.0.1:{server.server_address[1]}", LOCAL_REGION, LOCAL_CREDENTIALS)
+        with pytest.raises(AwsError) as caught:
+            aws_call(f"{operation} s3://bucket", getattr(s3, operation), Bucket="bucket", **OPERATIONS[operation])
+        assert caught.value.kind == "NotS3"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_an_empty_html_typed_write_answer_as_moto_server_gives_passes():
+    from types import SimpleNamespace
+
+    from rcyc_cli.cloud.aws import _require_s3_answer
+
+    _require_s3_answer({"status_code": 200, "body": b"", "headers": {"Content-Type": "text/html; charset=utf-8",
+                                                                      "x-amz-request-id": "1"}},
+                       operation_model=SimpleNamespace(name="PutObject"))
