@@ -216,3 +216,11 @@ def test_an_answer_that_is_not_the_stacks_is_one_error_never_data(status, header
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_a_page_of_more_than_s3s_most_is_s3s_page_not_an_error(warm):
+    """S3 answers at most 1,000 keys whatever MaxKeys asks; boto3 passes MaxKeys on as it is."""
+    _, s3, reads, made = warm
+    page = reads.list_objects_v2(Bucket=BUCKET, MaxKeys=5000)
+    assert [o["Key"] for o in page["Contents"]] == [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert made == []

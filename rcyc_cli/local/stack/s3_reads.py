@@ -21,6 +21,7 @@ from .protocol import S3_LIST_PATH, S3_OBJECT_PATH, S3_READ_HEADER
 
 READ_TIMEOUT = 30.0  # seconds for one whole read, as the boto3 client's read timeout
 READ_LIMIT = 1 << 30  # an index file holds ~1 KB a result; a larger object is read by boto3
+PAGE_MOST = 1000  # keys in one ListObjectsV2 page of S3
 THROUGH_BOTO3 = (404, 501)  # 404 without an S3 code: no such route (an older stack); 501: the S3 API must answer
 
 
@@ -47,7 +48,9 @@ class StackS3:
         params = {"Bucket": Bucket, "Prefix": Prefix, "MaxKeys": MaxKeys, **other}
         if ContinuationToken is not None:
             params["ContinuationToken"] = ContinuationToken
-        query = {"bucket": Bucket, "prefix": Prefix, "max-keys": MaxKeys}
+        # S3 answers at most 1,000 keys a page whatever MaxKeys asks (the route refuses more, as a question it
+        # does not answer): the same page as S3's, never an error where boto3 gets a page
+        query = {"bucket": Bucket, "prefix": Prefix, "max-keys": min(MaxKeys, PAGE_MOST) if type(MaxKeys) is int else MaxKeys}
         if ContinuationToken is not None:
             query["continuation-token"] = ContinuationToken
         answer = None if other else self._read("ListObjectsV2", S3_LIST_PATH, query)
