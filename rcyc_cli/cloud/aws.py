@@ -89,14 +89,33 @@ NOT_S3_HINT = ("Something other than S3 answered (a web server, a proxy's page):
 
 class NotAnS3Answer(Exception):
     """A success that carries none of S3's ``x-amz-*`` headers (AWS, moto and the S3-compatible servers send a
-    request id with every answer): a web server or a proxy's page said 200. botocore would take it as a
-    PutObject or HeadBucket that succeeded, or as an object whose bytes are that page."""
+    request id with every answer; Google Cloud Storage's XML API its ``x-goog-*`` ones): a web server or a
+    proxy's page said 200. botocore would take it as a PutObject or HeadBucket that succeeded, or as an object
+    whose bytes are that page. Or a redirect that is not S3's: botocore follows an S3 redirect by asking the
+    bucket's region with a HeadBucket, and a web server (http to https, a login page) redirects that one too,
+    so botocore asked again until Python's recursion limit."""
 
 
-def _require_s3_answer(response_dict: dict, **_) -> None:
-    if 200 <= response_dict.get("status_code", 0) < 300 and not any(
-            str(name).lower().startswith("x-amz") for name in response_dict.get("headers", {})):
-        raise NotAnS3Answer(f"the endpoint answered {response_dict['status_code']} without any of S3's headers")
+S3_HEADER_PREFIXES = ("x-amz", "x-goog")
+CDN_HEADER_PREFIX = "x-amz-cf-"  # CloudFront's (x-amz-cf-id, -pop): on every answer it relays, a web site's too
+REDIRECTS = (301, 302, 303, 307, 308)
+OBJECT_READS = ("GetObject", "HeadObject")  # an object's own bytes may be an HTML page
+HTML_RE = re.compile(rb"\s*<(!doctype\s+html|html[\s>])", re.I)
+
+
+def _require_s3_answer(response_dict: dict, operation_model=None, **_) -> None:
+    status, headers = response_dict.get("status_code", 0), response_dict.get("headers", {})
+    names = {str(name).lower() for name in headers}
+    from_s3 = any(name.startswith(S3_HEADER_PREFIXES) and not name.startswith(CDN_HEADER_PREFIX) for name in names)
+    operation, body = getattr(operation_model, "name", ""), response_dict.get("body")
+    if 200 <= status < 300 and not from_s3:
+        raise NotAnS3Answer(f"the endpoint answered {status} without any of S3's headers")
+    if 200 <= status < 300 and operation not in OBJECT_READS and isinstance(body, bytes) and HTML_RE.match(body[:64]):
+        raise NotAnS3Answer(f"the endpoint answered {status} with an HTML page, which no S3 {operation or 'request'} answers")
+    if status in REDIRECTS and (not from_s3 or (operation == "HeadBucket" and "x-amz-bucket-region" not in names)):
+        location = next((value for name, value in headers.items() if str(name).lower() == "location"), "")
+        where = f" to {one_line(location, 120)}" if location else ""
+        raise NotAnS3Answer(f"the endpoint answered {status} (a redirect{where}), not as S3 redirects (naming the bucket's region)")
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None, credentials: dict | None = None, session=None):

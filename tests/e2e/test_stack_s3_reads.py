@@ -80,6 +80,9 @@ def test_a_failed_read_is_the_client_error_boto3_raises(warm, call, code):
     (S3_LIST_PATH, f"bucket={BUCKET}&max-keys=-1"), (S3_LIST_PATH, f"bucket={BUCKET}&max-keys=%C2%B2"),
     (S3_LIST_PATH, f"bucket={BUCKET}&continuation-token="), (S3_LIST_PATH, f"bucket={BUCKET}&bucket=b"),
     (S3_LIST_PATH, f"bucket={BUCKET}&prefix=%FF"), (S3_OBJECT_PATH, f"bucket={BUCKET}"), (S3_OBJECT_PATH, f"bucket={BUCKET}&key="),
+    # a question the route does not answer is refused, never answered as another (all keys, the current version)
+    (S3_LIST_PATH, f"bucket={BUCKET}&delimiter=/"), (S3_LIST_PATH, f"bucket={BUCKET}&start-after=b"),
+    (S3_OBJECT_PATH, f"bucket={BUCKET}&key=b/other.jpg&versionId=null"), (S3_OBJECT_PATH, f"bucket={BUCKET}&key=b/other.jpg&range=bytes=0-0"),
 ])
 def test_a_read_that_is_no_read_is_refused_with_a_reason_and_the_stack_keeps_serving(warm, path, query):
     running, _, reads, _ = warm
@@ -152,3 +155,56 @@ def test_a_stack_without_the_reads_leaves_them_to_boto3():
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.mark.parametrize("status, headers, body", [
+    (200, {"Content-Type": "text/html"}, b"<html><title>It works!</title></html>"),  # a web server took the port
+    (200, {"X-Rcyc-S3-Read": "list"}, b'{"IsTruncated": false, "KeyCount": 1, "Contents": [{"Key": 1}]}'),
+    (200, {"X-Rcyc-S3-Read": "list"}, b'["not", "a", "page"]'),
+    (500, {}, b"Internal Server Error"),
+])
+def test_an_answer_that_is_not_the_stacks_is_one_error_never_data(status, headers, body):
+    """What answers at the stack's address without the stack's read header (or with a listing that is not one) is
+    one error with a hint: never an object's bytes (a pointer that is "no current model"), never a traceback."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from rcyc_cli.classify.listing import pages
+    from rcyc_cli.cloud.store import read_pointer
+
+    class Foreign(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        reads = StackS3(f"http://127.0.0.1:{server.server_address[1]}", lambda: pytest.fail("not a case for boto3"))
+        reads_of_it = [lambda: list(pages(reads, BUCKET, "a/"))]
+        if "X-Rcyc-S3-Read" not in headers:  # (with the header, a malformed listing: the listing is what is checked)
+            reads_of_it.append(lambda: read_pointer(reads, BUCKET))
+        for read in reads_of_it:
+            with pytest.raises(AwsError) as caught:
+                read()
+            assert caught.value.kind == "Unreachable" and "rcyc local status" in caught.value.hint
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_page_of_more_than_s3s_most_is_s3s_page_not_an_error(warm):
+    """S3 answers at most 1,000 keys whatever MaxKeys asks; boto3 passes MaxKeys on as it is."""
+    _, s3, reads, made = warm
+    page = reads.list_objects_v2(Bucket=BUCKET, MaxKeys=5000)
+    assert [o["Key"] for o in page["Contents"]] == [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert made == []

@@ -64,3 +64,20 @@ def test_nothing_listening_is_an_oserror_and_only_loopback_is_spoken_to():
         loopback.request(f"http://127.0.0.1:{port}/rcyc/status", timeout=5)
     with pytest.raises(ValueError):
         loopback.request("http://example.invalid:80/rcyc/status")
+
+
+def test_a_large_answer_is_held_once_beside_what_was_received_not_twice():
+    """The stack's S3 reads bring objects this way (up to s3_reads.READ_LIMIT): the body is copied out of what was
+    received once (a slice of a bytearray is a copy of its own: a 300 MB object peaked at 900 MB)."""
+    import tracemalloc
+
+    size = 8 * 1024 * 1024
+    url, _ = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+    tracemalloc.start()
+    try:
+        status, _, body = loopback.exchange(url + "/rcyc/s3/object", timeout=30)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 200 and len(body) == size
+    assert peak < 2.5 * size, f"peak {peak / size:.2f}x the body"

@@ -73,7 +73,8 @@ def _read_answer(sock: socket.socket, deadline: float, limit: int) -> tuple[int,
             status, headers = _parse_head(bytes(received[:head_end]))
             length = _content_length(headers, limit)
         if length is not None and len(received) - head_end - 4 >= length:
-            return status, headers, bytes(received[head_end + 4:head_end + 4 + length])
+            with memoryview(received) as view:  # one copy of the body, not two (a slice of a bytearray is one)
+                return status, headers, bytes(view[head_end + 4:head_end + 4 + length])
         if not chunk:
             raise StackAnswerError("the stack's answer was cut short")
 

@@ -26,6 +26,7 @@ RUNS_AT_ONCE = 8  # the runs in a stack at once (admission.RunAdmission): beyond
 RESULTS_PATH = "/rcyc/results"  # rcyc's own route: classify --local's result objects, stored in one request an event
 S3_LIST_PATH = "/rcyc/s3/list"  # rcyc's own reads of the stack's S3 (GET): ?bucket=&prefix=&max-keys=&continuation-token=
 S3_OBJECT_PATH = "/rcyc/s3/object"  # ?bucket=&key=: the object's bytes, its ETag in the ETag header
+S3_READ_HEADER = "X-Rcyc-S3-Read"  # on every answer of the two read paths: what else answers there is not the stack
 FAULT_STATUSES = (429, 500, 502, 503)
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")

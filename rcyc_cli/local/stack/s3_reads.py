@@ -17,10 +17,11 @@ from typing import Callable
 from urllib.parse import urlencode
 
 from . import loopback
-from .protocol import S3_LIST_PATH, S3_OBJECT_PATH
+from .protocol import S3_LIST_PATH, S3_OBJECT_PATH, S3_READ_HEADER
 
 READ_TIMEOUT = 30.0  # seconds for one whole read, as the boto3 client's read timeout
 READ_LIMIT = 1 << 30  # an index file holds ~1 KB a result; a larger object is read by boto3
+PAGE_MOST = 1000  # keys in one ListObjectsV2 page of S3
 THROUGH_BOTO3 = (404, 501)  # 404 without an S3 code: no such route (an older stack); 501: the S3 API must answer
 
 
@@ -47,13 +48,17 @@ class StackS3:
         params = {"Bucket": Bucket, "Prefix": Prefix, "MaxKeys": MaxKeys, **other}
         if ContinuationToken is not None:
             params["ContinuationToken"] = ContinuationToken
-        query = {"bucket": Bucket, "prefix": Prefix, "max-keys": MaxKeys}
+        # S3 answers at most 1,000 keys a page whatever MaxKeys asks (the route refuses more, as a question it
+        # does not answer): the same page as S3's, never an error where boto3 gets a page
+        query = {"bucket": Bucket, "prefix": Prefix, "max-keys": min(MaxKeys, PAGE_MOST) if type(MaxKeys) is int else MaxKeys}
         if ContinuationToken is not None:
             query["continuation-token"] = ContinuationToken
         answer = None if other else self._read("ListObjectsV2", S3_LIST_PATH, query)
         if answer is None:
             return self.client.list_objects_v2(**params)
-        page = json.loads(answer[1])
+        page = _page(answer[1])
+        if page is None:
+            raise _not_the_stack(self.stack_url, "a listing that is not one")
         if not page.get("Contents"):
             page.pop("Contents", None)  # as boto3: no Contents in an empty page
         return page
@@ -74,12 +79,32 @@ class StackS3:
             return None
         except (OSError, ValueError) as exc:  # refused, reset, timed out, not HTTP
             raise _unreachable(self.stack_url, exc) from None
+        if S3_READ_HEADER.lower() not in headers:  # a stack from before the reads (404), or not the stack at all
+            if status == 404:
+                return None
+            raise _not_the_stack(self.stack_url, f"{status} without the stack's read header")
         if status == 200:
             return headers, body
         code, message = _said(body)
         if status in THROUGH_BOTO3 and (status == 501 or code is None):
             return None
         raise _client_error(operation, status, code or str(status), message)
+
+
+def _page(body: bytes) -> dict | None:
+    """The stack's ListObjectsV2 page, checked field by field (None: not one)."""
+    try:
+        page = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(page, dict) or not isinstance(page.get("IsTruncated"), bool) or not isinstance(page.get("KeyCount"), int):
+        return None
+    contents, token = page.get("Contents", []), page.get("NextContinuationToken")
+    if not isinstance(contents, list) or not (token is None or isinstance(token, str)) or not all(
+            isinstance(o, dict) and isinstance(o.get("Key"), str) and isinstance(o.get("ETag"), str)
+            and isinstance(o.get("Size"), int) for o in contents):
+        return None
+    return page
 
 
 def _said(body: bytes) -> tuple[str | None, str]:
@@ -97,6 +122,14 @@ def _client_error(operation: str, status: int, code: str, message: str):
 
     return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}},
                        operation)
+
+
+def _not_the_stack(stack_url: str, what: str):
+    from rcyc_core.errors import AwsError
+
+    return AwsError(f"something other than the local stack answered a read of its S3 at {stack_url}: {what}",
+                    kind="Unreachable", hint="rcyc local status says whether the stack runs there; rcyc local down, "
+                                             "then run the command again.")
 
 
 def _unreachable(stack_url: str, exc: BaseException):

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qs
 
-from .protocol import DIGITS_RE, S3_LIST_PATH
+from .protocol import DIGITS_RE, S3_LIST_PATH, S3_READ_HEADER
 
 MAX_KEYS = 1000  # S3's most a page
 NOT_FOUND = ("NoSuchBucket", "NoSuchKey")
+PARAMETERS = {S3_LIST_PATH: {"bucket", "prefix", "max-keys", "continuation-token"}}  # the object path: bucket, key
 
 Answer = tuple[int, bytes, dict[str, str]]
 
@@ -27,6 +28,9 @@ def answer(path: str, query: str, s3) -> Answer:
     if any(len(values) != 1 for values in params.values()):
         return error(400, "InvalidArgument", "each parameter at most once")
     one = {name: values[0] for name, values in params.items()}
+    unknown = set(one) - PARAMETERS.get(path, {"bucket", "key"})
+    if unknown:  # a delimiter, a version, a range: a question this route does not answer, never answered as another
+        return error(400, "InvalidArgument", f"not a parameter of this read: {sorted(unknown)[0][:60]}")
     if not one.get("bucket"):
         return error(400, "InvalidArgument", "name a bucket")
     try:
@@ -42,7 +46,7 @@ def _list(s3, one: dict[str, str]) -> Answer:
     if token == "":
         return error(400, "InvalidArgument", "The continuation token provided is incorrect")
     page = s3.list_page(one["bucket"], one.get("prefix", ""), token, int(max_keys))
-    return _through_the_api() if page is None else (200, json.dumps(page).encode(), {})
+    return _through_the_api() if page is None else (200, json.dumps(page).encode(), {S3_READ_HEADER: "list"})
 
 
 def _object(s3, one: dict[str, str]) -> Answer:
@@ -52,7 +56,7 @@ def _object(s3, one: dict[str, str]) -> Answer:
     if found is None:
         return _through_the_api()
     body, etag = found
-    return 200, body, {"ETag": etag}
+    return 200, body, {"ETag": etag, S3_READ_HEADER: "object"}
 
 
 def _through_the_api() -> Answer:
@@ -60,4 +64,4 @@ def _through_the_api() -> Answer:
 
 
 def error(status: int, code: str, message: str) -> Answer:
-    return status, json.dumps({"code": code, "message": message}).encode(), {}
+    return status, json.dumps({"code": code, "message": message}).encode(), {S3_READ_HEADER: "error"}
