@@ -109,11 +109,11 @@ class EmbeddedS3:
     def list_page(self, bucket: str, prefix: str, token: str | None, max_keys: int) -> dict | None:
         from moto.s3.exceptions import InvalidContinuationToken
 
-        from .s3_listing import _open_to_all
+        from .s3_listing import open_to_all
 
         backend = self._backend()
         found = backend.get_bucket(bucket)
-        if getattr(found, "policy", None) or not _open_to_all():  # moto checks the policy, or every signature
+        if getattr(found, "policy", None) or not open_to_all():  # moto checks the policy, or every signature
             return None
         try:
             keys, truncated, next_token = backend.list_objects_v2(bucket=found, prefix=prefix or None, delimiter=None,
@@ -131,10 +131,10 @@ class EmbeddedS3:
         """(body, ETag) of ``key``; moto's NoSuchKey when there is none (or it is deleted)."""
         from moto.s3.exceptions import MissingKey
 
-        from .s3_listing import _open_to_all
+        from .s3_listing import open_to_all
 
         backend = self._backend()
-        if getattr(backend.get_bucket(bucket), "policy", None) or not _open_to_all():
+        if getattr(backend.get_bucket(bucket), "policy", None) or not open_to_all():
             return None
         stored = backend.get_object(bucket, key)
         if stored is None:
