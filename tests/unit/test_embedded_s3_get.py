@@ -206,3 +206,15 @@ def test_an_object_overwritten_while_read_is_moto_s_to_answer(apps):
         assert get(racing, PLAIN_BUCKET, "odd/racing") == get(moto, PLAIN_BUCKET, "odd/racing")  # no 500: moto's "new"
     finally:
         store.delete_object(PLAIN_BUCKET, "odd/racing")
+
+
+def test_a_get_while_moto_records_requests_is_moto_s(apps):
+    from moto.moto_api import recorder
+
+    _, _, _, server = apps
+    recorder.start_recording()  # moto writes each request it answers into its recording: so must a GET answered here
+    try:
+        assert plain_get(environ(PLAIN_BUCKET, "photos/a.jpg"), server._backend) is None
+    finally:
+        recorder.stop_recording()
+    assert plain_get(environ(PLAIN_BUCKET, "photos/a.jpg"), server._backend) is not None

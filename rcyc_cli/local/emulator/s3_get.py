@@ -8,7 +8,7 @@ that also routes the runs, for what is a dictionary lookup. The answer here is m
 the 304 moto gives for a matching If-None-Match. Only the plain shape is answered: a query (versionId,
 partNumber, response-* overrides), a Range or any other condition, an Origin (CORS), an unsigned request, a
 streaming payload hash, a path that does not start with exactly one "/", a bucket policy or bucket logging,
-moto's own authentication or cross-account lock turned on, an archived object, an object without a content
+moto's own authentication, cross-account lock or request recorder turned on, an archived object, an object without a content
 type, a header value with a line break, a missing object or bucket all go to moto, which answers them in its
 own words; so does any request whose answer from the store fails (an object overwritten while it is read).
 """
@@ -58,7 +58,8 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
     if environ.get("HTTP_X_AMZ_CONTENT_SHA256", "").startswith("STREAMING-"):  # moto fails on these (no body)
         return None
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")  # the path as sent: its escapes are the key's
-    if not raw or not path_style(environ.get("HTTP_HOST", "")) or not open_to_all() or not _one_namespace():
+    if not raw or not path_style(environ.get("HTTP_HOST", "")) or not open_to_all() or not _one_namespace() \
+            or _recording():
         return None
     if not raw.startswith("/") or raw.startswith("//"):  # moto reads "//b/k" as key "b/k" of no bucket
         return None
@@ -94,6 +95,13 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
 def _sendable(headers: dict) -> bool:
     """No line break in a value (metadata written into the store): moto's Response refuses those (a 500)."""
     return not any("\n" in value or "\r" in value for value in map(str, headers.values()))
+
+
+def _recording() -> bool:
+    """moto records each request it answers while its recorder is on (MOTO_ENABLE_RECORDING, start_recording)."""
+    from moto.moto_api import recorder
+
+    return getattr(recorder, "_user_enabled", True) is not False
 
 
 def _one_namespace() -> bool:
