@@ -218,3 +218,21 @@ def test_a_get_while_moto_records_requests_is_moto_s(apps):
     finally:
         recorder.stop_recording()
     assert plain_get(environ(PLAIN_BUCKET, "photos/a.jpg"), server._backend) is not None
+
+
+@pytest.mark.parametrize("headers, body", [
+    ({"Authorization": "AWS4-HMAC-SHA256"}, None),  # moto reads the region from the credential scope: a 500
+    ({"Authorization": "AWS4-HMAC-SHA256 Credential=local/20261206"}, None),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, b"versionId=nope"),  # moto: the form is the query
+])
+def test_a_get_moto_reads_otherwise_is_moto_s(apps, headers, body):
+    moto, fast, _, server = apps
+    extra = {"CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": headers["Content-Type"]} if body else {}
+    plain = {**environ(PLAIN_BUCKET, "photos/a.jpg"), **extra,
+             **{"HTTP_" + k.upper(): v for k, v in headers.items() if k == "Authorization"}}
+    assert plain_get(plain, server._backend) is None
+    if body:
+        path = f"/{PLAIN_BUCKET}/photos/a.jpg"
+        answers = [client.get(path, headers={**SIGNED, **headers}, data=body, environ_overrides={"RAW_URI": path})
+                   for client in (fast, moto)]
+        assert answers[0].status_code == answers[1].status_code == 404  # NoSuchVersion

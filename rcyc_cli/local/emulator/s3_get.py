@@ -7,7 +7,7 @@ that also routes the runs, for what is a dictionary lookup. The answer here is m
 ``get_object`` (its versions and delete markers), its headers from ``FakeKey.response_dict`` and its metadata,
 the 304 moto gives for a matching If-None-Match. Only the plain shape is answered: a query (versionId,
 partNumber, response-* overrides), a Range or any other condition, an Origin (CORS), an unsigned request, a
-streaming payload hash, a path that does not start with exactly one "/", a bucket policy or bucket logging,
+streaming payload hash, a body, an AWS4 authorization without a credential scope, a path that does not start with exactly one "/", a bucket policy or bucket logging,
 moto's own authentication, cross-account lock or request recorder turned on, an archived object, an object without a content
 type, a header value with a line break, a missing object or bucket all go to moto, which answers them in its
 own words; so does any request whose answer from the store fails (an object overwritten while it is read).
@@ -56,6 +56,11 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
             name.startswith("HTTP_") and name not in PLAIN_HEADERS for name in environ):
         return None
     if environ.get("HTTP_X_AMZ_CONTENT_SHA256", "").startswith("STREAMING-"):  # moto fails on these (no body)
+        return None
+    if environ.get("CONTENT_LENGTH") not in (None, "", "0") or environ.get("CONTENT_TYPE"):
+        return None  # moto reads a form body as the query (versionId=...)
+    authorization = environ["HTTP_AUTHORIZATION"]  # moto takes the region from its credential scope, or fails
+    if "AWS4" in authorization and len(authorization.split(",")[0].split("/")) < 3:
         return None
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")  # the path as sent: its escapes are the key's
     if not raw or not path_style(environ.get("HTTP_HOST", "")) or not open_to_all() or not _one_namespace() \
