@@ -125,3 +125,114 @@ def test_an_unsigned_request_or_a_bucket_with_a_policy_is_moto_s(apps):
 def test_a_path_that_is_not_utf_8_is_moto_s(apps, raw_key):
     _, _, _, server = apps
     assert plain_get({**environ(BUCKET, "x"), "RAW_URI": f"/{BUCKET}/{raw_key}"}, server._backend) is None
+
+
+@pytest.mark.parametrize("raw_path, host", [
+    (f"//{PLAIN_BUCKET}/photos/a.jpg", "127.0.0.1:9"),  # moto: key "get-test-unversioned/photos/a.jpg", no bucket
+    (f"//{PLAIN_BUCKET}/{PLAIN_BUCKET}/photos/a.jpg", "127.0.0.1:9"),
+    (f"/{PLAIN_BUCKET}/photos/a.jpg", "127.0.0.1:"),  # moto: a virtual-hosted address (bucket "127")
+    (f"/{PLAIN_BUCKET}/photos/a.jpg", "127.0.0.1:x"),
+])
+def test_a_path_or_host_moto_reads_otherwise_is_moto_s(apps, raw_path, host):
+    moto, fast, _, server = apps
+    assert plain_get({**environ(PLAIN_BUCKET, "x"), "RAW_URI": raw_path, "HTTP_HOST": host}, server._backend) is None
+
+    def answer(client):
+        reply = client.get(raw_path, headers={**SIGNED, "Host": host}, environ_overrides={"RAW_URI": raw_path})
+        return reply.status_code, reply.data.count(b"<Key>"), reply.data[:60]
+    assert answer(fast) == answer(moto)
+
+
+def test_a_streaming_payload_hash_is_moto_s(apps):
+    _, _, _, server = apps  # moto reads a chunked body it has not got (a 500): not ours to answer with the object
+    streaming = environ(PLAIN_BUCKET, "photos/a.jpg", **{"X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"})
+    assert plain_get(streaming, server._backend) is None
+
+
+def test_cross_account_lock_or_bucket_logging_is_moto_s(apps, monkeypatch):
+    moto, fast, s3, server = apps
+    monkeypatch.setenv("MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS", "false")  # a request signed for cn-north-1: moto's 403
+    assert plain_get(environ(PLAIN_BUCKET, "photos/a.jpg"), server._backend) is None
+    china = {"Authorization": SIGNED["Authorization"].replace("us-east-1", "cn-north-1")}
+    assert get(fast, PLAIN_BUCKET, "photos/a.jpg", **china) == get(moto, PLAIN_BUCKET, "photos/a.jpg", **china)
+    monkeypatch.delenv("MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS")
+    logs = "get-test-logs"
+    s3.create_bucket(Bucket=logs)
+    s3.put_bucket_acl(Bucket=logs, ACL="log-delivery-write")
+    s3.put_bucket_logging(Bucket=PLAIN_BUCKET, BucketLoggingStatus={"LoggingEnabled": {"TargetBucket": logs, "TargetPrefix": "l/"}})
+    try:  # moto writes a log object for each request: so must a GET answered here (it is moto's)
+        assert plain_get(environ(PLAIN_BUCKET, "photos/a.jpg"), server._backend) is None
+    finally:
+        s3.put_bucket_logging(Bucket=PLAIN_BUCKET, BucketLoggingStatus={})
+        server._backend().buckets.pop(logs, None)
+
+
+def test_an_object_moto_would_answer_otherwise_is_moto_s(apps):
+    moto, fast, _, server = apps
+    store = server._backend()
+    untyped = store.put_object(PLAIN_BUCKET, "odd/untyped", b"x")  # no content type: moto's serializer adds one
+    untyped.set_metadata({"x-amz-meta-a": "b"}, replace=True)
+    broken = store.put_object(PLAIN_BUCKET, "odd/line-break", b"x")  # moto's Response refuses the value (a 500)
+    broken.set_metadata({"x-amz-meta-a": "b\r\nx-injected: 1"})
+    try:
+        for key in ("odd/untyped", "odd/line-break"):
+            assert plain_get(environ(PLAIN_BUCKET, key), server._backend) is None
+        assert get(fast, PLAIN_BUCKET, "odd/untyped") == get(moto, PLAIN_BUCKET, "odd/untyped")
+    finally:
+        for key in ("odd/untyped", "odd/line-break"):
+            store.delete_object(PLAIN_BUCKET, key)
+
+
+def test_an_object_overwritten_while_read_is_moto_s_to_answer(apps):
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    moto, _, _, server = apps
+    store = server._backend()
+    store.put_object(PLAIN_BUCKET, "odd/racing", b"old")
+
+    class Racing:  # the store, with the object overwritten (the old one's buffer closed) between lookup and read
+        buckets = store.buckets
+
+        @staticmethod
+        def get_object(bucket, key):
+            found = store.get_object(bucket, key)
+            store.put_object(bucket, key, b"new")
+            return found
+
+    try:
+        with pytest.raises(ValueError):
+            plain_get(environ(PLAIN_BUCKET, "odd/racing"), lambda: Racing)
+        racing = Client(fast_get(create_backend_app("s3"), lambda: Racing))
+        assert get(racing, PLAIN_BUCKET, "odd/racing") == get(moto, PLAIN_BUCKET, "odd/racing")  # no 500: moto's "new"
+    finally:
+        store.delete_object(PLAIN_BUCKET, "odd/racing")
+
+
+def test_a_get_while_moto_records_requests_is_moto_s(apps):
+    from moto.moto_api import recorder
+
+    _, _, _, server = apps
+    recorder.start_recording()  # moto writes each request it answers into its recording: so must a GET answered here
+    try:
+        assert plain_get(environ(PLAIN_BUCKET, "photos/a.jpg"), server._backend) is None
+    finally:
+        recorder.stop_recording()
+    assert plain_get(environ(PLAIN_BUCKET, "photos/a.jpg"), server._backend) is not None
+
+
+@pytest.mark.parametrize("headers, body", [
+    ({"Authorization": "AWS4-HMAC-SHA256"}, None),  # moto reads the region from the credential scope: a 500
+    ({"Authorization": "AWS4-HMAC-SHA256 Credential=local/20261206"}, None),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, b"versionId=nope"),  # moto: the form is the query
+])
+def test_a_get_moto_reads_otherwise_is_moto_s(apps, headers, body):
+    moto, fast, _, server = apps
+    extra = {"CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": headers["Content-Type"]} if body else {}
+    plain = {**environ(PLAIN_BUCKET, "photos/a.jpg"), **extra,
+             **{"HTTP_" + k.upper(): v for k, v in headers.items() if k == "Authorization"}}
+    assert plain_get(plain, server._backend) is None
+    if body:
+        path = f"/{PLAIN_BUCKET}/photos/a.jpg"
+        answers = [client.get(path, headers={**SIGNED, **headers}, data=body, environ_overrides={"RAW_URI": path})
+                   for client in (fast, moto)]
+        assert answers[0].status_code == answers[1].status_code == 404  # NoSuchVersion

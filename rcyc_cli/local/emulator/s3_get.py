@@ -7,8 +7,10 @@ that also routes the runs, for what is a dictionary lookup. The answer here is m
 ``get_object`` (its versions and delete markers), its headers from ``FakeKey.response_dict`` and its metadata,
 the 304 moto gives for a matching If-None-Match. Only the plain shape is answered: a query (versionId,
 partNumber, response-* overrides), a Range or any other condition, an Origin (CORS), an unsigned request, a
-bucket policy, moto's own authentication turned on, an archived object, a missing object or
-bucket all go to moto, which answers them in its own words.
+streaming payload hash, a body, an AWS4 authorization without a credential scope, a path that does not start with exactly one "/", a bucket policy or bucket logging,
+moto's own authentication, cross-account lock or request recorder turned on, an archived object, an object without a content
+type, a header value with a line break, a missing object or bucket all go to moto, which answers them in its
+own words; so does any request whose answer from the store fails (an object overwritten while it is read).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ def fast_get(app: Callable, backend: Callable[[], object]) -> Callable:
     """``app`` (moto's WSGI app) with plain GetObject requests answered from ``backend()`` directly."""
 
     def answer(environ, start_response):
-        found = plain_get(environ, backend)
+        try:
+            found = plain_get(environ, backend)
+        except Exception:  # e.g. an object overwritten (its buffer closed) while read: moto reads the store again
+            found = None
         if found is None:
             return app(environ, start_response)
         status, headers, body = found
@@ -50,27 +55,37 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
     if "HTTP_AUTHORIZATION" not in environ or any(
             name.startswith("HTTP_") and name not in PLAIN_HEADERS for name in environ):
         return None
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")  # the path as sent: its escapes are the key's
-    if not raw or not path_style(environ.get("HTTP_HOST", "")) or not open_to_all():
+    if environ.get("HTTP_X_AMZ_CONTENT_SHA256", "").startswith("STREAMING-"):  # moto fails on these (no body)
         return None
-    bucket_name, _, quoted_key = raw.split("?", 1)[0].lstrip("/").partition("/")
+    if environ.get("CONTENT_LENGTH") not in (None, "", "0") or environ.get("CONTENT_TYPE"):
+        return None  # moto reads a form body as the query (versionId=...)
+    authorization = environ["HTTP_AUTHORIZATION"]  # moto takes the region from its credential scope, or fails
+    if "AWS4" in authorization and len(authorization.split(",")[0].split("/")) < 3:
+        return None
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")  # the path as sent: its escapes are the key's
+    if not raw or not path_style(environ.get("HTTP_HOST", "")) or not open_to_all() or not _one_namespace() \
+            or _recording():
+        return None
+    if not raw.startswith("/") or raw.startswith("//"):  # moto reads "//b/k" as key "b/k" of no bucket
+        return None
+    bucket_name, _, quoted_key = raw.split("?", 1)[0][1:].partition("/")
     try:
         key_name = urllib.parse.unquote(quoted_key, errors="strict")
     except UnicodeDecodeError:
         return None
     store = backend()
     bucket = getattr(store, "buckets", {}).get(bucket_name)
-    if not key_name or bucket is None or getattr(bucket, "policy", None):
-        return None
+    if not key_name or bucket is None or getattr(bucket, "policy", None) or getattr(bucket, "logging", None):
+        return None  # (moto writes a log object for each request to a bucket with logging on)
     key = store.get_object(bucket_name, key_name)
-    if key is None or key.storage_class in ARCHIVED:
-        return None
+    if key is None or key.storage_class in ARCHIVED or "content-type" not in key.metadata:
+        return None  # (moto's serializer gives an object stored without a type one of its own)
     headers = {"x-amz-version-id": key.version_id} if key.version_id != "null" else {}
     headers.update(key.response_dict)
     wanted = environ.get("HTTP_IF_NONE_MATCH")
     if wanted and key.etag in (wanted, f'"{wanted}"'):  # as moto (and werkzeug under it): no entity headers
-        return "304 Not Modified", _listed({k: v for k, v in headers.items() if k not in NOT_WITH_304
-                                            and not k.startswith("content-")}), b""
+        headers = {k: v for k, v in headers.items() if k not in NOT_WITH_304 and not k.startswith("content-")}
+        return ("304 Not Modified", _listed(headers), b"") if _sendable(headers) else None
     if environ.get("HTTP_X_AMZ_CHECKSUM_MODE") == "ENABLED" and key.checksum_algorithm:  # botocore checks it
         composite = key.checksum_type == "COMPOSITE"
         headers[f"x-amz-checksum-{key.checksum_algorithm.lower()}"] = (
@@ -79,7 +94,27 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
             headers["x-amz-checksum-type"] = key.checksum_type
     headers.update(key.metadata)
     headers["Accept-Ranges"] = "bytes"
-    return "200 OK", _listed(headers), key.value
+    return ("200 OK", _listed(headers), key.value) if _sendable(headers) else None
+
+
+def _sendable(headers: dict) -> bool:
+    """No line break in a value (metadata written into the store): moto's Response refuses those (a 500)."""
+    return not any("\n" in value or "\r" in value for value in map(str, headers.values()))
+
+
+def _recording() -> bool:
+    """moto records each request it answers while its recorder is on (MOTO_ENABLE_RECORDING, start_recording)."""
+    from moto.moto_api import recorder
+
+    return getattr(recorder, "_user_enabled", True) is not False
+
+
+def _one_namespace() -> bool:
+    """moto may find the bucket from another account or partition than ``backend()`` (the request's access key,
+    its region, MOTO_ACCOUNT_ID): the same bucket, unless cross-account access is turned off (then a 403)."""
+    from moto.settings import s3_allow_crossdomain_access
+
+    return s3_allow_crossdomain_access()
 
 
 def _listed(headers: dict) -> list[tuple[str, str]]:

@@ -87,13 +87,21 @@ def _xml(bucket: str, prefix: str, max_keys: int, encoding: str | None, keys, tr
 def path_style(host: str) -> bool:
     """An address naming no bucket (127.0.0.1:PORT, localhost): the bucket is the path's."""
     name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
-    if name == "localhost":
-        return True
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        return False
+    if name != "localhost":
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+    from moto.s3.responses import S3Response  # and moto reads it so too (not "127.0.0.1:", "127.0.0.1:x")
+
+    return not S3Response.subdomain_based_buckets(_HostOnly(host))
+
+
+class _HostOnly:
+    """The part of a request moto looks at to tell a path-style address from a virtual-hosted one."""
+
+    def __init__(self, host: str):
+        self.headers = {"host": host}
 
 
 def open_to_all() -> bool:
