@@ -26,13 +26,7 @@ def read_regular(path: Path, limit: int | None = None, what: str = "file") -> by
         raise InputError(f"cannot read the {what} {_shown(path)}: {exc.strerror}",
                          hint="Check the file's permissions.") from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"{_shown(path)} is not a regular file ({kind_of(info.st_mode)})",
-                             hint=f"Give a regular {what}: devices, FIFOs and sockets are never read.")
-        if limit is not None and info.st_size > limit:
-            raise InputError(f"the {what} {_shown(path)} is {info.st_size:,} bytes, more than the limit of {limit:,}",
-                             hint="Split it into smaller ones.")
+        _check_regular(path, os.fstat(fd), limit, what)
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, 1 << 20)
@@ -64,13 +58,17 @@ def regular_size(path: Path, limit: int | None = None, what: str = "file") -> in
         info = os.fstat(fd)
     finally:
         os.close(fd)
+    _check_regular(path, info, limit, what)
+    return info.st_size
+
+
+def _check_regular(path: Path, info: os.stat_result, limit: int | None, what: str) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise InputError(f"{_shown(path)} is not a regular file ({kind_of(info.st_mode)})",
                          hint=f"Give a regular {what}: devices, FIFOs and sockets are never read.")
     if limit is not None and info.st_size > limit:
         raise InputError(f"the {what} {_shown(path)} is {info.st_size:,} bytes, more than the limit of {limit:,}",
                          hint="Split it into smaller ones.")
-    return info.st_size
 
 
 def is_regular(path: Path) -> bool:

@@ -3,6 +3,7 @@ write that succeeded, a bucket that is there, or an object whose bytes are an HT
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +14,9 @@ from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 from rcyc_core.errors import AwsError
 from tests.cli import run
 
+OPERATIONS = {"head_bucket": {}, "put_object": {"Key": "models/current.json", "Body": b"{}"},
+              "get_object": {"Key": "models/current.json"}, "list_objects_v2": {}, "get_public_access_block": {}}
+READ_AND_WRITE = ("head_bucket", "put_object", "get_object", "list_objects_v2")
 PAGE = b"<!DOCTYPE html><html><head><title>Welcome</title></head><body>It works!</body></html>"
 
 
@@ -38,9 +42,10 @@ class WebServer(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def web_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), WebServer)
+@contextlib.contextmanager
+def serving(handler):
+    """``handler`` on a free 127.0.0.1 port, stopped when the block ends: its address."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -51,12 +56,13 @@ def web_server():
         thread.join(5)
 
 
-@pytest.mark.parametrize("operation, kwargs", [
-    ("head_bucket", {}),
-    ("put_object", {"Key": "models/current.json", "Body": b"{}"}),
-    ("get_object", {"Key": "models/current.json"}),
-    ("list_objects_v2", {}),
-])
+@pytest.fixture
+def web_server():
+    with serving(WebServer) as address:
+        yield address
+
+
+@pytest.mark.parametrize("operation, kwargs", [(name, OPERATIONS[name]) for name in READ_AND_WRITE])
 def test_a_200_without_s3s_headers_is_one_error_naming_the_endpoint_settings(web_server, operation, kwargs):
     s3 = s3_client(web_server, LOCAL_REGION, LOCAL_CREDENTIALS)
     with pytest.raises(AwsError) as caught:
@@ -96,24 +102,11 @@ class Redirecting(BaseHTTPRequestHandler):
 
 @pytest.fixture(params=[False, True], ids=["no-request-id", "request-id"])
 def redirecting_server(request):
-    handler = type("Handler", (Redirecting,), {"with_request_id": request.param})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(type("Handler", (Redirecting,), {"with_request_id": request.param})) as address:
+        yield address
 
 
-@pytest.mark.parametrize("operation, kwargs", [
-    ("head_bucket", {}),
-    ("put_object", {"Key": "models/current.json", "Body": b"{}"}),
-    ("get_object", {"Key": "models/current.json"}),
-    ("list_objects_v2", {}),
-])
+@pytest.mark.parametrize("operation, kwargs", [(name, OPERATIONS[name]) for name in READ_AND_WRITE])
 def test_a_redirect_that_is_not_s3s_is_one_error_not_a_recursion(redirecting_server, operation, kwargs):
     """botocore follows an S3 redirect by asking the bucket's region (HeadBucket); redirected too, it asked again
     until RecursionError, a traceback."""
@@ -164,27 +157,16 @@ class HtmlWithRequestId(WebServer):
         super().end_headers()
 
 
-OPERATIONS = {"head_bucket": {}, "put_object": {"Key": "models/current.json", "Body": b"{}"},
-              "get_object": {"Key": "models/current.json"}, "list_objects_v2": {}, "get_public_access_block": {}}
-
-
 @pytest.mark.parametrize("site, operation", [(BehindACdn, name) for name in OPERATIONS] + [
     # with S3's own request id, the page decides: an answer with no body, or an object's bytes (any page), is S3's
     (HtmlWithRequestId, "list_objects_v2"), (HtmlWithRequestId, "get_public_access_block")])
 def test_an_html_site_with_amz_headers_is_not_s3_either(site, operation):
     """botocore parses an HTML page as an empty listing (a prefix with no images, exit 0) or a write that was done."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), site)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        s3 = s3_client(f"http://127.0.0.1:{server.server_address[1]}", LOCAL_REGION, LOCAL_CREDENTIALS)
+    with serving(site) as address:
+        s3 = s3_client(address, LOCAL_REGION, LOCAL_CREDENTIALS)
         with pytest.raises(AwsError) as caught:
             aws_call(f"{operation} s3://bucket", getattr(s3, operation), Bucket="bucket", **OPERATIONS[operation])
         assert caught.value.kind == "NotS3"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_an_empty_html_typed_write_answer_as_moto_server_gives_passes():
