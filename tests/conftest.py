@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,9 +63,24 @@ def session_cache_home(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def private_cache_home(session_cache_home, tmp_path_factory, monkeypatch):
     """Each test gets an rcyc cache (and so a stack state) of its own, unless its module set up its own
-    private one on purpose (a module-wide warm stack)."""
-    if os.environ.get("RCYC_CACHE_HOME") == session_cache_home:
-        monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path_factory.mktemp("rcyc-cache")))
+    private one on purpose (a module-wide warm stack). A stack still running in it when the test ends (a
+    test that failed before its own cleanup, or code that started one it should not have) is stopped."""
+    if os.environ.get("RCYC_CACHE_HOME") != session_cache_home:
+        yield
+        return
+    monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path_factory.mktemp("rcyc-cache")))
+    yield
+    _stop_a_stack_left_running()
+
+
+def _stop_a_stack_left_running() -> None:
+    from rcyc_cli.local.stack import client as stack
+
+    if stack.lock_file().exists() or stack.state_file().exists():
+        try:
+            stack.down()
+        except Exception as exc:  # noqa: BLE001 - the test's own outcome stands; this is only a safety net
+            print(f"a stack left running could not be stopped: {exc}", file=sys.stderr)
 
 
 def examples(full: int) -> int:
