@@ -68,19 +68,22 @@ def private_cache_home(session_cache_home, tmp_path_factory, monkeypatch):
     if os.environ.get("RCYC_CACHE_HOME") != session_cache_home:
         yield
         return
-    monkeypatch.setenv("RCYC_CACHE_HOME", str(tmp_path_factory.mktemp("rcyc-cache")))
+    cache = str(tmp_path_factory.mktemp("rcyc-cache"))
+    monkeypatch.setenv("RCYC_CACHE_HOME", cache)
     yield
-    _stop_a_stack_left_running()
+    with pytest.MonkeyPatch.context() as back:  # the test may have pointed RCYC_CACHE_HOME elsewhere (a hostile value)
+        back.setenv("RCYC_CACHE_HOME", cache)
+        _stop_a_stack_left_running()
 
 
 def _stop_a_stack_left_running() -> None:
     from rcyc_cli.local.stack import client as stack
 
-    if stack.lock_file().exists() or stack.state_file().exists():
-        try:
+    try:
+        if stack.lock_file().exists() or stack.state_file().exists():
             stack.down()
-        except Exception as exc:  # noqa: BLE001 - the test's own outcome stands; this is only a safety net
-            print(f"a stack left running could not be stopped: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the test's own outcome stands; this is only a safety net
+        print(f"a stack left running could not be stopped: {exc}", file=sys.stderr)
 
 
 def examples(full: int) -> int:
