@@ -103,7 +103,7 @@ class EmbeddedS3:
                     version.dispose()  # its body's buffer closed now, not when the collector finds it
             dict.pop(keys, name, None)  # the store's own pop calls dispose() on a delete marker too, which has none
 
-    # The warm stack's own CLI reads through these (stack.protocol.S3_READ_PATH): a ListObjectsV2 page and an
+    # The warm stack's own CLI reads through these (stack.protocol S3_LIST_PATH, S3_OBJECT_PATH): a page and an
     # object from the store, with no signed round trip, so a command that only reads needs no boto3. moto's own
     # errors (NoSuchBucket, InvalidArgument) go to the caller; None: ask the S3 API (a bucket with a policy).
     def list_page(self, bucket: str, prefix: str, token: str | None, max_keys: int) -> dict | None:
