@@ -320,6 +320,42 @@ def test_boto3_every_instance_busy_and_queue_full_is_429_and_a_timeout_is_an_unh
     still_answers(local_stack)
 
 
+def runtime_pids(stack_: stack.RemoteStack) -> list[int]:
+    """The stack's function runtimes: the processes the emulator started (they carry AWS_LAMBDA_RUNTIME_API)
+    with this stack as their owner."""
+    owner, found = f"RCYC_OWNER_PID={stack_.state.pid}".encode(), []
+    for entry in Path("/proc").iterdir():
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if owner in environ and any(item.startswith(b"AWS_LAMBDA_RUNTIME_API=") for item in environ):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_runtime_killed_mid_invoke_is_lambdas_runtime_exit_error_and_the_instance_serves_on(local_stack, slow_event):
+    # A crash, os._exit or an out-of-memory kill: the emulator answers 502 with Lambda's own error object.
+    # That is the function's failure (200, Unhandled, Runtime.ExitError), as Lambda reports it, not a 502
+    # "the emulator did not answer".
+    client = lambda_client(local_stack)
+    thread, outcome = run_in_background(lambda: client.invoke(FunctionName=DEFAULT_FUNCTION, Payload=slow_event, LogType="Tail"))
+    try:
+        wait_in_flight(local_stack, 1)
+        time.sleep(0.5)  # into the handler
+        [pid] = runtime_pids(local_stack)
+        os.kill(pid, 9)
+    finally:
+        thread.join(timeout=60)
+    reply = outcome[0]
+    assert not isinstance(reply, Exception), reply
+    assert reply["StatusCode"] == 200 and reply["FunctionError"] == "Unhandled", reply
+    error = json.loads(reply["Payload"].read())
+    assert error["errorType"] == "Runtime.ExitError" and "signal: killed" in error["errorMessage"], error
+    still_answers(local_stack)  # the emulator started a fresh runtime for the next invoke
+    assert status(local_stack)["function"]["in_flight"] == 0
+
+
 # -- the fault switch ---------------------------------------------------------------------------------------
 
 def test_fault_switch_answers_the_next_n_invokes_with_the_status_then_serves(local_stack, faults_off):

@@ -20,11 +20,13 @@ from rcyc_core.errors import EventError, FunctionError, PrerequisiteError
 from ... import leftovers
 from ...defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LAMBDA_MAX_PAYLOAD, LOCAL_CREDENTIALS, LOCAL_REGION
 from ...invocation import LOG_ABOVE, Invocation, decode_reply, parse_report, with_measured_peak
+from ...paths import FUNCTION_DIR, require_checkout
+from .ports import free_port, wait_for_port
 
 # A function that died without a word (its log could not even be written: a full disk, the memory gone)
 NO_LOG = "It left no log: check this machine's free disk space (the cache, /tmp) and memory, then run again."
-from ...paths import FUNCTION_DIR, require_checkout
-from .ports import free_port, wait_for_port
+# The runtime was killed mid-invoke: in a container that is its memory limit; on this machine, memory too
+KILLED = "The function's process was killed mid-invoke, most often for memory: raise --memory, or send fewer records per event."
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 
@@ -118,7 +120,8 @@ class Sandbox:
 
     def invoke(self, event: object) -> Invocation:
         """Post one event to the emulator; raise FunctionError if the function failed."""
-        import urllib.error  # (here: a client of the warm stack imports this module and never invokes)
+        import http.client  # (here: a client of the warm stack imports this module and never invokes)
+        import urllib.error
         import urllib.request
 
         body = payload(event)
@@ -128,8 +131,11 @@ class Sandbox:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout + 15) as reply:
                 raw = reply.read()
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
+        except urllib.error.HTTPError as exc:
+            raise self._refusal(exc) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as exc:
+            # refused, reset, timed out, or an answer cut short or not HTTP (an emulator that died mid-reply)
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200]
             raise self._failure(f"the emulator did not answer: {reason}", "EmulatorError") from None
         wall_ms = (time.perf_counter() - started) * 1000
         lines = self._new_log_lines(wait_for_report=True)
@@ -141,6 +147,31 @@ class Sandbox:
                 exc.hint = NO_LOG
             raise
         return Invocation(response, parse_report(lines), wall_ms, lines)
+
+    def _refusal(self, exc) -> FunctionError:
+        """The emulator answered with an error status. A 502 carries Lambda's own error object when the
+        runtime died mid-invoke (``Runtime.ExitError``: a crash, ``os._exit``, a kill for memory) or its init
+        failed: that is the function's failure, as Lambda reports it, not the emulator's. Any other status
+        (or a 502 without that object) is the emulator's."""
+        import http.client
+
+        try:
+            body = exc.read(64 * 1024).decode("utf-8", "replace")
+        except (OSError, ValueError, http.client.HTTPException):  # cut short: its status is what it said
+            body = ""
+        if exc.code == 502:
+            try:
+                decode_reply(body)
+            except FunctionError as failure:
+                if failure.kind not in ("BadResponse", "Timeout"):
+                    error = self._failure(failure.message, failure.kind)
+                    if "signal: killed" in failure.message:
+                        error.hint = KILLED
+                    return error
+            except RecursionError:
+                pass
+        said = f": {body.strip()[:200]}" if body.strip() else ""
+        return self._failure(f"the emulator answered HTTP {exc.code} ({exc.reason}){said}", "EmulatorError")
 
     def _failure(self, message: str, kind: str) -> FunctionError:
         logs = self._new_log_lines(wait_for_report=False)
