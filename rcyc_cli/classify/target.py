@@ -185,7 +185,8 @@ def stack_store(endpoint_url: str):
     from ..local.stack.protocol import RESULTS_PATH
 
     def store(bucket: str, items: list[tuple[str, bytes, dict]]) -> list[str]:
-        import urllib.error  # (here: a run that stores nothing never imports http.client)
+        import http.client  # (here: a run that stores nothing never imports http.client)
+        import urllib.error
         import urllib.request
 
         body = json.dumps({"bucket": bucket, "objects": [{"key": key, "body": data.decode(), "metadata": metadata}
@@ -199,8 +200,9 @@ def stack_store(endpoint_url: str):
             if exc.code == 404:
                 raise NoStoreRoute() from None
             raise AwsError(f"the local stack refused the results ({exc.code}: {_said(exc)})", kind="S3Unreachable") from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
-            raise AwsError(f"the local stack did not store the results: {getattr(exc, 'reason', exc)}",
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200]  # also cut short
+            raise AwsError(f"the local stack did not store the results: {reason}",
                            kind="S3Unreachable", hint="rcyc local status") from None
         if "error" in answer:
             raise AwsError(f"the local stack did not store the results: {answer['error'].get('message')}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import re
 import urllib.error
@@ -113,7 +114,11 @@ def _registry_request(registry: Registry, url: str, headers: dict, method: str =
             raise
         token_headers = {k: v for k, v in headers.items() if k == "Authorization"}
         with opener.open(urllib.request.Request(realm + "?" + urllib.parse.urlencode(params), headers=token_headers), timeout=30) as reply:
-            token = json.loads(reply.read()).get("token") or ""
+            try:
+                token = json.loads(reply.read(1 << 20)).get("token") or ""
+            except (ValueError, AttributeError, http.client.HTTPException):  # a web page, not a token document
+                raise RegistryError(f"the registry {registry.host} sent its login to {realm}, which answered no token",
+                                    kind="RegistryLoginRefused", hint=_login_hint(registry)) from None
         headers["Authorization"] = f"Bearer {token}"
         return opener.open(urllib.request.Request(url, headers=headers, method=method), timeout=30)
 
@@ -133,8 +138,8 @@ def remote_image(registry: Registry, repository: str, reference: str) -> RemoteI
             raise RegistryError(f"the registry {registry.host} refused the login ({exc.code})", kind="RegistryLoginRefused",
                                 hint=_login_hint(registry)) from None
         raise RegistryError(f"the registry {registry.host} answered {exc.code} for {repository}:{reference}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # also an answer cut short
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200]
         raise RegistryError(f"cannot reach the registry {registry.host}: {reason}", kind="RegistryUnreachable",
                             hint="Check --registry and the network.") from None
     try:

@@ -148,7 +148,8 @@ class RemoteStack:
     def invoke(self, event: object, attempts: int = 6) -> Invocation:
         """Invoke through the stack's Lambda Invoke API, with the log tail and rcyc's REPORT header. A 429
         (every instance busy and the wait queue full) is retried with backoff."""
-        import urllib.request  # (here, not for every command: a warm invoke-local posts through loopback)
+        import http.client  # (here, not for every command: a warm invoke-local posts through loopback)
+        import urllib.request
 
         name = self.state.config.function_name
         request = urllib.request.Request(
@@ -167,8 +168,9 @@ class RemoteStack:
                     continue
                 raise FunctionError(f"the local stack refused the invoke: {refusal}", kind="EmulatorError",
                                     hint="rcyc local status; rcyc local down && rcyc local up") from None
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                raise FunctionError(f"the local stack did not answer: {getattr(exc, 'reason', exc)}",
+            except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as exc:
+                reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200]  # also cut short
+                raise FunctionError(f"the local stack did not answer: {reason}",
                                     kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
         wall_ms = (time.perf_counter() - started) * 1000
         meta = json.loads(headers.get("X-Rcyc-Report") or "{}")
@@ -191,10 +193,12 @@ class RemoteStack:
 
 def _refusal(error: urllib.error.HTTPError) -> str:
     """``Type: message`` of an Invoke API error answer."""
+    import http.client
+
     try:
-        body = json.loads(error.read() or b"{}")
+        body = json.loads(error.read(64 * 1024) or b"{}")
         message = body.get("Message", body.get("message", ""))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, http.client.HTTPException):  # not JSON, or cut short
         message = ""
     return f"{error.code} {error.headers.get('X-Amzn-ErrorType') or error.reason}: {message}".rstrip(": ")
 
