@@ -105,15 +105,15 @@ class EmbeddedS3:
 
     # The warm stack's own CLI reads through these (stack.protocol S3_LIST_PATH, S3_OBJECT_PATH): a page and an
     # object from the store, with no signed round trip, so a command that only reads needs no boto3. moto's own
-    # errors (NoSuchBucket, InvalidArgument) go to the caller; None: ask the S3 API (a bucket with a policy).
+    # errors (NoSuchBucket, InvalidArgument) go to the caller; None: ask the S3 API (s3_listing.served_here).
     def list_page(self, bucket: str, prefix: str, token: str | None, max_keys: int) -> dict | None:
         from moto.s3.exceptions import InvalidContinuationToken
 
-        from .s3_listing import open_to_all
+        from .s3_listing import served_here
 
         backend = self._backend()
         found = backend.get_bucket(bucket)
-        if getattr(found, "policy", None) or not open_to_all():  # moto checks the policy, or every signature
+        if not served_here(found):
             return None
         try:
             keys, truncated, next_token = backend.list_objects_v2(bucket=found, prefix=prefix or None, delimiter=None,
@@ -131,10 +131,10 @@ class EmbeddedS3:
         """(body, ETag) of ``key``; moto's NoSuchKey when there is none (or it is deleted)."""
         from moto.s3.exceptions import MissingKey
 
-        from .s3_listing import open_to_all
+        from .s3_listing import served_here
 
         backend = self._backend()
-        if getattr(backend.get_bucket(bucket), "policy", None) or not open_to_all():
+        if not served_here(backend.get_bucket(bucket)):
             return None
         stored = backend.get_object(bucket, key)
         if stored is None:

@@ -19,7 +19,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 
-from .s3_listing import open_to_all, path_style
+from .s3_listing import path_style, served_here
 
 # The request headers botocore sends with a plain GetObject; any other header may change the answer.
 PLAIN_HEADERS = {"HTTP_HOST", "HTTP_USER_AGENT", "HTTP_ACCEPT_ENCODING", "HTTP_ACCEPT", "HTTP_X_AMZ_DATE",
@@ -63,8 +63,7 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
     if "AWS4" in authorization and len(authorization.split(",")[0].split("/")) < 3:
         return None
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")  # the path as sent: its escapes are the key's
-    if not raw or not path_style(environ.get("HTTP_HOST", "")) or not open_to_all() or not _one_namespace() \
-            or _recording():
+    if not raw or not path_style(environ.get("HTTP_HOST", "")):
         return None
     if not raw.startswith("/") or raw.startswith("//"):  # moto reads "//b/k" as key "b/k" of no bucket
         return None
@@ -75,8 +74,8 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
         return None
     store = backend()
     bucket = getattr(store, "buckets", {}).get(bucket_name)
-    if not key_name or bucket is None or getattr(bucket, "policy", None) or getattr(bucket, "logging", None):
-        return None  # (moto writes a log object for each request to a bucket with logging on)
+    if not key_name or not served_here(bucket):
+        return None
     key = store.get_object(bucket_name, key_name)
     if key is None or key.storage_class in ARCHIVED or "content-type" not in key.metadata:
         return None  # (moto's serializer gives an object stored without a type one of its own)
@@ -100,21 +99,6 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
 def _sendable(headers: dict) -> bool:
     """No line break in a value (metadata written into the store): moto's Response refuses those (a 500)."""
     return not any("\n" in value or "\r" in value for value in map(str, headers.values()))
-
-
-def _recording() -> bool:
-    """moto records each request it answers while its recorder is on (MOTO_ENABLE_RECORDING, start_recording)."""
-    from moto.moto_api import recorder
-
-    return getattr(recorder, "_user_enabled", True) is not False
-
-
-def _one_namespace() -> bool:
-    """moto may find the bucket from another account or partition than ``backend()`` (the request's access key,
-    its region, MOTO_ACCOUNT_ID): the same bucket, unless cross-account access is turned off (then a 403)."""
-    from moto.settings import s3_allow_crossdomain_access
-
-    return s3_allow_crossdomain_access()
 
 
 def _listed(headers: dict) -> list[tuple[str, str]]:

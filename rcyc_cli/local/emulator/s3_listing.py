@@ -6,9 +6,9 @@ with dateutil on the way: about 0.2 ms a key in the stack process, whose one int
 function's GETs. A resume of ``classify --local`` over 1,000 keys lists 2,000 (the images and their results):
 about 0.5 s of the stack's CPU. The same page from moto's backend (``list_objects_v2``: its ordering, its
 delete markers, its continuation tokens) written as S3's XML costs about 0.02 ms a key. Only the plain shape
-is answered here: a delimiter, ``start-after``, ``fetch-owner``, a bucket policy, moto's request
-authentication turned on, a virtual-hosted address or a missing bucket all go to moto, which answers them
-(and their errors) in its own words.
+is answered here: a delimiter, ``start-after``, ``fetch-owner``, a virtual-hosted address, a missing bucket,
+and whatever ``served_here`` leaves to moto (a bucket policy or logging; moto's authentication, cross-account
+lock or recorder on) all go to moto, which answers them (and their errors) in its own words.
 """
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ def listing(environ: dict, backend: Callable[[], object]) -> bytes | None:
         max_keys = int(query.get("max-keys", ["1000"])[0])
     except ValueError:
         return None
-    if encoding not in (None, "url") or token == "" or not 0 <= max_keys <= 1000 or not open_to_all():
+    if encoding not in (None, "url") or token == "" or not 0 <= max_keys <= 1000:
         return None
     store = backend()
     bucket = getattr(store, "buckets", {}).get(bucket_name)
-    if bucket is None or getattr(bucket, "policy", None):
+    if not served_here(bucket):
         return None
     prefix = query.get("prefix", [""])[0]
     keys, truncated, next_token = store.list_objects_v2(bucket=bucket, prefix=prefix or None, delimiter=None,
@@ -104,8 +104,33 @@ class _HostOnly:
         self.headers = {"host": host}
 
 
-def open_to_all() -> bool:
+def served_here(bucket) -> bool:
+    """Whether an answer about ``bucket`` written from moto's store is the one moto would give (None: no such
+    bucket, moto words that error). Otherwise moto answers, because it would do more than answer: evaluate the
+    bucket's policy, write a log object per request (bucket logging), check signatures and IAM policies
+    (INITIAL_NO_AUTH_ACTION_COUNT), look the bucket up in the request's own account, or record the request.
+    One test for every answer written here: the function's GETs, the listings, the stack's read routes."""
+    return (bucket is not None and not getattr(bucket, "policy", None) and not getattr(bucket, "logging", None)
+            and _open_to_all() and _one_namespace() and not _recording())
+
+
+def _open_to_all() -> bool:
     """moto checks signatures and IAM policies only when told to (INITIAL_NO_AUTH_ACTION_COUNT); then it answers."""
     from moto import settings
 
     return settings.INITIAL_NO_AUTH_ACTION_COUNT == float("inf")
+
+
+def _recording() -> bool:
+    """moto records each request it answers while its recorder is on (MOTO_ENABLE_RECORDING, start_recording)."""
+    from moto.moto_api import recorder
+
+    return getattr(recorder, "_user_enabled", True) is not False
+
+
+def _one_namespace() -> bool:
+    """moto may find the bucket from another account or partition than ``backend()`` (the request's access key,
+    its region, MOTO_ACCOUNT_ID): the same bucket, unless cross-account access is turned off (then a 403)."""
+    from moto.settings import s3_allow_crossdomain_access
+
+    return s3_allow_crossdomain_access()

@@ -60,7 +60,8 @@ def _object(s3, one: dict[str, str]) -> Answer:
 
 
 def _through_the_api() -> Answer:
-    return error(501, "UseTheS3Api", "this bucket has a policy: read it through the S3 API")
+    return error(501, "UseTheS3Api", "moto must answer this itself (a bucket policy or logging, its authentication "
+                 "or recorder on): read it through the S3 API")
 
 
 def error(status: int, code: str, message: str) -> Answer:
