@@ -82,3 +82,27 @@ def test_an_answer_nested_past_the_parsers_limit_is_not_json_not_a_traceback(tex
     with pytest.raises(FunctionError) as caught:
         decode_reply(text)
     assert caught.value.kind == "BadResponse"
+
+
+HUGE = "the function failed: Boom: " + "m" * 10_000_000
+
+
+def test_a_failed_events_megabyte_message_is_not_copied_into_each_of_its_records():
+    from rcyc_cli.local.emulator.pool import run_keys
+
+    def invoke(event):
+        if any(r["s3"]["object"]["key"] == "k3" for r in event["Records"]):
+            raise FunctionError(HUGE, kind="Boom")
+        return type("Answer", (), {"response": {"results": [], "errors": [], "skipped": [], "model": None}})()
+
+    run = run_keys(invoke, "b", [f"k{i}" for i in range(8)], batch_size=4, concurrency=2)
+    assert len(run.response["errors"]) == 4
+    assert len(json.dumps(run.response)) < 20_000
+
+
+def test_a_megabyte_error_is_one_short_error_line(capsys):
+    from rcyc_cli.render import console
+
+    console.error(HUGE, "a hint")
+    err = capsys.readouterr().err
+    assert len(err) < 5_000 and err.count("\n") == 2 and "a hint" in err
