@@ -103,11 +103,28 @@ def decode_reply(text: str) -> object:
                             hint="Raise --timeout, or look in the log above for what the handler waited on.")
     try:
         response = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit, still not an answer
         raise FunctionError(f"the function returned something that is not JSON: {text[:120]!r}", kind="BadResponse",
                             hint=LOG_ABOVE) from None
     if isinstance(response, dict) and "errorType" in response and "errorMessage" in response:
-        raise FunctionError(f"the function failed: {response['errorType']}: {response['errorMessage']}",
-                            kind=str(response["errorType"]), hint=LOG_ABOVE)
+        kind = error_kind(response["errorType"])
+        raise FunctionError(f"the function failed: {kind}: {response['errorMessage']}", kind=kind, hint=LOG_ABOVE)
     return response
+
+
+# rcyc's own kinds: EmulatorError is the sandbox's failure (the pool replaces the instance, the Invoke API
+# answers 500), Timeout and BadResponse what rcyc read from the emulator. A function's word never means them.
+_OWN_KINDS = ("EmulatorError", "Timeout", "BadResponse")
+
+
+def error_kind(error_type: object) -> str:
+    """A function's ``errorType`` as the error kind rcyc prints and stores for each record: the function's
+    word, so a short printable name (not ``None``, ``7``, ten megabytes or an escape sequence), and never one of
+    rcyc's own; Lambda's ``Unhandled`` when it gave none."""
+    from .files import shown
+
+    if not isinstance(error_type, str) or not error_type.strip():
+        return "Unhandled"
+    kind = shown(error_type.strip())[:100]
+    return f"Function.{kind}" if kind in _OWN_KINDS else kind
 

@@ -200,16 +200,33 @@ def stack_store(endpoint_url: str):
             if exc.code == 404:
                 raise NoStoreRoute() from None
             raise AwsError(f"the local stack refused the results ({exc.code}: {_said(exc)})", kind="S3Unreachable") from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, http.client.HTTPException) as exc:
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, RecursionError,
+                http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200]  # also cut short
             raise AwsError(f"the local stack did not store the results: {reason}",
                            kind="S3Unreachable", hint="rcyc local status") from None
-        if "error" in answer:
-            raise AwsError(f"the local stack did not store the results: {answer['error'].get('message')}",
-                           kind=answer["error"].get("kind") or "S3Error")
-        return answer["etags"]
+        return _stored(answer, len(items))
 
     return store
+
+
+def _stored(answer: object, count: int) -> list[str]:
+    """The etags of the results route's answer, or its error; an answer of another shape (whatever listens
+    on the stack's port) is the stack not storing them, not a KeyError or TypeError."""
+    from rcyc_core.errors import AwsError
+
+    from ..files import shown
+
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(error, dict):
+        kind = error.get("kind")
+        raise AwsError(f"the local stack did not store the results: {shown(error.get('message'))[:200]}",
+                       kind=kind if isinstance(kind, str) and kind.isprintable() and 0 < len(kind) <= 100 else "S3Error")
+    etags = answer.get("etags") if isinstance(answer, dict) else None
+    if error is not None or not (isinstance(etags, list) and len(etags) == count and all(isinstance(e, str) for e in etags)):
+        raise AwsError("the local stack's answer to the results is not one it gives", kind="S3Unreachable",
+                       hint="rcyc local status")
+    return etags
 
 
 def _said(refusal) -> str:

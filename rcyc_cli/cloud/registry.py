@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from rcyc_core.errors import AwsError
 
+from ..files import shown
 from ..reporting import SILENT, Reporter
 from .aws import aws_call
 
@@ -112,15 +113,27 @@ def _registry_request(registry: Registry, url: str, headers: dict, method: str =
         realm = params.pop("realm", None)
         if not realm:
             raise
-        token_headers = {k: v for k, v in headers.items() if k == "Authorization"}
-        with opener.open(urllib.request.Request(realm + "?" + urllib.parse.urlencode(params), headers=token_headers), timeout=30) as reply:
-            try:
-                token = json.loads(reply.read(1 << 20)).get("token") or ""
-            except (ValueError, AttributeError, http.client.HTTPException):  # a web page, not a token document
-                raise RegistryError(f"the registry {registry.host} sent its login to {realm}, which answered no token",
-                                    kind="RegistryLoginRefused", hint=_login_hint(registry)) from None
+        token = _bearer_token(registry, opener, realm, params, {k: v for k, v in headers.items() if k == "Authorization"})
         headers["Authorization"] = f"Bearer {token}"
         return opener.open(urllib.request.Request(url, headers=headers, method=method), timeout=30)
+
+
+def _bearer_token(registry: Registry, opener, realm: str, params: dict, headers: dict) -> str:
+    """The token the registry's login realm gives. The realm and the token are the registry's word: a realm
+    that is not a web address (``file:`` would read this machine's files) or a token that cannot be a header
+    (a line break) is a refused login, not a ValueError traceback."""
+    refused = RegistryError(f"the registry {registry.host} sent its login to {shown(realm)[:200]}, which answered no token",
+                            kind="RegistryLoginRefused", hint=_login_hint(registry))
+    try:
+        if urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
+            raise refused
+        with opener.open(urllib.request.Request(realm + "?" + urllib.parse.urlencode(params), headers=headers), timeout=30) as reply:
+            token = json.loads(reply.read(1 << 20)).get("token") or ""
+    except (ValueError, AttributeError, RecursionError, http.client.HTTPException):  # a web page, not a token document
+        raise refused from None
+    if not isinstance(token, str) or not token.isprintable():
+        raise refused
+    return token
 
 
 def remote_image(registry: Registry, repository: str, reference: str) -> RemoteImage | None:

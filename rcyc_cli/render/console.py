@@ -68,9 +68,14 @@ def error(message: str, hint: str = "") -> None:
     # a name in the message with a newline or an escape sequence cannot break the line or reach the terminal
     from ..files import shown
 
-    _console(True).print(_text(("error: ", "bold red"), shown(message)), soft_wrap=True)
+    # _cut: a message that carries the function's word (its errorMessage) may be megabytes long; one line is not
+    _console(True).print(_text(("error: ", "bold red"), _cut(shown(message))), soft_wrap=True)
     if hint:
-        _console(True).print(_text(("hint: ", "yellow"), shown(hint)), soft_wrap=True)
+        _console(True).print(_text(("hint: ", "yellow"), _cut(shown(hint))), soft_wrap=True)
+
+
+def _cut(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} characters more)"
 
 
 

@@ -106,3 +106,51 @@ def test_a_registry_whose_token_realm_answers_no_token(serve, token):
     with pytest.raises(RegistryError) as caught:
         remote_image(Registry(f"127.0.0.1:{registry.port}", source="none"), "rcyc", "latest")
     assert f"127.0.0.1:{registry.port}" in caught.value.message
+
+
+def json_reply(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+
+
+NOT_A_STORE_ANSWER = {"a list": b"[]", "a number": b"7", "null": b"null", "no etags": b"{}",
+                      "etags a number": b'{"etags": 7}', "error a string": b'{"error": "full"}',
+                      "error kind a list": b'{"error": {"message": "m", "kind": ["x"]}}',
+                      "nested past the parser": b"[" * 100_000}
+
+
+@pytest.mark.parametrize("body", NOT_A_STORE_ANSWER.values(), ids=NOT_A_STORE_ANSWER.keys())
+def test_the_results_route_answering_json_of_another_shape(serve, body):
+    server = serve(json_reply(body))
+    with pytest.raises(AwsError) as caught:
+        stack_store(f"http://127.0.0.1:{server.port}")("b", [("results/a.json", b"{}", {})])
+    assert "the local stack" in caught.value.message
+    assert isinstance(caught.value.kind, str) and caught.value.kind.isprintable()
+
+
+HOSTILE_TOKENS = {"a header break": b'{"token": "a\\r\\nX-Evil: 1"}', "a NUL": b'{"token": "a\\u0000b"}'}
+
+
+@pytest.mark.parametrize("token", HOSTILE_TOKENS.values(), ids=HOSTILE_TOKENS.keys())
+def test_a_registry_whose_token_cannot_be_a_header(serve, token):
+    realm = serve(json_reply(token))
+    challenge = f'Bearer realm="http://127.0.0.1:{realm.port}/token",service="r"'
+    registry = serve(f"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n".encode(),
+                     b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    with pytest.raises(RegistryError) as caught:
+        remote_image(Registry(f"127.0.0.1:{registry.port}", source="none"), "rcyc", "latest")
+    assert f"127.0.0.1:{registry.port}" in caught.value.message and caught.value.kind == "RegistryLoginRefused"
+
+
+@pytest.mark.parametrize("realm", ["nonsense", "file", "http://[::1"])
+def test_a_registry_whose_token_realm_is_no_web_address(serve, tmp_path, realm):
+    if realm == "file":  # a file: realm would read this machine's files and send them as the token
+        (tmp_path / "token.json").write_text('{"token": "a local secret"}')
+        realm = (tmp_path / "token.json").as_uri()
+    challenge = f'Bearer realm="{realm}",service="r"'
+    registry = serve(f"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n".encode(),
+                     b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    with pytest.raises(RegistryError) as caught:
+        remote_image(Registry(f"127.0.0.1:{registry.port}", source="none"), "rcyc", "latest")
+    assert f"127.0.0.1:{registry.port}" in caught.value.message and "answered no token" in caught.value.message

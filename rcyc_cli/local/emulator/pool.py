@@ -156,7 +156,10 @@ def run_keys(invoke: Callable[[dict], Invocation], bucket: str, keys: list[str],
     try:
         for offset, chunk, answer in executor.map(one, offsets):
             if isinstance(answer, FunctionError):
-                merged["errors"] += [error_entry(offset + i, bucket, key, answer.kind, answer.message) for i, key in enumerate(chunk)]
+                # each record carries the event's error, cut as the function cuts its own (the message may be
+                # the function's megabytes, and a copy per record multiplies them)
+                message = answer.message[:300]
+                merged["errors"] += [error_entry(offset + i, bucket, key, answer.kind, message) for i, key in enumerate(chunk)]
                 continue
             invocations.append(answer)
             for name in ("results", "errors", "skipped"):

@@ -156,7 +156,9 @@ class Sandbox:
         import http.client
 
         try:
-            body = exc.read(64 * 1024).decode("utf-8", "replace")
+            # as much as the function may answer: Lambda's error object is the function's answer, and one cut
+            # short would not parse and read as the emulator's failure
+            body = exc.read(LAMBDA_MAX_PAYLOAD + 1).decode("utf-8", "replace")
         except (OSError, ValueError, http.client.HTTPException):  # cut short: its status is what it said
             body = ""
         if exc.code == 502:
@@ -168,8 +170,6 @@ class Sandbox:
                     if "signal: killed" in failure.message:
                         error.hint = KILLED
                     return error
-            except RecursionError:
-                pass
         said = f": {body.strip()[:200]}" if body.strip() else ""
         return self._failure(f"the emulator answered HTTP {exc.code} ({exc.reason}){said}", "EmulatorError")
 

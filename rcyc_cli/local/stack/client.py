@@ -29,7 +29,7 @@ from rcyc_core.errors import FunctionError, InputError, PrerequisiteError, RcycE
 from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_STACK_INSTANCES
 from ...files import shown
 from ...function_spec import FunctionSpec, checked
-from ...invocation import Invocation, Report, decode_reply, log_tail_lines
+from ...invocation import Invocation, Report, log_tail_lines
 from ..emulator import reaper
 from ..emulator.sandbox import payload
 from . import loopback, replies
@@ -173,22 +173,13 @@ class RemoteStack:
                 raise FunctionError(f"the local stack did not answer: {reason}",
                                     kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
         wall_ms = (time.perf_counter() - started) * 1000
-        meta = json.loads(headers.get("X-Rcyc-Report") or "{}")
         logs = log_tail_lines(headers.get("X-Amz-Log-Result"))
-        text = body.decode("utf-8", "replace")
-        if headers.get("X-Amz-Function-Error"):
-            try:
-                error = json.loads(text)
-                if error.get("errorType") == "Sandbox.Timedout":
-                    text = str(error.get("errorMessage"))  # decoded as the emulator's own timeout answer
-            except (ValueError, AttributeError):
-                pass
         try:
-            response = decode_reply(text)
+            response = replies.invoke_answer(body.decode("utf-8", "replace"), headers.get("X-Amz-Function-Error"))
         except FunctionError as exc:
             exc.logs = logs
             raise
-        return Invocation(response, Report(**meta.get("report", {})), wall_ms, logs)
+        return Invocation(response, Report(**replies.report(headers.get("X-Rcyc-Report"))), wall_ms, logs)
 
 
 def _refusal(error: urllib.error.HTTPError) -> str:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 
+from rcyc_core.errors import FunctionError
+
+from ...files import shown
+from ...invocation import LOG_ABOVE, decode_reply
 from .loopback import StackAnswerError
 
 _NUMBER = (int, float)
@@ -43,6 +47,35 @@ def run(body: bytes) -> dict:
     if not ok:
         raise StackAnswerError("the stack's answer to the run is not one it gives")
     return answer
+
+
+def invoke_answer(text: str, function_error: str | None) -> object:
+    """The function's answer to an invoke; with ``X-Amz-Function-Error`` its failure, whatever the body is."""
+    if function_error:
+        try:
+            error = json.loads(text)
+            if error.get("errorType") == "Sandbox.Timedout":
+                text = str(error.get("errorMessage"))  # decoded as the emulator's own timeout answer
+        except (ValueError, AttributeError, RecursionError):
+            pass
+    response = decode_reply(text)
+    if function_error:  # the stack said the function failed: a body that is no error object is still no result
+        raise FunctionError(f"the function failed ({shown(function_error)[:40]}) without an error object: {text[:120]!r}",
+                            kind="Unhandled", hint=LOG_ABOVE)
+    return response
+
+
+def report(header: str | None) -> dict:
+    """The figures of rcyc's ``X-Rcyc-Report`` header that are figures: a garbled header gives none, not a
+    traceback."""
+    try:
+        figures = json.loads(header or "{}").get("report")
+    except (ValueError, AttributeError, RecursionError):
+        return {}
+    if not isinstance(figures, dict):
+        return {}
+    return {name: value for name, value in figures.items()
+            if name in _REPORT_FIELDS and (value is None or type(value) in _tuple(_REPORT_FIELDS[name]))}
 
 
 # Each entry of a response as the result contract has it (rcyc_core.results), so that neither the tables nor
