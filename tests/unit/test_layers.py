@@ -13,6 +13,7 @@ from tests.conftest import ROOT
 
 # Top to bottom: a package or module of rcyc_cli may import its own layer and the layers below it.
 LAYERS = (
+    ("entry",),  # the console script: it loads main under a Ctrl-C guard
     ("main",),
     ("commands",),
     ("checks",),
