@@ -13,6 +13,9 @@ INTERRUPTED = 130  # exit_status.ExitStatus.INTERRUPTED (not imported: this runs
 
 
 def _interrupted_while_loading(signum, frame) -> None:
+    # a second Ctrl-C is this same stop: left to Python's exit, which puts the default back, it would end
+    # rcyc by SIGINT instead of with this status (an ignored signal stays ignored)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         sys.stderr.write("error: interrupted while rcyc was starting; it had started nothing yet\n")
         sys.stderr.flush()

@@ -9,7 +9,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 import tomllib
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -34,13 +37,16 @@ def test_the_console_script_is_the_guarded_entry():
     assert scripts == {"rcyc": "rcyc_cli.entry:main"}
 
 
-def test_ctrl_c_while_loading_is_one_line_and_exit_130():
+@pytest.mark.parametrize("presses", [1, 3])
+def test_ctrl_c_while_loading_is_one_line_and_exit_130(presses):
     process = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOADING, "--help"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd=ROOT,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert process.stdout.readline().strip() == "loading"
-        process.send_signal(signal.SIGINT)
+        for _ in range(presses):  # a second Ctrl-C at once is the same stop, not a death by SIGINT
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.001)
         _, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
