@@ -101,6 +101,12 @@ def shown(name: object) -> str:
 _shown = shown
 
 
+def unanswered(exc: BaseException) -> str:
+    """Why a request got no answer, for one error line: urllib's reason (refused, timed out) or, for an answer
+    cut short or not HTTP (http.client's errors carry no reason), the error's type and text."""
+    return str(getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200])
+
+
 def check_text(value: str, what: str) -> str:
     """``value`` (a key, an address) if it is printable UTF-8, else InputError naming ``what``."""
     if shown(value) != value:

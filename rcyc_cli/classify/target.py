@@ -182,6 +182,7 @@ def stack_store(endpoint_url: str):
     """The local stack's results route: an event's result objects in one request, stored in its S3 directly."""
     from rcyc_core.errors import AwsError
 
+    from ..files import unanswered
     from ..local.stack.protocol import RESULTS_PATH
 
     def store(bucket: str, items: list[tuple[str, bytes, dict]]) -> list[str]:
@@ -202,8 +203,7 @@ def stack_store(endpoint_url: str):
             raise AwsError(f"the local stack refused the results ({exc.code}: {_said(exc)})", kind="S3Unreachable") from None
         except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, RecursionError,
                 http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200]  # also cut short
-            raise AwsError(f"the local stack did not store the results: {reason}",
+            raise AwsError(f"the local stack did not store the results: {unanswered(exc)}",
                            kind="S3Unreachable", hint="rcyc local status") from None
         return _stored(answer, len(items))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from rcyc_core.errors import AwsError
 
-from ..files import shown
+from ..files import shown, unanswered
 from ..reporting import SILENT, Reporter
 from .aws import aws_call
 
@@ -152,8 +152,7 @@ def remote_image(registry: Registry, repository: str, reference: str) -> RemoteI
                                 hint=_login_hint(registry)) from None
         raise RegistryError(f"the registry {registry.host} answered {exc.code} for {repository}:{reference}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # also an answer cut short
-        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200]
-        raise RegistryError(f"cannot reach the registry {registry.host}: {reason}", kind="RegistryUnreachable",
+        raise RegistryError(f"cannot reach the registry {registry.host}: {unanswered(exc)}", kind="RegistryUnreachable",
                             hint="Check --registry and the network.") from None
     try:
         document = json.loads(body)

@@ -19,6 +19,7 @@ from rcyc_core.errors import EventError, FunctionError, PrerequisiteError
 
 from ... import leftovers
 from ...defaults import DEFAULT_MEMORY, DEFAULT_TIMEOUT, LAMBDA_MAX_PAYLOAD, LOCAL_CREDENTIALS, LOCAL_REGION
+from ...files import unanswered
 from ...invocation import LOG_ABOVE, Invocation, decode_reply, parse_report, with_measured_peak
 from ...paths import FUNCTION_DIR, require_checkout
 from .ports import free_port, wait_for_port
@@ -135,8 +136,7 @@ class Sandbox:
             raise self._refusal(exc) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as exc:
             # refused, reset, timed out, or an answer cut short or not HTTP (an emulator that died mid-reply)
-            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200]
-            raise self._failure(f"the emulator did not answer: {reason}", "EmulatorError") from None
+            raise self._failure(f"the emulator did not answer: {unanswered(exc)}", "EmulatorError") from None
         wall_ms = (time.perf_counter() - started) * 1000
         lines = self._new_log_lines(wait_for_report=True)
         try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError, RcycError
 
 from ...defaults import DEFAULT_BUCKET, DEFAULT_FUNCTION, DEFAULT_STACK_INSTANCES
-from ...files import shown
+from ...files import shown, unanswered
 from ...function_spec import FunctionSpec, checked
 from ...invocation import Invocation, Report, log_tail_lines
 from ..emulator import reaper
@@ -169,8 +169,7 @@ class RemoteStack:
                 raise FunctionError(f"the local stack refused the invoke: {refusal}", kind="EmulatorError",
                                     hint="rcyc local status; rcyc local down && rcyc local up") from None
             except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as exc:
-                reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"[:200]  # also cut short
-                raise FunctionError(f"the local stack did not answer: {reason}",
+                raise FunctionError(f"the local stack did not answer: {unanswered(exc)}",
                                     kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
         wall_ms = (time.perf_counter() - started) * 1000
         logs = log_tail_lines(headers.get("X-Amz-Log-Result"))
