@@ -94,22 +94,28 @@ def test_the_registry(serve, reply):
     assert f"127.0.0.1:{server.port}" in caught.value.message
 
 
-@pytest.mark.parametrize("token", [b"<html>sign in</html>", b"[1, 2]", b"null"] + list(CUT_SHORT.values())[:2],
-                         ids=["a web page", "a list", "null", "died mid-answer", "died mid-refusal"])
-def test_a_registry_whose_token_realm_answers_no_token(serve, token):
-    realm = serve(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(token), token)
-                  if not token.startswith(b"HTTP/") else token)
-    challenge = f'Bearer realm="http://127.0.0.1:{realm.port}/token",service="r"'
+def json_reply(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+
+
+def login_through(serve, realm: str) -> tuple[Replies, pytest.ExceptionInfo]:
+    """A registry that sends every request to log in at ``realm`` (a Bearer challenge), and what looking an
+    image up there raised."""
+    challenge = f'Bearer realm="{realm}",service="r"'
     registry = serve(f"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n"
                      "Connection: close\r\n\r\n".encode(),
                      b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     with pytest.raises(RegistryError) as caught:
         remote_image(Registry(f"127.0.0.1:{registry.port}", source="none"), "rcyc", "latest")
+    return registry, caught
+
+
+@pytest.mark.parametrize("token", [b"<html>sign in</html>", b"[1, 2]", b"null"] + list(CUT_SHORT.values())[:2],
+                         ids=["a web page", "a list", "null", "died mid-answer", "died mid-refusal"])
+def test_a_registry_whose_token_realm_answers_no_token(serve, token):
+    realm = serve(token if token.startswith(b"HTTP/") else json_reply(token))
+    registry, caught = login_through(serve, f"http://127.0.0.1:{realm.port}/token")
     assert f"127.0.0.1:{registry.port}" in caught.value.message
-
-
-def json_reply(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
 
 
 NOT_A_STORE_ANSWER = {"a list": b"[]", "a number": b"7", "null": b"null", "no etags": b"{}",
@@ -133,12 +139,7 @@ HOSTILE_TOKENS = {"a header break": b'{"token": "a\\r\\nX-Evil: 1"}', "a NUL": b
 @pytest.mark.parametrize("token", HOSTILE_TOKENS.values(), ids=HOSTILE_TOKENS.keys())
 def test_a_registry_whose_token_cannot_be_a_header(serve, token):
     realm = serve(json_reply(token))
-    challenge = f'Bearer realm="http://127.0.0.1:{realm.port}/token",service="r"'
-    registry = serve(f"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n"
-                     "Connection: close\r\n\r\n".encode(),
-                     b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-    with pytest.raises(RegistryError) as caught:
-        remote_image(Registry(f"127.0.0.1:{registry.port}", source="none"), "rcyc", "latest")
+    registry, caught = login_through(serve, f"http://127.0.0.1:{realm.port}/token")
     assert f"127.0.0.1:{registry.port}" in caught.value.message and caught.value.kind == "RegistryLoginRefused"
 
 
@@ -147,10 +148,5 @@ def test_a_registry_whose_token_realm_is_no_web_address(serve, tmp_path, realm):
     if realm == "file":  # a file: realm would read this machine's files and send them as the token
         (tmp_path / "token.json").write_text('{"token": "a local secret"}')
         realm = (tmp_path / "token.json").as_uri()
-    challenge = f'Bearer realm="{realm}",service="r"'
-    registry = serve(f"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n"
-                     "Connection: close\r\n\r\n".encode(),
-                     b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-    with pytest.raises(RegistryError) as caught:
-        remote_image(Registry(f"127.0.0.1:{registry.port}", source="none"), "rcyc", "latest")
+    registry, caught = login_through(serve, realm)
     assert f"127.0.0.1:{registry.port}" in caught.value.message and "answered no token" in caught.value.message
