@@ -1,7 +1,8 @@
 """The embedded S3, per GetObject of a fixture drawing through boto3 (as the function fetches its images):
-moto's all-services dispatcher (what rcyc served first), moto's S3 app alone (what it served next), and that
-app with rcyc's answer to a plain GET from the store in front (``local/emulator/s3_get.py``: what it serves
-now). Interleaved rounds in one process; CPU is this process's (client and server threads together).
+moto's all-services dispatcher (what rcyc served first), moto's S3 app alone (what it served next), and the
+embedded S3 itself (``local/emulator/s3.py``: a plain GET answered from the store, on a connection kept open
+for the next one, ``s3_get.py``). Interleaved rounds in one process; CPU is this process's (client and server
+threads together).
 
     .venv/bin/python benchmarks/s3_server.py --rounds 7 --gets 300
 """
@@ -45,12 +46,12 @@ def main() -> None:
     from rcyc_cli.cloud.aws import s3_client
     from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
     from rcyc_cli.local.emulator.s3 import EmbeddedS3
-    from rcyc_cli.local.emulator.s3_get import fast_get
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    embedded = EmbeddedS3().start()
     servers = {"all services (moto's dispatcher)": serve(DomainDispatcherApplication(create_backend_app)),
                "S3 alone (moto's S3 app)": serve(create_backend_app("s3")),
-               "S3 alone, plain GETs from the store (rcyc's)": serve(fast_get(create_backend_app("s3"), EmbeddedS3._backend))}
+               "the embedded S3 (plain GETs from the store, kept connections)": (embedded.endpoint_url, embedded)}
     body = DRAWINGS[0].read_bytes()
     clients = {}
     for name, (endpoint, _) in servers.items():
@@ -67,8 +68,9 @@ def main() -> None:
             if round_:  # the first round warms both up
                 cpu[name].append((time.process_time() - cpu_started) * 1000 / args.gets)
                 wall[name].append((time.perf_counter() - started) * 1000 / args.gets)
-    for _, server in servers.values():
+    for _, server in list(servers.values())[:2]:
         server.shutdown()
+    embedded.stop()
     names = list(servers)
     ratio = [b / a for a, b in zip(cpu[names[0]], cpu[names[1]])]
     plain = [c / b for b, c in zip(cpu[names[1]], cpu[names[2]])]
@@ -77,7 +79,7 @@ def main() -> None:
                       "cpu_ms_per_get": {n: figures(v, 3) for n, v in cpu.items()},
                       "wall_ms_per_get": {n: figures(v, 3) for n, v in wall.items()},
                       "cpu_s3_alone / cpu_all_services (per round)": figures(ratio, 2),
-                      "cpu_plain_gets / cpu_s3_alone (per round)": figures(plain, 2)}, indent=2))
+                      "cpu_embedded / cpu_s3_alone (per round)": figures(plain, 2)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,32 +1,76 @@
 """The embedded S3 answers the function's plain GetObject itself (moto's request handling cost ~2 ms of the
 stack's CPU a GET): the same status, body and headers as moto's own answer for tricky keys, versions,
-metadata, checksums and If-None-Match; anything else is moto's to answer."""
+metadata, checksums and If-None-Match; anything else is moto's to answer. Each answer is compared over real
+HTTP to the running server, on a connection kept open after a plain GET and closed after moto's answers."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import socket
+import threading
 import urllib.parse
+from contextlib import contextmanager
 
 import pytest
-from werkzeug.test import Client
 
 from rcyc_cli.cloud.aws import s3_client
 from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 from rcyc_cli.local.emulator.s3 import EmbeddedS3
-from rcyc_cli.local.emulator.s3_get import fast_get, plain_get
+from rcyc_cli.local.emulator.s3_get import keep_alive_gets, plain_get
 
 BUCKET, PLAIN_BUCKET = "get-test", "get-test-unversioned"
 KEYS = ["photos/a.jpg", "photos/b&c <d> \"e\" 'f'.jpg", "photos/with space+plus.jpg", "photos/ünïcødé/ж.jpg",
         "photos%2Fencoded.jpg", "results/r.json", "~tilde/x.jpg"]
 SIGNED = {"Host": "127.0.0.1:9", "Authorization": "AWS4-HMAC-SHA256 Credential=local/20261206/us-east-1/s3/aws4_request, "
           "SignedHeaders=host, Signature=0", "X-Amz-Date": "20261206T000000Z", "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
-ANY_ANSWER = {"x-amzn-requestid", "date", "server"}  # differ from answer to answer
+# differ from answer to answer, or by design: a plain GET keeps its connection, moto's answers close theirs
+ANY_ANSWER = {"x-amzn-requestid", "date", "server", "connection"}
+
+
+class OverHttp:
+    """What the tests ask of werkzeug's test client, asked of a running server over one HTTP connection (the
+    path sent as given: its escapes are the key's)."""
+
+    def __init__(self, endpoint: str):
+        self.address = urllib.parse.urlsplit(endpoint).netloc
+        self.connection = http.client.HTTPConnection(self.address, timeout=10)
+
+    def get(self, path, query_string="", headers=None, environ_overrides=None, data=None):
+        raw = (environ_overrides or {}).get("RAW_URI") or path + (f"?{query_string}" if query_string else "")
+        self.connection.putrequest("GET", raw, skip_host=True, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            self.connection.putheader(name, value)
+        if data is not None:
+            self.connection.putheader("Content-Length", str(len(data)))
+        self.connection.endheaders(data)
+        reply = self.connection.getresponse()
+        reply.status_code, reply.data = reply.status, reply.read()
+        return reply
+
+
+@contextmanager
+def serving(app, handler):
+    """A werkzeug server of ``app`` with request handler ``handler`` on a free port, stopped at the end."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
 
 
 @pytest.fixture(scope="module")
 def apps():
-    from moto.moto_server.werkzeug_app import create_backend_app
+    """(moto, the embedded S3): moto's S3 app as werkzeug serves it with moto's own handler, and the embedded S3,
+    over one store, each asked over HTTP."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 
     server = EmbeddedS3().start()
     try:
@@ -43,8 +87,8 @@ def apps():
         s3.put_object(Bucket=BUCKET, Key="photos/a.jpg", Body=b"a newer version")
         s3.put_object(Bucket=BUCKET, Key="photos/gone.jpg", Body=b"deleted")
         s3.delete_object(Bucket=BUCKET, Key="photos/gone.jpg")  # a delete marker on top
-        moto = create_backend_app("s3")
-        yield Client(moto), Client(fast_get(moto, server._backend)), s3, server
+        with serving(create_backend_app("s3"), MotoRequestHandler) as moto:
+            yield OverHttp(moto), OverHttp(server.endpoint_url), s3, server
     finally:
         for bucket in (BUCKET, PLAIN_BUCKET):
             server._backend().buckets.pop(bucket, None)
@@ -128,7 +172,7 @@ def test_a_path_that_is_not_utf_8_is_moto_s(apps, raw_key):
 
 
 @pytest.mark.parametrize("raw_path, host", [
-    (f"//{PLAIN_BUCKET}/photos/a.jpg", "127.0.0.1:9"),  # moto: key "get-test-unversioned/photos/a.jpg", no bucket
+    (f"//{PLAIN_BUCKET}/photos/a.jpg", "127.0.0.1:9"),  # a path with "//" is for moto (and werkzeug) to read
     (f"//{PLAIN_BUCKET}/{PLAIN_BUCKET}/photos/a.jpg", "127.0.0.1:9"),
     (f"/{PLAIN_BUCKET}/photos/a.jpg", "127.0.0.1:"),  # moto: a virtual-hosted address (bucket "127")
     (f"/{PLAIN_BUCKET}/photos/a.jpg", "127.0.0.1:x"),
@@ -184,7 +228,7 @@ def test_an_object_moto_would_answer_otherwise_is_moto_s(apps):
 
 
 def test_an_object_overwritten_while_read_is_moto_s_to_answer(apps):
-    from moto.moto_server.werkzeug_app import create_backend_app
+    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 
     moto, _, _, server = apps
     store = server._backend()
@@ -202,8 +246,9 @@ def test_an_object_overwritten_while_read_is_moto_s_to_answer(apps):
     try:
         with pytest.raises(ValueError):
             plain_get(environ(PLAIN_BUCKET, "odd/racing"), lambda: Racing)
-        racing = Client(fast_get(create_backend_app("s3"), lambda: Racing))
-        assert get(racing, PLAIN_BUCKET, "odd/racing") == get(moto, PLAIN_BUCKET, "odd/racing")  # no 500: moto's "new"
+        with serving(create_backend_app("s3"), keep_alive_gets(MotoRequestHandler, lambda: Racing)) as endpoint:
+            racing = get(OverHttp(endpoint), PLAIN_BUCKET, "odd/racing")
+        assert racing == get(moto, PLAIN_BUCKET, "odd/racing")  # no 500: moto's "new"
     finally:
         store.delete_object(PLAIN_BUCKET, "odd/racing")
 
@@ -236,3 +281,99 @@ def test_a_get_moto_reads_otherwise_is_moto_s(apps, headers, body):
         answers = [client.get(path, headers={**SIGNED, **headers}, data=body, environ_overrides={"RAW_URI": path})
                    for client in (fast, moto)]
         assert answers[0].status_code == answers[1].status_code == 404  # NoSuchVersion
+
+
+def raw_exchange(endpoint: str, request: bytes, answers: int = 1) -> tuple[list[bytes], bool]:
+    """Send ``request`` (one or more requests, as bytes) on a fresh connection; returns the ``answers`` heads
+    read (bodies skipped by their Content-Length) and whether the server then closed the connection."""
+    sock = socket.create_connection(urllib.parse.urlsplit(endpoint).netloc.split(":"), timeout=10)
+    try:
+        sock.sendall(request)
+        stream, heads = sock.makefile("rb"), []
+        for _ in range(answers):
+            head = b""
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                head += line
+            heads.append(head)
+            if not line:
+                break  # closed before this answer
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            stream.read(int(length.group(1)) if length and not head.startswith(b"HTTP/1.1 304") else 0)
+        sock.settimeout(1.0)
+        try:
+            closed = stream.read(1) == b""
+        except TimeoutError:
+            closed = False  # still open, waiting for the next request
+        return heads, closed
+    finally:
+        sock.close()
+
+
+def plain_request(key: str = "photos/a.jpg", *extra: str, version: str = "HTTP/1.1") -> bytes:
+    lines = [f"GET /{PLAIN_BUCKET}/{urllib.parse.quote(key)} {version}", *(f"{k}: {v}" for k, v in SIGNED.items()), *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_plain_get_keeps_its_connection_for_the_next_request(apps):
+    _, fast, _, _ = apps
+    client = OverHttp(f"http://{fast.address}")
+    first = get(client, PLAIN_BUCKET, "photos/a.jpg")
+    sock = client.connection.sock
+    assert sock is not None  # not closed after the answer: http.client closes on "Connection: close"
+    for _ in range(3):
+        assert get(client, PLAIN_BUCKET, "photos/a.jpg") == first
+        assert client.connection.sock is sock  # the same connection, no reconnect
+    heads, closed = raw_exchange(f"http://{fast.address}", plain_request())
+    assert heads[0].startswith(b"HTTP/1.1 200") and b"connection: close" not in heads[0].lower() and not closed
+
+
+def test_two_plain_gets_sent_at_once_are_both_answered_in_order(apps):
+    _, fast, _, _ = apps
+    heads, closed = raw_exchange(f"http://{fast.address}", plain_request("photos/a.jpg") + plain_request("results/r.json"), 2)
+    assert [re.search(rb"(?i)content-type: *(\S+)", head).group(1) for head in heads] == [b"binary/octet-stream", b"application/json"]
+    assert not closed
+
+
+@pytest.mark.parametrize("request_bytes", [
+    plain_request("photos/a.jpg", "Connection: close"),  # the client asks to close
+    plain_request("photos/a.jpg", version="HTTP/1.0"),  # HTTP/1.0: closed unless asked to keep it
+])
+def test_a_plain_get_closes_when_the_client_asks_or_speaks_http_1_0(apps, request_bytes):
+    _, fast, _, _ = apps
+    heads, closed = raw_exchange(f"http://{fast.address}", request_bytes)
+    assert b" 200 " in heads[0].split(b"\r\n")[0] and b"connection: close" in heads[0].lower() and closed
+
+
+@pytest.mark.parametrize("request_bytes", [
+    # a body (a form moto reads as the query): moto's answer, and the body is never read as a next request
+    plain_request("photos/a.jpg", "Content-Type: application/x-www-form-urlencoded", "Content-Length: 14")[:-2]
+    + b"\r\nversionId=nope" + plain_request("photos/a.jpg"),
+    plain_request("photos/none.jpg") + plain_request("photos/a.jpg"),  # moto's NoSuchKey
+    plain_request("photos/a.jpg", "Range: bytes=0-0") + plain_request("photos/a.jpg"),  # not the plain shape
+])
+def test_a_request_moto_answers_closes_its_connection(apps, request_bytes):
+    _, fast, _, _ = apps
+    heads, closed = raw_exchange(f"http://{fast.address}", request_bytes)
+    assert b"connection: close" in heads[0].lower() and closed and not heads[0].startswith(b"HTTP/1.1 200")
+
+
+def test_many_clients_at_once_each_on_their_own_kept_connection(apps):
+    _, fast, _, _ = apps
+    failures = []
+
+    def reader():
+        client = OverHttp(f"http://{fast.address}")
+        try:
+            for key in KEYS * 5:
+                status, body, _ = get(client, PLAIN_BUCKET, key)
+                if (status, body) != (200, b"x" * (KEYS.index(key) + 1)):
+                    failures.append((key, status, body[:40]))
+        except Exception as exc:
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

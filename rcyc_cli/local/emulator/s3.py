@@ -28,13 +28,14 @@ class EmbeddedS3:
 
         # werkzeug logs every request to stderr by default; that is noise in a CLI (and in test output).
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        from .s3_get import fast_get
+        from .s3_get import keep_alive_gets
         from .s3_listing import fast_listing
 
         # listings and the function's GETs answered from the store, without moto's request handling
-        app = fast_get(fast_listing(create_backend_app("s3"), self._backend), self._backend)
+        app = fast_listing(create_backend_app("s3"), self._backend)
+        handler = keep_alive_gets(MotoRequestHandler, self._backend)
         _stop_tracking_instances()
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler,
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=handler,
                                    fd=listener.fileno() if listener is not None else None)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"

@@ -11,6 +11,11 @@ streaming payload hash, a body, an AWS4 authorization without a credential scope
 moto's own authentication, cross-account lock or request recorder turned on, an archived object, an object without a content
 type, a header value with a line break, a missing object or bucket all go to moto, which answers them in its
 own words; so does any request whose answer from the store fails (an object overwritten while it is read).
+
+A GET answered here keeps its connection open for the client's next request, as S3 does: werkzeug, which
+serves moto, closes every connection (it cannot drain a request body before the next request line), so each
+GET also cost the function a connect and the stack a new thread; the plain shape has no body, so nothing is
+left to drain. What moto answers still closes its connection.
 """
 
 from __future__ import annotations
@@ -31,21 +36,37 @@ NOT_WITH_304 = {"last-modified", "expires"}
 Answer = tuple[str, list[tuple[str, str]], bytes]
 
 
-def fast_get(app: Callable, backend: Callable[[], object]) -> Callable:
-    """``app`` (moto's WSGI app) with plain GetObject requests answered from ``backend()`` directly."""
+def keep_alive_gets(handler: type, backend: Callable[[], object]) -> type:
+    """``handler`` (moto's werkzeug request handler) answering plain GetObject requests from ``backend()``
+    itself, on a connection kept open; any other request goes to werkzeug and moto, as before."""
 
-    def answer(environ, start_response):
-        try:
-            found = plain_get(environ, backend)
-        except Exception:  # e.g. an object overwritten (its buffer closed) while read: moto reads the store again
-            found = None
-        if found is None:
-            return app(environ, start_response)
-        status, headers, body = found
-        start_response(status, headers)
-        return [body]
+    class PlainGets(handler):
+        protocol_version = "HTTP/1.1"  # keep-alive is HTTP/1.1's default; a client's "Connection: close" still holds
+        disable_nagle_algorithm = True  # the headers and the body go out at once, not a delayed-ACK wait apart
 
-    return answer
+        def run_wsgi(self) -> None:
+            try:
+                found = plain_get(self.make_environ(), backend)
+            except Exception:  # e.g. an object overwritten (its buffer closed) while read: moto reads the store again
+                found = None
+            if found is None:
+                super().run_wsgi()
+            else:
+                self._answer(*found)
+
+        def _answer(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+            code, _, reason = status.partition(" ")
+            self.send_response(int(code), reason)
+            for name, value in headers:
+                self.send_header(name, value)
+            if code != "304" and not any(name.lower() == "content-length" for name, _ in headers):
+                self.send_header("Content-Length", str(len(body)))  # where the answer ends, on a kept connection
+            if self.close_connection:  # the client asked to close (or spoke HTTP/1.0): say so, as werkzeug would
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+    return PlainGets
 
 
 def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
@@ -65,7 +86,7 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")  # the path as sent: its escapes are the key's
     if not raw or not path_style(environ.get("HTTP_HOST", "")):
         return None
-    if not raw.startswith("/") or raw.startswith("//"):  # moto reads "//b/k" as key "b/k" of no bucket
+    if not raw.startswith("/") or raw.startswith("//"):  # werkzeug and moto read a "//" path their own ways
         return None
     bucket_name, _, quoted_key = raw.split("?", 1)[0][1:].partition("/")
     try:
