@@ -95,7 +95,7 @@ def apps():
         server.stop()
 
 
-def get(client: Client, bucket: str, key: str, query: str = "", **headers):
+def get(client: OverHttp, bucket: str, key: str, query: str = "", **headers):
     path = f"/{bucket}/{urllib.parse.quote(key, safe='/~')}"
     reply = client.get(path, query_string=query, headers={**SIGNED, **headers},
                        environ_overrides={"RAW_URI": path + (f"?{query}" if query else "")})
