@@ -103,11 +103,11 @@ def invoke_images(invoke: Callable[[dict], Invocation], bucket: str, keys: list[
         report.status("invoking the function with the event")
         answer = invoke(event)
         return Outcome(answer.response, [answer], time.perf_counter() - started)
-    from .emulator.pool import run_keys
+    from .emulator.pool import event_sizes, run_keys
 
-    batch = len(keys) if concurrency <= 1 else min(batch_size, -(-len(keys) // concurrency))
-    report.status(f"invoking the function: {plural(len(keys), 'image')}, {plural(-(-len(keys) // batch), 'event')}, "
-                  f"concurrency {concurrency}")
+    batch = len(keys) if concurrency <= 1 else batch_size  # one instance: the whole run is one event
+    report.status(f"invoking the function: {plural(len(keys), 'image')}, "
+                  f"{plural(len(event_sizes(len(keys), batch, concurrency)), 'event')}, concurrency {concurrency}")
     report.expect(len(keys))
     done = run_keys(invoke, bucket, keys, batch_size=batch, concurrency=concurrency, on_done=report.done)
     return Outcome(done.response, done.invocations, time.perf_counter() - started)

@@ -57,10 +57,11 @@ def test_each_runtime_exit_is_the_functions_failure_and_the_instance_serves_on(r
 def test_a_pool_keeps_the_other_events_results_and_errs_each_record_of_the_failed_one(rie_path, function_dir):
     pool = Pool(lambda index: sandbox(rie_path, function_dir), 2).start(warm=False)
     try:
-        run = run_keys(lambda e: pool.invoke(e)[0], "b", ["a", "b", "crash", "c", "d"], batch_size=2, concurrency=2)
+        run = run_keys(lambda e: pool.invoke(e)[0], "b", ["a", "b", "crash", "c", "d", "e"], batch_size=2,
+                       concurrency=2)  # events a+b, crash+c, d, e
     finally:
         pool.stop()
-    assert [entry["key"] for entry in run.response["results"]] == ["a", "b", "d"]
+    assert [entry["key"] for entry in run.response["results"]] == ["a", "b", "d", "e"]
     assert [(entry["key"], entry["error"]) for entry in run.response["errors"]] == [
         ("crash", "Runtime.ExitError"), ("c", "Runtime.ExitError")]
     assert all(instance.restarts == 0 for instance in pool.instances)
