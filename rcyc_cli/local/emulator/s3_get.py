@@ -20,6 +20,9 @@ left to drain. What moto answers still closes its connection.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -43,6 +46,17 @@ def keep_alive_gets(handler: type, backend: Callable[[], object]) -> type:
     class PlainGets(handler):
         protocol_version = "HTTP/1.1"  # keep-alive is HTTP/1.1's default; a client's "Connection: close" still holds
         disable_nagle_algorithm = True  # the headers and the body go out at once, not a delayed-ACK wait apart
+        connections = Connections()  # this server's own (keep_alive_gets makes a class per server)
+
+        def setup(self) -> None:
+            super().setup()
+            self.connections.add(self.connection)
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            finally:
+                self.connections.discard(self.connection)
 
         def run_wsgi(self) -> None:
             try:
@@ -67,6 +81,48 @@ def keep_alive_gets(handler: type, backend: Callable[[], object]) -> type:
             self.wfile.write(body)
 
     return PlainGets
+
+
+class Connections:
+    """The connections a server's handler threads hold. A kept connection waits in its thread for the client's
+    next request, with no end of its own: the server's shutdown() only stops accepting, so without ``end``
+    a stopped server would go on answering its kept connections (and a thread would go on waiting, or
+    writing to a client that never reads), each thread and socket left behind for good."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, threading.Thread] = {}
+        self._ended = False
+
+    def add(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open[connection] = threading.current_thread()
+            ended = self._ended
+        if ended:  # accepted just before the server stopped, set up after end(): no request is read from it
+            _shut(connection)
+
+    def discard(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.pop(connection, None)
+
+    def end(self, wait: float = 2.0) -> None:
+        """Shut every connection down (a thread waiting for a request reads its end, one writing an answer
+        fails at once) and wait up to ``wait`` seconds for their threads."""
+        with self._lock:
+            self._ended = True
+            held = list(self._open.items())
+        for connection, _ in held:
+            _shut(connection)
+        deadline = time.monotonic() + wait
+        for _, thread in held:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _shut(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:  # the client went first
+        pass
 
 
 def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
