@@ -60,7 +60,7 @@ def keep_alive_gets(handler: type, backend: Callable[[], object]) -> type:
 
         def run_wsgi(self) -> None:
             try:
-                found = plain_get(self.make_environ(), backend)
+                found = plain_get(self.make_environ(), backend) if bodiless(self.headers) else None
             except Exception:  # e.g. an object overwritten (its buffer closed) while read: moto reads the store again
                 found = None
             if found is None:
@@ -171,6 +171,17 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
     headers.update(key.metadata)
     headers["Accept-Ranges"] = "bytes"
     return ("200 OK", _listed(headers), key.value) if _sendable(headers) else None
+
+
+def bodiless(headers) -> bool:
+    """Whether the request head, as http.server parsed it, leaves no doubt that no body follows: nothing
+    drains a body on a kept connection, so one left unread would be read as the next request. The environ
+    does not tell: werkzeug keeps the last of two Content-Length fields, and the parser drops a field it
+    cannot read (a space before the colon) with every field after it, or folds a continuation line into
+    the field before."""
+    lengths = headers.get_all("Content-Length") or []
+    return (not headers.defects and all(value.strip() == "0" for value in lengths) and "Transfer-Encoding" not in headers
+            and not any("\n" in value for value in headers.values()))
 
 
 def _sendable(headers: dict) -> bool:
