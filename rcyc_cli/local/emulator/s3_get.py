@@ -75,8 +75,14 @@ def keep_alive_gets(handler: type, backend: Callable[[], object]) -> type:
                 self.send_header(name, value)
             if code != "304" and not any(name.lower() == "content-length" for name, _ in headers):
                 self.send_header("Content-Length", str(len(body)))  # where the answer ends, on a kept connection
+            # http.server reads only the first Connection field, and only when it is exactly "close": any close
+            # token in any of them is the client's last request (RFC 9112 9.6)
+            tokens = {token.strip().lower() for field in self.headers.get_all("Connection") or [] for token in field.split(",")}
+            self.close_connection = self.close_connection or "close" in tokens
             if self.close_connection:  # the client asked to close (or spoke HTTP/1.0): say so, as werkzeug would
                 self.send_header("Connection", "close")
+            elif self.request_version == "HTTP/1.0":  # an HTTP/1.0 client keeps the connection only when told so
+                self.send_header("Connection", "keep-alive")
             self.end_headers()
             self.wfile.write(body)
 
