@@ -191,8 +191,18 @@ def bodiless(headers) -> bool:
 
 
 def _sendable(headers: dict) -> bool:
-    """No line break in a value (metadata written into the store): moto's Response refuses those (a 500)."""
-    return not any("\n" in value or "\r" in value for value in map(str, headers.values()))
+    """No line break in a value (metadata written into the store): moto's Response refuses those (a 500); and
+    nothing http.server cannot write (it encodes a header as Latin-1): the answer would fail half-written,
+    with a traceback and the connection dropped. moto answers both in its own words."""
+    for name, value in headers.items():
+        field = f"{name}: {value}"
+        if "\n" in field or "\r" in field:
+            return False
+        try:
+            field.encode("latin-1")
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def _listed(headers: dict) -> list[tuple[str, str]]:
