@@ -64,7 +64,10 @@ def keep_alive_gets(handler: type, backend: Callable[[], object]) -> type:
             except Exception:  # e.g. an object overwritten (its buffer closed) while read: moto reads the store again
                 found = None
             if found is None:
-                super().run_wsgi()
+                try:
+                    super().run_wsgi()
+                finally:  # werkzeug drains what follows its answer, and says "close" only once its head is written:
+                    self.close_connection = True  # an answer that failed before that must end the connection too
             else:
                 self._answer(*found)
 
