@@ -33,9 +33,9 @@ class EmbeddedS3:
 
         # listings and the function's GETs answered from the store, without moto's request handling
         app = fast_listing(create_backend_app("s3"), self._backend)
-        handler = keep_alive_gets(MotoRequestHandler, self._backend)
+        self._handler = keep_alive_gets(MotoRequestHandler, self._backend)
         _stop_tracking_instances()
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=handler,
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=self._handler,
                                    fd=listener.fileno() if listener is not None else None)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
@@ -155,6 +155,7 @@ class EmbeddedS3:
             self._thread.join()
             self._thread = None
         self._server.server_close()
+        self._handler.connections.end()  # kept connections too: no answer from a stopped server, no thread left
 
 
 def _stop_tracking_instances() -> None:

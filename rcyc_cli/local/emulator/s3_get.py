@@ -20,6 +20,9 @@ left to drain. What moto answers still closes its connection.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -43,14 +46,28 @@ def keep_alive_gets(handler: type, backend: Callable[[], object]) -> type:
     class PlainGets(handler):
         protocol_version = "HTTP/1.1"  # keep-alive is HTTP/1.1's default; a client's "Connection: close" still holds
         disable_nagle_algorithm = True  # the headers and the body go out at once, not a delayed-ACK wait apart
+        connections = Connections()  # this server's own (keep_alive_gets makes a class per server)
+
+        def setup(self) -> None:
+            super().setup()
+            self.connections.add(self.connection)
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            finally:
+                self.connections.discard(self.connection)
 
         def run_wsgi(self) -> None:
             try:
-                found = plain_get(self.make_environ(), backend)
+                found = plain_get(self.make_environ(), backend) if bodiless(self.headers) else None
             except Exception:  # e.g. an object overwritten (its buffer closed) while read: moto reads the store again
                 found = None
             if found is None:
-                super().run_wsgi()
+                try:
+                    super().run_wsgi()
+                finally:  # werkzeug drains what follows its answer, and says "close" only once its head is written:
+                    self.close_connection = True  # an answer that failed before that must end the connection too
             else:
                 self._answer(*found)
 
@@ -61,12 +78,60 @@ def keep_alive_gets(handler: type, backend: Callable[[], object]) -> type:
                 self.send_header(name, value)
             if code != "304" and not any(name.lower() == "content-length" for name, _ in headers):
                 self.send_header("Content-Length", str(len(body)))  # where the answer ends, on a kept connection
+            # http.server reads only the first Connection field, and only when it is exactly "close": any close
+            # token in any of them is the client's last request (RFC 9112 9.6)
+            tokens = {token.strip().lower() for field in self.headers.get_all("Connection") or [] for token in field.split(",")}
+            self.close_connection = self.close_connection or "close" in tokens
             if self.close_connection:  # the client asked to close (or spoke HTTP/1.0): say so, as werkzeug would
                 self.send_header("Connection", "close")
+            elif self.request_version == "HTTP/1.0":  # an HTTP/1.0 client keeps the connection only when told so
+                self.send_header("Connection", "keep-alive")
             self.end_headers()
             self.wfile.write(body)
 
     return PlainGets
+
+
+class Connections:
+    """The connections a server's handler threads hold. A kept connection waits in its thread for the client's
+    next request, with no end of its own: the server's shutdown() only stops accepting, so without ``end``
+    a stopped server would go on answering its kept connections (and a thread would go on waiting, or
+    writing to a client that never reads), each thread and socket left behind for good."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, threading.Thread] = {}
+        self._ended = False
+
+    def add(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open[connection] = threading.current_thread()
+            ended = self._ended
+        if ended:  # accepted just before the server stopped, set up after end(): no request is read from it
+            _shut(connection)
+
+    def discard(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.pop(connection, None)
+
+    def end(self, wait: float = 2.0) -> None:
+        """Shut every connection down (a thread waiting for a request reads its end, one writing an answer
+        fails at once) and wait up to ``wait`` seconds for their threads."""
+        with self._lock:
+            self._ended = True
+            held = list(self._open.items())
+        for connection, _ in held:
+            _shut(connection)
+        deadline = time.monotonic() + wait
+        for _, thread in held:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _shut(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:  # the client went first
+        pass
 
 
 def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
@@ -117,9 +182,30 @@ def plain_get(environ: dict, backend: Callable[[], object]) -> Answer | None:
     return ("200 OK", _listed(headers), key.value) if _sendable(headers) else None
 
 
+def bodiless(headers) -> bool:
+    """Whether the request head, as http.server parsed it, leaves no doubt that no body follows: nothing
+    drains a body on a kept connection, so one left unread would be read as the next request. The environ
+    does not tell: werkzeug keeps the last of two Content-Length fields, and the parser drops a field it
+    cannot read (a space before the colon) with every field after it, or folds a continuation line into
+    the field before."""
+    lengths = headers.get_all("Content-Length") or []
+    return (not headers.defects and all(value.strip() == "0" for value in lengths) and "Transfer-Encoding" not in headers
+            and not any("\n" in value for value in headers.values()))
+
+
 def _sendable(headers: dict) -> bool:
-    """No line break in a value (metadata written into the store): moto's Response refuses those (a 500)."""
-    return not any("\n" in value or "\r" in value for value in map(str, headers.values()))
+    """No line break in a value (metadata written into the store): moto's Response refuses those (a 500); and
+    nothing http.server cannot write (it encodes a header as Latin-1): the answer would fail half-written,
+    with a traceback and the connection dropped. moto answers both in its own words."""
+    for name, value in headers.items():
+        field = f"{name}: {value}"
+        if "\n" in field or "\r" in field:
+            return False
+        try:
+            field.encode("latin-1")
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def _listed(headers: dict) -> list[tuple[str, str]]:
