@@ -212,7 +212,7 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
     finally:
         writer.close()
         if loading is not None and loading.done() and loading.exception() is None:
-            _save_quietly(resume)
+            _save_quietly(resume, target.store)
         _say_lost(writer, failure)
     seconds = time.perf_counter() - started
     summary.update(_counts(counted), dry_run=False, classified=tally.classified, done_before=tally.done_before,
@@ -330,10 +330,10 @@ def _say_lost(writer: Writer, failure: BaseException | None) -> None:
         raise AwsError(lost, kind="S3Error", hint="check that the results prefix is writable, then rerun")
 
 
-def _save_quietly(resume: Resume) -> None:
+def _save_quietly(resume: Resume, store=None) -> None:
     """The index is an optimisation: failing to write it must not turn a finished run into a failed one."""
     try:
-        resume.save()
+        resume.save(store)
     except Exception:
         pass
 

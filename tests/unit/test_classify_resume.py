@@ -134,3 +134,41 @@ def test_listing_timestamps_parse_to_the_same_datetimes_as_botocores_own(s3):
     theirs = plain.list_objects_v2(Bucket=BUCKET)["Contents"][0]["LastModified"]
     assert ours == theirs and ours.utcoffset() is not None
     assert s3.head_object(Bucket=BUCKET, Key="photos/x.jpg")["LastModified"] == theirs  # an HTTP date header too
+
+
+def test_a_local_run_writes_its_index_through_the_stacks_results_route_and_s3_when_that_fails(s3, monkeypatch):
+    """The local stack's results route stores the index without an S3 client (making one cost a local run about
+    0.2 s of CPU at its very end); a route that fails, or an index too large for its one request, is S3's."""
+    from rcyc_cli.local.stack.protocol import SYNC_PAYLOAD_LIMIT
+
+    routed, puts = [], count_puts(s3)
+
+    def store(bucket, items):
+        routed.append((bucket, [(key, json.loads(body), metadata) for key, body, metadata in items]))
+        return ["etag"] * len(items)
+
+    resume = Resume(s3, BUCKET, "results/", "photos/", MODEL["sha256"]).load()
+    resume.record(entry("photos/a.jpg"), MODEL, write_result(s3, BUCKET, "results/", entry("photos/a.jpg"), MODEL))
+    puts.clear()
+    resume.save(store)
+    [(bucket, [(key, document, metadata)])] = routed
+    assert bucket == BUCKET and key.startswith(f"results/{INDEX_FOLDER}{MODEL['sha256']}/") and key.endswith(".json")
+    assert document["results"]["photos/a.jpg"][1]["label"] == "boxes" and metadata == {} and puts == []
+
+    def refused(bucket, items):
+        raise RuntimeError("the route refused it")
+
+    for failing in (refused, store):
+        resume.record(entry("photos/b.jpg"), MODEL, "e1")
+        if failing is store:  # an index the route could not take in one request: S3's, the route not asked
+            monkeypatch.setattr("rcyc_cli.local.stack.protocol.SYNC_PAYLOAD_LIMIT", 100)
+        routed.clear()
+        resume.save(failing)
+        assert routed == [] and len(puts) == 1 and puts.pop().endswith(".json")
+    assert SYNC_PAYLOAD_LIMIT > 100
+
+
+def count_puts(client) -> list[str]:
+    seen: list[str] = []
+    client.meta.events.register("before-call.s3.PutObject", lambda params, **_: seen.append(params["url_path"]))
+    return seen
