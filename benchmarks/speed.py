@@ -270,7 +270,7 @@ def write_markdown(path: Path, result: dict, args) -> None:
     with open(path, "a") as out:
         out.write(f"\n## Speed against its floor ({result['date']})\n\nMachine: {result['machine']}; load average "
                   f"(1, 5, 15 min) {result['load_at_start']} at the start, {result['load_at_end']} at the end (the "
-                  "machine was shared). Each figure ran interleaved, round by round, with its reference; the ratios "
+                  "run's own load included). Each figure ran interleaved, round by round, with its reference; the ratios "
                   "are per round. Runtime: process.\n\n")
         for title, section in result["sections"].items():
             out.write(f"### {title}\n\n")
