@@ -7,6 +7,7 @@ died is replaced and the request retried once on the replacement, so a crash los
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -149,7 +150,7 @@ def run_keys(invoke: Callable[[dict], Invocation], bucket: str, keys: list[str],
     The merged response keeps the result contract: every key once, ``record`` = its index in ``keys``.
     """
     sizes = event_sizes(len(keys), batch_size, concurrency)
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    starts = [0, *itertools.accumulate(sizes)][:len(sizes)]
     chunks = [keys[start:start + size] for start, size in zip(starts, sizes)]
     merged = {"results": [], "errors": [], "skipped": [], "model": None}
     invocations: list[Invocation] = []
