@@ -213,12 +213,25 @@ def store_results(payload: object, s3_server: EmbeddedS3) -> dict:
     one request, not one signed PUT each through the S3 API (which cost the client and the server about as
     much CPU as the function spent classifying). They are ordinary objects to every S3 reader."""
     if not isinstance(payload, dict) or not isinstance(payload.get("bucket"), str) or not isinstance(payload.get("objects"), list):
-        raise invalid_content('results are {"bucket", "objects": [{"key", "body", "metadata"}]}')
+        raise invalid_content('results are {"bucket", "objects": [{"key", "body", "metadata"}], "replaces": [key]}')
     items = [_result_item(o) for o in payload["objects"]]
+    # A resume index replaces the files it merged: removed here too, or the CLI made an S3 client for its
+    # deletes alone (what routing the index was for) at the end of every rerun that had an index.
+    replaces = payload.get("replaces", [])
+    if not isinstance(replaces, list) or not all(_index_file(key) for key in replaces):
+        raise invalid_content('"replaces" lists resume index files: keys under .../.rcyc-index/ ending in .json')
     try:
-        return {"etags": s3_server.put_documents(payload["bucket"], items)}
+        etags = s3_server.put_documents(payload["bucket"], items)
     except Exception as exc:  # moto's own errors (no such bucket): the client says what failed
         return {"error": {"kind": getattr(exc, "code", None) or type(exc).__name__, "message": str(exc)[:200]}}
+    # only once the new objects are stored: until then the files replaced are the only copy of their entries
+    return {"etags": etags, "replaced": s3_server.delete_documents(payload["bucket"], replaces)}
+
+
+def _index_file(key: object) -> bool:
+    from ...classify.resume import INDEX_FOLDER
+
+    return isinstance(key, str) and key.endswith(".json") and f"/{INDEX_FOLDER}" in key and _utf8_size(key) <= 1024
 
 
 def _utf8_size(text: str) -> int:
