@@ -157,7 +157,8 @@ def test_a_stack_that_stores_the_index_but_keeps_the_old_files_leaves_them_to_s3
 
 @pytest.mark.parametrize("replaces", [
     "results/.rcyc-index/x.json", [7], ["results/photos/a.jpg.json"], ["results/.rcyc-index/x.txt"],
-    ["results/.rcyc-index/" + "x" * 1100 + ".json"], ["r\udcff/.rcyc-index/x.json"]])
+    ["results/.rcyc-index/" + "x" * 1100 + ".json"], ["r\udcff/.rcyc-index/x.json"],
+    ["results/.rcyc-index/n.json"]])  # the very file stored: it would be stored, then removed
 def test_the_route_removes_only_resume_index_files_and_refuses_the_whole_request_otherwise(stack, bucket, replaces):
     from rcyc_cli.local.stack.errors import ApiError
     from rcyc_cli.local.stack.server import store_results

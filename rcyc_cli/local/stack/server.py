@@ -218,8 +218,11 @@ def store_results(payload: object, s3_server: EmbeddedS3) -> dict:
     # A resume index replaces the files it merged: removed here too, or the CLI made an S3 client for its
     # deletes alone (what routing the index was for) at the end of every rerun that had an index.
     replaces = payload.get("replaces", [])
-    if not isinstance(replaces, list) or not all(_index_file(key) for key in replaces):
-        raise invalid_content('"replaces" lists resume index files: keys under .../.rcyc-index/ ending in .json')
+    written = {key for key, _, _ in items}
+    if not isinstance(replaces, list) or not all(_index_file(key) and key not in written for key in replaces):
+        # (a file named both ways would be stored, then removed: the request contradicts itself)
+        raise invalid_content('"replaces" lists resume index files (keys under .../.rcyc-index/ ending in .json) '
+                              'other than the ones stored')
     try:
         etags = s3_server.put_documents(payload["bucket"], items)
     except Exception as exc:  # moto's own errors (no such bucket): the client says what failed
