@@ -171,13 +171,18 @@ def test_the_route_removes_only_resume_index_files_and_refuses_the_whole_request
     assert [o["Key"] for o in stack[1].list_objects_v2(Bucket=bucket)["Contents"]] == ["results/photos/a.jpg.json"]
 
 
-def test_an_index_stored_but_its_answer_lost_is_written_once_and_the_next_run_has_nothing_to_merge(stack, bucket):
+@pytest.mark.parametrize("rerun", [False, True])
+def test_an_index_stored_but_its_answer_lost_is_written_once_and_the_next_run_has_nothing_to_merge(stack, bucket, rerun):
+    """The stack stored the index (and removed the files it replaces) but its answer never came: S3 writes
+    the same name again and deletes the files already gone, and the next run finds one file."""
     url = stack[0]
     real, calls = stack_store(url), []
+    if rerun:
+        a_run(stack, bucket, ["photos/a.jpg"], real)
 
-    def lost(bucket_name, items):
+    def lost(bucket_name, items, **replacing):
         calls.append([key for key, _, _ in items])
-        real(bucket_name, items)  # stored ...
+        real(bucket_name, items, **replacing)  # stored ...
         raise AwsError("the local stack did not store the results: connection reset", kind="S3Unreachable")
 
     a_run(stack, bucket, ["photos/a.jpg", "photos/b.jpg"], lost)
