@@ -116,10 +116,14 @@ class Resume:
             self._changed = False
         name = f"{self.folder}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}.json"
         body = json.dumps({"model_sha256": self.model_sha, "model": self.model, "results": results}).encode()
-        if not _stored_by(store, self.bucket, name, body):
+        replaced = _stored_by(store, self.bucket, name, body, self._files)
+        if replaced is None:
             aws_call(f"write the resume index s3://{self.bucket}/{name}", self.s3.put_object, Bucket=self.bucket,
                      Key=name, Body=body, ContentType="application/json")
+            replaced = []
         for old in self._files:
+            if old in replaced:  # the stack removed it with the write: no S3 client made for this
+                continue
             try:
                 self.s3.delete_object(Bucket=self.bucket, Key=old)
             except Exception:  # not allowed to delete, or gone: the next run merges it
@@ -139,19 +143,23 @@ class Resume:
             yield from page.get("Contents", [])
 
 
-def _stored_by(store, bucket: str, key: str, body: bytes) -> bool:
-    """Whether the results route stored the index. An index too large for the route's one request (it
-    escapes the document inside another), a stack that predates the route or one that refuses it: False,
-    and the S3 API writes it, as everywhere else."""
+def _stored_by(store, bucket: str, key: str, body: bytes, replaces: list[str]) -> list[str] | None:
+    """The files of ``replaces`` the results route removed once it stored the index, or None: it did not store
+    it. An index too large for the route's one request (it escapes the document inside another), a stack that
+    predates the route or one that refuses it: None, and the S3 API writes it, as everywhere else. The old
+    files go with the same request: deleted through S3, they made the very client the route is taken to avoid."""
     from ..local.stack.protocol import SYNC_PAYLOAD_LIMIT  # what the route reads of one request
+    from .target import NotReplaced
 
     if store is None or 2 * len(body) > SYNC_PAYLOAD_LIMIT:
-        return False
+        return None
     try:
-        store(bucket, [(key, body, {})])
+        store(bucket, [(key, body, {})], **({"replaces": list(replaces)} if replaces else {}))
+    except NotReplaced:  # stored by a stack from before "replaces": the old files are S3's to remove
+        return []
     except Exception:  # NoStoreRoute, or the route's AwsError: the S3 API's turn
-        return False
-    return True
+        return None
+    return list(replaces)
 
 
 def made_from(document: dict) -> str | None:

@@ -178,6 +178,11 @@ class NoStoreRoute(Exception):
     """The stack predates the results route: write through S3 instead."""
 
 
+class NotReplaced(Exception):
+    """The objects are stored, but the stack did not say it removed the files they replace (one from before
+    ``replaces``): those are S3's to remove."""
+
+
 def stack_store(endpoint_url: str):
     """The local stack's results route: an event's result objects in one request, stored in its S3 directly."""
     from rcyc_core.errors import AwsError
@@ -185,13 +190,17 @@ def stack_store(endpoint_url: str):
     from ..files import unanswered
     from ..local.stack.protocol import RESULTS_PATH
 
-    def store(bucket: str, items: list[tuple[str, bytes, dict]]) -> list[str]:
+    def store(bucket: str, items: list[tuple[str, bytes, dict]], replaces: list[str] = ()) -> list[str]:
+        """``replaces``: resume index files the stack removes once ``items`` are stored (NotReplaced: it did not)."""
         import http.client  # (here: a run that stores nothing never imports http.client)
         import urllib.error
         import urllib.request
 
-        body = json.dumps({"bucket": bucket, "objects": [{"key": key, "body": data.decode(), "metadata": metadata}
-                                                         for key, data, metadata in items]}).encode()
+        document = {"bucket": bucket, "objects": [{"key": key, "body": data.decode(), "metadata": metadata}
+                                                  for key, data, metadata in items]}
+        if replaces:
+            document["replaces"] = list(replaces)
+        body = json.dumps(document).encode()
         request = urllib.request.Request(endpoint_url + RESULTS_PATH, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
@@ -205,7 +214,10 @@ def stack_store(endpoint_url: str):
                 http.client.HTTPException) as exc:
             raise AwsError(f"the local stack did not store the results: {unanswered(exc)}",
                            kind="S3Unreachable", hint="rcyc local status") from None
-        return _stored(answer, len(items))
+        etags = _stored(answer, len(items))
+        if replaces and answer.get("replaced") != list(replaces):
+            raise NotReplaced()
+        return etags
 
     return store
 

@@ -93,6 +93,19 @@ class EmbeddedS3:
             etags.append(stored.etag)
         return etags
 
+    def delete_documents(self, bucket: str, keys: list[str]) -> list[str]:
+        """Remove these objects as a DeleteObject through the S3 API does (a delete marker in a versioned
+        bucket); returns the keys that are gone now (one already gone counts: S3 answers its delete alike)."""
+        backend = self._backend()
+        gone = []
+        for key in keys:
+            try:
+                backend.delete_object(bucket, key)
+            except Exception:  # moto's own errors (no such bucket): not said gone, the client's S3 API tries
+                continue
+            gone.append(key)
+        return gone
+
     def delete_prefix(self, bucket: str, prefix: str) -> None:
         backend = self._backend()
         # Every version: the stack's bucket is versioned, and a plain delete would only add a delete marker

@@ -213,12 +213,37 @@ def store_results(payload: object, s3_server: EmbeddedS3) -> dict:
     one request, not one signed PUT each through the S3 API (which cost the client and the server about as
     much CPU as the function spent classifying). They are ordinary objects to every S3 reader."""
     if not isinstance(payload, dict) or not isinstance(payload.get("bucket"), str) or not isinstance(payload.get("objects"), list):
-        raise invalid_content('results are {"bucket", "objects": [{"key", "body", "metadata"}]}')
+        raise invalid_content('results are {"bucket", "objects": [{"key", "body", "metadata"}], "replaces": [key]}')
     items = [_result_item(o) for o in payload["objects"]]
+    # A resume index replaces the files it merged: removed here too, or the CLI made an S3 client for its
+    # deletes alone (what routing the index was for) at the end of every rerun that had an index.
+    replaces = payload.get("replaces", [])
+    written = {key for key, _, _ in items}
+    if not isinstance(replaces, list) or not all(_index_file(key) and key not in written for key in replaces):
+        # (a file named both ways would be stored, then removed: the request contradicts itself)
+        raise invalid_content('"replaces" lists resume index files (keys under .../.rcyc-index/ ending in .json) '
+                              'other than the ones stored')
     try:
-        return {"etags": s3_server.put_documents(payload["bucket"], items)}
+        etags = s3_server.put_documents(payload["bucket"], items)
     except Exception as exc:  # moto's own errors (no such bucket): the client says what failed
         return {"error": {"kind": getattr(exc, "code", None) or type(exc).__name__, "message": str(exc)[:200]}}
+    # only once the new objects are stored: until then the files replaced are the only copy of their entries
+    return {"etags": etags, "replaced": s3_server.delete_documents(payload["bucket"], replaces)}
+
+
+def _index_file(key: object) -> bool:
+    from ...classify.resume import INDEX_FOLDER
+
+    return isinstance(key, str) and key.endswith(".json") and f"/{INDEX_FOLDER}" in key and _utf8_size(key) <= 1024
+
+
+def _utf8_size(text: str) -> int:
+    """Bytes of ``text`` as S3 stores it; a lone surrogate (JSON's \\u escapes carry one from a command line
+    that was not UTF-8) cannot be stored at all: larger than any limit, so refused as too long is."""
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        return 1 << 62
 
 
 METADATA_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -232,18 +257,19 @@ def _result_item(obj: object) -> tuple[str, bytes, dict[str, str]]:
     if not isinstance(obj, dict) or not isinstance(obj.get("key"), str) or not isinstance(obj.get("body"), str):
         raise invalid_content('a result object is {"key": str, "body": str, "metadata": {str: str}}')
     key, body, metadata = obj["key"], obj["body"], obj.get("metadata") or {}
-    if not (0 < len(key.encode()) <= 1024 and key.endswith(".json")):
-        raise invalid_content(f"a result key is 1 to 1024 bytes ending in .json: {key[:60]!r}")
+    if not (0 < _utf8_size(key) <= 1024 and key.endswith(".json")):
+        raise invalid_content(f"a result key is 1 to 1024 bytes of UTF-8 ending in .json: {key[:60]!r}")
     try:
         if not isinstance(json.loads(body), dict):
             raise ValueError
-    except (ValueError, RecursionError):
-        raise invalid_content(f"the result of {key[:60]!r} is not a JSON object") from None
+        data = body.encode()  # a lone surrogate (a \u escape) is no UTF-8: refused here, not a 500 below
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        raise invalid_content(f"the result of {key[:60]!r} is not a JSON object in UTF-8") from None
     if not isinstance(metadata, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and METADATA_NAME_RE.fullmatch(k) and METADATA_VALUE_RE.fullmatch(v)
             for k, v in metadata.items()):
         raise invalid_content(f"the metadata of {key[:60]!r}: lowercase names, printable ASCII values")
-    return key, body.encode(), metadata
+    return key, data, metadata
 
 
 def _safe_name(name: object) -> str:

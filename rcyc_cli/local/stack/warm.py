@@ -56,8 +56,8 @@ def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency
         raise InputError(f"these images are {len(body) / 1e6:.0f} MB encoded, more than a warm run takes at once",
                          hint="Split them over several calls, or pass --no-stack.")
     timeout = running.state.config.function.timeout
-    events = 1 if event is not None else -(-len(uploads) // max(1, min(batch_size, len(uploads) or 1)))
-    rounds = -(-events // max(1, concurrency))
+    events = 1 if event is not None else -(-len(uploads) // max(1, min(batch_size, 1000, len(uploads) or 1)))
+    rounds = -(-events // runs_with(running, concurrency))
     try:
         answer = _post_run(running.endpoint_url + RUNS_PATH, body, rounds * (timeout + 15) + 60)
     except _Refused as exc:
@@ -75,6 +75,13 @@ def run_on_stack(running, uploads: list[Upload], event: dict | None, concurrency
     answer["invocations"] = [Invocation(i.get("response"), Report(**i.get("report", {})), i.get("wall_ms", 0.0), i.get("logs", []))
                              for i in answer.get("invocations", [])]
     return answer
+
+
+def runs_with(running, concurrency: int) -> int:
+    """The concurrency the stack runs a run with: the one asked, clamped to its instances (as warm_run does).
+    Counted with the one asked, a run of 256 images at -c 8 on a stack of 2 was waited for as two rounds of
+    events while the stack ran eight, and cut off as a stack that did not answer."""
+    return max(1, min(concurrency, running.state.config.instances or concurrency))
 
 
 class _Refused(Exception):
