@@ -12,6 +12,7 @@ MODELS_PREFIX = "models/"
 IMAGES_PREFIX = "images/"
 DEFAULT_RESULTS_PREFIX = "results/"
 POINTER_KEY = DEFAULT_POINTER_KEY  # the "current model" pointer object (the function defines it)
+INDEX_FOLDER = ".rcyc-index/"  # classify's resume index, under the results prefix (classify.resume; the stack's results route)
 
 # The function, as deployed and as emulated locally
 DEFAULT_FUNCTION = "rcyc-function"

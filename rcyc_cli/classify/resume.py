@@ -21,9 +21,9 @@ from rcyc_core.labels import LABELS
 from rcyc_core.result_store import read_result
 
 from ..cloud.aws import aws_call, translate
+from ..defaults import INDEX_FOLDER
 from .listing import pages
 
-INDEX_FOLDER = ".rcyc-index/"
 DONE, READ, NEW = "done", "read", "new"
 INDEX_BYTES_PER_KEY = 1024  # a real index holds about 0.3 KB a key
 INDEX_MIN_BUDGET = 64 * 1024 * 1024

@@ -232,7 +232,7 @@ def store_results(payload: object, s3_server: EmbeddedS3) -> dict:
 
 
 def _index_file(key: object) -> bool:
-    from ...classify.resume import INDEX_FOLDER
+    from ...defaults import INDEX_FOLDER
 
     return isinstance(key, str) and key.endswith(".json") and f"/{INDEX_FOLDER}" in key and _utf8_size(key) <= 1024
 
