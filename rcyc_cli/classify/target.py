@@ -175,7 +175,7 @@ def begin_invoking(target: Target) -> None:
 
 
 class NoStoreRoute(Exception):
-    """The stack predates the results route: write through S3 instead."""
+    """The stack predates the results route, or leaves this bucket's writes to the S3 API: write through S3."""
 
 
 class NotReplaced(Exception):
@@ -214,6 +214,8 @@ def stack_store(endpoint_url: str):
                 http.client.HTTPException) as exc:
             raise AwsError(f"the local stack did not store the results: {unanswered(exc)}",
                            kind="S3Unreachable", hint="rcyc local status") from None
+        if isinstance(answer, dict) and answer.get("through_s3"):  # a bucket with a policy, say: S3 writes it
+            raise NoStoreRoute()
         etags = _stored(answer, len(items))
         if replaces and answer.get("replaced") != list(replaces):
             raise NotReplaced()

@@ -90,3 +90,47 @@ def test_a_refusal_from_the_stack_reaches_the_user_with_its_reason():
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_a_bucket_moto_would_do_more_for_is_left_to_the_s3_api_and_the_writer_goes_there(embedded):
+    """A bucket with a policy (which may deny the write), or logging (a log object per request): the route
+    stores nothing and says so, and classify's writer then writes through S3, where moto applies them."""
+    import threading
+
+    from rcyc_cli.classify.target import NoStoreRoute, stack_store
+    from rcyc_cli.classify.writer import Writer
+    from rcyc_cli.local.stack.invoke_api import Api, StackHTTPServer
+
+    server, client = embedded
+    guarded = "stack-bucket-with-policy"
+    client.create_bucket(Bucket=guarded)
+    client.put_bucket_policy(Bucket=guarded, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": f"arn:aws:s3:::{guarded}"}]}))
+    answer = store_results({**one(), "bucket": guarded}, server)
+    assert answer.get("through_s3") and "etags" not in answer
+    assert client.list_objects_v2(Bucket=guarded).get("KeyCount", 0) == 0  # nothing stored by the route
+    assert "etags" in store_results(one(key="results/still-here.jpg.json"), server)  # other buckets: the route's
+
+    api = Api(None, lambda: {}, ("f",), None, None, None, read_timeout=5, store=lambda payload: store_results(payload, server))
+    stack = StackHTTPServer(("127.0.0.1", 0), api)
+    thread = threading.Thread(target=stack.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store = stack_store(f"http://127.0.0.1:{stack.server_address[1]}")
+        with pytest.raises(NoStoreRoute):
+            store(guarded, [("results/a.jpg.json", b'{"key": "a.jpg"}', {})])
+        writer = Writer(client, guarded, "results/", 1, None, store)
+        for future in writer.submit([{"record": 0, "bucket": guarded, "key": "photos/a.jpg", "label": "boxes",
+                                      "confidence": 0.9, "scores": {"boxes": 0.9}}], None, {"photos/a.jpg": "e0"}):
+            future.result()
+        writer.close()
+        assert writer.store is None and writer.lost == []  # written through S3
+        assert client.list_objects_v2(Bucket=guarded, Prefix="results/")["KeyCount"] == 1
+    finally:
+        stack.shutdown()
+        stack.server_close()
+        thread.join()
+        for obj in client.list_objects_v2(Bucket=guarded).get("Contents", []):
+            client.delete_object(Bucket=guarded, Key=obj["Key"])
+        client.delete_bucket_policy(Bucket=guarded)
+        client.delete_bucket(Bucket=guarded)

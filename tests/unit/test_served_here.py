@@ -1,5 +1,5 @@
 """Every answer the embedded S3 writes from moto's store (the listings, the function's GETs, the stack's read
-routes) asks one question first, ``s3_listing.served_here``: would moto do more than answer? A bucket policy
+routes), and every write the stack's results route makes into it, asks one question first, ``s3_listing.served_here``: would moto do more than answer? A bucket policy
 or bucket logging, moto's authentication, its cross-account lock or its recorder on: then moto answers. The
 listing and the read routes once checked only the policy and authentication (the GET checked all five)."""
 
@@ -13,6 +13,7 @@ from rcyc_cli.local.emulator.s3 import EmbeddedS3
 from rcyc_cli.local.emulator.s3_listing import listing
 
 BUCKET, LOGS = "served-here", "served-here-logs"
+SURFACES = ["listing", "list route", "object route", "results route"]
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +33,12 @@ def embedded():
 
 
 def answers(server) -> dict[str, bool]:
-    """Which of the three surfaces answer from the store now (True) rather than leave it to moto."""
+    """Which of the surfaces answer from (or write into) the store now (True) rather than leave it to moto."""
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/{BUCKET}", "QUERY_STRING": "list-type=2", "HTTP_HOST": "127.0.0.1:9"}
     return {"listing": listing(environ, server._backend) is not None,
             "list route": server.list_page(BUCKET, "photos/", None, 1000) is not None,
-            "object route": server.read_object(BUCKET, "photos/a.jpg") is not None}
+            "object route": server.read_object(BUCKET, "photos/a.jpg") is not None,
+            "results route": server.writes_here(BUCKET)}
 
 
 def logging_on(server, s3):
@@ -66,10 +68,10 @@ def policy_set(server, s3):
 @pytest.mark.parametrize("condition", [logging_on, recorder_on, cross_account_locked, policy_set])
 def test_whatever_makes_moto_do_more_than_answer_is_moto_s_on_every_surface(embedded, condition):
     server, s3 = embedded
-    assert answers(server) == dict.fromkeys(["listing", "list route", "object route"], True)
+    assert answers(server) == dict.fromkeys(SURFACES, True)
     undo = condition(server, s3)
     try:
-        assert answers(server) == dict.fromkeys(["listing", "list route", "object route"], False)
+        assert answers(server) == dict.fromkeys(SURFACES, False)
     finally:
         undo()
     assert all(answers(server).values())

@@ -82,6 +82,16 @@ class EmbeddedS3:
         for key, body in items:
             backend.put_object(bucket, key, body)
 
+    def writes_here(self, bucket: str) -> bool:
+        """Whether ``bucket``'s objects may be written (and removed) in the store directly: not where moto would
+        do more than store them (a bucket policy that may deny the write, bucket logging, moto's
+        authentication, its cross-account lock or recorder: ``served_here``). A bucket that does not exist is
+        "here": writing to it fails with moto's own NoSuchBucket."""
+        from .s3_listing import served_here
+
+        backend = self._backend()
+        return bucket not in backend.buckets or served_here(backend.buckets[bucket])
+
     def put_documents(self, bucket: str, items: list[tuple[str, bytes, dict[str, str]]]) -> list[str]:
         """JSON objects with user metadata, as a PUT with ``Content-Type: application/json`` and
         ``x-amz-meta-*`` headers stores them; returns their ETags."""

@@ -223,6 +223,8 @@ def store_results(payload: object, s3_server: EmbeddedS3) -> dict:
         # (a file named both ways would be stored, then removed: the request contradicts itself)
         raise invalid_content('"replaces" lists resume index files (keys under .../.rcyc-index/ ending in .json) '
                               'other than the ones stored')
+    if not s3_server.writes_here(payload["bucket"]):  # the S3 API's to write, as moto would (its policy, its log)
+        return {"through_s3": "this bucket's writes go through the S3 API (served_here)"}
     try:
         etags = s3_server.put_documents(payload["bucket"], items)
     except Exception as exc:  # moto's own errors (no such bucket): the client says what failed
