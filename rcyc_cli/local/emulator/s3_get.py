@@ -60,7 +60,8 @@ def keep_alive_gets(handler: type, backend: Callable[[], object]) -> type:
 
         def run_wsgi(self) -> None:
             try:
-                found = plain_get(self.make_environ(), backend) if bodiless(self.headers) else None
+                plain = self.command == "GET" and bodiless(self.headers)  # else werkzeug builds the environ, once
+                found = plain_get(self.make_environ(), backend) if plain else None
             except Exception:  # e.g. an object overwritten (its buffer closed) while read: moto reads the store again
                 found = None
             if found is None:
