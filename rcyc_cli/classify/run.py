@@ -330,7 +330,7 @@ def _say_lost(writer: Writer, failure: BaseException | None) -> None:
         raise AwsError(lost, kind="S3Error", hint="check that the results prefix is writable, then rerun")
 
 
-def _save_quietly(resume: Resume, store=None) -> None:
+def _save_quietly(resume: Resume, store) -> None:
     """The index is an optimisation: failing to write it must not turn a finished run into a failed one."""
     try:
         resume.save(store)
