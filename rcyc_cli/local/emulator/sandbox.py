@@ -326,9 +326,10 @@ class ProcessSandbox(Sandbox):
                     break
                 try:
                     self.process.wait(timeout=5)
-                    break
                 except subprocess.TimeoutExpired:
                     continue
+                if _group_gone(self.process.pid, timeout=2):  # the runtime too: it outlived the emulator by a few ms
+                    break
             self.process.wait()
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
@@ -353,3 +354,24 @@ def _peak_mb(pid: int | None) -> float | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """Whether every process of the group ``pgid`` has ended (a zombie has) within ``timeout`` seconds. Waiting
+    for the emulator alone let its runtime child, signalled with it, still be exiting when stop() returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = False
+        for entry in Path("/proc").iterdir():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[2] == str(pgid) and fields[0] != "Z":
+                alive = True
+                break
+        if not alive:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
