@@ -25,7 +25,7 @@ from ..reporting import SILENT, Reporter
 from . import cost
 from .listing import Counts, batches, iter_images, lean_timestamps
 from .resume import READ, Resume, made_from, read_checked
-from .target import Target, begin_invoking, in_background, invoke
+from .target import Target, in_background, invoke
 from .writer import Writer
 
 S3_MAX_KEY_BYTES = 1024  # S3 refuses a longer key (UTF-8)
@@ -168,8 +168,6 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
                        estimate=cost.estimate(todo, options.batch_size, concurrency, target.memory_mb, target.architecture))
         return summary
 
-    if options.force:  # every key is classified: the invoking client is made while the first page is listed
-        begin_invoking(target)
     tally, counted = Tally(), Counts()
     started = time.perf_counter()
     writer = Writer(s3, bucket, results_prefix, max(2, concurrency), resume, target.store)
@@ -187,7 +185,6 @@ def classify(options: ClassifyOptions, target: Target, s3, report: Reporter = SI
             else:
                 todo[key] = image
         if todo:
-            begin_invoking(target)
             entries, written = _classify_keys(target, writer, bucket, todo, tally)
             out += entries
         return out, written

@@ -1,5 +1,6 @@
 """rcyc classify against a real local stack: moto's server (the stack's S3), the real emulator pool, and the
-stack's Lambda Invoke API through boto3's Lambda client (the same path as AWS Lambda)."""
+stack's Lambda Invoke API through rcyc's own client of it (boto3's Lambda client against the same API is
+tests/e2e/test_invoke_api.py's)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ import time
 import urllib.error
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import quote
 
 from rcyc_core.errors import FunctionError, InputError, PrerequisiteError, RcycError
 
@@ -145,52 +146,62 @@ class RemoteStack:
             raise loopback.StackAnswerError(f"the stack answered its status with {code}")
         return replies.status(body)
 
-    def invoke(self, event: object, attempts: int = 6) -> Invocation:
+    def invoke(self, event: object, attempts: int = 6, function: str | None = None) -> Invocation:
         """Invoke through the stack's Lambda Invoke API, with the log tail and rcyc's REPORT header. A 429
-        (every instance busy and the wait queue full) is retried with backoff."""
-        import http.client  # (here, not for every command: a warm invoke-local posts through loopback)
-        import urllib.request
+        (every instance busy and the wait queue full) is tried again with backoff, up to ``attempts`` tries.
 
-        name = self.state.config.function_name
-        request = urllib.request.Request(
-            f"{self.endpoint_url}/2015-03-31/functions/{name}/invocations", data=payload(event), method="POST",
-            headers={"Content-Type": "application/json", "X-Amz-Log-Type": "Tail", "X-Rcyc-Report": "1"})
+        A refusal is a FunctionError whose kind is the API's error type, as boto3 would name it
+        (``TooManyRequestsException``, ``ResourceNotFoundException``; the status, "502", where it names none):
+        a caller with a retry policy of its own (classify) tells the transient ones from the rest as it does
+        on AWS. An answer that never came, was cut short or is no HTTP is ``EmulatorError``.
+
+        ``function``: the name (or ARN) to invoke, as the user gave it; the stack's own name by default."""
+        name = self.state.config.function_name if function is None else function
+        url = f"{self.endpoint_url}/2015-03-31/functions/{quote(name, safe='')}/invocations"
+        body, timeout = payload(event), self.state.config.function.timeout + 30
         started = time.perf_counter()
         for attempt in range(attempts):
             try:
-                with urllib.request.urlopen(request, timeout=self.state.config.function.timeout + 30) as reply:
-                    body, headers = reply.read(), reply.headers
-                break
-            except urllib.error.HTTPError as exc:
-                refusal = _refusal(exc)
-                if exc.code == 429 and attempt + 1 < attempts:
-                    time.sleep(0.05 * 2 ** attempt)
-                    continue
-                raise FunctionError(f"the local stack refused the invoke: {refusal}", kind="EmulatorError",
-                                    hint="rcyc local status; rcyc local down && rcyc local up") from None
-            except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as exc:
+                status, headers, answer = loopback.exchange(url, body, timeout, headers=INVOKE_HEADERS)
+            except (OSError, ValueError) as exc:  # refused, reset, silent, cut short, no HTTP
                 raise FunctionError(f"the local stack did not answer: {unanswered(exc)}",
                                     kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
+            if status == 200:
+                break
+            if status == 429 and attempt + 1 < attempts:
+                time.sleep(0.05 * 2 ** attempt)
+                continue
+            error_type = headers.get("x-amzn-errortype", "")
+            raise FunctionError(f"the local stack refused the invoke: {_refusal(status, error_type, answer)}",
+                                kind=error_type if _a_name(error_type) else str(status),
+                                hint="rcyc local status; rcyc local down && rcyc local up")
         wall_ms = (time.perf_counter() - started) * 1000
-        logs = log_tail_lines(headers.get("X-Amz-Log-Result"))
+        logs = log_tail_lines(headers.get("x-amz-log-result"))
         try:
-            response = replies.invoke_answer(body.decode("utf-8", "replace"), headers.get("X-Amz-Function-Error"))
+            response = replies.invoke_answer(answer.decode("utf-8", "replace"), headers.get("x-amz-function-error"))
         except FunctionError as exc:
             exc.logs = logs
             raise
-        return Invocation(response, Report(**replies.report(headers.get("X-Rcyc-Report"))), wall_ms, logs)
+        return Invocation(response, Report(**replies.report(headers.get("x-rcyc-report"))), wall_ms, logs)
 
 
-def _refusal(error: urllib.error.HTTPError) -> str:
-    """``Type: message`` of an Invoke API error answer."""
-    import http.client
+# What the stack's own client asks for: the log tail, and rcyc's REPORT figures with the instance's index.
+INVOKE_HEADERS = {"X-Amz-Invocation-Type": "RequestResponse", "X-Amz-Log-Type": "Tail", "X-Rcyc-Report": "1"}
 
+
+def _refusal(status: int, error_type: str, body: bytes) -> str:
+    """``status Type: message`` of an Invoke API error answer (its body is JSON with a message, or anything)."""
     try:
-        body = json.loads(error.read(64 * 1024) or b"{}")
-        message = body.get("Message", body.get("message", ""))
-    except (OSError, ValueError, AttributeError, http.client.HTTPException):  # not JSON, or cut short
+        answer = json.loads(body[:64 * 1024] or b"{}")
+        message = answer.get("Message", answer.get("message", ""))
+    except (ValueError, AttributeError, RecursionError):  # not JSON, or not an object
         message = ""
-    return f"{error.code} {error.headers.get('X-Amzn-ErrorType') or error.reason}: {message}".rstrip(": ")
+    return f"{status} {shown(error_type)[:100] or 'refused'}: {shown(str(message))[:200]}".rstrip(": ")
+
+
+def _a_name(error_type: str) -> bool:
+    """Whether an error type is a name an error kind may be (a short printable word, as Lambda's are)."""
+    return 0 < len(error_type) <= 100 and error_type.isascii() and error_type.isidentifier()
 
 
 def find() -> RemoteStack | None:

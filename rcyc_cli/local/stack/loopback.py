@@ -31,8 +31,9 @@ def request(url: str, body: bytes | None = None, timeout: float = 2.0,
 
 
 def exchange(url: str, body: bytes | None = None, timeout: float = 2.0, content_type: str = "application/json",
-             answer_limit: int = ANSWER_LIMIT) -> tuple[int, dict[str, str], bytes]:
-    """``request`` with the answer's headers (names in lower case) and a limit of its own on the body's size."""
+             answer_limit: int = ANSWER_LIMIT, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """``request`` with the answer's headers (names in lower case), a limit of its own on the body's size, and
+    ``headers`` of the caller's own (rcyc's constants: never a user's text)."""
     parts = urlsplit(url)
     if parts.scheme != "http" or parts.hostname != "127.0.0.1" or not parts.port:
         raise ValueError(f"not the stack's loopback address: {url}")
@@ -41,6 +42,7 @@ def exchange(url: str, body: bytes | None = None, timeout: float = 2.0, content_
              "Connection: close", "Accept: application/json"]
     if body is not None:
         lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     deadline = time.monotonic() + timeout
     with socket.create_connection(("127.0.0.1", parts.port), timeout=timeout) as sock:
         _remaining(sock, deadline)
