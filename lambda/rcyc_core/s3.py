@@ -15,9 +15,11 @@ def make_s3_client(workers: int = 8):
     from botocore.config import Config as BotoConfig
     from botocore.session import get_session
 
+    session = get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_http_date)
     # Short timeouts and few retries: a record whose object cannot be fetched should become an error
     # well inside the function's timeout, not hang the whole invocation.
-    return get_session().create_client(
+    return session.create_client(
         "s3",
         config=BotoConfig(
             connect_timeout=2,
@@ -26,6 +28,23 @@ def make_s3_client(workers: int = 8):
             max_pool_connections=workers,
         ),
     )
+
+
+def _http_date(value: str):
+    """A response's timestamp, as botocore's own parser gives it (an aware datetime). Every GetObject carries a
+    Last-Modified header; parsing it with dateutil was about 0.07 ms of the ~0.65 ms of client CPU each image's
+    GET costs. The standard library reads that HTTP date; anything else goes to botocore's parser."""
+    from email.utils import parsedate_to_datetime
+
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:  # not an HTTP date, or one with no zone ("-0000")
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(value)
+    return parsed
 
 
 def client_error_code(exc: Exception) -> str | None:
