@@ -157,7 +157,9 @@ class RemoteStack:
 
         ``function``: the name (or ARN) to invoke, as the user gave it; the stack's own name by default."""
         name = self.state.config.function_name if function is None else function
-        url = f"{self.endpoint_url}/2015-03-31/functions/{quote(name, safe='')}/invocations"
+        # surrogatepass: a name from argv with undecodable bytes is still one path segment, which the stack
+        # answers 404 as Lambda would, not a UnicodeEncodeError that ends the run
+        url = f"{self.endpoint_url}/2015-03-31/functions/{quote(name, safe='', errors='surrogatepass')}/invocations"
         body, timeout = payload(event), self.state.config.function.timeout + 30
         started = time.perf_counter()
         for attempt in range(attempts):
