@@ -202,8 +202,11 @@ def _refusal(status: int, error_type: str, body: bytes) -> str:
 
 
 def _a_name(error_type: str) -> bool:
-    """Whether an error type is a name an error kind may be (a short printable word, as Lambda's are)."""
-    return 0 < len(error_type) <= 100 and error_type.isascii() and error_type.isidentifier()
+    """Whether an error type is a name an error kind may be: a short printable word ending in Exception, as
+    every error type of Lambda's Invoke API does. Any other word (``EmulatorError``, ``Timeout``) could be a
+    kind rcyc gives its own transient failures, and would have classify retry a 400."""
+    return (0 < len(error_type) <= 100 and error_type.isascii() and error_type.isidentifier()
+            and error_type.endswith("Exception"))
 
 
 def find() -> RemoteStack | None:
