@@ -342,7 +342,10 @@ def _classify_keys(target: Target, writer: Writer, bucket: str, images: dict[str
     try:
         answer = invoke(target, events.make_event(bucket, keys))
     except FunctionError as exc:
-        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": exc.message}, None, False) for key in keys], []
+        # each record carries the event's error, cut as invoke-local cuts it: the message may be the function's
+        # own errorMessage, megabytes over many lines
+        message = shown(exc.message)[:300]
+        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": message}, None, False) for key in keys], []
     tally.invoked(answer)
     response, model = answer.response, answer.response.get("model")
     out, storable = [], []

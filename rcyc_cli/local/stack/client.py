@@ -181,9 +181,10 @@ class RemoteStack:
         logs = log_tail_lines(headers.get("x-amz-log-result"))
         try:
             response = replies.invoke_answer(answer.decode("utf-8", "replace"), headers.get("x-amz-function-error"))
-        except FunctionError as exc:
-            exc.logs = logs
-            raise
+        except FunctionError as exc:  # the function's word: its errorMessage may be megabytes over many lines
+            failure = FunctionError(_one_line(exc.message), kind=exc.kind, hint=exc.hint)
+            failure.logs = logs
+            raise failure from None
         return Invocation(response, Report(**replies.report(headers.get("x-rcyc-report"))), wall_ms, logs)
 
 
@@ -207,6 +208,14 @@ def _a_name(error_type: str) -> bool:
     kind rcyc gives its own transient failures, and would have classify retry a 400."""
     return (0 < len(error_type) <= 100 and error_type.isascii() and error_type.isidentifier()
             and error_type.endswith("Exception"))
+
+
+MESSAGE_LIMIT = 500  # characters of a failure's message: each record of the event carries it
+
+
+def _one_line(message: str) -> str:
+    text = shown(message)
+    return text if len(text) <= MESSAGE_LIMIT else f"{text[:MESSAGE_LIMIT]}... ({len(text) - MESSAGE_LIMIT:,} characters more)"
 
 
 def find() -> RemoteStack | None:
