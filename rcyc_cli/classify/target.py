@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rcyc_core.errors import FunctionError, RcycError
+from rcyc_core.errors import FunctionError, InputError
 
 from ..cloud.aws import translate
 from ..defaults import DEFAULT_ARCHITECTURE
@@ -84,7 +84,7 @@ def _invoke_once(target: Target, event: dict) -> tuple[dict, Report]:
     if target.stack is not None:
         try:
             answer = target.stack.invoke(event, attempts=1, function=target.function)  # ``invoke`` retries
-        except RcycError as exc:  # an event Lambda would refuse, as boto3's 413 would be: this event's failure
+        except InputError as exc:  # an event Lambda would refuse, as boto3's 413 would be: this event's failure
             raise FunctionError(exc.message, kind=exc.kind, hint=exc.hint) from None
         response, report, failed = answer.response, answer.report, False
     else:

@@ -61,6 +61,13 @@ def find_settled(patience: float = 900.0) -> RemoteStack | None:
             time.sleep(0.1)
 
 
+class StackStopped(PrerequisiteError):
+    """The stack a command was using stopped (killed, crashed) while it ran: the command ends, as it would
+    have refused to start without one, rather than failing every event that was left."""
+
+    kind = "StackStopped"
+
+
 class StackConflict(InputError):
     """``local up`` asked for a stack other than the one running."""
 
@@ -166,6 +173,9 @@ class RemoteStack:
             try:
                 status, headers, answer = loopback.exchange(url, body, timeout, headers=INVOKE_HEADERS)
             except (OSError, ValueError) as exc:  # refused, reset, silent, cut short, no HTTP
+                if not running(self.state.pid):  # liveness comes from the process: no retry brings a dead stack back
+                    raise StackStopped(f"the local stack (pid {self.state.pid}) stopped: {unanswered(exc)}",
+                                       hint="rcyc local up, then run the command again (finished results are kept)") from None
                 raise FunctionError(f"the local stack did not answer: {unanswered(exc)}",
                                     kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
             if status == 200:
