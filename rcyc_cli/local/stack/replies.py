@@ -75,7 +75,16 @@ def report(header: str | None) -> dict:
     if not isinstance(figures, dict):
         return {}
     return {name: value for name, value in figures.items()
-            if name in _REPORT_FIELDS and (value is None or type(value) in _tuple(_REPORT_FIELDS[name]))}
+            if name in _REPORT_FIELDS and (value is None or (type(value) in _tuple(_REPORT_FIELDS[name]) and _figure(value)))}
+
+
+FIGURE_LIMIT = 1e12  # ms or MB: far above any a stack gives, far below a sum of them that overflows
+
+
+def _figure(value) -> bool:
+    """Whether a figure is one a stack gives: 0 to FIGURE_LIMIT. NaN, infinity (JSON's 1e999), negatives and
+    a huge int are not: classify sums and rounds them into its summary, where one would end the run."""
+    return type(value) is bool or 0 <= value <= FIGURE_LIMIT
 
 
 # Each entry of a response as the result contract has it (rcyc_core.results), so that neither the tables nor
