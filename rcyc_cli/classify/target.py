@@ -96,9 +96,15 @@ def _invoke_once(target: Target, event: dict) -> tuple[dict, Report]:
             raise FunctionError(error.message, kind=error.kind, hint=error.hint) from None
         raw = reply["Payload"].read().decode("utf-8", "replace")
         response, report, failed = decode_reply(raw), parse_report(log_tail_lines(reply.get("LogResult"))), bool(reply.get("FunctionError"))
-    if failed or not isinstance(response, dict) or "results" not in response:
+    if failed or not isinstance(response, dict) or "results" not in response or not _a_model(response.get("model")):
         raise FunctionError(f"the function answered without a result: {json.dumps(response)[:120]!r}", kind="BadResponse")
     return response, report
+
+
+def _a_model(model: object) -> bool:
+    """Whether an answer's model is one the function names (None, or its name, version and sha256): the run
+    keys its summary by the sha256 and writes the version beside every result."""
+    return model is None or (isinstance(model, dict) and all(isinstance(model.get(k), str) for k in ("name", "version", "sha256")))
 
 
 def aws_target(function: str, region: str | None, concurrency: int) -> tuple[Target, object]:
