@@ -184,48 +184,21 @@ class RemoteStack:
                 time.sleep(0.05 * 2 ** attempt)
                 continue
             error_type = headers.get("x-amzn-errortype", "")
-            raise FunctionError(f"the local stack refused the invoke: {_refusal(status, error_type, answer)}",
-                                kind=error_type if _a_name(error_type) else str(status),
+            raise FunctionError(f"the local stack refused the invoke: {replies.refusal(status, error_type, answer)}",
+                                kind=replies.refusal_kind(status, error_type),
                                 hint="rcyc local status; rcyc local down && rcyc local up")
         wall_ms = (time.perf_counter() - started) * 1000
         logs = log_tail_lines(headers.get("x-amz-log-result"))
         try:
             response = replies.invoke_answer(answer.decode("utf-8", "replace"), headers.get("x-amz-function-error"))
-        except FunctionError as exc:  # the function's word: its errorMessage may be megabytes over many lines
-            failure = FunctionError(_one_line(exc.message), kind=exc.kind, hint=exc.hint)
-            failure.logs = logs
-            raise failure from None
+        except FunctionError as exc:
+            exc.logs = logs
+            raise
         return Invocation(response, Report(**replies.report(headers.get("x-rcyc-report"))), wall_ms, logs)
 
 
 # What the stack's own client asks for: the log tail, and rcyc's REPORT figures with the instance's index.
 INVOKE_HEADERS = {"X-Amz-Invocation-Type": "RequestResponse", "X-Amz-Log-Type": "Tail", "X-Rcyc-Report": "1"}
-
-
-def _refusal(status: int, error_type: str, body: bytes) -> str:
-    """``status Type: message`` of an Invoke API error answer (its body is JSON with a message, or anything)."""
-    try:
-        answer = json.loads(body[:64 * 1024] or b"{}")
-        message = answer.get("Message", answer.get("message", ""))
-    except (ValueError, AttributeError, RecursionError):  # not JSON, or not an object
-        message = ""
-    return f"{status} {shown(error_type)[:100] or 'refused'}: {shown(str(message))[:200]}".rstrip(": ")
-
-
-def _a_name(error_type: str) -> bool:
-    """Whether an error type is a name an error kind may be: a short printable word ending in Exception, as
-    every error type of Lambda's Invoke API does. Any other word (``EmulatorError``, ``Timeout``) could be a
-    kind rcyc gives its own transient failures, and would have classify retry a 400."""
-    return (0 < len(error_type) <= 100 and error_type.isascii() and error_type.isidentifier()
-            and error_type.endswith("Exception"))
-
-
-MESSAGE_LIMIT = 500  # characters of a failure's message: each record of the event carries it
-
-
-def _one_line(message: str) -> str:
-    text = shown(message)
-    return text if len(text) <= MESSAGE_LIMIT else f"{text[:MESSAGE_LIMIT]}... ({len(text) - MESSAGE_LIMIT:,} characters more)"
 
 
 def find() -> RemoteStack | None:

@@ -50,7 +50,16 @@ def run(body: bytes) -> dict:
 
 
 def invoke_answer(text: str, function_error: str | None) -> object:
-    """The function's answer to an invoke; with ``X-Amz-Function-Error`` its failure, whatever the body is."""
+    """The function's answer to an invoke; with ``X-Amz-Function-Error`` its failure, whatever the body is:
+    on one bounded line, as the function's errorMessage may be megabytes over many lines, and classify copies
+    it into every record of the event."""
+    try:
+        return _invoke_answer(text, function_error)
+    except FunctionError as exc:
+        raise FunctionError(_one_line(exc.message), kind=exc.kind, hint=exc.hint) from None
+
+
+def _invoke_answer(text: str, function_error: str | None) -> object:
     if function_error:
         try:
             error = json.loads(text)
@@ -63,6 +72,33 @@ def invoke_answer(text: str, function_error: str | None) -> object:
         raise FunctionError(f"the function failed ({shown(function_error)[:40]}) without an error object: {text[:120]!r}",
                             kind="Unhandled", hint=LOG_ABOVE)
     return response
+
+
+def refusal(status: int, error_type: str, body: bytes) -> str:
+    """``status Type: message`` of an Invoke API error answer (its body is JSON with a message, or anything)."""
+    try:
+        answer = json.loads(body[:64 * 1024] or b"{}")
+        message = answer.get("Message", answer.get("message", ""))
+    except (ValueError, AttributeError, RecursionError):  # not JSON, or not an object
+        message = ""
+    return f"{status} {shown(error_type)[:100] or 'refused'}: {shown(str(message))[:200]}".rstrip(": ")
+
+
+def refusal_kind(status: int, error_type: str) -> str:
+    """The error kind of a refusal: its error type when that is a short word ending in Exception, as every
+    error type of Lambda's Invoke API does, else the status. Any other word (``EmulatorError``, ``Timeout``)
+    could be a kind rcyc gives its own transient failures, and would have classify retry a 400."""
+    named = (0 < len(error_type) <= 100 and error_type.isascii() and error_type.isidentifier()
+             and error_type.endswith("Exception"))
+    return error_type if named else str(status)
+
+
+MESSAGE_LIMIT = 500  # characters of a failure's message
+
+
+def _one_line(message: str) -> str:
+    text = shown(message)
+    return text if len(text) <= MESSAGE_LIMIT else f"{text[:MESSAGE_LIMIT]}... ({len(text) - MESSAGE_LIMIT:,} characters more)"
 
 
 def report(header: str | None) -> dict:
