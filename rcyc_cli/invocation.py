@@ -83,13 +83,24 @@ def parse_report(lines: list[str]) -> Report:
     report = Report()
     for line in lines:
         if (match := INIT_RE.search(line)):
-            report.init_ms = float(match["ms"])
+            report.init_ms = _figure(match["ms"])
         elif (match := REPORT_RE.search(line)):
             fields = dict(FIELD_RE.findall(match["rest"]))
-            report.duration_ms = float(fields["Duration"]) if "Duration" in fields else None
-            report.billed_ms = float(fields["Billed Duration"]) if "Billed Duration" in fields else None
-            report.memory_mb = int(float(fields["Memory Size"])) if "Memory Size" in fields else None
+            report.duration_ms = _figure(fields.get("Duration"))
+            report.billed_ms = _figure(fields.get("Billed Duration"))
+            memory = _figure(fields.get("Memory Size"))
+            report.memory_mb = None if memory is None else int(memory)
     return report
+
+
+def _figure(text: str | None) -> float | None:
+    """A REPORT figure; None for one that is no number ("1.2.3") or too large to be one ("1" x 400 is
+    infinity): the log tail carries the function's own lines too, and a summary rounds these."""
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value <= 1e12 else None
 
 
 LOG_ABOVE = "The function's log is above."

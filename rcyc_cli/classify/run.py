@@ -342,12 +342,15 @@ def _classify_keys(target: Target, writer: Writer, bucket: str, images: dict[str
     try:
         answer = invoke(target, events.make_event(bucket, keys))
     except FunctionError as exc:
-        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": exc.message}, None, False) for key in keys], []
+        # each record carries the event's error, cut as invoke-local cuts it: the message may be the function's
+        # own errorMessage, megabytes over many lines
+        message = shown(exc.message)[:300]
+        return [({"key": key, "bucket": bucket, "error": exc.kind, "message": message}, None, False) for key in keys], []
     tally.invoked(answer)
     response, model = answer.response, answer.response.get("model")
     out, storable = [], []
     # Only entries for keys this event named: an answer about any other key is neither stored nor counted.
-    results, errors, skipped = (_named(response.get(part), images) for part in ("results", "errors", "skipped"))
+    results, errors, skipped = (_named(response.get(part), images, part) for part in ("results", "errors", "skipped"))
     answered = {e["key"] for e in results + errors + skipped}
     for entry in results + errors:
         entry = {k: v for k, v in entry.items() if k != "record"}
@@ -364,5 +367,19 @@ def _classify_keys(target: Target, writer: Writer, bucket: str, images: dict[str
     return out, writer.submit(storable, model, images) if storable else []
 
 
-def _named(entries: object, images: dict[str, str]) -> list[dict]:
-    return [e for e in entries if isinstance(e, dict) and e.get("key") in images] if isinstance(entries, list) else []
+# The fields of each entry the run reads, as the result contract types them (rcyc_core.results): an entry
+# with a label that is a list, or an error that is an object, would end the whole run where it is counted.
+_TEXT = (str, type(None))
+_ENTRY_FIELDS = {"results": {"label": str, "confidence": (int, float), "scores": dict, "bucket": _TEXT},
+                 "errors": {"error": str, "message": str, "bucket": _TEXT},
+                 "skipped": {"reason": str, "bucket": _TEXT}}
+
+
+def _named(entries: object, images: dict[str, str], part: str) -> list[dict]:
+    """The entries of ``part`` about keys this event named, and typed as the contract has them (any other is
+    no answer for its key)."""
+    if not isinstance(entries, list):
+        return []
+    fields = _ENTRY_FIELDS[part]
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("key"), str) and e["key"] in images
+            and all(isinstance(e.get(name), kinds) for name, kinds in fields.items())]

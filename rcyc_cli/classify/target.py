@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rcyc_core.errors import FunctionError, RcycError
+from rcyc_core.errors import FunctionError, InputError
 
 from ..cloud.aws import translate
 from ..defaults import DEFAULT_ARCHITECTURE
@@ -84,7 +84,7 @@ def _invoke_once(target: Target, event: dict) -> tuple[dict, Report]:
     if target.stack is not None:
         try:
             answer = target.stack.invoke(event, attempts=1, function=target.function)  # ``invoke`` retries
-        except RcycError as exc:  # an event Lambda would refuse, as boto3's 413 would be: this event's failure
+        except InputError as exc:  # an event Lambda would refuse, as boto3's 413 would be: this event's failure
             raise FunctionError(exc.message, kind=exc.kind, hint=exc.hint) from None
         response, report, failed = answer.response, answer.report, False
     else:
@@ -96,9 +96,15 @@ def _invoke_once(target: Target, event: dict) -> tuple[dict, Report]:
             raise FunctionError(error.message, kind=error.kind, hint=error.hint) from None
         raw = reply["Payload"].read().decode("utf-8", "replace")
         response, report, failed = decode_reply(raw), parse_report(log_tail_lines(reply.get("LogResult"))), bool(reply.get("FunctionError"))
-    if failed or not isinstance(response, dict) or "results" not in response:
+    if failed or not isinstance(response, dict) or "results" not in response or not _a_model(response.get("model")):
         raise FunctionError(f"the function answered without a result: {json.dumps(response)[:120]!r}", kind="BadResponse")
     return response, report
+
+
+def _a_model(model: object) -> bool:
+    """Whether an answer's model is one the function names (None, or its name, version and sha256): the run
+    keys its summary by the sha256 and writes the version beside every result."""
+    return model is None or (isinstance(model, dict) and all(isinstance(model.get(k), str) for k in ("name", "version", "sha256")))
 
 
 def aws_target(function: str, region: str | None, concurrency: int) -> tuple[Target, object]:

@@ -61,6 +61,13 @@ def find_settled(patience: float = 900.0) -> RemoteStack | None:
             time.sleep(0.1)
 
 
+class StackStopped(PrerequisiteError):
+    """The stack a command was using stopped (killed, crashed) while it ran: the command ends, as it would
+    have refused to start without one, rather than failing every event that was left."""
+
+    kind = "StackStopped"
+
+
 class StackConflict(InputError):
     """``local up`` asked for a stack other than the one running."""
 
@@ -157,13 +164,18 @@ class RemoteStack:
 
         ``function``: the name (or ARN) to invoke, as the user gave it; the stack's own name by default."""
         name = self.state.config.function_name if function is None else function
-        url = f"{self.endpoint_url}/2015-03-31/functions/{quote(name, safe='')}/invocations"
+        # surrogatepass: a name from argv with undecodable bytes is still one path segment, which the stack
+        # answers 404 as Lambda would, not a UnicodeEncodeError that ends the run
+        url = f"{self.endpoint_url}/2015-03-31/functions/{quote(name, safe='', errors='surrogatepass')}/invocations"
         body, timeout = payload(event), self.state.config.function.timeout + 30
         started = time.perf_counter()
         for attempt in range(attempts):
             try:
                 status, headers, answer = loopback.exchange(url, body, timeout, headers=INVOKE_HEADERS)
             except (OSError, ValueError) as exc:  # refused, reset, silent, cut short, no HTTP
+                if not running(self.state.pid):  # liveness comes from the process: no retry brings a dead stack back
+                    raise StackStopped(f"the local stack (pid {self.state.pid}) stopped: {unanswered(exc)}",
+                                       hint="rcyc local up, then run the command again (finished results are kept)") from None
                 raise FunctionError(f"the local stack did not answer: {unanswered(exc)}",
                                     kind="EmulatorError", hint="rcyc local status; rcyc local down && rcyc local up") from None
             if status == 200:
@@ -172,8 +184,8 @@ class RemoteStack:
                 time.sleep(0.05 * 2 ** attempt)
                 continue
             error_type = headers.get("x-amzn-errortype", "")
-            raise FunctionError(f"the local stack refused the invoke: {_refusal(status, error_type, answer)}",
-                                kind=error_type if _a_name(error_type) else str(status),
+            raise FunctionError(f"the local stack refused the invoke: {replies.refusal(status, error_type, answer)}",
+                                kind=replies.refusal_kind(status, error_type),
                                 hint="rcyc local status; rcyc local down && rcyc local up")
         wall_ms = (time.perf_counter() - started) * 1000
         logs = log_tail_lines(headers.get("x-amz-log-result"))
@@ -187,21 +199,6 @@ class RemoteStack:
 
 # What the stack's own client asks for: the log tail, and rcyc's REPORT figures with the instance's index.
 INVOKE_HEADERS = {"X-Amz-Invocation-Type": "RequestResponse", "X-Amz-Log-Type": "Tail", "X-Rcyc-Report": "1"}
-
-
-def _refusal(status: int, error_type: str, body: bytes) -> str:
-    """``status Type: message`` of an Invoke API error answer (its body is JSON with a message, or anything)."""
-    try:
-        answer = json.loads(body[:64 * 1024] or b"{}")
-        message = answer.get("Message", answer.get("message", ""))
-    except (ValueError, AttributeError, RecursionError):  # not JSON, or not an object
-        message = ""
-    return f"{status} {shown(error_type)[:100] or 'refused'}: {shown(str(message))[:200]}".rstrip(": ")
-
-
-def _a_name(error_type: str) -> bool:
-    """Whether an error type is a name an error kind may be (a short printable word, as Lambda's are)."""
-    return 0 < len(error_type) <= 100 and error_type.isascii() and error_type.isidentifier()
 
 
 def find() -> RemoteStack | None:

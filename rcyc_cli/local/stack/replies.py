@@ -50,7 +50,16 @@ def run(body: bytes) -> dict:
 
 
 def invoke_answer(text: str, function_error: str | None) -> object:
-    """The function's answer to an invoke; with ``X-Amz-Function-Error`` its failure, whatever the body is."""
+    """The function's answer to an invoke; with ``X-Amz-Function-Error`` its failure, whatever the body is:
+    on one bounded line, as the function's errorMessage may be megabytes over many lines, and classify copies
+    it into every record of the event."""
+    try:
+        return _invoke_answer(text, function_error)
+    except FunctionError as exc:
+        raise FunctionError(_one_line(exc.message), kind=exc.kind, hint=exc.hint) from None
+
+
+def _invoke_answer(text: str, function_error: str | None) -> object:
     if function_error:
         try:
             error = json.loads(text)
@@ -65,6 +74,33 @@ def invoke_answer(text: str, function_error: str | None) -> object:
     return response
 
 
+def refusal(status: int, error_type: str, body: bytes) -> str:
+    """``status Type: message`` of an Invoke API error answer (its body is JSON with a message, or anything)."""
+    try:
+        answer = json.loads(body[:64 * 1024] or b"{}")
+        message = answer.get("Message", answer.get("message", ""))
+    except (ValueError, AttributeError, RecursionError):  # not JSON, or not an object
+        message = ""
+    return f"{status} {shown(error_type)[:100] or 'refused'}: {shown(str(message))[:200]}".rstrip(": ")
+
+
+def refusal_kind(status: int, error_type: str) -> str:
+    """The error kind of a refusal: its error type when that is a short word ending in Exception, as every
+    error type of Lambda's Invoke API does, else the status. Any other word (``EmulatorError``, ``Timeout``)
+    could be a kind rcyc gives its own transient failures, and would have classify retry a 400."""
+    named = (0 < len(error_type) <= 100 and error_type.isascii() and error_type.isidentifier()
+             and error_type.endswith("Exception"))
+    return error_type if named else str(status)
+
+
+MESSAGE_LIMIT = 500  # characters of a failure's message
+
+
+def _one_line(message: str) -> str:
+    text = shown(message)
+    return text if len(text) <= MESSAGE_LIMIT else f"{text[:MESSAGE_LIMIT]}... ({len(text) - MESSAGE_LIMIT:,} characters more)"
+
+
 def report(header: str | None) -> dict:
     """The figures of rcyc's ``X-Rcyc-Report`` header that are figures: a garbled header gives none, not a
     traceback."""
@@ -75,7 +111,16 @@ def report(header: str | None) -> dict:
     if not isinstance(figures, dict):
         return {}
     return {name: value for name, value in figures.items()
-            if name in _REPORT_FIELDS and (value is None or type(value) in _tuple(_REPORT_FIELDS[name]))}
+            if name in _REPORT_FIELDS and (value is None or (type(value) in _tuple(_REPORT_FIELDS[name]) and _figure(value)))}
+
+
+FIGURE_LIMIT = 1e12  # ms or MB: far above any a stack gives, far below a sum of them that overflows
+
+
+def _figure(value) -> bool:
+    """Whether a figure is one a stack gives: 0 to FIGURE_LIMIT. NaN, infinity (JSON's 1e999), negatives and
+    a huge int are not: classify sums and rounds them into its summary, where one would end the run."""
+    return type(value) is bool or 0 <= value <= FIGURE_LIMIT
 
 
 # Each entry of a response as the result contract has it (rcyc_core.results), so that neither the tables nor
