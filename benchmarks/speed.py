@@ -4,7 +4,8 @@ so a shared machine's load hits both alike (ratios are the result; the load aver
 Rows:
   core      the bare inference core (decode + preprocess + LiteRT on bytes in memory, chunks of 32), on one
             core and on two (two processes at once), against in-process `rcyc predict` on one core;
-  folder    `rcyc invoke-local DIR -c 2` (whole command, warm stack of 2) against the 2-core floor;
+  folder    `rcyc invoke-local DIR -c 2` (whole command, warm stack of 2) against the 2-core floor, the same
+            runs timed inside the stack, and their CPU per image by process (CLI, stack, emulators, runtimes);
   classify  `rcyc classify --local -c 2 --force` against `rcyc invoke-local DIR -c 2` on the same images,
             and a resume with nothing to do (whole command) per 1,000 keys;
   start     the first `rcyc invoke-local IMG --json` with no stack running, and a warm one, against
@@ -124,13 +125,50 @@ def core_rows(work: Path, images: int, rounds: int) -> dict:
     return {"rows": rows, "predict / one-core floor (throughput, per round)": figures(ratios, 2)}
 
 
+class ProcessCpu:
+    """CPU seconds spent by the warm stack's process, its emulators and their runtimes (the function's own
+    processes), from /proc/PID/stat (in clock ticks, 10 ms here), and by this process's waited children (the
+    CLI runs)."""
+
+    def __init__(self, stack_pid: int):
+        emulators = _children(stack_pid)
+        self.groups = {"stack": [stack_pid], "emulators": emulators,
+                       "runtimes": [pid for emulator in emulators for pid in _children(emulator)]}
+
+    def read(self) -> dict[str, float]:
+        import resource
+
+        spent = {name: sum(_cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {**spent, "CLI": children.ru_utime + children.ru_stime}
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def folder_rows(work: Path, images: int, rounds: int) -> dict:
+    from rcyc_cli.local.stack import client as stack
+
     folder = work / "folder"
     image_folder(folder, images)
     outputs: list[bytes] = []
+    cpu, spent = ProcessCpu(stack.find().state.pid), []
+
+    def folder_run() -> float:
+        before = cpu.read()
+        seconds = wall_ms(rcyc("invoke-local", str(folder), "-c", "2", "--batch-size", "16", "--json"), outputs=outputs) / 1000
+        after = cpu.read()
+        spent.append({name: after[name] - before[name] for name in after})
+        return images / seconds
+
     measured = interleaved(rounds, {
-        f"invoke-local {images} images -c 2 --batch-size 16, warm": lambda: images / (wall_ms(
-            rcyc("invoke-local", str(folder), "-c", "2", "--batch-size", "16", "--json"), outputs=outputs) / 1000),
+        f"invoke-local {images} images -c 2 --batch-size 16, warm": folder_run,
         "the 2-core floor (core, two processes)": lambda: 2 * images / workers("core", folder, ["0", "1"]),
     })
     names = list(measured)
@@ -140,8 +178,12 @@ def folder_rows(work: Path, images: int, rounds: int) -> dict:
     inside = [images / json.loads(out)["invocation"]["seconds"] for out in outputs[1:]]  # the untimed round's first
     rows = {name: {**figures(values), "unit": "images/s"} for name, values in measured.items()}
     rows["the same runs inside the stack (first event to last answer)"] = {**figures(inside), "unit": "images/s"}
+    # Where the CPU goes, per image, over the timed runs together (the ticks are too coarse for one run's stack)
+    timed = spent[1:]
+    per_image = {name: round(sum(run[name] for run in timed) * 1000 / (images * len(timed)), 2) for name in timed[0]}
     return {"rows": rows, "folder / 2-core floor (per round)": figures(ratios, 2),
-            "inside the stack / 2-core floor (per round)": figures([a / b for a, b in zip(inside, measured[names[1]])], 2)}
+            "inside the stack / 2-core floor (per round)": figures([a / b for a, b in zip(inside, measured[names[1]])], 2),
+            f"CPU ms per image, by process, over the {len(timed)} timed runs": per_image}
 
 
 def classify_rows(work: Path, images: int, resume_keys: int, rounds: int) -> dict:
