@@ -1,7 +1,7 @@
 """Where ``rcyc classify`` sends its events: AWS Lambda through boto3, or the local stack through the same
 Lambda Invoke API with the stack's own loopback client (``RemoteStack.invoke``). boto3's import and a Lambda
-client cost about 0.2 s of CPU before the first event could go out, on the two cores the instances need: a
-third of what a 400-image run spent beyond ``invoke-local`` on the same images. The stack's client names a
+client cost about 0.2 s of CPU before the first event could go out, on the two cores the instances need: most
+of what a 400-image run spent beyond ``invoke-local`` on the same images. The stack's client names a
 refusal by the error type boto3 would raise, so both targets share one retry policy: one attempt per call, and
 ``invoke`` tries an event at most ``ATTEMPTS`` times in all (throttling and transient faults, with backoff)."""
 
