@@ -93,6 +93,9 @@ def parse_report(lines: list[str]) -> Report:
     return report
 
 
+FIGURE_LIMIT = 1e12  # ms or MB: far above any a function reports, far below a sum of them that overflows
+
+
 def _figure(text: str | None) -> float | None:
     """A REPORT figure; None for one that is no number ("1.2.3") or too large to be one ("1" x 400 is
     infinity): the log tail carries the function's own lines too, and a summary rounds these."""
@@ -100,7 +103,7 @@ def _figure(text: str | None) -> float | None:
         value = float(text) if text is not None else None
     except ValueError:
         return None
-    return value if value is not None and value <= 1e12 else None
+    return value if value is not None and value <= FIGURE_LIMIT else None
 
 
 LOG_ABOVE = "The function's log is above."

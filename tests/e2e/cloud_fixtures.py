@@ -6,14 +6,27 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from rcyc_cli.local.emulator.ports import free_port, wait_for_port
+
+def set_faults(running, spec: dict) -> tuple[int, dict]:
+    """(status, answer) of setting the local stack's fault switch (``/rcyc/faults``) to ``spec``."""
+    request = urllib.request.Request(running.endpoint_url + "/rcyc/faults", data=json.dumps(spec).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
 
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 

@@ -17,7 +17,7 @@ from rcyc_cli.cloud import store
 from rcyc_cli.defaults import STACK_REFRESH_SECONDS
 from rcyc_core.manifest import Manifest
 from tests.cli import run as run_cli
-from tests.e2e.cloud_fixtures import private_stack
+from tests.e2e.cloud_fixtures import private_stack, set_faults
 from tests.conftest import IMAGES, MODELS, class_images
 
 pytestmark = pytest.mark.e2e
@@ -151,10 +151,8 @@ def test_a_promoted_model_makes_the_next_run_reclassify(local_stack):
 def test_throttling_from_the_invoke_api_is_retried_to_completion(local_stack):
     running, s3 = local_stack
     truth = put_images(s3, ["throttled/"], copies=1)
-    request = urllib.request.Request(running.endpoint_url + "/rcyc/faults", method="POST",
-                                     data=json.dumps({"next": 4, "status": 429}).encode())
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        assert json.loads(reply.read())["next"] == 4
+    status, switch = set_faults(running, {"next": 4, "status": 429})
+    assert status == 200 and switch["next"] == 4
     summary = json.loads(run(f"s3://{BUCKET}/throttled/", "--local", "--json", "--batch-size", "4").stdout)
     assert summary["classified"] == len(truth) and not summary["errors"]
     with urllib.request.urlopen(running.endpoint_url + "/rcyc/faults", timeout=10) as reply:

@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
 from tests.cli import run as run_cli
-from tests.e2e.cloud_fixtures import private_stack
+from tests.e2e.cloud_fixtures import private_stack, set_faults
 from tests.e2e.test_classify import BUCKET, put_images, results
 
 pytestmark = pytest.mark.e2e
@@ -69,10 +68,8 @@ def session_is_empty(sid: int) -> bool:
 def test_an_event_failing_past_its_tries_costs_only_its_own_records(local_stack):
     running, s3 = local_stack
     truth = put_images(s3, ["fails-once/"], copies=1)
-    request = urllib.request.Request(running.endpoint_url + "/rcyc/faults", method="POST",
-                                     data=json.dumps({"next": 3, "status": 502}).encode())
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        assert json.loads(reply.read())["next"] == 3
+    status, switch = set_faults(running, {"next": 3, "status": 502})
+    assert status == 200 and switch["next"] == 3
     result = run_cli("classify", f"s3://{BUCKET}/fails-once/", "--local", "--json", "--batch-size", "4",
                      "--concurrency", "1", "--results-prefix", "fails-once-results/")
     summary = json.loads(result.stdout)

@@ -35,6 +35,7 @@ from rcyc_cli.local.stack.protocol import (EVENT_PAYLOAD_LIMIT, LOG_TAIL_BYTES, 
                                             resolve_function)
 from rcyc_cli.local.emulator.ports import free_port
 from tests.conftest import ROOT, class_images, examples, need
+from tests.e2e.cloud_fixtures import set_faults
 
 pytestmark = pytest.mark.e2e
 
@@ -114,15 +115,6 @@ def still_answers(stack_: stack.RemoteStack) -> None:
         connection.close()
     assert reply.status == 200, body[:300]
     assert (json.loads(body).get("model") or {}).get("name") == "fixture-psu", (body[:500], reply.getheaders())
-
-
-def set_faults(stack_: stack.RemoteStack, spec: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(stack_.endpoint_url + "/rcyc/faults", data=json.dumps(spec).encode(), method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.fixture

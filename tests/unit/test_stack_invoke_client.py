@@ -15,8 +15,8 @@ from rcyc_core.errors import FunctionError
 from rcyc_cli.classify.target import TRANSIENT, Target, invoke
 from rcyc_cli.invocation import Invocation, Report
 from rcyc_cli.local.stack import client
-from rcyc_cli.local.stack.admission import Admission, FaultSwitch
-from rcyc_cli.local.stack.invoke_api import Api, StackHTTPServer
+from rcyc_cli.local.stack.admission import Admission
+from tests.stack_api import serving
 
 NAME = "rcyc-classifier"
 ANSWER = {"results": [], "errors": [], "skipped": [], "model": None}
@@ -34,17 +34,9 @@ def api():
         asked.append(event)
         return Invocation(ANSWER, Report(billed_ms=12.0), 1.0, ["START", "REPORT"]), Instance()
 
-    api = Api(pool_invoke, lambda: {}, (NAME,), Admission(1, 1), None, FaultSwitch(), read_timeout=5)
-    server = StackHTTPServer(("127.0.0.1", 0), api)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    api.asked, api.endpoint = asked, f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(pool_invoke, (NAME,), Admission(1, 1)) as api:
+        api.asked = asked
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def remote(endpoint: str) -> client.RemoteStack:

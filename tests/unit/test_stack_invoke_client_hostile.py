@@ -27,8 +27,8 @@ from rcyc_cli.classify.target import ATTEMPTS, TRANSIENT, Target, invoke
 from rcyc_cli.cloud.store import POINTER_KEY
 from rcyc_cli.invocation import Invocation, Report
 from rcyc_cli.local.stack import client, loopback
-from rcyc_cli.local.stack.admission import Admission, FaultSwitch
-from rcyc_cli.local.stack.invoke_api import Api, StackHTTPServer
+from rcyc_cli.local.stack.admission import Admission
+from tests.stack_api import serving
 
 NAME = "rcyc-classifier"
 BUCKET = "archive"
@@ -356,17 +356,9 @@ def api():
         return Invocation({**EMPTY, "id": event.get("id") if isinstance(event, dict) else None},
                           Report(billed_ms=1.0), 1.0, ["START"]), Instance()
 
-    api = Api(pool_invoke, lambda: {}, (NAME,), Admission(64, 256), None, FaultSwitch(), read_timeout=5)
-    server = StackHTTPServer(("127.0.0.1", 0), api)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    api.asked, api.endpoint = asked, f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(pool_invoke, (NAME,), Admission(64, 256)) as api:
+        api.asked = asked
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 RESOLVED = {"the name": NAME, "$LATEST": f"{NAME}:$LATEST", "a full ARN": f"arn:aws:lambda:eu-west-1:123456789012:function:{NAME}",

@@ -10,7 +10,7 @@ import json
 from rcyc_core.errors import FunctionError
 
 from ...files import shown
-from ...invocation import LOG_ABOVE, decode_reply
+from ...invocation import FIGURE_LIMIT, LOG_ABOVE, decode_reply
 from .loopback import StackAnswerError
 
 _NUMBER = (int, float)
@@ -112,9 +112,6 @@ def report(header: str | None) -> dict:
         return {}
     return {name: value for name, value in figures.items()
             if name in _REPORT_FIELDS and (value is None or (type(value) in _tuple(_REPORT_FIELDS[name]) and _figure(value)))}
-
-
-FIGURE_LIMIT = 1e12  # ms or MB: far above any a stack gives, far below a sum of them that overflows
 
 
 def _figure(value) -> bool:
