@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -99,6 +100,15 @@ def drawings():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def stops_as_in_a_terminal() -> None:
+    """``preexec_fn`` of a process a test stops with a signal: SIGINT, SIGTERM and SIGHUP at their defaults, as
+    in a terminal. A suite started under nohup (SIGHUP ignored) or as a background job (SIGINT ignored) hands
+    its children those signals ignored, and rcyc rightly keeps an ignored signal ignored: the test would then
+    find a run that finished, not one that stopped."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def need(condition: bool, what: str) -> None:

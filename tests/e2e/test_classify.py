@@ -18,7 +18,7 @@ from rcyc_cli.defaults import STACK_REFRESH_SECONDS
 from rcyc_core.manifest import Manifest
 from tests.cli import run as run_cli
 from tests.e2e.cloud_fixtures import private_stack, set_faults
-from tests.conftest import IMAGES, MODELS, class_images
+from tests.conftest import IMAGES, MODELS, class_images, stops_as_in_a_terminal
 
 pytestmark = pytest.mark.e2e
 BUCKET = "photo-archive"
@@ -114,7 +114,8 @@ def test_sigterm_mid_run_loses_nothing_and_the_rerun_finishes_the_rest(local_sta
     truth = put_images(s3, ["batch/"], copies=6)  # 114 images
     command = [sys.executable, "-m", "rcyc_cli.main", "classify", f"s3://{BUCKET}/batch/", "--local", "--json",
                "--concurrency", "1", "--batch-size", "2", "--results-prefix", "batch-results/"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=stops_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 120
         while len(results(s3, "batch-results/")) < 10 and time.monotonic() < deadline and process.poll() is None:

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.cli import run as run_cli
+from tests.conftest import stops_as_in_a_terminal
 from tests.e2e.cloud_fixtures import private_stack, set_faults
 from tests.e2e.test_classify import BUCKET, put_images, results
 
@@ -31,7 +32,7 @@ def classify_process(prefix: str, results_prefix: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "rcyc_cli.main", "classify", f"s3://{BUCKET}/{prefix}", "--local", "--json",
                "--concurrency", "1", "--batch-size", "1", "--results-prefix", results_prefix]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env=os.environ.copy())
+                            env=os.environ.copy(), preexec_fn=stops_as_in_a_terminal)
 
 
 def wait_for_results(s3, process: subprocess.Popen, results_prefix: str, count: int) -> None:

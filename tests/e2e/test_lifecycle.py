@@ -19,7 +19,7 @@ import pytest
 
 from rcyc_cli.local.emulator import reaper
 from rcyc_cli.local.stack import client as stack_module
-from tests.conftest import IMAGES, MODELS, class_images
+from tests.conftest import IMAGES, MODELS, class_images, stops_as_in_a_terminal
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,8 @@ class Rcyc:
 
     def start(self, *args) -> subprocess.Popen:
         process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.main", *map(str, args)], env=self.env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                   preexec_fn=stops_as_in_a_terminal)
         self.started.append(process)
         return process
 

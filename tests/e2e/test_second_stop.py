@@ -18,7 +18,7 @@ import pytest
 from rcyc_cli.cloud import aws as cloud_aws
 from rcyc_cli.defaults import LOCAL_CREDENTIALS, LOCAL_REGION
 from rcyc_cli.local.emulator import reaper
-from tests.conftest import IMAGES, MODELS, ROOT
+from tests.conftest import IMAGES, MODELS, ROOT, stops_as_in_a_terminal
 
 PHASE = "invoking the function"
 
@@ -29,7 +29,7 @@ def _start(args, cache, rie_path):
     env.pop("AWS_ENDPOINT_URL_S3", None)
     process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.main", "invoke-local", "--no-stack", "--runtime", "process",
                                 *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-                               cwd=ROOT)
+                               cwd=ROOT, preexec_fn=stops_as_in_a_terminal)
     lines, seen = [], threading.Event()
 
     def read():

@@ -18,7 +18,7 @@ from PIL import Image
 
 from rcyc_cli.exit_status import ExitStatus
 from tests.cli import run
-from tests.conftest import FIXTURES, MODELS, drawings, need
+from tests.conftest import FIXTURES, MODELS, drawings, need, stops_as_in_a_terminal
 from tests.e2e.cloud_fixtures import MotoServer, point_aws_at
 
 MISLABELLED = {"boxes/soda_cans_3.jpg", "glass_bottles/plastic_bottles_3.jpg", "plastic_bottles/boxes_3.jpg"}
@@ -100,7 +100,8 @@ def test_sigint_mid_training_leaves_no_model_presented_as_complete_and_a_rerun_w
     out = root / "interrupted"
     command = [sys.executable, "-m", "rcyc_cli.main", "train", str(root / "data"), "--out", str(out), "--seed", "2",
                "--epochs", "1000", "--json"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=stops_as_in_a_terminal)
     try:
         time.sleep(12)  # past start-up, into the features or the epochs (the backbone is cached)
         process.send_signal(signal.SIGINT)

@@ -14,7 +14,7 @@ import tomllib
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stops_as_in_a_terminal
 
 HOLD_THE_LOADING = """
 import sys, time
@@ -41,7 +41,7 @@ def test_the_console_script_is_the_guarded_entry():
 def test_ctrl_c_while_loading_is_one_line_and_exit_130(presses):
     process = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOADING, "--help"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=stops_as_in_a_terminal)
     try:
         assert process.stdout.readline().strip() == "loading"
         for _ in range(presses):  # a second Ctrl-C at once is the same stop, not a death by SIGINT
