@@ -26,6 +26,6 @@ def _interrupted_while_loading(signum, frame) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, _interrupted_while_loading)
-    from .main import main as run  # the loading this guards; run() replaces the handler first thing
+    from .main import main as run  # the loading this guards
 
-    run()
+    run(loading_guard=_interrupted_while_loading)  # replaced by rcyc's own stop handling first thing

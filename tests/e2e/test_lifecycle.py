@@ -19,9 +19,10 @@ import pytest
 
 from rcyc_cli.local.emulator import reaper
 from rcyc_cli.local.stack import client as stack_module
-from tests.conftest import IMAGES, MODELS, class_images, stops_as_in_a_terminal
+from tests.conftest import IMAGES, MODELS, class_images, need, stops_as_in_a_terminal
 
 pytestmark = pytest.mark.e2e
+CONSOLE_SCRIPT = Path(sys.executable).with_name("rcyc")  # pip install -e . puts it beside the interpreter
 
 
 class Rcyc:
@@ -31,8 +32,11 @@ class Rcyc:
         self.env, self.tmp = env, tmp
         self.started: list[subprocess.Popen] = []
 
-    def start(self, *args) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "rcyc_cli.main", *map(str, args)], env=self.env,
+    def start(self, *args, console_script: bool = False) -> subprocess.Popen:
+        """``python -m rcyc_cli.main ARGS``, or with ``console_script`` the installed ``rcyc`` command a user types
+        (its own entry: the CLI loads under a Ctrl-C guard first)."""
+        command = [str(CONSOLE_SCRIPT)] if console_script else [sys.executable, "-m", "rcyc_cli.main"]
+        process = subprocess.Popen([*command, *map(str, args)], env=self.env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                                    preexec_fn=stops_as_in_a_terminal)
         self.started.append(process)
@@ -118,11 +122,15 @@ def emulators_and_runtimes(pids: list[int]) -> tuple[int, int]:
 
 # --- every way of stopping invoke-local -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("signum, console_script", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGHUP, False),
+                                                    (signal.SIGINT, True)],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGINT-to-the-rcyc-command"])
 @pytest.mark.slow  # real signals and stacks: seconds each
-def test_a_signal_to_invoke_local_with_four_instances_stops_everything(rcyc, tmp_path, signum):
+def test_a_signal_to_invoke_local_with_four_instances_stops_everything(rcyc, tmp_path, signum, console_script):
+    if console_script:
+        need(CONSOLE_SCRIPT.exists(), f"the rcyc console script ({CONSOLE_SCRIPT.name} beside {sys.executable}: pip install -e .)")
     folder = image_folder(tmp_path, 400)
-    process = rcyc.start("invoke-local", "--json", "-c", "4", "--batch-size", "1", folder)
+    process = rcyc.start("invoke-local", "--json", "-c", "4", "--batch-size", "1", folder, console_script=console_script)
     # Signal it mid-run: once its four emulators and their four runtimes are up.
     wait_for(lambda: emulators_and_runtimes(ours()) == (4, 4) or process.poll() is not None, 120, "four instances")
     assert process.poll() is None, process.communicate()
@@ -130,6 +138,7 @@ def test_a_signal_to_invoke_local_with_four_instances_stops_everything(rcyc, tmp
     out, err = process.communicate(timeout=60)
     assert process.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
     assert "Traceback" not in err and "everything rcyc started has been stopped" in err
+    assert "started nothing yet" not in err  # the console script's guard while loading is long gone
     assert out == ""  # --json prints nothing when there is no answer
     assert ours() == []  # checked at once: stopped before rcyc exited, not later
     assert not list((tmp_path / "tmp").glob("*sandbox-*"))  # sandbox folders removed too
