@@ -7,6 +7,7 @@ so `rcyc --help` stays fast.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import gc
@@ -35,10 +36,13 @@ class RcycGroup(click.Group):
     of their kind (exit_status.py, README); anything else is a bug and keeps its traceback."""
 
     def invoke(self, ctx: click.Context):
+        COMMAND_RUNNING.set()
         try:
             return self._failures_told(ctx)
         except KeyboardInterrupt as exc:
             self._interrupted(ctx, exc)
+        finally:
+            COMMAND_RUNNING.clear()
 
     def _failures_told(self, ctx: click.Context):
         try:
@@ -74,11 +78,9 @@ class RcycGroup(click.Group):
     def _interrupted(ctx: click.Context, exc: KeyboardInterrupt):
         from .render import console
 
-        if isinstance(exc, Terminated):
-            console.error(f"stopped by {exc.name}; everything rcyc started has been stopped")
-            ctx.exit(128 + exc.signum)
-        console.error("interrupted; everything rcyc started has been stopped")
-        ctx.exit(ExitStatus.INTERRUPTED)
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        console.error(stop_message(signum))
+        ctx.exit(stop_status(signum))
 
     @staticmethod
     def _fail(ctx: click.Context, exc: RcycError):
@@ -137,6 +139,20 @@ class Terminated(KeyboardInterrupt):
 
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Set while the group runs the command (RcycGroup.invoke). Outside it (click parsing the arguments, writing
+# --help, closing the root context's resources once the command is over) a stop raises SystemExit with its
+# status: a KeyboardInterrupt there would reach click, which says "Aborted!" and exits 1.
+COMMAND_RUNNING = threading.Event()
+
+
+def stop_message(signum: int) -> str:
+    if signum == signal.SIGINT:
+        return "interrupted; everything rcyc started has been stopped"
+    return f"stopped by {signal.Signals(signum).name}; everything rcyc started has been stopped"
+
+
+def stop_status(signum: int) -> int:
+    return ExitStatus.INTERRUPTED if signum == signal.SIGINT else 128 + signum
 STILL_STOPPING = b"rcyc: still stopping what it started (kill -9 abandons it, and leaves it behind)\n"
 
 
@@ -154,9 +170,16 @@ def stop_like_ctrl_c(loading_guard=None) -> None:
             os.write(2, STILL_STOPPING)
 
     def handler(signum, frame):
-        for other in STOPS:
-            if signal.getsignal(other) is handler:
-                signal.signal(other, stopping)
+        ours = [other for other in STOPS if signal.getsignal(other) is handler]
+        if not COMMAND_RUNNING.is_set():
+            # Nothing of the command's is running, so nothing to unwind, and a further stop is this same one:
+            # ignored for good (this may land inside leave_quickly itself, before it could ignore them).
+            _ignore(ours)
+            with contextlib.suppress(OSError):
+                os.write(2, f"error: {stop_message(signum)}\n".encode())
+            raise SystemExit(stop_status(signum))
+        for other in ours:
+            signal.signal(other, stopping)
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
     for signum in STOPS:
@@ -294,9 +317,9 @@ def leave_quickly() -> None:
     started is stopped, and its files closed, in finally blocks), so those objects are frozen out of it and
     left to the operating system.
 
-    A stop signal during that exit is ignored once nothing is left to stop (the command stopped, or it is done
-    and no other thread is left to wait for): Python's exit puts its handlers back to the default, and a late
-    Ctrl-C ended rcyc by SIGINT instead of with its own status. A signal ignored from the start stays ignored."""
+    A stop signal during that exit is ignored: nothing is left to stop, and Python's exit puts its handlers
+    back to the default, so a late Ctrl-C ended rcyc by SIGINT instead of with its own status. A signal ignored
+    from the start stays ignored."""
     gc.freeze()
     stopped = any(getattr(signal.getsignal(signum), "__name__", "") == "stopping" for signum in STOPS)
     if stopped:
@@ -305,11 +328,30 @@ def leave_quickly() -> None:
         # `python -m`, the process then ends by SIGINT after its exit (-2, not 130). Any exec() of a string
         # clears that record.
         exec("pass")
-    waiting_on = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if stopped or not waiting_on:
-        for signum in STOPS:
-            if getattr(signal.getsignal(signum), "__module__", None) == __name__:  # rcyc's own handlers
-                signal.signal(signum, signal.SIG_IGN)
+    ours = [signum for signum in STOPS if getattr(signal.getsignal(signum), "__module__", None) == __name__]
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        # Python waits for the command's last threads first: a stop then ends the process at once (the command
+        # is over, so nothing is left to unwind, and a thread that never ends cannot hold it), and the stop
+        # signals are ignored from the exit callbacks on, which run once the threads are done.
+        for signum in ours:
+            signal.signal(signum, _leave_now)
+        atexit.register(_ignore, ours)
+    else:
+        _ignore(ours)
+
+
+def _ignore(signals: list[int]) -> None:
+    for signum in signals:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _leave_now(signum, frame) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(OSError):
+        os.write(2, f"error: {stop_message(signum)}\n".encode())
+    os._exit(stop_status(signum))
 
 
 if __name__ == "__main__":

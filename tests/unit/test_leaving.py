@@ -9,6 +9,8 @@ case runs in a Python process of its own, with the stop signals at their default
 - That last collection is skipped (the objects are frozen out of it): eval's exit took 0.4 s after its report.
 - The console script's guard while the CLI loads is replaced by rcyc's own stop handling: a Ctrl-C mid-run said
   "it had started nothing yet" and skipped every clean-up that answers a KeyboardInterrupt.
+- A stop while no command runs (click parsing, writing --help, closing the root context) exits with its status
+  and one line: as a KeyboardInterrupt it reached click, which said "Aborted!" and exited 1.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ def run_module(tmp_path, body: str) -> subprocess.CompletedProcess:
 def test_a_handled_ctrl_c_inside_exec_of_a_string_exits_with_rcyc_s_status(tmp_path):
     done = run_module(tmp_path, """
         import os, signal, sys
-        from rcyc_cli.main import leave_quickly, stop_like_ctrl_c
+        from rcyc_cli.main import COMMAND_RUNNING, leave_quickly, stop_like_ctrl_c
 
         stop_like_ctrl_c()
+        COMMAND_RUNNING.set()  # as RcycGroup.invoke does while the command runs
         try:
             exec("os.kill(os.getpid(), signal.SIGINT)\\nimport time\\ntime.sleep(5)")
         except KeyboardInterrupt:
@@ -105,10 +108,11 @@ def test_the_console_script_s_loading_guard_gives_way_to_rcyc_s_own_stop_handlin
     done = run_module(tmp_path, """
         import signal
         from rcyc_cli import entry
-        from rcyc_cli.main import stop_like_ctrl_c
+        from rcyc_cli.main import COMMAND_RUNNING, stop_like_ctrl_c
 
         signal.signal(signal.SIGINT, entry._interrupted_while_loading)
         stop_like_ctrl_c(entry._interrupted_while_loading)
+        COMMAND_RUNNING.set()
         try:
             signal.raise_signal(signal.SIGINT)
             import time
@@ -118,3 +122,51 @@ def test_the_console_script_s_loading_guard_gives_way_to_rcyc_s_own_stop_handlin
         """)
     assert done.stdout.strip() == "KeyboardInterrupt", (done.returncode, done.stderr)
     assert "started nothing yet" not in done.stderr
+
+
+def test_a_stop_outside_the_command_is_its_status_with_one_line_not_click_s_aborted(tmp_path):
+    # (click parsing the arguments, writing --help, closing the root context once the command is over)
+    done = run_module(tmp_path, """
+        import os, signal, time
+        from rcyc_cli.main import leave_quickly, stop_like_ctrl_c
+
+        stop_like_ctrl_c()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            leave_quickly()
+        """)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr == "error: stopped by SIGTERM; everything rcyc started has been stopped\n"
+
+
+def test_a_stop_while_python_waits_for_a_thread_that_never_ends_ends_the_process_at_once(tmp_path):
+    (tmp_path / "leaving_case.py").write_text(textwrap.dedent("""
+        import sys, threading
+        from rcyc_cli.main import leave_quickly, stop_like_ctrl_c
+
+        stop_like_ctrl_c()
+        threading.Thread(target=threading.Event().wait).start()  # never ends: Python's exit waits for it
+        print("over", flush=True)
+        try:
+            sys.exit(0)
+        finally:
+            leave_quickly()
+        """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), str(ROOT / "lambda")])}
+    process = subprocess.Popen([sys.executable, "-m", "leaving_case"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env, cwd=tmp_path, preexec_fn=stops_as_in_a_terminal)
+    try:
+        assert process.stdout.readline().strip() == "over"
+        import time
+
+        time.sleep(0.3)  # in Python's exit, waiting for the thread
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert err == "error: interrupted; everything rcyc started has been stopped\n"
