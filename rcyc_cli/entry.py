@@ -1,9 +1,8 @@
 """The ``rcyc`` command's entry point (pyproject's console script). A Ctrl-C (or SIGTERM, SIGHUP) while Python
 still loads the CLI (click and the commands: the first tenth of a second or so) ends it as any stop does, with
 one error line and exit 130 (143, 129), not with a KeyboardInterrupt traceback from inside an import or a
-death by the signal. Once loaded, ``main.main``
-installs rcyc's own stop handling. Only the console script comes here: a test or a library that imports
-``rcyc_cli.main`` keeps its own SIGINT handling."""
+death by the signal. Once loaded, ``main.main`` installs rcyc's own stop handling in place of this guard. Only
+the console script comes here: a test or a library that imports ``rcyc_cli.main`` keeps its own handling."""
 
 from __future__ import annotations
 

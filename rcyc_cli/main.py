@@ -139,6 +139,7 @@ class Terminated(KeyboardInterrupt):
 
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STILL_STOPPING = b"rcyc: still stopping what it started (kill -9 abandons it, and leaves it behind)\n"
 # Set while the group runs the command (RcycGroup.invoke). Outside it (click parsing the arguments, writing
 # --help, closing the root context's resources once the command is over) a stop raises SystemExit with its
 # status: a KeyboardInterrupt there would reach click, which says "Aborted!" and exits 1.
@@ -153,7 +154,6 @@ def stop_message(signum: int) -> str:
 
 def stop_status(signum: int) -> int:
     return ExitStatus.INTERRUPTED if signum == signal.SIGINT else 128 + signum
-STILL_STOPPING = b"rcyc: still stopping what it started (kill -9 abandons it, and leaves it behind)\n"
 
 
 def stop_like_ctrl_c(loading_guard=None) -> None:
