@@ -318,17 +318,17 @@ class ProcessSandbox(Sandbox):
 
     def stop(self) -> None:
         if self.process:
-            # The whole session: the runtime child too, even when the emulator itself already died.
+            # The whole session: the runtime child too, even when the emulator itself already died. The emulator
+            # starts its runtime in a process group of its own (in its session): signalling the emulator's group
+            # left the runtime to its watcher, alive up to a quarter second after stop() returned.
             for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
+                if not _signal_session(self.process.pid, sig):
                     break
                 try:
                     self.process.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     continue
-                if _group_gone(self.process.pid, timeout=2):  # the runtime too: it outlived the emulator by a few ms
+                if _session_gone(self.process.pid, timeout=2):
                     break
             self.process.wait()
         if self._workdir:
@@ -356,22 +356,38 @@ def _peak_mb(pid: int | None) -> float | None:
     return None
 
 
-def _group_gone(pgid: int, timeout: float) -> bool:
-    """Whether every process of the group ``pgid`` has ended (a zombie has) within ``timeout`` seconds. Waiting
-    for the emulator alone let its runtime child, signalled with it, still be exiting when stop() returned."""
+def _session_members(sid: int) -> list[int]:
+    """The live processes (zombies are not) of the session ``sid``: the emulator, its leader, and its runtime."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[3] == str(sid) and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _signal_session(sid: int, sig: int) -> bool:
+    """``sig`` to every process of the session ``sid``; False when none is left."""
+    members = _session_members(sid)
+    for pid in members:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    return bool(members)
+
+
+def _session_gone(sid: int, timeout: float) -> bool:
+    """Whether every process of the session ``sid`` has ended within ``timeout`` seconds. Waiting for the
+    emulator alone let its runtime, signalled with it, still be exiting when stop() returned."""
     deadline = time.monotonic() + timeout
-    while True:
-        alive = False
-        for entry in Path("/proc").iterdir():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if fields[2] == str(pgid) and fields[0] != "Z":
-                alive = True
-                break
-        if not alive:
-            return True
+    while _session_members(sid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.01)
+    return True
